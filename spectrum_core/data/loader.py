@@ -1,0 +1,254 @@
+"""Load a preference file into one normalised table of pairs, with a report of every row.
+
+The table has one row per pair:
+
+- ``pair_id``: 16 hex digits of a SHA-256 over the prompt, chosen and rejected texts, so the same
+  pair gets the same id in any file, format or order;
+- ``prompt``: the conversation before the response, as ``[{"role", "content"}, ...]`` (empty when
+  two plain texts share no prefix);
+- ``chosen`` / ``rejected``: the final assistant turn of each side, as text;
+- ``source``: where the row was in the file (``line 12``, ``row 7`` ...);
+- ``duplicates``: how many exact copies of this pair were merged into it;
+- ``metadata``: every column the schema did not use, as a dict;
+- ``split``: ``train`` or ``held_out``, grouped by prompt so no prompt is on both sides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .messages import render_plain, shared_prefix_length, split_shared_text_prefix
+from .readers import BadRow, read_rows
+from .report import (
+    BAD_MESSAGES, EMPTY_RESPONSE, IDENTICAL, MULTI_TURN, TOO_LARGE, UNDECODABLE, DataLoadError,
+    DuplicateMerge, LoadReport,
+)
+from .schemas import RawPair, RowError, SchemaError, detect_schema, resolve_columns
+from .split import assign_split
+
+DEFAULT_MAX_TEXT_CHARS = 200_000
+PAIR_COLUMNS = ["pair_id", "prompt", "chosen", "rejected", "split", "source", "duplicates", "metadata"]
+
+
+def _has_undecodable(value: Any) -> bool:
+    """True when text carries bytes that were not valid UTF-8 (kept as lone surrogates)."""
+    if isinstance(value, str):
+        return any("\udc80" <= ch <= "\udcff" for ch in value)
+    if isinstance(value, dict):
+        return any(_has_undecodable(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_undecodable(v) for v in value)
+    return False
+
+
+def _text_length(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(_text_length(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_text_length(v) for v in value)
+    return 0
+
+
+def _repair(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if isinstance(value, dict):
+        return {k: _repair(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_repair(v) for v in value]
+    return value
+
+
+def make_pair_id(prompt: list[dict], chosen: str, rejected: str) -> str:
+    payload = json.dumps([prompt, chosen, rejected], ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+def prompt_key(prompt: list[dict]) -> str:
+    return hashlib.sha256(json.dumps(prompt, ensure_ascii=False, sort_keys=True)
+                          .encode("utf-8")).hexdigest()[:16]
+
+
+def _final_turns(raw: RawPair, chosen_field: str, rejected_field: str) -> tuple[list[dict], str, str]:
+    """Move what chosen and rejected share into the prompt; each must then be one assistant turn."""
+    if (not raw.prompt and len(raw.chosen) == len(raw.rejected) == 1
+            and raw.chosen[0]["role"] == raw.rejected[0]["role"] == "assistant"):
+        # Two plain texts (TRL implicit prompt without speaker markers): the prompt is their
+        # shared leading text.
+        prefix, chosen, rejected = split_shared_text_prefix(raw.chosen[0]["content"],
+                                                            raw.rejected[0]["content"])
+        prompt = [{"role": "user", "content": prefix.strip()}] if prefix.strip() else []
+        return prompt, chosen.strip(), rejected.strip()
+    shared = shared_prefix_length(raw.chosen, raw.rejected)
+    prompt = raw.prompt + raw.chosen[:shared]
+    sides = []
+    for field, rest in ((chosen_field, raw.chosen[shared:]), (rejected_field, raw.rejected[shared:])):
+        if not rest:
+            if len(raw.chosen) == len(raw.rejected):
+                raise RowError(chosen_field, IDENTICAL, "the two conversations are the same")
+            raise RowError(field, EMPTY_RESPONSE, "nothing after the turns both sides share")
+        if len(rest) > 1:
+            raise RowError(field, MULTI_TURN,
+                           f"{len(rest)} turns after the shared prompt; Spectrum compares one final "
+                           "assistant turn per side")
+        if rest[0]["role"] != "assistant":
+            raise RowError(field, BAD_MESSAGES,
+                           f"the response turn is from '{rest[0]['role']}', not the assistant")
+        sides.append(rest[0]["content"].strip())
+    return prompt, sides[0], sides[1]
+
+
+@dataclass
+class PreferenceDataset:
+    """Normalised preference pairs plus the report of how they were loaded."""
+
+    pairs: pd.DataFrame
+    report: LoadReport
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def split(self, name: str) -> pd.DataFrame:
+        return self.pairs[self.pairs["split"] == name]
+
+    def to_trl_records(self, split: str | None = None) -> list[dict]:
+        """TRL's explicit-prompt conversational format: prompt, chosen, rejected as messages."""
+        frame = self.pairs if split is None else self.split(split)
+        return [{
+            "pair_id": row.pair_id,
+            "prompt": list(row.prompt),
+            "chosen": [{"role": "assistant", "content": row.chosen}],
+            "rejected": [{"role": "assistant", "content": row.rejected}],
+        } for row in frame.itertuples()]
+
+    def save(self, folder: Path) -> None:
+        """pairs.parquet (prompt and metadata as JSON text) and report.json."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        frame = self.pairs.copy()
+        frame["prompt"] = [json.dumps(p, ensure_ascii=False) for p in frame["prompt"]]
+        frame["metadata"] = [json.dumps(m, ensure_ascii=False, default=str) for m in frame["metadata"]]
+        frame.to_parquet(folder / "pairs.parquet", index=False)
+        (folder / "report.json").write_text(json.dumps(self.report.to_dict(), indent=1,
+                                                       ensure_ascii=False, default=str))
+
+    @classmethod
+    def load(cls, folder: Path) -> "PreferenceDataset":
+        folder = Path(folder)
+        frame = pd.read_parquet(folder / "pairs.parquet")
+        frame["prompt"] = [json.loads(p) for p in frame["prompt"]]
+        frame["metadata"] = [json.loads(m) for m in frame["metadata"]]
+        report = LoadReport.from_dict(json.loads((folder / "report.json").read_text()))
+        return cls(frame, report)
+
+
+def load_preferences(
+    path: str | Path,
+    *,
+    schema: str | None = None,
+    column_map: dict[str, str] | None = None,
+    file_format: str | None = None,
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
+    held_out_fraction: float = 0.2,
+    seed: int = 0,
+) -> PreferenceDataset:
+    """Read a preference file in any accepted format and schema.
+
+    Rows that cannot be used are rejected with file, place, field and reason in the report;
+    exact duplicates are merged and counted. Raises ``DataLoadError`` when the file itself cannot
+    be read or yields no usable pair, and ``SchemaError`` when no schema fits its columns.
+    """
+    path = Path(path)
+    report = LoadReport(file=str(path), column_map=dict(column_map or {}))
+    report.file_format, rows = read_rows(path, file_format)
+
+    raw_rows = []
+    for row in rows:
+        report.rows_read += 1
+        if isinstance(row, BadRow):
+            report.reject(row.location, None, row.reason, row.detail)
+        else:
+            raw_rows.append(row)
+    columns: list[str] = list(dict.fromkeys(k for row in raw_rows for k in row.values))
+    report.columns_found = columns
+    if not raw_rows:
+        raise DataLoadError(f"{path}: no rows could be read.\n{report.summary()}", report)
+    try:
+        cols = resolve_columns(columns, column_map)
+        chosen_schema = detect_schema(columns, cols, schema)
+    except SchemaError as exc:
+        raise SchemaError(f"{path}: {exc}") from None
+    report.schema = chosen_schema.name
+
+    records: list[dict] = []
+    seen: dict[str, int] = {}
+    repaired_metadata = 0
+    for row in raw_rows:
+        try:
+            raw = chosen_schema.build(row.values, cols)
+            for column in raw.used_columns:
+                value = row.values.get(column)
+                if _has_undecodable(value):
+                    raise RowError(column, UNDECODABLE, "bytes that are not valid UTF-8")
+                size = _text_length(value)
+                if size > max_text_chars:
+                    raise RowError(column, TOO_LARGE, f"{size:,} characters; limit {max_text_chars:,}")
+            chosen_field = cols.get(raw.chosen_field, raw.chosen_field)
+            rejected_field = cols.get(raw.rejected_field, raw.rejected_field)
+            prompt, chosen, rejected = _final_turns(raw, chosen_field, rejected_field)
+            for field, text in ((chosen_field, chosen), (rejected_field, rejected)):
+                if not text:
+                    raise RowError(field, EMPTY_RESPONSE)
+            if chosen == rejected:
+                raise RowError(chosen_field, IDENTICAL)
+        except RowError as exc:
+            report.reject(row.location, exc.field, exc.reason, exc.detail)
+            continue
+        pair_id = make_pair_id(prompt, chosen, rejected)
+        if pair_id in seen:
+            kept = records[seen[pair_id]]
+            kept["duplicates"] += 1
+            report.duplicates.append(DuplicateMerge(row.location, kept["source"], pair_id))
+            continue
+        metadata = {k: v for k, v in row.values.items() if k not in raw.used_columns}
+        if _has_undecodable(metadata):
+            metadata = _repair(metadata)
+            repaired_metadata += 1
+        seen[pair_id] = len(records)
+        records.append({"pair_id": pair_id, "prompt": prompt, "chosen": chosen,
+                        "rejected": rejected, "source": row.location, "duplicates": 0,
+                        "metadata": metadata})
+
+    report.rows_kept = len(records)
+    report.pairs_without_prompt = sum(1 for r in records if not r["prompt"])
+    swapped = {make_pair_id(r["prompt"], r["rejected"], r["chosen"]) for r in records}
+    report.conflicting_pairs = sum(1 for r in records if r["pair_id"] in swapped)
+    if repaired_metadata:
+        report.warnings.append(f"{repaired_metadata} rows had invalid UTF-8 in metadata columns; "
+                               "those bytes were replaced with U+FFFD (the pairs themselves are intact)")
+    if not records:
+        raise DataLoadError(f"{path}: no usable pairs.\n{report.summary()}", report)
+    pairs = pd.DataFrame.from_records(records)
+    pairs["split"] = assign_split([prompt_key(p) for p in pairs["prompt"]],
+                                  held_out_fraction=held_out_fraction, seed=seed)
+    return PreferenceDataset(pairs[PAIR_COLUMNS], report)
+
+
+def describe_pair(row: Any, max_chars: int = 400) -> str:
+    """A short printable view of one pair, for the CLI."""
+    def clip(text: str) -> str:
+        return text if len(text) <= max_chars else text[:max_chars] + " …"
+    return "\n".join([
+        f"pair {row['pair_id']} ({row['source']}, {row['split']})",
+        "  PROMPT:   " + clip(render_plain(row["prompt"]) or "(none)").replace("\n", "\n            "),
+        "  CHOSEN:   " + clip(row["chosen"]).replace("\n", "\n            "),
+        "  REJECTED: " + clip(row["rejected"]).replace("\n", "\n            "),
+    ])

@@ -1,0 +1,242 @@
+"""Read preference files into raw rows, each tagged with where it came from.
+
+Formats: JSONL, JSON, CSV/TSV and Parquet, each optionally gzipped, and Hugging Face ``datasets``
+folders written by ``save_to_disk``. Text is decoded as UTF-8 with ``surrogateescape``, so one bad
+byte costs only the row (and field) it sits in: the loader finds the escaped bytes later and
+rejects that row by name instead of failing the whole file. Nothing here unpickles anything.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import math
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from .report import NOT_AN_OBJECT, UNPARSEABLE, DataLoadError
+
+FORMATS = ("jsonl", "json", "csv", "tsv", "parquet", "hf-datasets")
+_SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
+                   ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+@dataclass
+class RawRow:
+    location: str
+    values: dict[str, Any]
+
+
+@dataclass
+class BadRow:
+    location: str
+    reason: str
+    detail: str = ""
+
+
+def detect_format(path: Path) -> tuple[str, bool]:
+    """(format, gzipped) from the file name; a folder is a saved ``datasets`` dataset."""
+    if path.is_dir():
+        return "hf-datasets", False
+    suffixes = [s.lower() for s in path.suffixes]
+    gzipped = bool(suffixes) and suffixes[-1] == ".gz"
+    if gzipped:
+        suffixes = suffixes[:-1]
+    fmt = _SUFFIX_FORMATS.get(suffixes[-1]) if suffixes else None
+    if fmt is None:
+        raise DataLoadError(
+            f"{path}: unknown file type {''.join(path.suffixes) or '(no extension)'}; accepted: "
+            ".jsonl, .json, .csv, .tsv, .parquet (each optionally .gz) or a folder saved with "
+            "datasets' save_to_disk."
+        )
+    return fmt, gzipped
+
+
+def read_bytes(path: Path, gzipped: bool) -> bytes:
+    data = path.read_bytes()
+    if not gzipped:
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataLoadError(f"{path}: not a complete gzip archive ({exc}).") from None
+
+
+def decode_text(data: bytes) -> str:
+    """UTF-8 (a BOM is dropped), or UTF-16 when the file starts with a UTF-16 BOM."""
+    if data.startswith(b"\xff\xfe") or data.startswith(b"\xfe\xff"):
+        return data.decode("utf-16")  # strict: read_rows turns a failure into a file-level error
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    return data.decode("utf-8", errors="surrogateescape")
+
+
+def _plain(value: Any) -> Any:
+    """Arrow / numpy values as plain Python (lists, dicts, str, int, float, None)."""
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _jsonl_rows(path: Path, text: str) -> Iterator[RawRow | BadRow]:
+    # Split on "\n" only: str.splitlines() would also split on U+2028 and friends, which may
+    # legitimately sit inside JSON strings.
+    for number, line in enumerate(text.split("\n"), start=1):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        try:
+            value = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            yield BadRow(f"line {number}", UNPARSEABLE, f"invalid JSON: {exc.msg} at column {exc.colno}")
+            continue
+        if not isinstance(value, dict):
+            yield BadRow(f"line {number}", NOT_AN_OBJECT, f"found a JSON {type(value).__name__}")
+            continue
+        yield RawRow(f"line {number}", value)
+
+
+def _json_rows(path: Path, text: str) -> Iterator[RawRow | BadRow]:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":
+            # Several JSON objects one per line: a JSONL file with a .json name.
+            yield from _jsonl_rows(path, text)
+            return
+        raise DataLoadError(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
+            "the file may be truncated."
+        ) from None
+    records = document
+    if isinstance(document, dict):
+        lists = [v for v in document.values() if isinstance(v, list)]
+        columnar = (len(document) > 1 and len(lists) == len(document)
+                    and len({len(v) for v in lists}) == 1
+                    and not any(isinstance(v[0], dict) for v in lists if v))
+        if columnar:
+            # {"prompt": [...], "chosen": [...], "rejected": [...]}
+            keys = list(document)
+            records = [dict(zip(keys, values)) for values in zip(*document.values())]
+        elif len(lists) == 1:
+            # A wrapper such as {"data": [...]} or {"train": [...]}.
+            records = lists[0]
+        else:
+            records = [document]
+    if not isinstance(records, list):
+        raise DataLoadError(f"{path}: expected a JSON list of objects, found a {type(records).__name__}.")
+    for index, value in enumerate(records, start=1):
+        if isinstance(value, dict):
+            yield RawRow(f"item {index}", value)
+        else:
+            yield BadRow(f"item {index}", NOT_AN_OBJECT, f"found a JSON {type(value).__name__}")
+
+
+def _csv_rows(path: Path, text: str, delimiter: str) -> Iterator[RawRow | BadRow]:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as exc:
+        raise DataLoadError(f"{path}: cannot read the CSV header ({exc}).") from None
+    header = [h.strip() for h in header]
+    if len(set(header)) != len(header):
+        dupes = sorted({h for h in header if header.count(h) > 1})
+        raise DataLoadError(f"{path}: the CSV header repeats column names {dupes}.")
+    while True:
+        start_line = reader.line_num + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield BadRow(f"line {start_line}", UNPARSEABLE, f"CSV error: {exc}")
+            continue
+        if not fields or all(not f.strip() for f in fields) and len(fields) <= 1:
+            continue
+        if len(fields) != len(header):
+            yield BadRow(f"line {start_line}", UNPARSEABLE,
+                         f"{len(fields)} fields where the header has {len(header)}")
+            continue
+        yield RawRow(f"line {start_line}", {h: (f if f != "" else None) for h, f in zip(header, fields)})
+
+
+def _arrow_rows(table, location_prefix: str = "") -> Iterator[RawRow]:
+    index = 0
+    for batch in table.to_batches(max_chunksize=1024):
+        for record in batch.to_pylist():
+            index += 1
+            yield RawRow(f"{location_prefix}row {index}", _plain(record))
+
+
+def _parquet_rows(path: Path, data: bytes) -> Iterator[RawRow | BadRow]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except (pa.ArrowException, OSError) as exc:
+        raise DataLoadError(f"{path}: not a readable Parquet file ({exc}).") from None
+    yield from _arrow_rows(table)
+
+
+def _hf_rows(path: Path) -> Iterator[RawRow | BadRow]:
+    import datasets
+
+    if not ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()
+            or (path / "state.json").exists()):
+        raise DataLoadError(
+            f"{path}: a folder, but not one written by datasets' save_to_disk "
+            "(no dataset_info.json, state.json or dataset_dict.json)."
+        )
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except Exception as exc:  # noqa: BLE001 - datasets raises many types; the message matters
+        raise DataLoadError(f"{path}: datasets could not load this folder ({exc}).") from None
+    if isinstance(loaded, datasets.DatasetDict):
+        for split, dataset in loaded.items():
+            for row in _arrow_rows(dataset.data.table, f"split {split} "):
+                row.values.setdefault("hf_split", split)
+                yield row
+    else:
+        yield from _arrow_rows(loaded.data.table)
+
+
+def read_rows(path: Path, file_format: str | None = None) -> tuple[str, Iterator[RawRow | BadRow]]:
+    """(format name, iterator of rows). Raises DataLoadError for a file that cannot be read."""
+    path = Path(path)
+    if not path.exists():
+        raise DataLoadError(f"{path}: no such file or folder.")
+    fmt, gzipped = detect_format(path)
+    if file_format:
+        if file_format not in FORMATS:
+            raise DataLoadError(f"{path}: unknown format {file_format!r}; use one of {', '.join(FORMATS)}.")
+        fmt = file_format
+    label = fmt + (".gz" if gzipped else "")
+    if fmt == "hf-datasets":
+        return label, _hf_rows(path)
+    data = read_bytes(path, gzipped)
+    if fmt == "parquet":
+        return label, _parquet_rows(path, data)
+    if b"\x00" in data[:4096] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataLoadError(f"{path}: contains NUL bytes; this looks like a binary file, not {fmt}.")
+    try:
+        text = decode_text(data)
+    except UnicodeDecodeError as exc:
+        raise DataLoadError(f"{path}: starts with a UTF-16 byte-order mark but is not valid UTF-16 ({exc.reason}).") from None
+    if fmt == "jsonl":
+        return label, _jsonl_rows(path, text)
+    if fmt == "json":
+        return label, _json_rows(path, text)
+    return label, _csv_rows(path, text, "\t" if fmt == "tsv" else ",")

@@ -1,0 +1,65 @@
+"""Open the workspace's SQLite database: WAL mode, a busy timeout, and migrations on open."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from .schema import MIGRATIONS, SCHEMA_VERSION
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+class WorkspaceVersionError(RuntimeError):
+    """The database was written by a newer Spectrum than this one."""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection in autocommit mode; use ``transaction`` for multi-statement writes.
+
+    WAL lets readers (the UI) run while a writer (a job) writes; the busy timeout makes
+    concurrent writers wait for each other instead of failing with "database is locked".
+    """
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                           check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE takes the write lock up front, so a read-then-write cannot be raced."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
+    """Apply the migrations between the database's version and ``target``; return the new version."""
+    if target > SCHEMA_VERSION:
+        raise ValueError(f"No migration {target}; the newest is {SCHEMA_VERSION}.")
+    with transaction(conn):
+        current = schema_version(conn)  # read under the lock: another process may have migrated
+        if current > SCHEMA_VERSION:
+            raise WorkspaceVersionError(
+                f"This workspace uses schema version {current}, newer than this Spectrum "
+                f"understands ({SCHEMA_VERSION}); upgrade Spectrum to open it.")
+        for version in range(current, target):
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+        return max(current, target)
