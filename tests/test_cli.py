@@ -1,0 +1,49 @@
+"""The command line on the bundled data."""
+
+from __future__ import annotations
+
+import json
+
+from spectrum_core.cli import main
+from tests.conftest import HH_FILE, LLAMAFACTORY_FILE
+
+
+def test_data_inspect_prints_report_and_pairs(capsys):
+    assert main(["data", "inspect", str(HH_FILE), "--show", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "Rows read: 2312   kept: 2303   rejected: 9" in out
+    assert "line 87, field 'chosen': empty response" in out
+    assert out.count("PROMPT:") == 2 and "Split (grouped by prompt)" in out
+
+
+def test_data_inspect_json(capsys):
+    assert main(["data", "inspect", str(LLAMAFACTORY_FILE), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["duplicates_merged"] == 5 and report["schema"] == "llamafactory"
+
+
+def test_bad_file_is_a_clean_error(tmp_path, capsys):
+    path = tmp_path / "pairs.csv"
+    path.write_text("question,answer\nhi,there\n")
+    assert main(["data", "inspect", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: No accepted schema") and "Traceback" not in err
+    assert main(["data", "inspect", str(path), "--map", "prompt=question", "--map", "chosen=answer",
+                 "--map", "rejected=question"]) == 0
+
+
+def test_data_add_and_workspace_info(tmp_path, capsys):
+    workspace = str(tmp_path / "ws")
+    assert main(["--workspace", workspace, "data", "add", str(LLAMAFACTORY_FILE)]) == 0
+    assert main(["--workspace", workspace, "data", "add", str(LLAMAFACTORY_FILE)]) == 0
+    out = capsys.readouterr().out
+    assert "added: 295 pairs kept" in out and "already in the workspace" in out
+    assert main(["--workspace", workspace, "workspace", "info"]) == 0
+    assert "dataset 1: llamafactory-dpo-en-demo.jsonl - 295 pairs" in capsys.readouterr().out
+
+
+def test_model_prepare_and_check(capsys, bundled_model):
+    assert main(["model", "prepare", "--generate", "Say hello."]) == 0
+    out = capsys.readouterr().out
+    assert "Model bundled ready" in out and "30 layers" in out
+    assert "ended at end-of-sequence" in out

@@ -1,0 +1,153 @@
+"""The workspace database: concurrent processes, migrations, append-only log, reused artifacts."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+
+import pytest
+
+from spectrum_core.workspace import SCHEMA_VERSION, Workspace, WorkspaceVersionError, artifact_key
+from spectrum_core.workspace.database import connect
+from tests.conftest import HH_FILE, LLAMAFACTORY_FILE
+
+N_PER_PROCESS = 150
+
+
+def _decide_many(root: str, name: str, start_event) -> None:
+    start_event.wait()
+    workspace = Workspace(root, user=name)  # both processes may migrate a brand-new database
+    job = workspace.create_job("audit", {"writer": name})
+    for i in range(N_PER_PROCESS):
+        workspace.decide(job, f"feature-{i}", "suppress" if i % 2 else "keep",
+                         reason=f"{name} {i}", stats={"q": i / 1000})
+
+
+def test_two_processes_at_once_lose_nothing(tmp_path):
+    root = str(tmp_path / "shared")
+    context = multiprocessing.get_context("spawn")
+    start = context.Event()
+    workers = [context.Process(target=_decide_many, args=(root, name, start)) for name in ("ana", "ben")]
+    for worker in workers:
+        worker.start()
+    start.set()
+    for worker in workers:
+        worker.join(timeout=120)
+        assert worker.exitcode == 0
+    workspace = Workspace(root)
+    assert workspace.current_schema_version() == SCHEMA_VERSION
+    jobs = workspace.jobs("audit")
+    assert len(jobs) == 2
+    for job in jobs:
+        decisions = workspace.decisions(job["id"])
+        assert len(decisions) == N_PER_PROCESS
+        assert {d["decided_by"] for d in decisions} == {job["config"]["writer"]}
+    log = workspace.audit_log("decision")
+    assert len(log) == 2 * N_PER_PROCESS
+    with connect(workspace.db_path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_migration_from_an_older_schema_keeps_data(tmp_path):
+    old = Workspace(tmp_path, migrate_to=1, user="old")
+    assert old.current_schema_version() == 1
+    record = old.add_dataset(LLAMAFACTORY_FILE)
+    job = old.create_job("audit", {"layer": 15}, dataset_id=record["id"])
+    with connect(old.db_path) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "concept_decisions" not in tables
+
+    new = Workspace(tmp_path, user="new")
+    assert new.current_schema_version() == SCHEMA_VERSION == 2
+    assert new.datasets()[0]["rows_kept"] == 295
+    assert new.job(job)["config"] == {"layer": 15}
+    decision = new.decide(job, "feature-7", "amplify", strength=2.0, reason="wanted")
+    assert new.current_decisions(job)["feature-7"]["id"] == decision
+    assert [e["action"] for e in new.audit_log()] == ["dataset.add", "job.create", "decision.add"]
+
+
+def test_newer_schema_is_refused(tmp_path):
+    Workspace(tmp_path)
+    with connect(tmp_path / "spectrum.db") as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(WorkspaceVersionError, match="newer"):
+        Workspace(tmp_path)
+
+
+def test_audit_log_is_append_only(tmp_path):
+    workspace = Workspace(tmp_path)
+    workspace.log("note", "workspace", payload={"text": "hello"})
+    with connect(workspace.db_path) as conn:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("UPDATE audit_log SET user = 'mallory'")
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("DELETE FROM audit_log")
+    assert workspace.audit_log()[0]["payload"] == {"text": "hello"}
+
+
+def test_undo_is_logged_and_the_previous_decision_stays_on_record(tmp_path):
+    workspace = Workspace(tmp_path, user="ana")
+    job = workspace.create_job("audit", {})
+    first = workspace.decide(job, "f1", "suppress", reason="refusal bias", stats={"q": 1e-9})
+    workspace.undo_decision(first, reason="misread the card", user="ben")
+    assert workspace.current_decisions(job) == {}
+    with pytest.raises(ValueError, match="already undone"):
+        workspace.undo_decision(first)
+    second = workspace.decide(job, "f1", "keep")
+    assert workspace.current_decisions(job)["f1"]["id"] == second
+    history = workspace.decisions(job)
+    assert history[0]["undone_by"] == "ben" and history[0]["stats"] == {"q": 1e-9}
+    actions = [(e["action"], e["user"]) for e in workspace.audit_log("decision")]
+    assert actions == [("decision.add", "ana"), ("decision.undo", "ben"), ("decision.add", "ana")]
+    with pytest.raises(ValueError, match="Unknown action"):
+        workspace.decide(job, "f1", "delete")
+
+
+def test_same_dataset_twice_reuses_the_first_load(tmp_path):
+    workspace = Workspace(tmp_path)
+    first = workspace.add_dataset(HH_FILE)
+    assert not first["reused"] and first["rows_kept"] == 2303
+    again = workspace.add_dataset(HH_FILE)
+    assert again["reused"] and again["id"] == first["id"]
+    other = workspace.add_dataset(HH_FILE, held_out_fraction=0.5)
+    assert not other["reused"] and other["artifact_key"] != first["artifact_key"]
+    assert len(workspace.datasets()) == 2
+    loaded = workspace.load_dataset(first["id"])
+    assert len(loaded) == 2303 and loaded.report.rows_read == 2312
+
+
+def test_artifact_keys_depend_only_on_content():
+    a = artifact_key("audit", {"layer": 15, "model": "bundled", "sae": {"k": 32, "width": 2048}})
+    b = artifact_key("audit", {"sae": {"width": 2048, "k": 32}, "model": "bundled", "layer": 15})
+    c = artifact_key("audit", {"layer": 16, "model": "bundled", "sae": {"k": 32, "width": 2048}})
+    assert a == b != c and a.startswith("audit-")
+
+
+def test_jobs_are_found_by_configuration(tmp_path):
+    workspace = Workspace(tmp_path)
+    config = {"dataset": 1, "layer": 15}
+    job = workspace.create_job("audit", config)
+    assert workspace.find_job("audit", config)["id"] == job  # queued counts as reusable
+    workspace.update_job(job, status="failed", error="out of memory")
+    assert workspace.find_job("audit", config) is None
+    assert workspace.job(job)["error"] == "out of memory"
+    with pytest.raises(ValueError, match="Unknown job status"):
+        workspace.update_job(job, status="exploded")
+    with pytest.raises(ValueError, match="Cannot set"):
+        workspace.update_job(job, kind="tune")
+
+
+def test_workspace_location_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPECTRUM_WORKSPACE", str(tmp_path / "from-env"))
+    assert Workspace().root == (tmp_path / "from-env").resolve()
+    assert (tmp_path / "from-env" / "spectrum.db").is_file()
+
+
+def test_labels_and_plans(tmp_path):
+    workspace = Workspace(tmp_path)
+    job = workspace.create_job("audit", {})
+    workspace.set_label(job, "f3", "refuses politely", source="auto")
+    workspace.set_label(job, "f3", "deflects the request")
+    assert workspace.labels(job) == {"f3": "deflects the request"}
+    plan_id = workspace.save_plan(job, "concepts:\n  f3: suppress\n")
+    assert plan_id == 1
