@@ -1,0 +1,85 @@
+"""The frame every page shares: workspace, user and dataset, chosen once in the sidebar.
+
+Streamlit state holds only handles (ids); what they point to lives in the workspace database, so a
+reload or a second browser tab sees the same thing. The chosen dataset also goes in the URL.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from spectrum_core.data import PreferenceDataset
+from spectrum_core.workspace import Workspace, default_user
+
+ROOT = Path(__file__).resolve().parent.parent
+BUNDLED_DATA = {
+    "HH-RLHF harmless-base (test, 2,312 rows)": ROOT / "data" / "hh-rlhf-harmless-base-test.jsonl.gz",
+    "LLaMA-Factory DPO demo (300 rows)": ROOT / "data" / "llamafactory-dpo-en-demo.jsonl",
+}
+DEMO_NAME = "HH-RLHF harmless-base (demo)"
+
+
+@dataclass
+class Frame:
+    workspace: Workspace
+    user: str
+    dataset_id: int | None
+
+    def dataset(self) -> PreferenceDataset | None:
+        if self.dataset_id is None:
+            return None
+        return load_pairs(str(self.workspace.root), self.dataset_id)
+
+
+@st.cache_resource(show_spinner=False)
+def open_workspace(root: str) -> Workspace:
+    return Workspace(root)
+
+
+@st.cache_resource(show_spinner="Reading pairs ...", max_entries=8)
+def load_pairs(root: str, dataset_id: int) -> PreferenceDataset:
+    return open_workspace(root).load_dataset(dataset_id)
+
+
+def _workspace_root() -> str:
+    return str(Path(os.environ.get("SPECTRUM_WORKSPACE") or "workspace").resolve())
+
+
+def build_frame() -> Frame:
+    """Draw the sidebar and return the shared selection. Adds the demo on a first open.
+
+    Every page calls this first (rather than app.py calling it once) so that a page run on its
+    own, as Streamlit's AppTest does on reruns, still gets the same frame."""
+    workspace = open_workspace(_workspace_root())
+    if not workspace.datasets():
+        with st.spinner("Loading the bundled HH-RLHF demo into a new workspace ..."):
+            workspace.add_dataset(BUNDLED_DATA["HH-RLHF harmless-base (test, 2,312 rows)"], name=DEMO_NAME)
+    with st.sidebar:
+        st.caption(f"Workspace: `{workspace.root}`")
+        if "user" not in st.session_state:
+            st.session_state["user"] = default_user()
+        user = st.text_input("Your name (recorded with every decision)", key="user").strip() or default_user()
+        datasets = {d["id"]: d for d in workspace.datasets()}
+        wanted = st.query_params.get("dataset")
+        ids = list(datasets)[::-1]  # newest first
+        current = st.session_state.get("current_dataset")
+        if current not in datasets:
+            current = int(wanted) if wanted and wanted.isdigit() and int(wanted) in datasets else ids[0]
+        # No widget key: the choice lives in "current_dataset", which other pages may also set.
+        dataset_id = st.selectbox(
+            "Dataset", ids, index=ids.index(current),
+            format_func=lambda i: f"{datasets[i]['name']} · {datasets[i]['rows_kept']:,} pairs (#{i})")
+        st.session_state["current_dataset"] = dataset_id
+        st.query_params["dataset"] = str(dataset_id)
+    workspace.user = user
+    return Frame(workspace=workspace, user=user, dataset_id=dataset_id)
+
+
+def select_dataset(dataset_id: int) -> None:
+    """Make a newly added dataset the current one (before the sidebar widget is drawn again)."""
+    st.session_state["current_dataset"] = dataset_id
+    st.query_params["dataset"] = str(dataset_id)

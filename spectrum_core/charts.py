@@ -1,0 +1,52 @@
+"""Plotly figures for the app. Built here, not in the pages, so they are tested without a browser."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+CHOSEN_COLOUR, REJECTED_COLOUR = "#2a9d8f", "#e76f51"
+
+
+def response_lengths(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Characters and words of each side's response, one row per pair."""
+    return pd.DataFrame({
+        "pair_id": pairs["pair_id"],
+        "chosen_chars": pairs["chosen"].str.len(),
+        "rejected_chars": pairs["rejected"].str.len(),
+        "chosen_words": pairs["chosen"].str.split().str.len(),
+        "rejected_words": pairs["rejected"].str.split().str.len(),
+    })
+
+
+def length_histogram(pairs: pd.DataFrame, unit: str = "words") -> go.Figure:
+    """Overlaid histograms of chosen and rejected response lengths."""
+    lengths = response_lengths(pairs)
+    figure = go.Figure()
+    for side, colour in (("chosen", CHOSEN_COLOUR), ("rejected", REJECTED_COLOUR)):
+        values = lengths[f"{side}_{unit}"]
+        figure.add_trace(go.Histogram(
+            x=values, name=f"{side} (median {values.median():.0f})", marker_color=colour,
+            opacity=0.6, nbinsx=60))
+    figure.update_layout(barmode="overlay", xaxis_title=f"response length ({unit})",
+                         yaxis_title="pairs", legend_title_text="", margin=dict(t=30, b=10))
+    return figure
+
+
+def length_scatter(pairs: pd.DataFrame, unit: str = "words") -> go.Figure:
+    """Chosen vs rejected length per pair; points above the diagonal have the longer chosen side."""
+    lengths = response_lengths(pairs)
+    x, y = lengths[f"rejected_{unit}"], lengths[f"chosen_{unit}"]
+    longer = float((y > x).mean() * 100)
+    top = float(max(x.max(), y.max(), 1))
+    figure = go.Figure([
+        go.Scattergl(x=x, y=y, mode="markers", marker=dict(size=5, opacity=0.5, color=CHOSEN_COLOUR),
+                     customdata=lengths["pair_id"], name="pair",
+                     hovertemplate="pair %{customdata}<br>rejected %{x}<br>chosen %{y}<extra></extra>"),
+        go.Scatter(x=[0, top], y=[0, top], mode="lines", line=dict(dash="dot", color="grey"),
+                   name="equal length", hoverinfo="skip"),
+    ])
+    figure.update_layout(xaxis_title=f"rejected ({unit})", yaxis_title=f"chosen ({unit})",
+                         title=f"chosen is longer in {longer:.0f}% of pairs", showlegend=False,
+                         margin=dict(t=40, b=10))
+    return figure

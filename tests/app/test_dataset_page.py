@@ -1,0 +1,77 @@
+"""The app frame and Dataset page, through Streamlit's AppTest, on the bundled data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPECTRUM_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.chdir(ROOT)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    return at
+
+
+def metric_values(at) -> dict:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_first_open_loads_the_demo(app):
+    app.run()
+    assert not app.exception, app.exception
+    assert metric_values(app) == {"Rows read": "2,312", "Pairs kept": "2,303", "Rows rejected": "9",
+                                  "Duplicates merged": "0"}
+    assert app.query_params["dataset"] == "1"
+    assert len(app.get("plotly_chart")) == 2
+
+
+def test_load_the_second_bundled_dataset_and_survive_a_reload(app):
+    app.run()
+    bundled = [s for s in app.selectbox if s.label == "Bundled dataset"][0]
+    bundled.set_value("LLaMA-Factory DPO demo (300 rows)")
+    [b for b in app.button if b.label == "Load bundled dataset"][0].click()
+    app.run()
+    assert not app.exception
+    assert metric_values(app)["Duplicates merged"] == "5"
+    assert app.query_params["dataset"] == "2"
+    # A reload is a fresh session; the workspace and the URL bring the same dataset back.
+    again = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    again.query_params["dataset"] = "2"
+    again.run()
+    assert metric_values(again)["Pairs kept"] == "295"
+
+
+def test_bad_local_file_shows_the_reason(app, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("question,answer\nhi,there\n")
+    app.run()
+    [t for t in app.text_input if t.label.startswith("Path to a file")][0].input(str(bad))
+    app.run()
+    [b for b in app.button if b.label == "Load local file"][0].click()
+    app.run()
+    assert not app.exception
+    assert "could not be used" in app.error[0].value
+    assert "No accepted schema" in app.code[0].value
+    from spectrum_core.workspace import Workspace
+    assert len(Workspace(tmp_path / "ws").datasets()) == 1
+
+
+def test_html_in_responses_is_shown_as_text(app, tmp_path):
+    evil = tmp_path / "evil.jsonl"
+    evil.write_text(json.dumps({"prompt": "hi", "chosen": "<script>alert(1)</script> **bold** [x](javascript:1)",
+                                "rejected": "<img src=x onerror=alert(2)>"}) + "\n")
+    app.run()
+    [t for t in app.text_input if t.label.startswith("Path to a file")][0].input(str(evil))
+    app.run()
+    [b for b in app.button if b.label == "Load local file"][0].click()
+    app.run()
+    assert not app.exception
+    # Responses only reach the page through dataframes and code blocks, which render text verbatim.
+    rendered_markdown = " ".join(m.value for m in app.markdown)
+    assert "<script>" not in rendered_markdown and "onerror" not in rendered_markdown
