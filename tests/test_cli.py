@@ -47,3 +47,10 @@ def test_model_prepare_and_check(capsys, bundled_model):
     out = capsys.readouterr().out
     assert "Model bundled ready" in out and "30 layers" in out
     assert "ended at end-of-sequence" in out
+
+
+def test_unreachable_hub_model_is_one_line(capsys):
+    assert main(["model", "prepare", "spectrum-tests/no-such-model"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert err.startswith("error: Model spectrum-tests/no-such-model is not in the local Hugging Face cache")

@@ -234,7 +234,8 @@ def read_rows(path: Path, file_format: str | None = None) -> tuple[str, Iterator
     try:
         text = decode_text(data)
     except UnicodeDecodeError as exc:
-        raise DataLoadError(f"{path}: starts with a UTF-16 byte-order mark but is not valid UTF-16 ({exc.reason}).") from None
+        raise DataLoadError(f"{path}: starts with a UTF-16 byte-order mark but is not valid "
+                            f"UTF-16 ({exc.reason}).") from None
     if fmt == "jsonl":
         return label, _jsonl_rows(path, text)
     if fmt == "json":

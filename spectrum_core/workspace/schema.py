@@ -107,6 +107,8 @@ MIGRATIONS: list[list[str]] = [
             created_at TEXT NOT NULL,
             created_by TEXT NOT NULL
         )""",
+        # A tuning run records the plan it trains on (its audit is parent_job_id).
+        "ALTER TABLE jobs ADD COLUMN plan_id INTEGER REFERENCES plans(id)",
     ],
 ]
 

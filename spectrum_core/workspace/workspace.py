@@ -199,14 +199,16 @@ class Workspace:
 
     # ----------------------------------------------------------------------------- jobs
     def create_job(self, kind: str, config: dict, *, dataset_id: int | None = None,
-                   parent_job_id: int | None = None, user: str | None = None) -> int:
+                   parent_job_id: int | None = None, plan_id: int | None = None,
+                   user: str | None = None) -> int:
+        """A job row in status ``queued``; the job runner fills in the rest as it goes."""
         user = user or self.user
         with self._db() as conn, transaction(conn):
             cursor = conn.execute(
                 "INSERT INTO jobs (kind, config_json, config_hash, dataset_id, parent_job_id, "
-                "created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "plan_id, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (kind, canonical_json(config), config_hash(config), dataset_id, parent_job_id,
-                 utc_now(), user),
+                 plan_id, utc_now(), user),
             )
             self._log(conn, user, "job.create", "job", cursor.lastrowid, {"kind": kind})
             return cursor.lastrowid

@@ -7,6 +7,7 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from spectrum_core.workspace import Workspace
 from tests.conftest import ROOT
 
 
@@ -47,18 +48,21 @@ def test_load_the_second_bundled_dataset_and_survive_a_reload(app):
     assert metric_values(again)["Pairs kept"] == "295"
 
 
-def test_bad_local_file_shows_the_reason(app, tmp_path):
-    bad = tmp_path / "bad.csv"
-    bad.write_text("question,answer\nhi,there\n")
+def load_local_file(app, path) -> None:
     app.run()
-    [t for t in app.text_input if t.label.startswith("Path to a file")][0].input(str(bad))
+    [t for t in app.text_input if t.label.startswith("Path to a file")][0].input(str(path))
     app.run()
     [b for b in app.button if b.label == "Load local file"][0].click()
     app.run()
     assert not app.exception
+
+
+def test_bad_local_file_shows_the_reason(app, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("question,answer\nhi,there\n")
+    load_local_file(app, bad)
     assert "could not be used" in app.error[0].value
     assert "No accepted schema" in app.code[0].value
-    from spectrum_core.workspace import Workspace
     assert len(Workspace(tmp_path / "ws").datasets()) == 1
 
 
@@ -66,12 +70,11 @@ def test_html_in_responses_is_shown_as_text(app, tmp_path):
     evil = tmp_path / "evil.jsonl"
     evil.write_text(json.dumps({"prompt": "hi", "chosen": "<script>alert(1)</script> **bold** [x](javascript:1)",
                                 "rejected": "<img src=x onerror=alert(2)>"}) + "\n")
-    app.run()
-    [t for t in app.text_input if t.label.startswith("Path to a file")][0].input(str(evil))
-    app.run()
-    [b for b in app.button if b.label == "Load local file"][0].click()
-    app.run()
-    assert not app.exception
-    # Responses only reach the page through dataframes and code blocks, which render text verbatim.
-    rendered_markdown = " ".join(m.value for m in app.markdown)
-    assert "<script>" not in rendered_markdown and "onerror" not in rendered_markdown
+    load_local_file(app, evil)
+    assert metric_values(app)["Pairs kept"] == "1"
+    # Responses reach the page only as dataframe cells and code blocks, which show text verbatim;
+    # no markdown or HTML element carries them.
+    table = app.dataframe[-1].value
+    assert table["chosen"].iloc[0].startswith("<script>alert(1)</script>")
+    rendered_markup = " ".join(m.value for m in [*app.markdown, *app.caption])
+    assert "<script>" not in rendered_markup and "onerror" not in rendered_markup

@@ -52,15 +52,20 @@ def test_migration_from_an_older_schema_keeps_data(tmp_path):
     old = Workspace(tmp_path, migrate_to=1, user="old")
     assert old.current_schema_version() == 1
     record = old.add_dataset(LLAMAFACTORY_FILE)
-    job = old.create_job("audit", {"layer": 15}, dataset_id=record["id"])
     with connect(old.db_path) as conn:
+        # Written as version-1 code wrote it: the jobs table had no plan_id then.
+        job = conn.execute(
+            "INSERT INTO jobs (kind, config_json, config_hash, dataset_id, created_at, created_by) "
+            "VALUES ('audit', '{\"layer\":15}', 'h', ?, '2026-01-01', 'old')", (record["id"],)).lastrowid
+        conn.execute("INSERT INTO audit_log (at, user, action, entity_type, entity_id) "
+                     "VALUES ('2026-01-01', 'old', 'job.create', 'job', ?)", (job,))
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "concept_decisions" not in tables
 
     new = Workspace(tmp_path, user="new")
     assert new.current_schema_version() == SCHEMA_VERSION == 2
     assert new.datasets()[0]["rows_kept"] == 295
-    assert new.job(job)["config"] == {"layer": 15}
+    assert new.job(job)["config"] == {"layer": 15} and new.job(job)["plan_id"] is None
     decision = new.decide(job, "feature-7", "amplify", strength=2.0, reason="wanted")
     assert new.current_decisions(job)["feature-7"]["id"] == decision
     assert [e["action"] for e in new.audit_log()] == ["dataset.add", "job.create", "decision.add"]
@@ -150,4 +155,5 @@ def test_labels_and_plans(tmp_path):
     workspace.set_label(job, "f3", "deflects the request")
     assert workspace.labels(job) == {"f3": "deflects the request"}
     plan_id = workspace.save_plan(job, "concepts:\n  f3: suppress\n")
-    assert plan_id == 1
+    run = workspace.create_job("tune", {"method": "dpo"}, parent_job_id=job, plan_id=plan_id)
+    assert (workspace.job(run)["plan_id"], workspace.job(run)["parent_job_id"]) == (plan_id, job)
