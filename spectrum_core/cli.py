@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -109,7 +108,9 @@ def cmd_app(args) -> int:
                "--server.address", args.address, "--server.port", str(args.port),
                "--server.headless", "true", "--browser.gatherUsageStats", "false"]
     print("Spectrum: open http://%s:%d" % (args.address, args.port), flush=True)
-    return subprocess.call(command, env=env)
+    # Become the Streamlit process (rather than wait on a child), so stopping `spectrum app`
+    # stops the server too.
+    os.execve(sys.executable, command, env)
 
 
 def build_parser() -> argparse.ArgumentParser:

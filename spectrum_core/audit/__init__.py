@@ -1,0 +1,1 @@
+"""The concept audit: activations -> SAE features -> concept hypotheses with statistics."""

@@ -1,0 +1,380 @@
+"""Feature labels: Fightin' Words n-grams, offline labels, and the LLM path against a local fake."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spectrum_core.audit.labels import (
+    LabelCache,
+    LabelingError,
+    LLMEndpoint,
+    LLMLabeler,
+    contrastive_ngrams,
+    offline_label,
+    parse_annotations,
+    parse_label_list,
+    top_activating_tokens,
+)
+
+SECRET = "sk-test-Zq9-never-store-me"
+
+# --------------------------------------------------------------------------------------------
+# Fightin' Words
+# --------------------------------------------------------------------------------------------
+
+HIGH = ["Sorry, I can't.", "sorry sorry no"]
+LOW = ["Sure, I can!", "sure here it is"]
+
+
+def test_contrastive_ngrams_matches_hand_computed_z() -> None:
+    # Counts by hand. high: sorry x3, i, can't, no -> n_h = 6; low: sure x2, i, can, here, it, is
+    # -> n_l = 7. With prior_scale 0.5 the prior is half the pooled counts: a_0 = 0.5 * 13 = 6.5.
+    # "sorry": y_h = 3, y_l = 0, a = 1.5
+    #   delta = log(4.5 / (6 + 6.5 - 3 - 1.5)) - log(1.5 / (7 + 6.5 - 0 - 1.5)) = log(4.5/8) - log(1.5/12)
+    #   var   = 1/4.5 + 1/1.5
+    expected_sorry = (math.log(4.5 / 8) - math.log(1.5 / 12)) / math.sqrt(1 / 4.5 + 1 / 1.5)
+    assert expected_sorry == pytest.approx(1.595315, abs=1e-6)  # = log(4.5) / sqrt(8/9)
+
+    result = dict(contrastive_ngrams(HIGH, LOW, ngram_range=(1, 1), min_count=1, prior_scale=0.5, top_k=50))
+    assert result["sorry"] == pytest.approx(expected_sorry, rel=1e-12)
+    assert "can't" in result  # the apostrophe keeps the word whole
+    assert not {"sure", "can", "here"} & set(result)  # over-represented in LOW: z < 0
+    assert next(iter(result)) == "sorry"
+
+
+def _reference_fightin_words(high: list[str], low: list[str], scale: float) -> dict[str, float]:
+    """Unigram-only, plain-Python Fightin' Words, written independently of the module."""
+    def tokens(texts: list[str]) -> Counter[str]:
+        return Counter(w for t in texts for w in re.findall(r"\w+(?:'\w+)*", t.lower().replace("’", "'")))
+
+    ch, cl = tokens(high), tokens(low)
+    vocab = set(ch) | set(cl)
+    n_h, n_l = sum(ch.values()), sum(cl.values())
+    a0 = scale * (n_h + n_l)
+    out = {}
+    for w in vocab:
+        a = scale * (ch[w] + cl[w])
+        log_odds_high = math.log((ch[w] + a) / (n_h + a0 - ch[w] - a))
+        log_odds_low = math.log((cl[w] + a) / (n_l + a0 - cl[w] - a))
+        delta = log_odds_high - log_odds_low
+        out[w] = delta / math.sqrt(1 / (ch[w] + a) + 1 / (cl[w] + a))
+    return out
+
+
+def test_contrastive_ngrams_agrees_with_reference_and_filters() -> None:
+    high = ["I’m sorry, I can’t help with that.", "Sorry, I don't know.", "I can't do that, sorry."]
+    low = ["Sure! Here is how to do that.", "Here you go: step one, step two.", "Sure, do that now."]
+    reference = _reference_fightin_words(high, low, 0.1)
+    got = contrastive_ngrams(high, low, ngram_range=(1, 1), min_count=2, top_k=100, prior_scale=0.1)
+    assert got, "expected some over-represented words"
+    for word, z in got:
+        assert z == pytest.approx(reference[word], rel=1e-9)
+    counts = Counter(re.findall(r"\w+(?:'\w+)*", " ".join(high + low).lower().replace("’", "'")))
+    kept = [w for w, z in reference.items() if z > 0 and counts[w] >= 2]
+    expected = sorted(kept, key=lambda w: (-reference[w], w))
+    assert [w for w, _ in got] == expected
+    # Curly and straight apostrophes merge ("can't" x2); "i'm" is seen once, below min_count.
+    assert "can't" in dict(got) and "i'm" not in dict(got)
+    top2 = [w for w, _ in contrastive_ngrams(high, low, top_k=2)]
+    assert top2 == [w for w, _ in contrastive_ngrams(high, low)][:2]
+    assert contrastive_ngrams([], []) == [] and contrastive_ngrams(["!!"], ["??"]) == []
+
+
+def test_contrastive_ngrams_on_hh_prefers_refusal_markers(hh_dataset) -> None:
+    pairs = hh_dataset.pairs
+    start = time.perf_counter()
+    top = contrastive_ngrams(pairs["chosen"].tolist(), pairs["rejected"].tolist(), top_k=30)
+    elapsed = time.perf_counter() - start
+    print(f"\nHH chosen-vs-rejected top n-grams ({len(pairs)} pairs, {elapsed:.2f}s):")
+    print(", ".join(f"{g} ({z:.2f})" for g, z in top))
+    markers = {"sorry", "i'm not sure", "not sure", "i don't", "can't", "why"}
+    assert markers & {g for g, _ in top}, f"no refusal/deflection marker in {top}"
+    assert elapsed < 5
+
+
+# --------------------------------------------------------------------------------------------
+# Offline labels
+# --------------------------------------------------------------------------------------------
+
+
+def test_top_activating_tokens_normalises_and_sums() -> None:
+    records = [("Ġsorry", 1.0), (" sorry ", 2.0), ("▁can", 0.5), ("Ġ", 9.0), ("", 1.0), ("\n", 4.0),
+               ("I", 1.5), ("nan", float("nan"))]
+    assert top_activating_tokens(records) == [("sorry", 3.0), ("I", 1.5), ("can", 0.5)]
+    assert top_activating_tokens(records, top_k=1) == [("sorry", 3.0)]
+    assert top_activating_tokens([]) == []
+
+
+HH_LIKE_NGRAMS = [
+    ("i", 7.8), ("sorry", 7.2), ("i'm", 6.8), ("what", 6.7), ("i don't", 6.5), ("i'm sorry", 5.8),
+]
+
+
+def test_offline_label_prefers_phrases_and_adds_probe() -> None:
+    label = offline_label([("sorry", 3.0)], HH_LIKE_NGRAMS, "refusal", 0.62)
+    assert label == "what / i don't / i'm sorry · ≈refusal (r=0.62)"
+    assert offline_label([("sorry", 3.0)], HH_LIKE_NGRAMS, "refusal", 0.62) == label  # deterministic
+    assert offline_label(None, [("sorry", 2.0), ("can't help", 1.5)], "refusal", -0.45) == (
+        "sorry / can't help · ≈refusal (r=-0.45)"
+    )
+
+
+def test_offline_label_drops_weak_probe_and_falls_back() -> None:
+    assert offline_label([], [("sorry", 2.0)], "refusal", 0.29) == "sorry"
+    assert offline_label([], [("sorry", 2.0)], "refusal", float("nan")) == "sorry"
+    assert offline_label([], [("sorry", 2.0)], None, 0.9) == "sorry"
+    assert offline_label([("Sorry", 3.0), ("can", 1.0), ("help", 0.5), ("x", 0.1)], [], None, None) == (
+        "Sorry / can / help"
+    )
+    assert offline_label([], [], None, None) == "unlabelled"
+    assert offline_label(None, None, "refusal", 0.1) == "unlabelled"
+    assert offline_label([], [], "refusal", 0.5) == "≈refusal (r=0.50)"
+
+
+# --------------------------------------------------------------------------------------------
+# Reply parsing
+# --------------------------------------------------------------------------------------------
+
+
+def test_parse_label_list_formats() -> None:
+    both = ["Apologetic refusal", "Weather talk"]
+    assert parse_label_list('["Apologetic refusal", "Weather talk"]') == both
+    assert parse_label_list('[{"label": "A b"}, {"name": "C"}]') == ["A b", "C"]
+    assert parse_label_list('Sure:\n```json\n{"labels": ["A", "B"]}\n```') == ["A", "B"]
+    numbered = "Candidates:\n1. **Apologetic refusal**\n2) Weather talk.\n- apologetic refusal"
+    assert parse_label_list(numbered) == both
+    assert parse_label_list("• one\n• two\n• three", limit=2) == ["one", "two"]
+    long = parse_label_list("1. a b c d e f g h i j k")
+    assert long == ["a b c d e f g h"]
+    assert parse_label_list("Polite deflection") == ["Polite deflection"]
+    assert parse_label_list("") == []
+
+
+def test_parse_annotations_formats() -> None:
+    assert parse_annotations("1: yes\n2: no\n3: Yes.", 3) == [True, False, True]
+    assert parse_annotations("[1] **Yes**\nText 2 - no\n3. YES", 3) == [True, False, True]
+    assert parse_annotations('["yes", "no"]', 2) == [True, False]
+    assert parse_annotations('```json\n[true, false, true]\n```', 3) == [True, False, True]
+    assert parse_annotations('{"1": "no", "2": "yes"}', 2) == [False, True]
+    nested = '{"answers": [{"id": 1, "answer": "yes"}, {"id": 2, "answer": "no"}]}'
+    assert parse_annotations(nested, 2) == [True, False]
+    assert parse_annotations("yes\nno", 2) == [True, False]
+    assert parse_annotations("1: yes\n3: no", 3) == [True, None, False]
+    assert parse_annotations("I cannot tell.", 2) == [None, None]
+
+
+# --------------------------------------------------------------------------------------------
+# LLM path against a fake OpenAI-compatible server on 127.0.0.1
+# --------------------------------------------------------------------------------------------
+
+CANNED_LABELS = (
+    "Here are my candidates:\n1. Apologises with the word sorry\n2. **Talks about the weather**\n"
+    "- Uses formal legal language"
+)
+
+
+class FakeHandler(BaseHTTPRequestHandler):
+    """Deterministic chat completions: an annotator says yes when the label's keyword is in the text."""
+
+    server: FakeServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
+        pass
+
+    def _reply(self, status: int, payload: str) -> None:
+        data = payload.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        auth = self.headers.get("Authorization")
+        self.server.requests.append({"path": self.path, "auth": auth, "body": body})
+        if self.path.startswith("/fail"):  # echoes the header: the error must still not show the key
+            self._reply(500, json.dumps({"error": "boom", "auth": self.headers.get("Authorization")}))
+            return
+        if self.path.startswith("/slow"):
+            time.sleep(1.0)
+        user = body["messages"][-1]["content"]
+        if "candidate labels" in user:
+            content = CANNED_LABELS
+        else:
+            label = re.search(r"Concept: (.*)", user).group(1).lower()
+            keyword = "sorry" if "apolog" in label else "weather" if "weather" in label else None
+            texts = re.findall(r"^\[(\d+)\] (.*)$", user, flags=re.MULTILINE)
+            content = "\n".join(
+                f"{i}: {'yes' if keyword and keyword in text.lower() else 'no'}" for i, text in texts
+            )
+        self._reply(200, json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}))
+
+
+class FakeServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), FakeHandler)
+        self.requests: list[dict[str, Any]] = []
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.fixture
+def fake_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServer]:
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SPECTRUM_LLM_API_KEY", SECRET)
+    server = FakeServer()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+SORRY = [f"I'm sorry, I can't help with request {i}." for i in range(10)]
+OTHER = [f"Here is how to do task {i}, step by step." for i in range(10)]
+# Weather appears evenly on both sides, so the weather label should be uninformative (AUC 0.5).
+SORRY[:5] = [t + " The weather is nice." for t in SORRY[:5]]
+OTHER[:5] = [t + " Check the weather first." for t in OTHER[:5]]
+HELDOUT = SORRY + OTHER
+ACTIVATIONS = [2.0 + 0.1 * i for i in range(10)] + [0.0] * 10
+
+
+def test_label_feature_end_to_end_with_cache(fake_server: FakeServer, tmp_path: Path) -> None:
+    endpoint = LLMEndpoint(base_url=fake_server.base + "/v1/", model="fake-model")
+    cache_path = tmp_path / "labels.jsonl"
+    labeler = LLMLabeler(endpoint, cache_path, timeout=5)
+
+    results = labeler.label_feature(SORRY[5:8], OTHER[5:8], HELDOUT, ACTIVATIONS)
+    assert [r["label"] for r in results] == [
+        "Apologises with the word sorry", "Talks about the weather", "Uses formal legal language",
+    ]
+    assert results[0]["fidelity"] >= 0.9
+    assert results[1]["fidelity"] == pytest.approx(0.5) and results[2]["fidelity"] == pytest.approx(0.5)
+
+    # 1 proposal call + 3 labels x 2 batches of 10 texts.
+    assert len(fake_server.requests) == 7
+    assert {r["path"] for r in fake_server.requests} == {"/v1/chat/completions"}
+    assert all(r["auth"] == f"Bearer {SECRET}" for r in fake_server.requests)
+    assert all(r["body"]["temperature"] == 0 for r in fake_server.requests)
+    assert all(r["body"]["model"] == "fake-model" for r in fake_server.requests)
+
+    # The same requests again, from a fresh labeler on the same cache file: no HTTP at all.
+    fresh = LLMLabeler(endpoint, cache_path, timeout=5)
+    again = fresh.label_feature(SORRY[5:8], OTHER[5:8], HELDOUT, ACTIVATIONS)
+    assert again == results
+    assert len(fake_server.requests) == 7
+
+    cache_text = cache_path.read_text(encoding="utf-8")
+    assert len(cache_text.splitlines()) == 7
+    assert SECRET not in cache_text and "Bearer" not in cache_text
+    assert SECRET not in repr(labeler) and SECRET not in repr(endpoint)
+
+
+def test_annotate_and_fidelity(fake_server: FakeServer, tmp_path: Path) -> None:
+    labeler = LLMLabeler(LLMEndpoint(fake_server.base, "fake-model"), tmp_path / "c.jsonl", timeout=5)
+    answers = labeler.annotate("apologises", HELDOUT)
+    assert answers == [True] * 10 + [False] * 10
+    assert labeler.fidelity("apologises", HELDOUT, ACTIVATIONS) == pytest.approx(1.0)
+    n = len(fake_server.requests)
+    assert labeler.annotate("apologises", HELDOUT) == answers and len(fake_server.requests) == n
+    # Undefined: every activation equal -> NaN without asking the LLM.
+    assert math.isnan(labeler.fidelity("apologises", HELDOUT, [1.0] * len(HELDOUT)))
+    assert math.isnan(labeler.fidelity("apologises", [], []))
+    assert len(fake_server.requests) == n
+    with pytest.raises(ValueError):
+        labeler.fidelity("apologises", HELDOUT, [1.0])
+
+
+def test_http_500_raises_labeling_error_naming_url(fake_server: FakeServer, tmp_path: Path) -> None:
+    endpoint = LLMEndpoint(fake_server.base + "/fail", "fake-model")
+    labeler = LLMLabeler(endpoint, tmp_path / "c.jsonl", timeout=5)
+    with pytest.raises(LabelingError) as info:
+        labeler.propose_labels(["a"], ["b"])
+    message = str(info.value)
+    assert f"{fake_server.base}/fail/chat/completions" in message and "500" in message
+    assert SECRET not in message
+    assert fake_server.requests[-1]["auth"] == f"Bearer {SECRET}"
+    assert not (tmp_path / "c.jsonl").exists()  # failures are not cached
+
+
+def test_timeout_and_unreachable_raise_labeling_error(fake_server: FakeServer, tmp_path: Path) -> None:
+    slow = LLMLabeler(LLMEndpoint(fake_server.base + "/slow", "m"), None, timeout=0.2)
+    with pytest.raises(LabelingError, match=re.escape(f"{fake_server.base}/slow/chat/completions")):
+        slow.propose_labels(["a"], ["b"])
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dead = LLMLabeler(LLMEndpoint(f"http://127.0.0.1:{port}", "m"), None, timeout=2)
+    with pytest.raises(LabelingError, match=f"127.0.0.1:{port}/chat/completions"):
+        dead.annotate("x", ["y"])
+
+
+class ScriptedResponse:
+    def __init__(self, content: str) -> None:
+        self.status_code = 200
+        self.text = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]})
+
+
+class ScriptedClient:
+    """An injected client (the httpx.Client interface) that replays fixed replies."""
+
+    def __init__(self, replies: list[str]) -> None:
+        self.replies = list(replies)
+        self.calls: list[dict[str, Any]] = []
+
+    def post(self, url: str, *, json: Any, headers: dict[str, str], timeout: float) -> ScriptedResponse:
+        self.calls.append({"url": url, "json": json, "headers": headers})
+        return ScriptedResponse(self.replies.pop(0))
+
+
+def test_injected_client_and_retry_of_missing_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SPECTRUM_LLM_API_KEY", raising=False)
+    client = ScriptedClient(["1: yes\n2: no", "1: yes"])  # the first reply skips text 3
+    labeler = LLMLabeler(LLMEndpoint("https://llm.example/v1", "m"), None, client=client)
+    assert labeler.annotate("c", ["a", "b", "c"]) == [True, False, True]
+    assert [c["url"] for c in client.calls] == ["https://llm.example/v1/chat/completions"] * 2
+    assert "Authorization" not in client.calls[0]["headers"]  # no key set -> no header
+    assert "[1] c" in client.calls[1]["json"]["messages"][-1]["content"]
+
+
+def test_label_cache_roundtrip_and_torn_line(tmp_path: Path) -> None:
+    path = tmp_path / "cache.jsonl"
+    cache = LabelCache(path)
+    cache.put("k1", "reply one", model="m")
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write('{"key": "k2", "cont')  # a crash mid-write
+    reloaded = LabelCache(path)
+    assert reloaded.get("k1") == "reply one" and reloaded.get("k2") is None and len(reloaded) == 1
+
+
+def test_endpoint_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SPECTRUM_LLM_BASE_URL", raising=False)
+    monkeypatch.delenv("SPECTRUM_LLM_MODEL", raising=False)
+    assert LLMEndpoint.from_env() is None
+    monkeypatch.setenv("SPECTRUM_LLM_BASE_URL", "http://127.0.0.1:1/v1")
+    assert LLMEndpoint.from_env() is None
+    monkeypatch.setenv("SPECTRUM_LLM_MODEL", "some-model")
+    monkeypatch.setenv("SPECTRUM_LLM_API_KEY", SECRET)
+    endpoint = LLMEndpoint.from_env()
+    assert endpoint == LLMEndpoint("http://127.0.0.1:1/v1", "some-model")
+    assert endpoint.api_key() == SECRET and SECRET not in repr(endpoint)
