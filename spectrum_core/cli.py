@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from .data import SCHEMAS, DataLoadError, SchemaError, describe_pair, load_preferences
+from .audit.errors import AuditInputError
 from .models import ModelNotAvailableError
 
 DEMO_DATASET = Path(__file__).resolve().parent.parent / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
@@ -86,6 +87,55 @@ def cmd_model_prepare(args) -> int:
     return 0
 
 
+def _audit_config(args):
+    from .audit.pipeline import AuditConfig
+
+    return AuditConfig(
+        model=args.model, layer=args.layer, sae=args.sae, max_pairs=args.max_pairs,
+        modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()), pooling=args.pooling,
+        correction=args.correction, seed=args.seed, device=args.device, dtype=args.dtype,
+        sae_width=args.width, sae_k=args.k, sae_training_tokens=args.training_tokens,
+        max_prompt_tokens=args.max_prompt_tokens, max_response_tokens=args.max_response_tokens)
+
+
+def print_concepts(concepts, top: int) -> None:
+    from .audit.pipeline import describe_concept
+
+    shown = concepts.head(top)
+    print(f"\nTop {len(shown)} of {len(concepts)} concepts (q-values across all; "
+          f"{int((concepts['q_value'] < 0.05).sum())} with q < 0.05):")
+    for _, row in shown.iterrows():
+        contribution = row.get("auc_contribution")
+        extra = (f"; held-out AUC contribution {contribution:+.3f}"
+                 if contribution is not None and contribution == contribution and contribution else "")
+        print(f"{int(row['rank']):>3}. [{row['concept_id']}] {describe_concept(row)}{extra}")
+
+
+def cmd_audit(args) -> int:
+    from .audit.runner import run_audit_in_workspace
+    from .progress import TqdmProgress
+    from .workspace import Workspace
+
+    workspace = Workspace(args.workspace)
+    bars = TqdmProgress()
+    outcome = run_audit_in_workspace(workspace, args.dataset, _audit_config(args), progress=bars,
+                                     force=args.force, job_id=args.job_id)
+    bars.close()
+    report = outcome.report
+    state = "reused the finished audit" if outcome.reused else "finished"
+    print(f"\nAudit {state}: {outcome.folder}")
+    sae = report.get("sae", {}).get("token")
+    if sae:
+        print(f"SAE: {sae['width']} latents, k={sae['k']}, explained variance "
+              f"{sae['explained_variance']:.3f}, mean L0 {sae['mean_l0']:.1f}, dead "
+              f"{sae['dead_fraction']:.1%}")
+    for mode, joint in report.get("joint_models", {}).items():
+        print(f"Joint L1 model on {mode} Δ + length: held-out AUC {joint['auc_held_out']:.3f} "
+              f"({joint['n_selected']} selected)")
+    print_concepts(outcome.concepts, args.top)
+    return 0
+
+
 def cmd_workspace_info(args) -> int:
     from .workspace import Workspace
 
@@ -145,6 +195,28 @@ def build_parser() -> argparse.ArgumentParser:
     info = workspace.add_parser("info", help="list datasets and jobs")
     info.set_defaults(func=cmd_workspace_info)
 
+    audit = commands.add_parser("audit", help="find concepts that separate chosen from rejected")
+    audit.add_argument("dataset", help="a preference file (any accepted format) or a dataset id in the workspace")
+    audit.add_argument("--model", default="bundled", help="model spec (default: bundled SmolLM2-135M-Instruct)")
+    audit.add_argument("--layer", type=int, help="block whose residual output is read (default: the middle)")
+    audit.add_argument("--sae", default="train", help="train (default), a sae-lens SAE folder, or RELEASE:ID")
+    audit.add_argument("--max-pairs", type=int, help="audit a seeded sample of this many pairs")
+    audit.add_argument("--modes", default="token,difference", help="token, difference, or both (default)")
+    audit.add_argument("--pooling", default="max", choices=["max", "mean"])
+    audit.add_argument("--correction", default="bh", choices=["bh", "bonferroni"])
+    audit.add_argument("--seed", type=int, default=0)
+    audit.add_argument("--width", type=int, help="SAE latents (default: sized to the tokens)")
+    audit.add_argument("--k", type=int, help="SAE active latents per token")
+    audit.add_argument("--training-tokens", type=int, help="SAE training samples")
+    audit.add_argument("--max-prompt-tokens", type=int, default=512)
+    audit.add_argument("--max-response-tokens", type=int, default=512)
+    audit.add_argument("--device", default=None)
+    audit.add_argument("--dtype", default=None)
+    audit.add_argument("--top", type=int, default=20, help="concepts to print (default: 20)")
+    audit.add_argument("--force", action="store_true", help="run again even if this audit exists")
+    audit.add_argument("--job-id", type=int, help=argparse.SUPPRESS)  # set by the app's job runner
+    audit.set_defaults(func=cmd_audit)
+
     app = commands.add_parser("app", help="open the Spectrum app in the browser")
     app.add_argument("--address", default="127.0.0.1", help="listen address (default: 127.0.0.1 only)")
     app.add_argument("--port", type=int, default=8501)
@@ -156,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataLoadError, SchemaError, ModelNotAvailableError) as exc:
+    except (DataLoadError, SchemaError, ModelNotAvailableError, AuditInputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

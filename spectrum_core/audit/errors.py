@@ -1,0 +1,5 @@
+"""Errors an audit reports as a message, not a traceback: bad input, not a bug."""
+
+
+class AuditInputError(ValueError):
+    """The audit cannot run with this input (too few pairs, a mismatched SAE, a bad layer)."""

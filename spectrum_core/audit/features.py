@@ -1,0 +1,156 @@
+"""Per-response SAE features: encode every response token, pool per response, keep the evidence.
+
+Token mode encodes each response token with the SAE and pools per response by max and by mean
+(both kept, sparse). The strongest responses of every feature are kept with the feature's
+activation on each of their tokens, for feature cards.
+
+Difference mode follows WIMHF: pool each response's residual stream (mean over its tokens),
+take chosen minus rejected per pair, add the negated differences, and train a small SAE on
+those vectors. A latent that fires on d = chosen − rejected marks a concept chosen has more of;
+firing on −d marks one rejected has more of. "Chosen" and "rejected" activations for the
+statistics are then z(d) and z(−d).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from .activations import ActivationStore
+
+
+@dataclass
+class ResponseFeatures:
+    """Pooled SAE activations of both sides of every pair, plus token-level evidence."""
+
+    chosen_max: sp.csr_matrix
+    rejected_max: sp.csr_matrix
+    chosen_mean: sp.csr_matrix
+    rejected_mean: sp.csr_matrix
+    response_tokens: np.ndarray  # (2 * n_pairs,) number of response tokens, 2i chosen, 2i+1 rejected
+    # Token-level activations as coordinates: which response, which position in it, which latent.
+    token_response: np.ndarray
+    token_position: np.ndarray
+    token_latent: np.ndarray
+    token_value: np.ndarray
+    token_ids: dict[int, np.ndarray]  # response index -> its token ids
+
+    def pooled(self, pooling: str) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        if pooling not in ("max", "mean"):
+            raise ValueError(f"pooling is max or mean, not {pooling!r}")
+        return ((self.chosen_max, self.rejected_max) if pooling == "max"
+                else (self.chosen_mean, self.rejected_mean))
+
+
+@torch.no_grad()
+def encode_responses(store: ActivationStore, sae, *, chunk: int = 8192, progress=None) -> ResponseFeatures:
+    n_responses = store.manifest["n_responses"]
+    d_sae = sae.cfg.d_sae
+    device = next(sae.parameters()).device
+    rows_max, cols_max, vals_max, vals_mean = [], [], [], []
+    response_tokens = np.zeros(n_responses, dtype=np.int64)
+    t_resp, t_pos, t_lat, t_val = [], [], [], []
+    token_ids: dict[int, np.ndarray] = {}
+    done = 0
+    total = store.manifest["n_response_tokens"]
+    for shard in store.iter_shards():
+        acts, offsets, responses = shard["acts"], shard["offsets"], shard["responses"]
+        lengths = (offsets[1:] - offsets[:-1]).numpy()
+        owner = np.repeat(np.arange(len(responses)), lengths)  # row within shard per token
+        position = np.arange(len(owner)) - np.repeat(offsets[:-1].numpy(), lengths)
+        for row, response in enumerate(responses.tolist()):
+            token_ids[response] = shard["token_ids"][offsets[row]:offsets[row + 1]].numpy()
+            response_tokens[response] = lengths[row]
+        pooled_max = torch.zeros(len(responses), d_sae)
+        pooled_sum = torch.zeros(len(responses), d_sae)
+        for start in range(0, acts.shape[0], chunk):
+            x = acts[start:start + chunk].float().to(device)
+            features = sae.encode(x).float().cpu()
+            token_index, latent = features.nonzero(as_tuple=True)
+            values = features[token_index, latent]
+            global_token = token_index.numpy() + start
+            shard_row = torch.from_numpy(owner[global_token])
+            flat = shard_row * d_sae + latent
+            pooled_max.view(-1).scatter_reduce_(0, flat, values, reduce="amax")
+            pooled_sum.view(-1).index_add_(0, flat, values)
+            t_resp.append(responses.numpy()[owner[global_token]])
+            t_pos.append(position[global_token].astype(np.int32))
+            t_lat.append(latent.numpy().astype(np.int32))
+            t_val.append(values.numpy().astype(np.float32))
+            done += x.shape[0]
+            if progress:
+                progress("features", done, total, unit="tokens")
+        pooled_mean = pooled_sum / torch.from_numpy(np.maximum(lengths, 1)).float()[:, None]
+        for pooled, vals in ((pooled_max, vals_max), (pooled_mean, vals_mean)):
+            r, c = pooled.nonzero(as_tuple=True)
+            vals.append(pooled[r, c].numpy())
+            if pooled is pooled_max:
+                rows_max.append(responses.numpy()[r.numpy()])
+                cols_max.append(c.numpy())
+    # Max and mean pooling are nonzero at the same places (activations are positive).
+    rows = np.concatenate(rows_max)
+    cols = np.concatenate(cols_max)
+    full_max = sp.csr_matrix((np.concatenate(vals_max), (rows, cols)), shape=(n_responses, d_sae))
+    full_mean = sp.csr_matrix((np.concatenate(vals_mean), (rows, cols)), shape=(n_responses, d_sae))
+    return ResponseFeatures(
+        chosen_max=full_max[0::2], rejected_max=full_max[1::2],
+        chosen_mean=full_mean[0::2], rejected_mean=full_mean[1::2],
+        response_tokens=response_tokens,
+        token_response=np.concatenate(t_resp), token_position=np.concatenate(t_pos),
+        token_latent=np.concatenate(t_lat), token_value=np.concatenate(t_val),
+        token_ids=token_ids,
+    )
+
+
+def pooled_residuals(store: ActivationStore) -> torch.Tensor:
+    """Mean residual over each response's tokens: (2 * n_pairs, d_model), float32."""
+    pooled = torch.zeros(store.manifest["n_responses"], store.manifest["d_model"])
+    for response, _, acts in store.iter_responses():
+        pooled[response] = acts.float().mean(0)
+    return pooled
+
+
+def difference_vectors(pooled: torch.Tensor) -> torch.Tensor:
+    """chosen − rejected per pair, stacked with the negations (so the SAE sees both signs)."""
+    delta = pooled[0::2] - pooled[1::2]
+    return torch.cat([delta, -delta])
+
+
+@torch.no_grad()
+def encode_differences(pooled: torch.Tensor, sae) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """(z(d), z(−d)) per pair, as the "chosen" and "rejected" activations of difference mode."""
+    delta = pooled[0::2] - pooled[1::2]
+    device = next(sae.parameters()).device
+    plus = sae.encode(delta.to(device)).float().cpu().numpy()
+    minus = sae.encode((-delta).to(device)).float().cpu().numpy()
+    return sp.csr_matrix(plus), sp.csr_matrix(minus)
+
+
+def top_responses(chosen: sp.csr_matrix, rejected: sp.csr_matrix, n_top: int) -> list[tuple[int, int, float]]:
+    """(feature, response index, activation) for the ``n_top`` strongest responses of every
+    feature, responses numbered 2i (chosen of pair i) and 2i+1 (rejected)."""
+    both = sp.vstack([chosen, rejected]).tocoo()
+    n_pairs = chosen.shape[0]
+    response = np.where(both.row < n_pairs, 2 * both.row, 2 * (both.row - n_pairs) + 1)
+    order = np.lexsort((-both.data, both.col))
+    cols, resp, vals = both.col[order], response[order], both.data[order]
+    first = np.searchsorted(cols, cols, side="left")
+    keep = (np.arange(len(cols)) - first) < n_top
+    return list(zip(cols[keep].tolist(), resp[keep].tolist(), vals[keep].tolist()))
+
+
+def token_activations(features: ResponseFeatures, wanted: list[tuple[int, int, float]]) -> dict:
+    """For each (feature, response) in ``wanted``: the feature's activation on every token of the
+    response (zeros where it does not fire)."""
+    n_responses = len(features.response_tokens)
+    keys = np.array([f * n_responses + r for f, r, _ in wanted], dtype=np.int64)
+    token_keys = features.token_latent.astype(np.int64) * n_responses + features.token_response
+    hit = np.isin(token_keys, keys)
+    result = {(f, r): np.zeros(features.response_tokens[r], dtype=np.float32) for f, r, _ in wanted}
+    for key, pos, value in zip(token_keys[hit].tolist(), features.token_position[hit].tolist(),
+                               features.token_value[hit].tolist()):
+        result[(key // n_responses, key % n_responses)][pos] = value
+    return result

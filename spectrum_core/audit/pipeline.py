@@ -1,0 +1,392 @@
+"""The audit: activations → SAE → per-response features → statistics → labels → artifacts.
+
+``run_audit`` writes into one folder:
+
+- ``concepts.parquet``: one row per concept (SAE feature of either mode, or probe) with every
+  statistic, its label and rank;
+- ``pair_features.parquet``: the per-pair matrix in long form, one row per (pair, concept) where
+  either side is nonzero: chosen activation, rejected activation, Δ;
+- ``feature_cards.parquet``: for each SAE feature its strongest responses, with the feature's
+  activation on every token;
+- ``sae/`` (and ``sae_difference/``): the SAEs in sae-lens's inference format;
+- ``report.json``: configuration, timings per stage, SAE quality, held-out AUCs, counts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..models import LoadedModel, load_model
+from . import labels as labelling
+from .activations import ActivationConfig, default_layer, extract_activations, hook_name
+from .errors import AuditInputError
+from .features import (
+    ResponseFeatures, difference_vectors, encode_differences, encode_responses, pooled_residuals,
+    token_activations, top_responses,
+)
+from .probes import PROBES, compute_probes, probe_correlations
+from .sae import SAETrainingConfig, evaluate_sae, load_pretrained_sae, train_sae
+from .stats import adjust_pvalues, feature_statistics, rank_concepts
+
+MODES = ("token", "difference")
+
+
+@dataclass
+class AuditConfig:
+    model: str = "bundled"
+    layer: int | None = None
+    sae: str = "train"  # "train", a folder with a sae-lens SAE, or RELEASE:ID
+    modes: tuple[str, ...] = MODES
+    max_pairs: int | None = None  # a seeded sample of this many pairs
+    pooling: str = "max"  # how token activations become one number per response
+    correction: str = "bh"  # or "bonferroni"
+    seed: int = 0
+    device: str | None = None
+    dtype: str | None = None
+    max_prompt_tokens: int = 512
+    max_response_tokens: int = 512
+    tokens_per_batch: int = 8192
+    sae_width: int | None = None
+    sae_k: int | None = None
+    sae_training_tokens: int | None = None
+    top_examples: int = 8  # strongest responses kept per feature for its card
+    labelled_concepts: int = 300  # SAE concepts, best ranked first, that get offline labels
+    llm_labelled_concepts: int = 20  # ... and LLM labels, when an endpoint is configured
+
+    def identity(self) -> dict:
+        """What determines the result (so the artifact key): everything but the device."""
+        data = asdict(self)
+        data.pop("device")
+        data["modes"] = list(self.modes)
+        return data
+
+    def activation_config(self) -> ActivationConfig:
+        return ActivationConfig(layer=self.layer, max_prompt_tokens=self.max_prompt_tokens,
+                                max_response_tokens=self.max_response_tokens,
+                                tokens_per_batch=self.tokens_per_batch)
+
+
+@dataclass
+class AuditResult:
+    folder: Path
+    concepts: pd.DataFrame
+    report: dict = field(default_factory=dict)
+
+
+def sample_pairs(pairs: pd.DataFrame, max_pairs: int | None, seed: int) -> pd.DataFrame:
+    """A seeded random sample of ``max_pairs`` pairs, kept in file order; all when None."""
+    if max_pairs is None or max_pairs >= len(pairs):
+        return pairs.reset_index(drop=True)
+    chosen = np.sort(np.random.default_rng(seed).choice(len(pairs), size=max_pairs, replace=False))
+    return pairs.iloc[chosen].reset_index(drop=True)
+
+
+def difference_width(n_pairs: int) -> int:
+    """Difference mode sees one vector per pair (twice, with signs): a few dozen to a few
+    hundred latents, about one per 40 training vectors."""
+    return int(min(1024, max(32, 2 ** round(math.log2(max(2 * n_pairs / 40, 1))))))
+
+
+class _Timer:
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, stage: str):
+        timer = self
+
+        class _Stage:
+            def __enter__(self):
+                self.started = time.perf_counter()
+
+            def __exit__(self, *exc):
+                timer.seconds[stage] = round(timer.seconds.get(stage, 0.0)
+                                             + time.perf_counter() - self.started, 2)
+        return _Stage()
+
+
+def _token_strings(tokenizer, ids: np.ndarray, cache: dict[int, str]) -> list[str]:
+    out = []
+    for token_id in ids.tolist():
+        if token_id not in cache:
+            cache[token_id] = tokenizer.decode([token_id])
+        out.append(cache[token_id])
+    return out
+
+
+def _texts(pairs: pd.DataFrame, responses: list[int]) -> list[str]:
+    return [pairs["chosen"].iat[r // 2] if r % 2 == 0 else pairs["rejected"].iat[r // 2] for r in responses]
+
+
+def _mode_table(mode: str, chosen: sp.csr_matrix, rejected: sp.csr_matrix, lengths: tuple,
+                train_mask: np.ndarray, config: AuditConfig) -> tuple[pd.DataFrame, dict]:
+    table, joint = feature_statistics(chosen, rejected, lengths[0], lengths[1], train_mask,
+                                      seed=config.seed, correction=config.correction)
+    table = table.reset_index(drop=True)
+    table.insert(0, "feature", np.arange(len(table)))
+    table.insert(0, "mode", mode)
+    table.insert(0, "kind", "probe" if mode == "probe" else "sae")
+    return table, joint
+
+
+def _cards(mode: str, features: ResponseFeatures | None, chosen, rejected, pairs, tokenizer,
+           n_top: int) -> pd.DataFrame:
+    """Rows (concept_id, rank, pair_id, side, activation, tokens, token_activations)."""
+    wanted = top_responses(chosen, rejected, n_top)
+    per_token = token_activations(features, wanted) if features is not None else {}
+    decode_cache: dict[int, str] = {}
+    rows = []
+    rank_in_feature: dict[int, int] = {}
+    for feature, response, value in wanted:
+        rank_in_feature[feature] = rank_in_feature.get(feature, 0) + 1
+        tokens, acts = [], []
+        if features is not None:
+            tokens = _token_strings(tokenizer, features.token_ids[response], decode_cache)
+            acts = per_token[(feature, response)].tolist()
+        rows.append({"concept_id": f"{mode}:{feature}", "rank": rank_in_feature[feature],
+                     "pair_id": pairs["pair_id"].iat[response // 2],
+                     "side": "chosen" if response % 2 == 0 else "rejected",
+                     "activation": float(value), "tokens": tokens, "token_activations": acts})
+    return pd.DataFrame(rows, columns=["concept_id", "rank", "pair_id", "side", "activation",
+                                       "tokens", "token_activations"])
+
+
+def _long_matrix(concept_prefix: str, chosen: sp.csr_matrix, rejected: sp.csr_matrix,
+                 pair_ids: np.ndarray, names: list[str] | None = None) -> pd.DataFrame:
+    """Nonzero (pair, concept) cells of chosen and rejected, with Δ."""
+    union = (abs(chosen) + abs(rejected)).tocoo()
+    rows, cols = union.row, union.col
+    c = np.asarray(chosen[rows, cols]).ravel()
+    r = np.asarray(rejected[rows, cols]).ravel()
+    concept = (np.array([f"{concept_prefix}:{n}" for n in names])[cols] if names is not None
+               else np.char.add(f"{concept_prefix}:", cols.astype(str)))
+    return pd.DataFrame({"pair_id": pair_ids[rows], "concept_id": concept,
+                         "chosen": c.astype(np.float32), "rejected": r.astype(np.float32),
+                         "delta": (c - r).astype(np.float32)})
+
+
+def describe_concept(row) -> str:
+    """One sentence a researcher can check: direction, strength and how sure."""
+    side = {"chosen": "Chosen", "rejected": "Rejected"}.get(row["direction"])
+    if side is None:
+        return f"{row['label']}: no direction"
+    share = row["share_chosen_more"] if row["direction"] == "chosen" else 1 - row["share_chosen_more"]
+    q = row["q_value"]
+    q_text = "q < 1e-6" if q < 1e-6 else f"q = {q:.2g}"
+    return (f"{side} responses have more of “{row['label']}” ({q_text}; {share:.0%} of the "
+            f"{int(row['n_differ'])} pairs where it differs; length-controlled coefficient "
+            f"{row['coef']:+.2f} [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}])")
+
+
+def run_audit(pairs: pd.DataFrame, config: AuditConfig, out_dir: Path, *, activations_dir: Path,
+              loaded: LoadedModel | None = None, progress=None, log=print) -> AuditResult:
+    timer = _Timer()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pairs = sample_pairs(pairs, config.max_pairs, config.seed)
+    if len(pairs) < 10:
+        raise AuditInputError(f"An audit needs at least 10 pairs; got {len(pairs)}.")
+    modes = [m for m in config.modes if m in MODES]
+    if not modes:
+        raise AuditInputError(f"modes must include one of {MODES}; got {config.modes}")
+
+    with timer("load_model"):
+        loaded = loaded or load_model(config.model, device=config.device, dtype=config.dtype,
+                                      progress=log)
+    layer = default_layer(loaded.model) if config.layer is None else config.layer
+    hook = hook_name(layer)
+    device = loaded.device
+    pretrained = None
+    if "token" in modes and config.sae != "train":
+        # Check a pretrained SAE fits this model and layer before spending time on activations.
+        pretrained = load_pretrained_sae(config.sae, d_model=int(loaded.model.config.hidden_size),
+                                         hook=hook, device=device)
+    with timer("activations"):
+        store = extract_activations(loaded, pairs, activations_dir,
+                                    replace(config.activation_config(), layer=layer), progress)
+    train_mask = (pairs["split"] == "train").to_numpy()
+    report: dict = {"config": config.identity(), "model_path": str(loaded.path), "layer": layer,
+                    "hook_name": hook, "n_pairs": len(pairs),
+                    "n_train": int(train_mask.sum()), "n_held_out": int((~train_mask).sum()),
+                    "activations": {k: store.manifest[k] for k in
+                                    ("n_tokens_total", "n_response_tokens", "n_responses", "d_model")},
+                    "sae": {}, "joint_models": {}}
+
+    tables, joints = [], {}
+    chosen_len = rejected_len = None
+    mode_data: dict[str, tuple] = {}
+    features = None
+    if "token" in modes:
+        with timer("sae"):
+            if config.sae == "train":
+                tokens, token_info = store.training_tokens()
+                sae, metrics = train_sae(
+                    tokens, out_dir / "sae",
+                    SAETrainingConfig(width=config.sae_width, k=config.sae_k,
+                                      training_tokens=config.sae_training_tokens, seed=config.seed),
+                    model_name=config.model, hook=hook, device=device, progress=progress)
+                metrics.update(token_info)
+                del tokens
+            else:
+                sae = pretrained
+                sae.save_model(str(out_dir / "sae"))
+                tokens, token_info = store.training_tokens()
+                metrics = evaluate_sae(sae, tokens)
+                metrics.update(token_info, source=config.sae)
+                del tokens
+        report["sae"]["token"] = metrics
+        with timer("features"):
+            features = encode_responses(store, sae, progress=progress)
+        chosen, rejected = features.pooled(config.pooling)
+        mode_data["token"] = (chosen, rejected)
+    lengths_all = (features.response_tokens if features is not None else
+                   np.array([len(t) for _, t, _ in sorted(store.iter_responses(), key=lambda x: x[0])]))
+    chosen_len, rejected_len = lengths_all[0::2].astype(float), lengths_all[1::2].astype(float)
+
+    if "difference" in modes:
+        with timer("difference_sae"):
+            pooled = pooled_residuals(store)
+            vectors = difference_vectors(pooled)
+            width = difference_width(len(pairs))
+            diff_sae, diff_metrics = train_sae(
+                vectors, out_dir / "sae_difference",
+                SAETrainingConfig(width=width, k=max(2, min(8, width // 16)), batch_size=256,
+                                  training_tokens=max(200_000, 100 * len(vectors)), seed=config.seed),
+                model_name=config.model, hook=hook + ".pooled_difference", device=device,
+                progress=progress)
+            report["sae"]["difference"] = diff_metrics
+            mode_data["difference"] = encode_differences(pooled, diff_sae)
+
+    with timer("probes"):
+        texts_chosen, texts_rejected = list(pairs["chosen"]), list(pairs["rejected"])
+        probe_chosen = compute_probes(texts_chosen, chosen_len)
+        probe_rejected = compute_probes(texts_rejected, rejected_len)
+        probe_delta = probe_chosen - probe_rejected
+        mode_data["probe"] = (sp.csr_matrix(probe_chosen.to_numpy(np.float32)),
+                              sp.csr_matrix(probe_rejected.to_numpy(np.float32)))
+
+    with timer("statistics"):
+        for mode, (chosen, rejected) in mode_data.items():
+            if progress:
+                progress("statistics", len(tables), len(mode_data), unit="modes")
+            table, joint = _mode_table(mode, chosen, rejected, (chosen_len, rejected_len),
+                                       train_mask, config)
+            if mode == "probe":
+                table["concept_id"] = [f"probe:{name}" for name in PROBES]
+                table["label"] = list(PROBES)
+                table["description"] = [p.description for p in PROBES.values()]
+            else:
+                table["concept_id"] = [f"{mode}:{j}" for j in range(len(table))]
+                corr = probe_correlations(chosen - rejected, probe_delta)
+                values = corr.to_numpy()
+                best = np.nanargmax(np.where(np.isnan(values), -1, np.abs(values)), axis=1)
+                table["nearest_probe"] = np.array(corr.columns)[best]
+                table["probe_r"] = values[np.arange(len(values)), best]
+                table.loc[np.isnan(table["probe_r"]), "nearest_probe"] = ""
+            tables.append(table)
+            joints[mode] = joint
+        if progress:
+            progress("statistics", len(mode_data), len(mode_data), unit="modes")
+        concepts = pd.concat(tables, ignore_index=True)
+        # One family of hypotheses: q-values across every concept of every mode.
+        concepts["q_value"] = adjust_pvalues(concepts["p_sign"].to_numpy(), method=config.correction)
+        concepts = rank_concepts(concepts)
+    report["joint_models"] = {mode: {k: v for k, v in joint.items()
+                                     if not isinstance(v, np.ndarray)} for mode, joint in joints.items()}
+
+    with timer("cards"):
+        card_tables = []
+        for mode in ("token", "difference"):
+            if mode in mode_data:
+                chosen, rejected = mode_data[mode]
+                card_tables.append(_cards(mode, features if mode == "token" else None, chosen,
+                                          rejected, pairs, loaded.tokenizer, config.top_examples))
+        cards = pd.concat(card_tables, ignore_index=True) if card_tables else pd.DataFrame()
+
+    with timer("labels"):
+        concepts = _label_concepts(concepts, cards, pairs, mode_data, config, out_dir, progress)
+
+    with timer("write"):
+        pair_ids = pairs["pair_id"].to_numpy()
+        long_parts = [_long_matrix(mode, *mode_data[mode], pair_ids) for mode in mode_data
+                      if mode != "probe"]
+        long_parts.append(_long_matrix("probe", *mode_data["probe"], pair_ids, names=list(PROBES)))
+        pd.concat(long_parts, ignore_index=True).to_parquet(out_dir / "pair_features.parquet", index=False)
+        cards.to_parquet(out_dir / "feature_cards.parquet", index=False)
+        concepts.to_parquet(out_dir / "concepts.parquet", index=False)
+        pairs[["pair_id", "split"]].to_parquet(out_dir / "pairs.parquet", index=False)
+
+    report["timings"] = timer.seconds
+    report["n_concepts"] = {mode: int((concepts["mode"] == mode).sum()) for mode in mode_data}
+    report["n_significant"] = {mode: int(((concepts["mode"] == mode) & (concepts["q_value"] < 0.05)).sum())
+                               for mode in mode_data}
+    (out_dir / "report.json").write_text(json.dumps(report, indent=1, default=float))
+    return AuditResult(out_dir, concepts, report)
+
+
+def _label_concepts(concepts: pd.DataFrame, cards: pd.DataFrame, pairs: pd.DataFrame,
+                    mode_data: dict, config: AuditConfig, out_dir: Path, progress) -> pd.DataFrame:
+    """Offline labels for the best-ranked SAE concepts; LLM labels on top when configured."""
+    concepts = concepts.copy()
+    concepts["label_source"] = np.where(concepts["kind"] == "probe", "probe", "")
+    concepts["top_ngrams"] = ""
+    concepts["top_tokens"] = ""
+    concepts["llm_fidelity"] = np.nan
+    sae_rows = concepts.index[concepts["kind"] == "sae"][: config.labelled_concepts]
+    cards_by_concept = {cid: group for cid, group in cards.groupby("concept_id")} if len(cards) else {}
+    rng = np.random.default_rng(config.seed)
+    n_pairs = len(pairs)
+    endpoint = labelling.LLMEndpoint.from_env()
+    labeler = (labelling.LLMLabeler(endpoint, out_dir / "llm_label_cache.jsonl")
+               if endpoint and config.llm_labelled_concepts else None)
+    for count, index in enumerate(sae_rows):
+        row = concepts.loc[index]
+        mode, feature = row["mode"], int(row["feature"])
+        chosen, rejected = mode_data[mode]
+        column = np.concatenate([chosen[:, feature].toarray().ravel(),
+                                 rejected[:, feature].toarray().ravel()])  # 2n: chosen then rejected
+        texts = list(pairs["chosen"]) + list(pairs["rejected"])
+        order = np.argsort(-column, kind="stable")
+        high = [texts[i] for i in order[:30] if column[i] > 0]
+        zero = np.flatnonzero(column == 0)
+        low_index = rng.choice(zero, size=min(200, len(zero)), replace=False) if len(zero) else order[-30:]
+        low = [texts[i] for i in low_index]
+        ngrams = labelling.contrastive_ngrams(high, low, top_k=8) if high else []
+        card = cards_by_concept.get(row["concept_id"])
+        token_records = []
+        if card is not None:
+            for tokens, acts in zip(card["tokens"], card["token_activations"]):
+                token_records.extend(zip(tokens, acts))
+        top_tokens = labelling.top_activating_tokens(token_records, top_k=8) if token_records else []
+        label = labelling.offline_label(top_tokens, ngrams, row.get("nearest_probe") or None,
+                                        row.get("probe_r"))
+        concepts.at[index, "label"] = label
+        concepts.at[index, "label_source"] = "offline"
+        concepts.at[index, "top_ngrams"] = ", ".join(g for g, _ in ngrams)
+        concepts.at[index, "top_tokens"] = ", ".join(t for t, _ in top_tokens)
+        if labeler is not None and count < config.llm_labelled_concepts and high:
+            held = rng.choice(2 * n_pairs, size=min(40, 2 * n_pairs), replace=False)
+            candidates = labeler.label_feature(high[:10], low[:10], [texts[i] for i in held],
+                                               column[held].tolist())
+            if candidates and not math.isnan(candidates[0]["fidelity"]):
+                concepts.at[index, "label"] = candidates[0]["label"]
+                concepts.at[index, "label_source"] = "llm"
+                concepts.at[index, "llm_fidelity"] = candidates[0]["fidelity"]
+        if progress:
+            progress("labels", count + 1, len(sae_rows), unit="concepts")
+    unlabelled = (concepts["kind"] == "sae") & (concepts["label_source"] == "")
+    concepts.loc[unlabelled, "label"] = [f"{m} feature {f}" for m, f in
+                                         zip(concepts.loc[unlabelled, "mode"], concepts.loc[unlabelled, "feature"])]
+    concepts.loc[unlabelled, "label_source"] = "none"
+    return concepts
+
+
+def load_concepts(folder: Path) -> pd.DataFrame:
+    return pd.read_parquet(Path(folder) / "concepts.parquet")

@@ -1,0 +1,101 @@
+"""Run an audit inside a workspace: reuse a finished one, record the job, keep artifacts.
+
+The audit's folder is keyed by a hash of the dataset and the configuration, so asking for the
+same audit again returns the first result. Activations have their own key (dataset, model,
+layer, tokenization), so audits that differ only in SAE or statistics settings share them, and
+an interrupted extraction resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+
+from ..models import pick_device, pick_dtype
+from ..progress import ProgressLog, combine
+from ..workspace import Workspace, artifact_key
+from ..workspace.workspace import utc_now
+from .pipeline import AuditConfig, load_concepts, run_audit
+
+
+@dataclass
+class AuditOutcome:
+    folder: Path
+    concepts: pd.DataFrame
+    report: dict
+    reused: bool
+    job_id: int | None
+    artifact_key: str
+
+
+def resolve_dataset(workspace: Workspace, dataset: str | int) -> dict:
+    """A dataset id already in the workspace, or a file to add (reusing an earlier load)."""
+    text = str(dataset)
+    if text.isdigit() and not Path(text).exists():
+        return workspace.dataset(int(text))
+    return workspace.add_dataset(Path(text))
+
+
+def resolved_config(config: AuditConfig) -> AuditConfig:
+    """Pin the dtype the hardware choice would give, so it is part of the artifact key."""
+    device = pick_device(config.device)
+    dtype = str(pick_dtype(device, config.dtype)).removeprefix("torch.")
+    return replace(config, dtype=dtype)
+
+
+def audit_key(record: dict, config: AuditConfig) -> tuple[str, dict]:
+    inputs = {"dataset": record["artifact_key"], "config": config.identity()}
+    return artifact_key("audit", inputs), inputs
+
+
+def activations_key(record: dict, config: AuditConfig) -> tuple[str, dict]:
+    inputs = {"dataset": record["artifact_key"], "model": config.model, "dtype": config.dtype,
+              "max_pairs": config.max_pairs, "seed": config.seed,
+              "activation": asdict(config.activation_config())}
+    return artifact_key("activations", inputs), inputs
+
+
+def run_audit_in_workspace(workspace: Workspace, dataset: str | int, config: AuditConfig, *,
+                           progress=None, force: bool = False, job_id: int | None = None,
+                           log=print) -> AuditOutcome:
+    record = resolve_dataset(workspace, dataset)
+    config = resolved_config(config)
+    key, inputs = audit_key(record, config)
+    existing = workspace.find_artifact(key)
+    if existing is not None and not force:
+        if job_id is not None:
+            workspace.update_job(job_id, status="succeeded", artifact_key=key, finished_at=utc_now())
+        report = json.loads((existing / "report.json").read_text())
+        return AuditOutcome(existing, load_concepts(existing), report, True, job_id, key)
+
+    if job_id is None:
+        job_id = workspace.create_job("audit", inputs, dataset_id=record["id"])
+    job_dir = workspace.root / "jobs" / str(job_id)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    progress_path = job_dir / "progress.jsonl"
+    workspace.update_job(job_id, status="running", pid=os.getpid(), started_at=utc_now(),
+                         progress_path=str(progress_path.relative_to(workspace.root)))
+    act_key, act_inputs = activations_key(record, config)
+    staging = workspace.staging_path(key)
+    try:
+        pairs = workspace.load_dataset(record["id"]).pairs
+        result = run_audit(pairs, config, staging, activations_dir=workspace.artifact_path(act_key),
+                           progress=combine(progress, ProgressLog(progress_path)), log=log)
+    except KeyboardInterrupt:
+        workspace.update_job(job_id, status="stopped", finished_at=utc_now())
+        raise
+    except BaseException as exc:
+        workspace.update_job(job_id, status="failed", finished_at=utc_now(),
+                             error=f"{type(exc).__name__}: {exc}")
+        raise
+    workspace.register_artifact(act_key, "activations", act_inputs)
+    if existing is not None:  # --force: the new result replaces the old one
+        shutil.rmtree(existing)
+    folder = workspace.publish_artifact(staging, key, "audit", inputs)
+    workspace.update_job(job_id, status="succeeded", artifact_key=key, finished_at=utc_now())
+    return AuditOutcome(folder, result.concepts, result.report, False, job_id, key)

@@ -1,0 +1,92 @@
+"""Progress reporting shared by long work: a callback ``progress(stage, done, total, **info)``.
+
+The CLI shows it as a progress bar per stage; a job writes it as JSON lines that the app reads
+to draw the same numbers (stage, counts, elapsed and remaining time).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable, Protocol
+
+
+class Progress(Protocol):
+    def __call__(self, stage: str, done: int, total: int, **info) -> None: ...
+
+
+def combine(*callbacks: Callable | None) -> Progress:
+    """One callback that calls each of the given ones (``None`` entries are skipped)."""
+    live = [c for c in callbacks if c is not None]
+
+    def progress(stage: str, done: int, total: int, **info) -> None:
+        for callback in live:
+            callback(stage, done, total, **info)
+
+    return progress
+
+
+class ProgressLog:
+    """Appends ``{"t", "stage", "done", "total", "elapsed", "eta", ...}`` lines to a file,
+    at most every ``interval`` seconds per stage (and always at a stage's end)."""
+
+    def __init__(self, path: Path, interval: float = 0.5):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.interval = interval
+        self._stage_started: dict[str, float] = {}
+        self._last_write: dict[str, float] = {}
+
+    def __call__(self, stage: str, done: int, total: int, **info) -> None:
+        now = time.time()
+        started = self._stage_started.setdefault(stage, now)
+        finished = total and done >= total
+        if not finished and now - self._last_write.get(stage, 0.0) < self.interval:
+            return
+        self._last_write[stage] = now
+        elapsed = now - started
+        eta = elapsed / done * (total - done) if done and total else None
+        record = {"t": round(now, 3), "stage": stage, "done": done, "total": total,
+                  "elapsed": round(elapsed, 2), "eta": None if eta is None else round(eta, 2)}
+        record.update({k: v for k, v in info.items() if k != "elapsed"})
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, default=str) + "\n")
+
+
+def read_progress(path: Path) -> list[dict]:
+    """Every record written so far; a half-written last line (the writer is mid-append) is skipped."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+class TqdmProgress:
+    """A tqdm bar per stage, for the command line."""
+
+    def __init__(self, **tqdm_kwargs):
+        self.bars: dict = {}
+        self.kwargs = tqdm_kwargs
+
+    def __call__(self, stage: str, done: int, total: int, **info) -> None:
+        from tqdm.auto import tqdm
+
+        bar = self.bars.get(stage)
+        if bar is None:
+            bar = self.bars[stage] = tqdm(total=total, desc=stage, unit=info.get("unit", "it"),
+                                          unit_scale=True, **self.kwargs)
+        bar.total = total
+        bar.update(done - bar.n)
+        if total and done >= total:
+            bar.close()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()

@@ -1,0 +1,129 @@
+"""The whole audit on real pairs with planted concepts, through the workspace runner.
+
+Real HH-RLHF pairs; in independent seeded halves the chosen response gets (a) a flattering
+opener, (b) a markdown list, (c) emoji. The audit must rank, among its top ten SAE concepts, a
+feature whose Δ correlates at least 0.5 with each planted indicator, and the matching probe
+must be significant.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spectrum_core.audit.pipeline import AuditConfig, describe_concept
+from spectrum_core.audit.runner import run_audit_in_workspace
+from spectrum_core.audit.sae import SAELoadError
+from spectrum_core.workspace import Workspace
+
+N_PAIRS = 400
+PLANTS = {
+    "opener": (lambda text: "What a great question! You're clearly very thoughtful. " + text,
+               ["sycophantic_opener", "praise_of_user"]),
+    "list": (lambda text: text + "\n\nHere is a summary:\n- first point\n- second point\n- third point",
+             ["markdown_list"]),
+    "emoji": (lambda text: text + " 😊🌟🎉", ["emoji"]),
+}
+CONFIG = dict(max_prompt_tokens=192, max_response_tokens=160, seed=0)
+
+
+def planted_pairs(pairs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    pairs = pairs.head(N_PAIRS).copy()
+    rng = np.random.default_rng(1234)
+    indicators = {}
+    for name, (plant, _) in PLANTS.items():
+        mask = rng.random(len(pairs)) < 0.5
+        pairs.loc[mask, "chosen"] = pairs.loc[mask, "chosen"].map(plant)
+        indicators[name] = mask.astype(float)
+    return pairs, indicators
+
+
+@pytest.fixture(scope="module")
+def planted_audit(hh_pairs, tmp_path_factory, bundled_model):
+    pairs, indicators = planted_pairs(hh_pairs)
+    path = tmp_path_factory.mktemp("planted") / "planted.jsonl"
+    with open(path, "w") as handle:
+        for row in pairs.itertuples():
+            handle.write(json.dumps({"prompt": row.prompt, "chosen": row.chosen,
+                                     "rejected": row.rejected}) + "\n")
+    workspace = Workspace(tmp_path_factory.mktemp("ws"))
+    outcome = run_audit_in_workspace(workspace, path, AuditConfig(**CONFIG), log=lambda m: None)
+    return workspace, path, outcome, indicators
+
+
+def deltas(folder) -> pd.DataFrame:
+    long = pd.read_parquet(folder / "pair_features.parquet")
+    return long.pivot_table(index="pair_id", columns="concept_id", values="delta", fill_value=0.0)
+
+
+def test_planted_concepts_are_found(planted_audit):
+    workspace, path, outcome, indicators = planted_audit
+    concepts = outcome.concepts
+    order = pd.read_parquet(outcome.folder / "pairs.parquet")["pair_id"]
+    matrix = deltas(outcome.folder).reindex(order).fillna(0.0)
+    top_sae = concepts[concepts["kind"] == "sae"].head(10)
+    report = []
+    for name, indicator in indicators.items():
+        correlations = {cid: np.corrcoef(matrix[cid].to_numpy(), indicator)[0, 1]
+                        for cid in top_sae["concept_id"] if matrix[cid].std() > 0}
+        best = max(correlations, key=lambda c: correlations[c])
+        report.append(f"{name}: best top-10 feature {best} r={correlations[best]:.2f}")
+        assert correlations[best] >= 0.5, "\n".join(report + [describe_concept(r) for _, r in top_sae.iterrows()])
+        probes = concepts.set_index("concept_id").loc[[f"probe:{p}" for p in PLANTS[name][1]]]
+        assert (probes["q_value"] < 1e-6).any() and (probes["direction"] == "chosen").all(), probes
+    print("\n".join(report))
+
+
+def test_artifacts_and_report(planted_audit):
+    _, _, outcome, _ = planted_audit
+    folder = outcome.folder
+    concepts = pd.read_parquet(folder / "concepts.parquet")
+    for column in ("concept_id", "kind", "mode", "label", "prevalence", "direction",
+                   "share_chosen_more", "p_sign", "q_value", "coef", "ci_low", "ci_high",
+                   "joint_coef", "auc_contribution", "nearest_probe", "probe_r", "rank"):
+        assert column in concepts.columns, column
+    assert set(concepts["mode"]) == {"token", "difference", "probe"}
+    assert concepts["rank"].tolist() == list(range(1, len(concepts) + 1))
+    assert (concepts["label"].str.len() > 0).all()
+    cards = pd.read_parquet(folder / "feature_cards.parquet")
+    token_cards = cards[cards["concept_id"].str.startswith("token:")]
+    first = token_cards.iloc[0]
+    assert len(first["tokens"]) == len(first["token_activations"]) > 0
+    assert max(first["token_activations"]) == pytest.approx(first["activation"], rel=1e-3)
+    long = pd.read_parquet(folder / "pair_features.parquet")
+    assert np.allclose(long["delta"], long["chosen"] - long["rejected"])
+    report = json.loads((folder / "report.json").read_text())
+    assert set(report["timings"]) >= {"activations", "sae", "features", "statistics", "labels"}
+    sae = report["sae"]["token"]
+    assert sae["explained_variance"] > 0.5 and sae["mean_l0"] == pytest.approx(sae["k"])
+    assert report["joint_models"]["token"]["auc_held_out"] > 0.8  # planted concepts are learnable
+    assert (folder / "sae" / "cfg.json").is_file() and (folder / "sae_difference" / "cfg.json").is_file()
+
+
+def test_same_audit_twice_is_reused(planted_audit):
+    workspace, path, outcome, _ = planted_audit
+    again = run_audit_in_workspace(workspace, path, AuditConfig(**CONFIG), log=lambda m: None)
+    assert again.reused and again.folder == outcome.folder
+    jobs = workspace.jobs("audit")
+    assert jobs[0]["status"] == "succeeded" and jobs[0]["artifact_key"] == outcome.artifact_key
+
+
+def test_pretrained_sae_from_a_previous_run(planted_audit):
+    workspace, path, outcome, _ = planted_audit
+    config = AuditConfig(**CONFIG, sae=str(outcome.folder / "sae"), modes=("token",))
+    loaded = run_audit_in_workspace(workspace, path, config, log=lambda m: None)
+    assert not loaded.reused
+    # Same activations (shared artifact), same SAE weights: the same token-mode statistics.
+    first = outcome.concepts.set_index("concept_id")
+    second = loaded.concepts.set_index("concept_id")
+    common = [c for c in second.index if c.startswith("token:")]
+    np.testing.assert_allclose(second.loc[common, "p_sign"], first.loc[common, "p_sign"], rtol=1e-6)
+    assert "activations" not in loaded.report["timings"] or loaded.report["timings"]["activations"] < 5
+    with pytest.raises(SAELoadError, match="--layer"):
+        run_audit_in_workspace(workspace, path, AuditConfig(**CONFIG, layer=10,
+                                                            sae=str(outcome.folder / "sae")),
+                               log=lambda m: None)
+    assert workspace.jobs("audit")[0]["status"] == "failed"
