@@ -53,7 +53,7 @@ class AuditConfig:
     dtype: str | None = None
     max_prompt_tokens: int = 512
     max_response_tokens: int = 512
-    tokens_per_batch: int = 8192
+    tokens_per_batch: int = 2048
     sae_width: int | None = None
     sae_k: int | None = None
     sae_training_tokens: int | None = None
@@ -186,7 +186,11 @@ def describe_concept(row) -> str:
 
 
 def run_audit(pairs: pd.DataFrame, config: AuditConfig, out_dir: Path, *, activations_dir: Path,
-              loaded: LoadedModel | None = None, progress=None, log=print) -> AuditResult:
+              loaded: LoadedModel | None = None, progress=None, log=print,
+              distributed=None) -> AuditResult | None:
+    """Run the whole audit into ``out_dir``. With ``distributed`` (accelerate's PartialState)
+    each process extracts its share of the shards; only the main process goes on past the
+    extraction, and the others return None."""
     timer = _Timer()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -208,9 +212,16 @@ def run_audit(pairs: pd.DataFrame, config: AuditConfig, out_dir: Path, *, activa
         # Check a pretrained SAE fits this model and layer before spending time on activations.
         pretrained = load_pretrained_sae(config.sae, d_model=int(loaded.model.config.hidden_size),
                                          hook=hook, device=device)
+    rank, world = ((distributed.process_index, distributed.num_processes) if distributed
+                   else (0, 1))
     with timer("activations"):
         store = extract_activations(loaded, pairs, activations_dir,
-                                    replace(config.activation_config(), layer=layer), progress)
+                                    replace(config.activation_config(), layer=layer), progress,
+                                    rank=rank, world_size=world)
+        if distributed is not None:
+            distributed.wait_for_everyone()
+            if not distributed.is_main_process:
+                return None
     train_mask = (pairs["split"] == "train").to_numpy()
     report: dict = {"config": config.identity(), "model_path": str(loaded.path), "layer": layer,
                     "hook_name": hook, "n_pairs": len(pairs),

@@ -60,10 +60,40 @@ def activations_key(record: dict, config: AuditConfig) -> tuple[str, dict]:
     return artifact_key("activations", inputs), inputs
 
 
+def distributed_state():
+    """accelerate's process state when launched as several processes (``accelerate launch``,
+    ``torchrun``), else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+
+    return PartialState()
+
+
 def run_audit_in_workspace(workspace: Workspace, dataset: str | int, config: AuditConfig, *,
                            progress=None, force: bool = False, job_id: int | None = None,
-                           log=print) -> AuditOutcome:
-    record = resolve_dataset(workspace, dataset)
+                           log=print) -> AuditOutcome | None:
+    """Run (or reuse) an audit. Under several processes every process extracts its share of the
+    activation shards; the main process does the rest and is the only one that writes to the
+    database, and the others return None."""
+    state = distributed_state()
+    if state is not None:
+        with state.main_process_first():  # the main process adds the dataset; the rest reuse it
+            record = resolve_dataset(workspace, dataset)
+        if state.device.type == "cuda":
+            config = replace(config, device=str(state.device))
+        if not state.is_main_process:
+            config = resolved_config(config)
+            key, _ = audit_key(record, config)
+            if workspace.find_artifact(key) is None or force:
+                act_key, _ = activations_key(record, config)
+                pairs = workspace.load_dataset(record["id"]).pairs
+                run_audit(pairs, config, workspace.staging_path(key),
+                          activations_dir=workspace.artifact_path(act_key), log=log,
+                          distributed=state)
+            return None
+    else:
+        record = resolve_dataset(workspace, dataset)
     config = resolved_config(config)
     key, inputs = audit_key(record, config)
     existing = workspace.find_artifact(key)
@@ -85,7 +115,8 @@ def run_audit_in_workspace(workspace: Workspace, dataset: str | int, config: Aud
     try:
         pairs = workspace.load_dataset(record["id"]).pairs
         result = run_audit(pairs, config, staging, activations_dir=workspace.artifact_path(act_key),
-                           progress=combine(progress, ProgressLog(progress_path)), log=log)
+                           progress=combine(progress, ProgressLog(progress_path)), log=log,
+                           distributed=state)
     except KeyboardInterrupt:
         workspace.update_job(job_id, status="stopped", finished_at=utc_now())
         raise

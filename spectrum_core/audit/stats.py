@@ -800,11 +800,33 @@ def feature_statistics(chosen: Matrix, rejected: Matrix, chosen_len: Any, reject
     return table, summary
 
 
-def rank_concepts(table: pd.DataFrame) -> pd.DataFrame:
-    """Sort by q_value ascending, then |coef| descending (NaN last); add ``rank`` from 1."""
-    key = pd.DataFrame({"q": table["q_value"].to_numpy(dtype=np.float64),
-                        "strength": -np.abs(table["coef"].to_numpy(dtype=np.float64))})
-    order = key.sort_values(["q", "strength"], na_position="last", kind="mergesort").index.to_numpy()
+def rank_concepts(table: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """Rank concepts: significant ones (q < alpha) first, ordered by the size of their
+    length-controlled effect (|coef|); then the rest by q and the length-controlled p-value.
+    Within each group, fits that did not converge come after those that did. Adds ``rank``.
+
+    Ranking significant concepts by q alone would put the most prevalent first: with thousands
+    of pairs, a feature that differs in most pairs reaches q < 1e-6 with a 60/40 split, and such
+    features are often response length in disguise. The length-controlled effect puts concepts
+    that predict preference beyond length ahead of them.
+    """
+    q = table["q_value"].to_numpy(dtype=np.float64)
+    strength = np.abs(table["coef"].to_numpy(dtype=np.float64))
+    converged = (table["converged"].to_numpy(dtype=bool) if "converged" in table.columns
+                 else np.ones(len(table), dtype=bool))
+    evidence = (table["p_logit"].to_numpy(dtype=np.float64) if "p_logit" in table.columns
+                else -strength)
+    significant = q < alpha
+    key = pd.DataFrame({
+        "group": np.where(significant, 0, 1),
+        "unconverged": ~converged,
+        "first": np.where(significant, -np.nan_to_num(strength, nan=-np.inf), q),
+        # Among the rest, a large but uncertain coefficient (few differing pairs) should not
+        # lead: order by the length-controlled p-value instead.
+        "second": np.where(significant, q, evidence),
+    })
+    order = key.sort_values(["group", "unconverged", "first", "second"], na_position="last",
+                            kind="mergesort").index.to_numpy()
     ranked = table.iloc[order].copy()
     ranked["rank"] = np.arange(1, len(ranked) + 1)
     return ranked

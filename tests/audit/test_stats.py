@@ -351,10 +351,17 @@ def test_tiny_audit_does_not_fail():
     assert list(ranked["rank"]) == [1, 2, 3, 4]
 
 
-def test_rank_concepts_orders_by_q_then_strength():
-    table = pd.DataFrame({"q_value": [0.5, 0.01, 0.01, np.nan, 0.2],
-                          "coef": [3.0, -0.2, 0.9, 5.0, np.nan]}, index=[10, 11, 12, 13, 14])
+def test_rank_concepts_puts_strong_significant_effects_first():
+    table = pd.DataFrame({"q_value": [0.5, 0.01, 0.01, np.nan, 0.2, 1e-12, 1e-3],
+                          "coef": [3.0, -0.2, 0.9, 5.0, np.nan, 0.1, 2.0],
+                          "converged": [True, True, True, True, True, True, False]},
+                         index=[10, 11, 12, 13, 14, 15, 16])
     ranked = rank_concepts(table)
-    assert list(ranked.index) == [12, 11, 14, 10, 13]
-    assert list(ranked["rank"]) == [1, 2, 3, 4, 5]
+    # Significant: by |coef| (12, 11, 15), the unconverged 16 after them; then the rest by q.
+    assert list(ranked.index) == [12, 11, 15, 16, 14, 10, 13]
+    assert list(ranked["rank"]) == list(range(1, 8))
     assert "rank" not in table.columns
+    # Nothing significant, equal q: the better-evidenced effect leads, not the biggest coefficient.
+    loose = pd.DataFrame({"q_value": [1.0, 1.0], "coef": [29.0, 0.5], "p_logit": [0.6, 0.01],
+                          "converged": [True, True]})
+    assert list(rank_concepts(loose).index) == [1, 0]
