@@ -4,9 +4,10 @@ import streamlit as st
 
 st.set_page_config(page_title="Spectrum", page_icon="🌈", layout="wide")
 
-# Pages arrive section by section as the pipeline grows: audit and concept review next, then
-# tuning and results. Only working pages are listed.
+# Sections follow the pipeline: data, audit, then (as they are built) concept review and
+# interventions, tuning, and results. Only working pages are listed.
 navigation = st.navigation({
     "Data": [st.Page("pages/dataset.py", title="Dataset", icon="📂", default=True)],
+    "Audit": [st.Page("pages/audit.py", title="Audit", icon="🔬")],
 })
 navigation.run()

@@ -121,6 +121,8 @@ def cmd_audit(args) -> int:
     outcome = run_audit_in_workspace(workspace, args.dataset, _audit_config(args), progress=bars,
                                      force=args.force, job_id=args.job_id)
     bars.close()
+    if outcome is None:  # a helper process of a multi-process run: the main one reports
+        return 0
     report = outcome.report
     state = "reused the finished audit" if outcome.reused else "finished"
     print(f"\nAudit {state}: {outcome.folder}")

@@ -54,3 +54,33 @@ def test_unreachable_hub_model_is_one_line(capsys):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err
     assert err.startswith("error: Model spectrum-tests/no-such-model is not in the local Hugging Face cache")
+
+
+def test_audit_command_runs_then_reuses(tmp_path, capsys, bundled_model):
+    args = ["--workspace", str(tmp_path / "ws"), "audit", str(LLAMAFACTORY_FILE), "--max-pairs", "40",
+            "--max-prompt-tokens", "96", "--max-response-tokens", "96", "--training-tokens", "60000",
+            "--top", "5"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "Audit finished" in out and "Top 5 of" in out and "Joint L1 model on token" in out
+    assert out.count("responses have more of") + out.count("no direction") == 5
+    assert main(args) == 0
+    assert "reused the finished audit" in capsys.readouterr().out
+
+
+def test_audit_with_too_few_pairs_is_a_clean_error(tmp_path, capsys):
+    args = ["--workspace", str(tmp_path / "ws"), "audit", str(LLAMAFACTORY_FILE), "--max-pairs", "5"]
+    assert main(args) == 2
+    assert "at least 10 pairs" in capsys.readouterr().err
+
+
+def test_audit_cli_args_round_trip():
+    from spectrum_core.audit.pipeline import AuditConfig
+    from spectrum_core.audit.runner import audit_cli_args
+    from spectrum_core.cli import _audit_config, build_parser
+
+    config = AuditConfig(layer=10, sae="/tmp/sae", max_pairs=300, modes=("token",), pooling="mean",
+                         seed=3, dtype="bfloat16", sae_width=1024, max_prompt_tokens=256)
+    parsed = _audit_config(build_parser().parse_args(audit_cli_args(7, config)))
+    assert parsed == config
+    assert audit_cli_args(7, AuditConfig()) == ["audit", "7"]

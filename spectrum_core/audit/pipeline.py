@@ -269,7 +269,7 @@ def run_audit(pairs: pd.DataFrame, config: AuditConfig, out_dir: Path, *, activa
             diff_sae, diff_metrics = train_sae(
                 vectors, out_dir / "sae_difference",
                 SAETrainingConfig(width=width, k=max(2, min(8, width // 16)), batch_size=256,
-                                  training_tokens=max(200_000, 100 * len(vectors)), seed=config.seed),
+                                  training_tokens=max(50_000, 50 * len(vectors)), seed=config.seed),
                 model_name=config.model, hook=hook + ".pooled_difference", device=device,
                 progress=progress)
             report["sae"]["difference"] = diff_metrics

@@ -130,3 +130,21 @@ def run_audit_in_workspace(workspace: Workspace, dataset: str | int, config: Aud
     folder = workspace.publish_artifact(staging, key, "audit", inputs)
     workspace.update_job(job_id, status="succeeded", artifact_key=key, finished_at=utc_now())
     return AuditOutcome(folder, result.concepts, result.report, False, job_id, key)
+
+
+def audit_cli_args(dataset_id: int, config: AuditConfig) -> list[str]:
+    """The `spectrum audit` arguments that reproduce ``config`` (the app's jobs run these)."""
+    defaults = AuditConfig()
+    args = ["audit", str(dataset_id)]
+    options = {"model": "--model", "layer": "--layer", "sae": "--sae", "max_pairs": "--max-pairs",
+               "pooling": "--pooling", "correction": "--correction", "seed": "--seed",
+               "device": "--device", "dtype": "--dtype", "sae_width": "--width", "sae_k": "--k",
+               "sae_training_tokens": "--training-tokens", "max_prompt_tokens": "--max-prompt-tokens",
+               "max_response_tokens": "--max-response-tokens"}
+    for name, flag in options.items():
+        value = getattr(config, name)
+        if value is not None and value != getattr(defaults, name):
+            args += [flag, str(value)]
+    if tuple(config.modes) != tuple(defaults.modes):
+        args += ["--modes", ",".join(config.modes)]
+    return args

@@ -801,9 +801,10 @@ def feature_statistics(chosen: Matrix, rejected: Matrix, chosen_len: Any, reject
 
 
 def rank_concepts(table: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
-    """Rank concepts: significant ones (q < alpha) first, ordered by the size of their
-    length-controlled effect (|coef|); then the rest by q and the length-controlled p-value.
-    Within each group, fits that did not converge come after those that did. Adds ``rank``.
+    """Rank concepts: significant ones (q < alpha) first, those whose length-controlled effect
+    is also significant ahead of the others, each ordered by the size of that effect (|coef|);
+    then the rest by q and the length-controlled p-value. Within each group, fits that did not
+    converge come after those that did. Adds ``rank`` from 1.
 
     Ranking significant concepts by q alone would put the most prevalent first: with thousands
     of pairs, a feature that differs in most pairs reaches q < 1e-6 with a 60/40 split, and such
@@ -814,11 +815,14 @@ def rank_concepts(table: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     strength = np.abs(table["coef"].to_numpy(dtype=np.float64))
     converged = (table["converged"].to_numpy(dtype=bool) if "converged" in table.columns
                  else np.ones(len(table), dtype=bool))
-    evidence = (table["p_logit"].to_numpy(dtype=np.float64) if "p_logit" in table.columns
-                else -strength)
+    has_logit = "p_logit" in table.columns
+    evidence = table["p_logit"].to_numpy(dtype=np.float64) if has_logit else -strength
     significant = q < alpha
+    # Significant by the sign test and with a length-controlled interval that excludes zero
+    # first; significant by the sign test alone next; the rest last.
+    confirmed = significant & (evidence < alpha) if has_logit else significant
     key = pd.DataFrame({
-        "group": np.where(significant, 0, 1),
+        "group": np.where(confirmed, 0, np.where(significant, 1, 2)),
         "unconverged": ~converged,
         "first": np.where(significant, -np.nan_to_num(strength, nan=-np.inf), q),
         # Among the rest, a large but uncertain coefficient (few differing pairs) should not

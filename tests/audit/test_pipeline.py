@@ -127,3 +127,33 @@ def test_pretrained_sae_from_a_previous_run(planted_audit):
                                                             sae=str(outcome.folder / "sae")),
                                log=lambda m: None)
     assert workspace.jobs("audit")[0]["status"] == "failed"
+
+
+def test_two_processes_through_accelerate(tmp_path, bundled_model):
+    """`accelerate launch` with two CPU processes: each extracts half the shards, the main one
+    finishes, and the result equals a single-process run."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import LLAMAFACTORY_FILE
+
+    args = ["audit", str(LLAMAFACTORY_FILE), "--max-pairs", "30", "--max-prompt-tokens", "64",
+            "--max-response-tokens", "64", "--training-tokens", "40000", "--modes", "token"]
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                "-m", "spectrum_core.cli"]
+    two = subprocess.run([*launcher, "--workspace", str(tmp_path / "two"), *args],
+                         capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count("Audit finished") == 1  # only the main process reports
+    one = subprocess.run([sys.executable, "-m", "spectrum_core.cli", "--workspace", str(tmp_path / "one"),
+                          *args], capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    results = []
+    for name in ("two", "one"):
+        workspace = Workspace(tmp_path / name)
+        assert len(workspace.jobs("audit")) == 1
+        folder = workspace.find_artifact(workspace.jobs("audit")[0]["artifact_key"])
+        results.append(pd.read_parquet(Path(folder) / "concepts.parquet").set_index("concept_id"))
+    np.testing.assert_allclose(results[0].loc[results[1].index, "p_sign"], results[1]["p_sign"])

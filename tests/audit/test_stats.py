@@ -365,3 +365,7 @@ def test_rank_concepts_puts_strong_significant_effects_first():
     loose = pd.DataFrame({"q_value": [1.0, 1.0], "coef": [29.0, 0.5], "p_logit": [0.6, 0.01],
                           "converged": [True, True]})
     assert list(rank_concepts(loose).index) == [1, 0]
+    # A sign-test hit whose length-controlled interval includes zero goes after confirmed ones.
+    mixed = pd.DataFrame({"q_value": [0.003, 1e-9], "coef": [-0.53, 0.3], "p_logit": [0.1, 1e-8],
+                          "converged": [True, True]})
+    assert list(rank_concepts(mixed).index) == [1, 0]

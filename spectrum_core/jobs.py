@@ -1,0 +1,158 @@
+"""Long work as jobs: each runs the ``spectrum`` command line in its own process group.
+
+The app starts a job and forgets it: the child records its own progress (a JSON-lines file) and
+status (in the workspace database), so a page reload, a second tab or a restarted app finds it
+again. Stop ends the whole process tree. A job whose process is gone without having said how it
+ended (killed, machine restarted) is marked failed the next time anyone looks.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .progress import read_progress
+from .workspace import Workspace
+from .workspace.workspace import utc_now
+
+ACTIVE = ("queued", "running")
+
+
+@dataclass
+class JobView:
+    """What a page shows about a job: its row, latest progress per stage, and its log's tail."""
+
+    job: dict
+    stages: dict[str, dict] = field(default_factory=dict)
+    current: dict | None = None
+    log_tail: str = ""
+
+    @property
+    def status(self) -> str:
+        return self.job["status"]
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+
+def job_dir(workspace: Workspace, job_id: int) -> Path:
+    return workspace.root / "jobs" / str(job_id)
+
+
+def start_job(workspace: Workspace, kind: str, cli_args: list[str], config: dict, *,
+              dataset_id: int | None = None, parent_job_id: int | None = None,
+              plan_id: int | None = None, env: dict | None = None) -> int:
+    """Create the job row and start ``spectrum --workspace ROOT <cli_args> --job-id N`` detached
+    in a new session (its own process group), with stdout and stderr going to the job's log."""
+    job_id = workspace.create_job(kind, config, dataset_id=dataset_id, parent_job_id=parent_job_id,
+                                  plan_id=plan_id)
+    folder = job_dir(workspace, job_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    log_path = folder / "log.txt"
+    command = [sys.executable, "-m", "spectrum_core.cli", "--workspace", str(workspace.root),
+               *cli_args, "--job-id", str(job_id)]
+    with open(log_path, "ab") as log:
+        log.write(("$ " + " ".join(command) + "\n").encode())
+        log.flush()
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                                   cwd=str(Path(__file__).resolve().parent.parent))
+    workspace.update_job(job_id, pid=process.pid, log_path=str(log_path.relative_to(workspace.root)),
+                         progress_path=str((folder / "progress.jsonl").relative_to(workspace.root)))
+    return job_id
+
+
+def _reap(pid: int) -> None:
+    """Collect an exited child of this process so it does not linger as a zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def process_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    _reap(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie still answers kill(0); /proc says it is dead
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def refresh(workspace: Workspace, job_id: int) -> dict:
+    """The job row, after marking it failed if its process died without reporting."""
+    job = workspace.job(job_id)
+    if job["status"] in ACTIVE and job["pid"] and not process_alive(job["pid"]):
+        # Read again: the process may have written its final status just before exiting.
+        job = workspace.job(job_id)
+        if job["status"] in ACTIVE:
+            workspace.update_job(job_id, status="failed", finished_at=utc_now(),
+                                 error="the job's process ended without reporting a result "
+                                       "(killed, or the machine restarted); see its log")
+            job = workspace.job(job_id)
+    return job
+
+
+def view(workspace: Workspace, job_id: int, log_lines: int = 30) -> JobView:
+    job = refresh(workspace, job_id)
+    records = read_progress(workspace.root / job["progress_path"]) if job["progress_path"] else []
+    stages: dict[str, dict] = {}
+    for record in records:
+        stages[record["stage"]] = record
+    tail = ""
+    if job["log_path"]:
+        path = workspace.root / job["log_path"]
+        if path.exists():
+            with open(path, "rb") as handle:
+                handle.seek(max(0, path.stat().st_size - 64_000))
+                text = handle.read().decode("utf-8", "replace")
+            # Progress bars redraw with carriage returns; keep each line's last state.
+            lines = [line.split("\r")[-1] for line in text.splitlines()]
+            tail = "\n".join(line for line in lines if line.strip())
+            tail = "\n".join(tail.splitlines()[-log_lines:])
+    return JobView(job=job, stages=stages, current=records[-1] if records else None, log_tail=tail)
+
+
+def stop_job(workspace: Workspace, job_id: int, *, grace_seconds: float = 10.0) -> dict:
+    """End the job's whole process tree (SIGTERM, then SIGKILL after a grace period) and mark it
+    stopped. Its finished activation shards stay, so running it again resumes."""
+    job = workspace.job(job_id)
+    pid = job["pid"]
+    if pid and process_alive(pid):
+        try:
+            pgid = os.getpgid(pid)
+        except ProcessLookupError:
+            pgid = None
+        if pgid is not None:
+            os.killpg(pgid, signal.SIGTERM)
+            deadline = time.time() + grace_seconds
+            while time.time() < deadline and process_alive(pid):
+                time.sleep(0.1)
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            os.waitpid(pid, 0)  # our own child: collect it, so nothing of the group lingers
+        except ChildProcessError:  # started by another process (an earlier app): wait it out
+            while process_alive(pid):
+                time.sleep(0.05)
+    job = workspace.job(job_id)
+    if job["status"] in ACTIVE:
+        workspace.update_job(job_id, status="stopped", finished_at=utc_now())
+    return workspace.job(job_id)

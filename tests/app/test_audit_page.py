@@ -1,0 +1,49 @@
+"""The Audit page through AppTest: the command shown, a real audit job started and watched to
+the end, and a finished configuration recognised as reusable."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from spectrum_core import jobs
+from spectrum_core.workspace import Workspace
+from tests.conftest import LLAMAFACTORY_FILE, ROOT
+
+
+@pytest.fixture
+def page(tmp_path, monkeypatch, bundled_model):
+    monkeypatch.setenv("SPECTRUM_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.chdir(ROOT)
+    workspace = Workspace(tmp_path / "ws")
+    record = workspace.add_dataset(LLAMAFACTORY_FILE)
+    at = AppTest.from_file(str(ROOT / "pages" / "audit.py"), default_timeout=60)
+    yield at, workspace, record
+    for job in workspace.jobs("audit"):  # never leave a job running after the test
+        jobs.stop_job(workspace, job["id"], grace_seconds=2)
+
+
+def test_start_watch_and_reuse(page):
+    at, workspace, record = page
+    at.run()
+    assert not at.exception, at.exception
+    at.number_input[1].set_value(30)  # pairs to audit
+    at.button[0].click()  # the form's submit button
+    at.run()
+    assert at.code[0].value == f"spectrum audit {record['id']} --max-pairs 30 --dtype {at.code[0].value.split('--dtype ')[1]}"
+    [b for b in at.button if b.label == "Start audit"][0].click()
+    at.run()
+    job = workspace.jobs("audit")[0]
+    assert job["status"] in ("queued", "running")
+    deadline = time.time() + 600
+    while time.time() < deadline and workspace.job(job["id"])["status"] in ("queued", "running"):
+        time.sleep(2)
+        at.run()
+    assert workspace.job(job["id"])["status"] == "succeeded"
+    at.run()
+    assert not at.exception, at.exception
+    assert "already run with this configuration" in at.success[0].value
+    assert any(m.label == "Concepts with q < 0.05" for m in at.metric)
+    assert len(at.dataframe) == 1

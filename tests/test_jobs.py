@@ -1,0 +1,85 @@
+"""Jobs: a real audit started in its own process group, watched, stopped, killed, finished."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from spectrum_core import jobs
+from spectrum_core.workspace import Workspace
+from tests.conftest import HH_FILE, LLAMAFACTORY_FILE
+
+SMALL = ["--max-prompt-tokens", "64", "--max-response-tokens", "64", "--training-tokens", "40000"]
+
+
+def wait_for(predicate, timeout: float = 240, interval: float = 0.5):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out waiting")
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+@pytest.fixture
+def workspace(tmp_path, bundled_model):
+    workspace = Workspace(tmp_path / "ws")
+    yield workspace
+    for job in workspace.jobs():  # never leave a job running after the test
+        jobs.stop_job(workspace, job["id"], grace_seconds=2)
+
+
+def test_job_runs_to_the_end_and_reports(workspace):
+    record = workspace.add_dataset(LLAMAFACTORY_FILE)
+    job_id = jobs.start_job(workspace, "audit", ["audit", str(record["id"]), "--max-pairs", "30", *SMALL],
+                            {"test": "finish"}, dataset_id=record["id"])
+    final = wait_for(lambda: (v := jobs.view(workspace, job_id)) and not v.active and v)
+    assert final.status == "succeeded", final.log_tail
+    assert workspace.find_artifact(final.job["artifact_key"]) is not None
+    assert {"activations", "sae", "statistics"} <= set(final.stages)
+    assert final.stages["statistics"]["done"] == final.stages["statistics"]["total"]
+    assert "Audit finished" in final.log_tail
+
+
+def test_stop_ends_the_process_tree_and_resume_continues(workspace):
+    record = workspace.add_dataset(HH_FILE)
+    args = ["audit", str(record["id"]), "--max-pairs", "600", *SMALL]
+    job_id = jobs.start_job(workspace, "audit", args, {"test": "stop"}, dataset_id=record["id"])
+    pid = workspace.job(job_id)["pid"]
+    pgid = os.getpgid(pid)
+    shards = lambda: sorted(workspace.artifacts_dir.glob("activations-*/shard-*.safetensors"))
+    wait_for(lambda: len(shards()) >= 1)
+    stopped = jobs.stop_job(workspace, job_id)
+    assert stopped["status"] == "stopped" and not group_alive(pgid)
+    finished = shards()
+    # The same audit again starts after the shards the stopped one finished: its first progress
+    # record already counts them as done.
+    again = jobs.start_job(workspace, "audit", args, {"test": "stop"}, dataset_id=record["id"])
+    first = wait_for(lambda: jobs.view(workspace, again).stages.get("activations"))
+    # A fresh start would report one batch (at most 2,048 tokens) first; a resumed one reports the
+    # finished shards (512 responses each, tens of thousands of tokens) on top.
+    assert first["done"] > 10_000
+    assert all(p.exists() for p in finished)
+    jobs.stop_job(workspace, again)
+
+
+def test_killed_job_shows_as_failed(workspace):
+    record = workspace.add_dataset(HH_FILE)
+    job_id = jobs.start_job(workspace, "audit", ["audit", str(record["id"]), "--max-pairs", "600", *SMALL],
+                            {"test": "kill"}, dataset_id=record["id"])
+    wait_for(lambda: workspace.job(job_id)["status"] == "running")
+    os.killpg(os.getpgid(workspace.job(job_id)["pid"]), signal.SIGKILL)
+    job = wait_for(lambda: (j := jobs.refresh(workspace, job_id))["status"] == "failed" and j)
+    assert "ended without reporting" in job["error"]
