@@ -8,6 +8,7 @@ st.set_page_config(page_title="Spectrum", page_icon="🌈", layout="wide")
 # interventions, tuning, and results. Only working pages are listed.
 navigation = st.navigation({
     "Data": [st.Page("pages/dataset.py", title="Dataset", icon="📂", default=True)],
-    "Audit": [st.Page("pages/audit.py", title="Audit", icon="🔬")],
+    "Audit": [st.Page("pages/audit.py", title="Audit", icon="🔬"),
+              st.Page("pages/concepts.py", title="Concepts", icon="🧭")],
 })
 navigation.run()

@@ -58,7 +58,7 @@ elif running is None:
         st.warning("Give a pretrained SAE folder or RELEASE:ID, or choose to train one.")
     elif st.button("Start audit", type="primary"):
         job_id = jobs.start_job(workspace, "audit", audit_cli_args(record["id"], config), inputs,
-                                dataset_id=record["id"])
+                                dataset_id=record["id"], user=frame.user)
         st.session_state["watch_job"] = job_id
         st.rerun()
 
@@ -106,7 +106,6 @@ def show_job(job_id: int) -> None:
             concepts = pd.read_parquet(Path(folder) / "concepts.parquet").head(10)
             st.dataframe(concepts[["rank", "concept_id", "label", "direction", "share_chosen_more",
                                    "q_value", "coef"]], hide_index=True, width="stretch")
-            st.session_state["current_audit"] = job_id
     if view.log_tail:
         with st.expander("Log", expanded=job["status"] == "failed"):
             st.code(view.log_tail, language=None)

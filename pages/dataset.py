@@ -51,7 +51,7 @@ def add(source: str) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)  # kept as bytes and parsed by the loader; never unpickled
             name = uploaded.name
-        record = workspace.add_dataset(path, name=name, **options)
+        record = workspace.add_dataset(path, name=name, user=frame.user, **options)
     except (DataLoadError, SchemaError, OSError) as exc:
         st.session_state["add_error"] = str(exc)
         return

@@ -28,6 +28,13 @@ class Frame:
     workspace: Workspace
     user: str
     dataset_id: int | None
+    audit_id: int | None = None  # the job that produced the audit in use
+
+    def audit_folder(self) -> Path | None:
+        if self.audit_id is None:
+            return None
+        key = self.workspace.job(self.audit_id)["artifact_key"]
+        return self.workspace.find_artifact(key) if key else None
 
     def dataset(self) -> PreferenceDataset | None:
         if self.dataset_id is None:
@@ -75,8 +82,37 @@ def build_frame() -> Frame:
             format_func=lambda i: f"{datasets[i]['name']} · {datasets[i]['rows_kept']:,} pairs (#{i})")
         st.session_state["current_dataset"] = dataset_id
         st.query_params["dataset"] = str(dataset_id)
-    workspace.user = user
-    return Frame(workspace=workspace, user=user, dataset_id=dataset_id)
+        audits = finished_audits(workspace, dataset_id)
+        audit_id = None
+        if audits:
+            wanted = st.query_params.get("audit")
+            current = st.session_state.get("current_audit")
+            if current not in audits:
+                current = int(wanted) if wanted and wanted.isdigit() and int(wanted) in audits else list(audits)[0]
+            audit_id = st.selectbox("Audit", list(audits), index=list(audits).index(current),
+                                    format_func=audits.get)
+            st.session_state["current_audit"] = audit_id
+            st.query_params["audit"] = str(audit_id)
+    # The user is passed to every write explicitly: the cached Workspace is shared by sessions.
+    return Frame(workspace=workspace, user=user, dataset_id=dataset_id, audit_id=audit_id)
+
+
+def finished_audits(workspace: Workspace, dataset_id: int) -> dict[int, str]:
+    """Finished audits of a dataset, newest first, one per result: a later run that reused a
+    result is the same audit, so decisions attach to the job that produced it."""
+    first_job: dict[str, dict] = {}
+    for job in workspace.jobs("audit"):  # newest first, so the last seen is the oldest
+        if job["dataset_id"] == dataset_id and job["status"] == "succeeded" and job["artifact_key"]:
+            first_job[job["artifact_key"]] = job
+    audits = {}
+    for key, job in sorted(first_job.items(), key=lambda item: -item[1]["id"]):
+        if workspace.find_artifact(key) is None:
+            continue
+        config = job["config"].get("config", {})
+        pairs = config.get("max_pairs") or "all"
+        audits[job["id"]] = (f"#{job['id']} · {pairs} pairs · layer {config.get('layer') or 'mid'} · "
+                             f"{job['created_at'][:16].replace('T', ' ')}")
+    return audits
 
 
 def select_dataset(dataset_id: int) -> None:

@@ -47,11 +47,11 @@ def job_dir(workspace: Workspace, job_id: int) -> Path:
 
 def start_job(workspace: Workspace, kind: str, cli_args: list[str], config: dict, *,
               dataset_id: int | None = None, parent_job_id: int | None = None,
-              plan_id: int | None = None, env: dict | None = None) -> int:
+              plan_id: int | None = None, env: dict | None = None, user: str | None = None) -> int:
     """Create the job row and start ``spectrum --workspace ROOT <cli_args> --job-id N`` detached
     in a new session (its own process group), with stdout and stderr going to the job's log."""
     job_id = workspace.create_job(kind, config, dataset_id=dataset_id, parent_job_id=parent_job_id,
-                                  plan_id=plan_id)
+                                  plan_id=plan_id, user=user)
     folder = job_dir(workspace, job_id)
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / "log.txt"

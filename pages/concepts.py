@@ -1,0 +1,143 @@
+"""Concepts page: the ranked concept table, a card per concept, and keep / suppress / amplify."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from pages.frame import build_frame
+from spectrum_core.audit.pipeline import describe_concept
+from spectrum_core.audit.review import AuditView, highlight_tokens
+
+frame = build_frame()
+workspace = frame.workspace
+st.title("Concepts")
+folder = frame.audit_folder()
+if folder is None:
+    st.info("Run an audit on the Audit page first; its concepts appear here.")
+    st.stop()
+
+
+@st.cache_resource(show_spinner="Reading the audit ...", max_entries=4)
+def load_view(path: str) -> AuditView:
+    return AuditView.load(path)
+
+
+view = load_view(str(folder))
+audit_id = frame.audit_id
+decisions = workspace.current_decisions(audit_id)
+labels = workspace.labels(audit_id)
+concepts = view.concepts.copy()
+concepts["label"] = [labels.get(cid, label) for cid, label in zip(concepts["concept_id"], concepts["label"])]
+concepts["decision"] = [decisions[c]["action"] if c in decisions else "" for c in concepts["concept_id"]]
+
+with st.expander("Filters", expanded=False):
+    c1, c2, c3 = st.columns(3)
+    direction = c1.multiselect("Direction", ["chosen", "rejected", "none"], default=["chosen", "rejected"])
+    kinds = c1.multiselect("Kind", ["sae", "probe"], default=["sae", "probe"])
+    max_q = c2.select_slider("q-value at most", [1e-6, 1e-4, 1e-3, 0.01, 0.05, 0.1, 1.0], value=1.0)
+    min_prevalence = c2.slider("Prevalence at least", 0.0, 1.0, 0.0, 0.01)
+    decided = c3.radio("Decided", ["all", "undecided", "decided"], horizontal=True)
+    sort = c3.selectbox("Sort by", ["rank", "q_value", "coef", "prevalence", "share_chosen_more"])
+shown = concepts[concepts["direction"].isin(direction) & concepts["kind"].isin(kinds)
+                 & (concepts["q_value"] <= max_q) & (concepts["prevalence"] >= min_prevalence)]
+if decided != "all":
+    shown = shown[(shown["decision"] != "") == (decided == "decided")]
+ascending = sort in ("rank", "q_value")
+shown = shown.sort_values(sort, ascending=ascending, key=(lambda s: s.abs()) if sort == "coef" else None)
+st.caption(f"{len(shown):,} of {len(concepts):,} concepts. Select one to open its card.")
+table = shown[["rank", "concept_id", "label", "direction", "share_chosen_more", "n_differ", "q_value",
+               "coef", "prevalence", "decision"]]
+selection = st.dataframe(table, hide_index=True, width="stretch", height=300, on_select="rerun",
+                         selection_mode="single-row", key="concept_table",
+                         column_config={"share_chosen_more": st.column_config.NumberColumn(format="%.2f"),
+                                        "q_value": st.column_config.NumberColumn(format="%.2e"),
+                                        "coef": st.column_config.NumberColumn(format="%+.2f"),
+                                        "prevalence": st.column_config.NumberColumn(format="%.2f")})
+rows = selection.selection.rows if selection else []
+if rows:
+    st.session_state["concept"] = shown.iloc[rows[0]]["concept_id"]
+concept_id = st.session_state.get("concept")
+if concept_id not in concepts.index:
+    concept_id = shown["concept_id"].iloc[0] if len(shown) else None
+if concept_id is None:
+    st.info("No concept passes these filters.")
+    st.stop()
+row = concepts.loc[concept_id]
+
+st.divider()
+st.subheader(f"{concept_id}")
+new_label = st.text_input("Label", row["label"], key=f"label-{concept_id}")
+if new_label.strip() and new_label.strip() != row["label"]:
+    workspace.set_label(audit_id, concept_id, new_label.strip(), user=frame.user)
+    st.rerun()
+st.text(describe_concept(row))  # labels come from dataset text: shown as text, never markup
+stats = st.columns(5)
+stats[0].metric("Pairs where it differs", f"{int(row['n_differ']):,}")
+stats[1].metric("Chosen has more", f"{row['share_chosen_more']:.0%}" if row["n_differ"] else "–")
+stats[2].metric("q-value", f"{row['q_value']:.1e}")
+stats[3].metric("Length-controlled coef", f"{row['coef']:+.2f}")
+stats[4].metric("Prevalence", f"{row['prevalence']:.0%}")
+
+deltas = view.deltas(concept_id)
+nonzero = deltas[deltas != 0]
+figure = go.Figure(go.Histogram(x=nonzero, nbinsx=40, marker_color="#264653"))
+figure.update_layout(xaxis_title="Δ = chosen − rejected (pairs where it differs)", yaxis_title="pairs",
+                     height=260, margin=dict(t=10, b=10))
+left, right = st.columns([3, 2])
+left.plotly_chart(figure, width="stretch")
+correlations = view.probe_correlations(concept_id).head(5)
+right.markdown("**Most correlated probes** (Pearson r of Δ)")
+right.dataframe(correlations.rename("r").to_frame(), width="stretch")
+
+card = view.card(concept_id)
+if len(card):
+    st.markdown("**Where it fires most** (shaded by activation)")
+    pairs = frame.dataset().pairs.set_index("pair_id")
+    for _, example in card.head(4).iterrows():
+        pair = pairs.loc[example["pair_id"]]
+        st.caption(f"pair {example['pair_id']} · fires on the {example['side']} response "
+                   f"(max {example['activation']:.2f})")
+        chosen_col, rejected_col = st.columns(2)
+        for column, side in ((chosen_col, "chosen"), (rejected_col, "rejected")):
+            column.markdown(f"*{side}*")
+            if side == example["side"] and len(example["tokens"]):
+                column.html(highlight_tokens(list(example["tokens"]), list(example["token_activations"])))
+            else:
+                column.code(pair[side], language=None, wrap_lines=True)
+
+st.markdown("**Decision**")
+current = decisions.get(concept_id)
+if current:
+    st.info(f"Current decision: {current['action']}"
+            + (f" (strength {current['strength']:g})" if current["strength"] else "")
+            + f" by {current['decided_by']} at {current['decided_at'][:19].replace('T', ' ')}"
+            + (f": {current['reason']}" if current["reason"] else ""))
+reason = st.text_input("Reason (optional)", key=f"reason-{concept_id}")
+strength = st.slider("Strength (amplify)", 0.1, 5.0, 1.0, 0.1, key=f"strength-{concept_id}")
+shown_stats = {k: (None if pd.isna(row[k]) else float(row[k])) for k in
+               ("q_value", "p_sign", "coef", "ci_low", "ci_high", "share_chosen_more", "prevalence", "n_differ")}
+buttons = st.columns(3)
+for column, action in zip(buttons, ("keep", "suppress", "amplify")):
+    if column.button(action.capitalize(), key=f"{action}-{concept_id}", width="stretch"):
+        workspace.decide(audit_id, concept_id, action, reason=reason,
+                         strength=strength if action == "amplify" else None,
+                         stats=shown_stats, user=frame.user)
+        st.rerun()
+
+with st.expander("Audit log: every decision, newest first"):
+    history = workspace.decisions(audit_id)[::-1]
+    for decision in history:
+        line = (f"{decision['decided_at'][:19].replace('T', ' ')} · {decision['decided_by']} · "
+                f"{decision['action']} {decision['concept_id']}")
+        if decision["reason"]:
+            line += f" · {decision['reason']}"
+        cols = st.columns([5, 1])
+        if decision["undone_at"]:
+            cols[0].text(line + f"  (undone by {decision['undone_by']})")
+        else:
+            cols[0].text(line)
+            if cols[1].button("Undo", key=f"undo-{decision['id']}"):
+                workspace.undo_decision(decision["id"], user=frame.user, reason="undone in the app")
+                st.rerun()

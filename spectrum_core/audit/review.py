@@ -1,0 +1,70 @@
+"""Reading a finished audit for review: concepts, per-pair Δ, feature cards, probe correlations,
+and token highlighting that is safe to put in a page (every token is HTML-escaped)."""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class AuditView:
+    folder: Path
+    concepts: pd.DataFrame
+    cards: pd.DataFrame
+    pair_features: pd.DataFrame
+    pair_ids: pd.Index
+    report: dict
+
+    @classmethod
+    def load(cls, folder: Path) -> "AuditView":
+        folder = Path(folder)
+        pairs = pd.read_parquet(folder / "pairs.parquet")
+        return cls(folder=folder,
+                   concepts=pd.read_parquet(folder / "concepts.parquet").set_index("concept_id", drop=False),
+                   cards=pd.read_parquet(folder / "feature_cards.parquet"),
+                   pair_features=pd.read_parquet(folder / "pair_features.parquet"),
+                   pair_ids=pd.Index(pairs["pair_id"]),
+                   report=json.loads((folder / "report.json").read_text()))
+
+    def deltas(self, concept_id: str) -> pd.Series:
+        """Δ for every audited pair (0 where neither side has the concept)."""
+        rows = self.pair_features[self.pair_features["concept_id"] == concept_id]
+        return rows.set_index("pair_id")["delta"].reindex(self.pair_ids, fill_value=0.0)
+
+    def card(self, concept_id: str) -> pd.DataFrame:
+        return self.cards[self.cards["concept_id"] == concept_id].sort_values("rank")
+
+    def probe_correlations(self, concept_id: str) -> pd.Series:
+        """Pearson r of this concept's Δ with every probe's Δ, strongest first."""
+        target = self.deltas(concept_id).to_numpy()
+        probes = self.pair_features[self.pair_features["concept_id"].str.startswith("probe:")]
+        matrix = probes.pivot_table(index="pair_id", columns="concept_id", values="delta",
+                                    fill_value=0.0).reindex(self.pair_ids, fill_value=0.0)
+        result = {}
+        for column in matrix.columns:
+            values = matrix[column].to_numpy()
+            if column == concept_id or values.std() == 0 or target.std() == 0:
+                continue
+            result[column.removeprefix("probe:")] = float(np.corrcoef(values, target)[0, 1])
+        series = pd.Series(result, dtype=float)
+        return series.reindex(series.abs().sort_values(ascending=False).index)
+
+
+def highlight_tokens(tokens: list[str], activations: list[float], rgb: tuple[int, int, int] = (42, 157, 143)) -> str:
+    """Tokens as HTML spans shaded by activation. Each token is escaped, so text from a dataset
+    can never become markup; whitespace is kept visible with pre-wrap."""
+    top = max((a for a in activations), default=0.0) or 1.0
+    spans = []
+    for token, value in zip(tokens, activations):
+        alpha = max(0.0, min(1.0, value / top))
+        title = f' title="{value:.2f}"' if value > 0 else ""
+        spans.append(f'<span style="background: rgba({rgb[0]},{rgb[1]},{rgb[2]},{alpha:.2f})"{title}>'
+                     f"{html.escape(token)}</span>")
+    return ('<div style="white-space: pre-wrap; font-family: monospace; line-height: 1.6">'
+            + "".join(spans) + "</div>")
