@@ -276,6 +276,13 @@ class ActivationStore:
                 start, end = int(offsets[row]), int(offsets[row + 1])
                 yield response, shard["token_ids"][start:end], shard["acts"][start:end]
 
+    def response_lengths(self) -> np.ndarray:
+        """Response tokens per response, indexed by response number."""
+        lengths = np.zeros(self.manifest["n_responses"], dtype=np.int64)
+        for shard in self.iter_shards():
+            lengths[shard["responses"].numpy()] = (shard["offsets"][1:] - shard["offsets"][:-1]).numpy()
+        return lengths
+
     def median_norm(self) -> float:
         norms = torch.cat([s["norms"] for s in self.iter_shards()])
         return float(norms.median())

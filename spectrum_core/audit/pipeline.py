@@ -231,7 +231,6 @@ def run_audit(pairs: pd.DataFrame, config: AuditConfig, out_dir: Path, *, activa
                     "sae": {}, "joint_models": {}}
 
     tables, joints = [], {}
-    chosen_len = rejected_len = None
     mode_data: dict[str, tuple] = {}
     features = None
     if "token" in modes:
@@ -257,8 +256,7 @@ def run_audit(pairs: pd.DataFrame, config: AuditConfig, out_dir: Path, *, activa
             features = encode_responses(store, sae, progress=progress)
         chosen, rejected = features.pooled(config.pooling)
         mode_data["token"] = (chosen, rejected)
-    lengths_all = (features.response_tokens if features is not None else
-                   np.array([len(t) for _, t, _ in sorted(store.iter_responses(), key=lambda x: x[0])]))
+    lengths_all = features.response_tokens if features is not None else store.response_lengths()
     chosen_len, rejected_len = lengths_all[0::2].astype(float), lengths_all[1::2].astype(float)
 
     if "difference" in modes:

@@ -802,7 +802,8 @@ def feature_statistics(chosen: Matrix, rejected: Matrix, chosen_len: Any, reject
 
 def rank_concepts(table: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     """Rank concepts: significant ones (q < alpha) first, those whose length-controlled effect
-    is also significant ahead of the others, each ordered by the size of that effect (|coef|);
+    is also significant ahead of the others, each ordered by the size of that effect (how far
+    its 95% interval is from zero; |coef| when there is no interval);
     then the rest by q and the length-controlled p-value. Within each group, fits that did not
     converge come after those that did. Adds ``rank`` from 1.
 
@@ -812,7 +813,14 @@ def rank_concepts(table: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     that predict preference beyond length ahead of them.
     """
     q = table["q_value"].to_numpy(dtype=np.float64)
-    strength = np.abs(table["coef"].to_numpy(dtype=np.float64))
+    if {"ci_low", "ci_high"} <= set(table.columns):
+        # The effect the data vouch for: the distance of the 95% interval from zero, so a huge
+        # but uncertain coefficient (a rare or nearly separating feature) does not lead.
+        low = table["ci_low"].to_numpy(dtype=np.float64)
+        high = table["ci_high"].to_numpy(dtype=np.float64)
+        strength = np.maximum(np.maximum(low, -high), 0.0)
+    else:
+        strength = np.abs(table["coef"].to_numpy(dtype=np.float64))
     converged = (table["converged"].to_numpy(dtype=bool) if "converged" in table.columns
                  else np.ones(len(table), dtype=bool))
     has_logit = "p_logit" in table.columns

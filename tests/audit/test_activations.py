@@ -26,6 +26,7 @@ def test_only_response_tokens_are_kept(tiny_model, hh_pairs, tmp_path):
         assert token_ids.tolist() == tokenizer(text, add_special_tokens=False)["input_ids"][:512]
         assert acts.shape == (len(token_ids), 64)
         seen.add(response)
+        assert store.response_lengths()[response] == len(token_ids)
     assert seen == set(range(24))
 
 

@@ -369,3 +369,7 @@ def test_rank_concepts_puts_strong_significant_effects_first():
     mixed = pd.DataFrame({"q_value": [0.003, 1e-9], "coef": [-0.53, 0.3], "p_logit": [0.1, 1e-8],
                           "converged": [True, True]})
     assert list(rank_concepts(mixed).index) == [1, 0]
+    # With intervals, a precise effect beats a larger but uncertain one.
+    intervals = pd.DataFrame({"q_value": [1e-9, 1e-9], "coef": [4.0, 2.0], "ci_low": [0.2, 1.5],
+                              "ci_high": [7.8, 2.5], "p_logit": [0.04, 1e-9], "converged": [True, True]})
+    assert list(rank_concepts(intervals).index) == [1, 0]
