@@ -65,9 +65,15 @@ def distributed_state():
     ``torchrun``), else None."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
+    import torch
     from accelerate import PartialState
 
-    return PartialState()
+    state = PartialState()
+    if state.device.type == "cpu":
+        # Processes sharing one CPU: split its cores instead of oversubscribing them (bf16 kernels
+        # slow down several-fold when threads outnumber cores).
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // state.num_processes))
+    return state
 
 
 def run_audit_in_workspace(workspace: Workspace, dataset: str | int, config: AuditConfig, *,
