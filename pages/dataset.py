@@ -63,7 +63,7 @@ with st.expander("Add preference data", expanded=frame.dataset_id is None or "ad
     st.selectbox("Schema", ["detect", *SCHEMAS], key="schema",
                  help="Leave on detect unless detection picks the wrong one.")
     st.text_input("Column map (optional)", key="column_map",
-                  placeholder="prompt=question, chosen=good, rejected=bad")
+                  help="Your columns for the fields, e.g. prompt=question, chosen=good, rejected=bad")
     bundled, local, upload = st.tabs(["Bundled", "Local file", "Upload"])
     with bundled:
         st.selectbox("Bundled dataset", list(BUNDLED_DATA), key="bundled_choice")
@@ -125,7 +125,7 @@ split_counts = pairs["split"].value_counts()
 filter_col, search_col = st.columns([1, 2])
 split = filter_col.radio("Split", ["all", "train", "held_out"], horizontal=True,
                          format_func=lambda s: f"{s} ({split_counts.get(s, len(pairs)) if s != 'all' else len(pairs):,})")
-query = search_col.text_input("Search prompt and responses", placeholder="e.g. sorry")
+query = search_col.text_input("Search prompt and responses", help="Case-insensitive text, e.g. sorry")
 view = pairs if split == "all" else pairs[pairs["split"] == split]
 if query:
     needle = query.lower()
