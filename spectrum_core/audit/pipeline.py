@@ -355,13 +355,13 @@ def _label_concepts(concepts: pd.DataFrame, cards: pd.DataFrame, pairs: pd.DataF
     endpoint = labelling.LLMEndpoint.from_env()
     labeler = (labelling.LLMLabeler(endpoint, out_dir / "llm_label_cache.jsonl")
                if endpoint and config.llm_labelled_concepts else None)
+    texts = list(pairs["chosen"]) + list(pairs["rejected"])
+    # Both sides stacked (chosen rows, then rejected), column-major so each feature is one slice.
+    stacked = {mode: sp.vstack([c, r]).tocsc() for mode, (c, r) in mode_data.items() if mode != "probe"}
     for count, index in enumerate(sae_rows):
         row = concepts.loc[index]
         mode, feature = row["mode"], int(row["feature"])
-        chosen, rejected = mode_data[mode]
-        column = np.concatenate([chosen[:, feature].toarray().ravel(),
-                                 rejected[:, feature].toarray().ravel()])  # 2n: chosen then rejected
-        texts = list(pairs["chosen"]) + list(pairs["rejected"])
+        column = stacked[mode][:, feature].toarray().ravel()  # 2n: chosen then rejected
         order = np.argsort(-column, kind="stable")
         high = [texts[i] for i in order[:30] if column[i] > 0]
         zero = np.flatnonzero(column == 0)
