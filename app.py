@@ -4,11 +4,12 @@ import streamlit as st
 
 st.set_page_config(page_title="Spectrum", page_icon="🌈", layout="wide")
 
-# Sections follow the pipeline: data, audit, then (as they are built) concept review and
-# interventions, tuning, and results. Only working pages are listed.
+# Sections follow the pipeline: data → audit and review → interventions; "Train" (tuning runs)
+# and "Evaluate" (results) join as they are built. Only working pages are listed.
 navigation = st.navigation({
     "Data": [st.Page("pages/dataset.py", title="Dataset", icon="📂", default=True)],
     "Audit": [st.Page("pages/audit.py", title="Audit", icon="🔬"),
-              st.Page("pages/concepts.py", title="Concepts", icon="🧭")],
+              st.Page("pages/concepts.py", title="Concepts", icon="🧭"),
+              st.Page("pages/interventions.py", title="Interventions", icon="🎚️")],
 })
 navigation.run()

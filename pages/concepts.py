@@ -6,9 +6,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.frame import build_frame
+from pages.frame import build_frame, load_audit_view
 from spectrum_core.audit.pipeline import describe_concept
-from spectrum_core.audit.review import AuditView, highlight_tokens
+from spectrum_core.audit.review import highlight_tokens
 
 frame = build_frame()
 workspace = frame.workspace
@@ -19,12 +19,7 @@ if folder is None:
     st.stop()
 
 
-@st.cache_resource(show_spinner="Reading the audit ...", max_entries=4)
-def load_view(path: str) -> AuditView:
-    return AuditView.load(path)
-
-
-view = load_view(str(folder))
+view = load_audit_view(str(folder))
 audit_id = frame.audit_id
 decisions = workspace.current_decisions(audit_id)
 labels = workspace.labels(audit_id)

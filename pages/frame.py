@@ -12,6 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from spectrum_core.audit.review import AuditView
 from spectrum_core.data import PreferenceDataset
 from spectrum_core.workspace import Workspace, default_user
 
@@ -95,6 +96,12 @@ def build_frame() -> Frame:
             st.query_params["audit"] = str(audit_id)
     # The user is passed to every write explicitly: the cached Workspace is shared by sessions.
     return Frame(workspace=workspace, user=user, dataset_id=dataset_id, audit_id=audit_id)
+
+
+@st.cache_resource(show_spinner="Reading the audit ...", max_entries=4)
+def load_audit_view(path: str) -> AuditView:
+    """A finished audit's tables, read once per server process (they never change)."""
+    return AuditView.load(path)
 
 
 def finished_audits(workspace: Workspace, dataset_id: int) -> dict[int, str]:

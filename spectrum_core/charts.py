@@ -50,3 +50,27 @@ def length_scatter(pairs: pd.DataFrame, unit: str = "words") -> go.Figure:
                          title=f"chosen is longer in {longer:.0f}% of pairs", showlegend=False,
                          margin=dict(t=40, b=10))
     return figure
+
+
+def association_shift(table: pd.DataFrame, labels: dict[str, str], decided: dict[str, str]) -> go.Figure:
+    """Dumbbell chart: each concept's share of pairs where chosen has more, before → after the
+    plan. 0.5 means the concept no longer predicts the label; decided concepts are marked."""
+    table = table.iloc[::-1]  # first row on top
+    names = [f"{labels.get(c, c)[:40]} · {c}" + (f" [{decided[c]}]" if c in decided else "")
+             for c in table["concept_id"]]
+    figure = go.Figure()
+    for name, before, after in zip(names, table["share_before"], table["share_after"]):
+        figure.add_trace(go.Scatter(x=[before, after], y=[name, name], mode="lines",
+                                    line=dict(color="#adb5bd", width=2), showlegend=False,
+                                    hoverinfo="skip"))
+    figure.add_trace(go.Scatter(x=table["share_before"], y=names, mode="markers", name="before",
+                                marker=dict(color="#6c757d", size=9),
+                                hovertemplate="%{y}<br>before: %{x:.3f}<extra></extra>"))
+    figure.add_trace(go.Scatter(x=table["share_after"], y=names, mode="markers", name="after the plan",
+                                marker=dict(color=CHOSEN_COLOUR, size=11, symbol="diamond"),
+                                hovertemplate="%{y}<br>after: %{x:.3f}<extra></extra>"))
+    figure.add_vline(x=0.5, line_dash="dot", line_color="#495057")
+    figure.update_layout(xaxis=dict(title="share of differing pairs where chosen has more", range=[0, 1]),
+                         height=max(260, 28 * len(table) + 90), margin=dict(t=10, b=10, l=10, r=10),
+                         legend=dict(orientation="h", y=1.02, yanchor="bottom"))
+    return figure

@@ -24,3 +24,29 @@ def bundled_model():
     from spectrum_core.models import load_model
 
     return load_model("bundled", progress=lambda message: None)
+
+
+@pytest.fixture(scope="session")
+def small_audit_source(tmp_path_factory, bundled_model):
+    """One small real audit (60 LLaMA-Factory pairs, bundled model), made once per test session."""
+    from spectrum_core.audit.pipeline import AuditConfig
+    from spectrum_core.audit.runner import run_audit_in_workspace
+    from spectrum_core.workspace import Workspace
+
+    root = tmp_path_factory.mktemp("small-audit")
+    config = AuditConfig(max_pairs=60, max_prompt_tokens=96, max_response_tokens=96, sae_training_tokens=60_000)
+    outcome = run_audit_in_workspace(Workspace(root), LLAMAFACTORY_FILE, config, log=lambda m: None)
+    return root, outcome
+
+
+@pytest.fixture
+def small_audit(small_audit_source, tmp_path):
+    """A private copy of the small audit's workspace, so decisions made in one test stay there."""
+    import shutil
+
+    from spectrum_core.workspace import Workspace
+
+    source, outcome = small_audit_source
+    root = tmp_path / "ws"
+    shutil.copytree(source, root, ignore=shutil.ignore_patterns("activations-*", ".staging"))
+    return Workspace(root), outcome

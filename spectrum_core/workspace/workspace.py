@@ -14,6 +14,7 @@ import getpass
 import json
 import os
 import shutil
+import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -130,7 +131,7 @@ class Workspace:
     def staging_path(self, key: str) -> Path:
         """A private folder to build an artifact in before ``publish_artifact`` moves it into
         place, so a crash never leaves a half-written artifact under its real key."""
-        path = self.artifacts_dir / ".staging" / f"{key}-{os.getpid()}"
+        path = self.artifacts_dir / ".staging" / f"{key}-{os.getpid()}-{threading.get_ident()}"
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir(parents=True)
         return path
@@ -319,12 +320,44 @@ class Workspace:
                                 (audit_job_id,)).fetchall()
         return {r["concept_id"]: r["label"] for r in rows}
 
-    def save_plan(self, audit_job_id: int, plan_yaml: str, *, user: str | None = None) -> int:
+    def set_intervention(self, decision_id: int, intervention: str, *, user: str | None = None) -> None:
+        """Choose how a decision acts on the data (drop / reweight / flip / ...); logged."""
         user = user or self.user
         with self._db() as conn, transaction(conn):
+            row = conn.execute("SELECT * FROM concept_decisions WHERE id = ?", (decision_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"No decision {decision_id}")
+            conn.execute("UPDATE concept_decisions SET intervention = ? WHERE id = ?",
+                         (intervention, decision_id))
+            self._log(conn, user, "decision.intervention", "decision", decision_id,
+                      {"concept_id": row["concept_id"], "from": row["intervention"], "to": intervention})
+
+    def save_plan(self, audit_job_id: int, plan_yaml: str, *, user: str | None = None) -> int:
+        """Store a compiled plan; the same plan text saved again returns the existing id."""
+        user = user or self.user
+        digest = config_hash(plan_yaml)
+        with self._db() as conn, transaction(conn):
+            existing = conn.execute("SELECT id FROM plans WHERE audit_job_id = ? AND plan_hash = ?",
+                                    (audit_job_id, digest)).fetchone()
+            if existing:
+                return existing["id"]
             cursor = conn.execute(
                 "INSERT INTO plans (audit_job_id, plan_hash, plan_yaml, created_at, created_by) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (audit_job_id, config_hash(plan_yaml), plan_yaml, utc_now(), user))
+                (audit_job_id, digest, plan_yaml, utc_now(), user))
             self._log(conn, user, "plan.save", "plan", cursor.lastrowid, {"audit_job_id": audit_job_id})
             return cursor.lastrowid
+
+    def plan(self, plan_id: int) -> dict:
+        with self._db() as conn:
+            row = conn.execute("SELECT * FROM plans WHERE id = ?", (plan_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"No plan {plan_id} in {self.root}")
+        return dict(row)
+
+    def plans(self, audit_job_id: int | None = None) -> list[dict]:
+        query = "SELECT * FROM plans" + (" WHERE audit_job_id = ?" if audit_job_id is not None else "")
+        with self._db() as conn:
+            rows = conn.execute(query + " ORDER BY id DESC",
+                                () if audit_job_id is None else (audit_job_id,)).fetchall()
+        return [dict(r) for r in rows]

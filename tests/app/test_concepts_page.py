@@ -5,26 +5,13 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from spectrum_core.audit.pipeline import AuditConfig
-from spectrum_core.audit.runner import run_audit_in_workspace
-from spectrum_core.workspace import Workspace
-from tests.conftest import LLAMAFACTORY_FILE, ROOT
-
-SMALL = AuditConfig(max_pairs=60, max_prompt_tokens=96, max_response_tokens=96, sae_training_tokens=60_000)
-
-
-@pytest.fixture(scope="module")
-def audited(tmp_path_factory, bundled_model):
-    root = tmp_path_factory.mktemp("ws")
-    workspace = Workspace(root)
-    outcome = run_audit_in_workspace(workspace, LLAMAFACTORY_FILE, SMALL, log=lambda m: None)
-    return root, workspace, outcome
+from tests.conftest import ROOT
 
 
 @pytest.fixture
-def page(audited, monkeypatch):
-    root, workspace, outcome = audited
-    monkeypatch.setenv("SPECTRUM_WORKSPACE", str(root))
+def page(small_audit, monkeypatch):
+    workspace, outcome = small_audit
+    monkeypatch.setenv("SPECTRUM_WORKSPACE", str(workspace.root))
     monkeypatch.chdir(ROOT)
     return AppTest.from_file(str(ROOT / "pages" / "concepts.py"), default_timeout=60), workspace, outcome
 
@@ -61,3 +48,30 @@ def test_label_edit_persists(page):
     again = AppTest.from_file(str(ROOT / "pages" / "concepts.py"), default_timeout=60)
     again.run()
     assert again.text_input(key=f"label-{first}").value == "apologises before answering"
+
+
+def test_two_sessions_deciding_at_once_lose_nothing(page):
+    """Two browser sessions, each drawn before the other decided, decide on different concepts
+    and on the same one; every decision is kept and each session then shows the other's."""
+    _, workspace, outcome = page
+    ids = list(outcome.concepts["concept_id"][:2])
+    sessions = {}
+    for user in ("ana", "ben"):
+        at = AppTest.from_file(str(ROOT / "pages" / "concepts.py"), default_timeout=60)
+        at.session_state["user"] = user
+        at.run()
+        sessions[user] = at
+    for user, action in (("ana", "suppress"), ("ben", "keep")):
+        at = sessions[user]
+        at.button(key=f"{action}-{ids[0]}").click()  # both on the first concept, from stale pages
+        at.run()
+    sessions["ben"].session_state["concept"] = ids[1]
+    sessions["ben"].run()
+    sessions["ben"].button(key=f"amplify-{ids[1]}").click()
+    sessions["ben"].run()
+    history = workspace.decisions(outcome.job_id)
+    assert [(d["decided_by"], d["action"], d["concept_id"]) for d in history] == [
+        ("ana", "suppress", ids[0]), ("ben", "keep", ids[0]), ("ben", "amplify", ids[1])]
+    ana = sessions["ana"]
+    ana.run()
+    assert "Current decision: keep" in ana.info[0].value and "by ben" in ana.info[0].value

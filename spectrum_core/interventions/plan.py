@@ -1,0 +1,167 @@
+"""The intervention plan: the researcher's concept decisions compiled into one reviewable object.
+
+A plan names the audit and dataset it came from and, for every decided concept, the decision
+(keep / suppress / amplify), its strength and reason, and how it acts on the data:
+
+- ``suppress`` → ``reweight`` (default), ``drop``, ``flip`` or ``none`` (reward only);
+- ``amplify`` → ``none`` (reward only, the default) or ``upweight``;
+- ``keep`` → ``none``.
+
+The plan is saved as YAML in the workspace; the tuning stage reads it back with
+:meth:`InterventionPlan.from_yaml` (the shaped reward uses the suppressed and amplified concepts,
+the trainers the shaped pairs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING
+
+import yaml
+
+from ..workspace.artifacts import config_hash
+
+if TYPE_CHECKING:
+    from ..audit.review import AuditView
+    from ..workspace import Workspace
+
+PLAN_VERSION = 1
+DATA_INTERVENTIONS: dict[str, tuple[str, ...]] = {
+    "suppress": ("reweight", "drop", "flip", "none"),
+    "amplify": ("none", "upweight"),
+    "keep": ("none",),
+}
+INTERVENTION_HELP = {
+    "reweight": "reweight pairs so the concept no longer predicts the label",
+    "drop": "drop the pairs where the concept decides the label",
+    "flip": "flip the labels of pairs where the concept was preferred",
+    "upweight": "give pairs that agree with the concept more weight (× 1 + strength)",
+    "none": "leave the data alone (the decision acts through the reward)",
+}
+
+
+class PlanError(ValueError):
+    """A plan that cannot be applied as written (unknown action or intervention)."""
+
+
+def default_intervention(action: str) -> str:
+    return DATA_INTERVENTIONS[action][0]
+
+
+@dataclass
+class ConceptChoice:
+    concept_id: str
+    label: str
+    action: str
+    intervention: str
+    direction: str  # which side had more of the concept in the audit: chosen / rejected / none
+    strength: float | None = None
+    reason: str = ""
+    decision_id: int | None = None
+    decided_by: str = ""
+    decided_at: str = ""
+    stats: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.action not in DATA_INTERVENTIONS:
+            raise PlanError(f"concept {self.concept_id}: unknown action {self.action!r}")
+        if self.intervention not in DATA_INTERVENTIONS[self.action]:
+            raise PlanError(f"concept {self.concept_id}: {self.action} cannot use intervention "
+                            f"{self.intervention!r}; choose one of {DATA_INTERVENTIONS[self.action]}")
+
+
+@dataclass
+class InterventionPlan:
+    audit_job_id: int
+    audit_artifact: str
+    dataset_id: int | None
+    dataset_artifact: str | None
+    model: str
+    layer: int
+    hook_name: str
+    concepts: list[ConceptChoice]
+    balance_bins: int = 5  # |Δ| bins within which reweighting balances the two directions
+    version: int = PLAN_VERSION
+
+    # --------------------------------------------------------------------------- selections
+    def by_action(self, action: str) -> list[ConceptChoice]:
+        return [c for c in self.concepts if c.action == action]
+
+    @property
+    def suppressed(self) -> list[ConceptChoice]:
+        return self.by_action("suppress")
+
+    @property
+    def amplified(self) -> list[ConceptChoice]:
+        return self.by_action("amplify")
+
+    # --------------------------------------------------------------------------- YAML
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["concepts"] = [asdict(c) for c in self.concepts]
+        return data
+
+    def to_yaml(self, summary: dict | None = None) -> str:
+        data = {"spectrum_plan": self.to_dict()}
+        if summary is not None:
+            data["data_summary"] = summary
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> "InterventionPlan":
+        document = yaml.safe_load(text)
+        if not isinstance(document, dict) or "spectrum_plan" not in document:
+            raise PlanError("not a Spectrum plan: the YAML has no top-level 'spectrum_plan'")
+        data = dict(document["spectrum_plan"])
+        if data.get("version") != PLAN_VERSION:
+            raise PlanError(f"plan version {data.get('version')!r}; this Spectrum reads version {PLAN_VERSION}")
+        known = {f.name for f in fields(ConceptChoice)}
+        data["concepts"] = [ConceptChoice(**{k: v for k, v in c.items() if k in known})
+                            for c in data.get("concepts") or []]
+        return cls(**data)
+
+    @property
+    def plan_hash(self) -> str:
+        return config_hash(self.to_dict())
+
+
+def compile_plan(workspace: "Workspace", audit_job_id: int, view: "AuditView", *,
+                 balance_bins: int = 5) -> InterventionPlan:
+    """The plan for an audit from the workspace's current (not undone) decisions.
+
+    ``view`` is the finished audit (each concept's direction and label, the model and layer);
+    labels the researcher edited win over the audit's own.
+    """
+    job = workspace.job(audit_job_id)
+    concepts = view.concepts
+    dataset = workspace.dataset(job["dataset_id"]) if job["dataset_id"] else None
+    labels = workspace.labels(audit_job_id)
+    table = concepts.set_index("concept_id", drop=False) if "concept_id" in concepts else concepts
+    choices = []
+    for concept_id, decision in sorted(workspace.current_decisions(audit_job_id).items(),
+                                       key=lambda item: item[1]["id"]):
+        row = table.loc[concept_id] if concept_id in table.index else None
+        choices.append(ConceptChoice(
+            concept_id=concept_id,
+            label=labels.get(concept_id, str(row["label"]) if row is not None else concept_id),
+            action=decision["action"],
+            intervention=decision["intervention"] or default_intervention(decision["action"]),
+            direction=str(row["direction"]) if row is not None else "none",
+            strength=decision["strength"],
+            reason=decision["reason"],
+            decision_id=decision["id"],
+            decided_by=decision["decided_by"],
+            decided_at=decision["decided_at"],
+            stats=decision["stats"],
+        ))
+    return InterventionPlan(
+        audit_job_id=audit_job_id,
+        audit_artifact=job["artifact_key"],
+        dataset_id=job["dataset_id"],
+        dataset_artifact=dataset["artifact_key"] if dataset else None,
+        model=str(view.report["config"]["model"]),
+        layer=int(view.report["layer"]),
+        hook_name=str(view.report["hook_name"]),
+        concepts=choices,
+        balance_bins=balance_bins,
+    )

@@ -1,0 +1,241 @@
+"""Applying a plan's data interventions to the audited pairs, and measuring what they do.
+
+Every intervention works on Δ = concept(chosen) − concept(rejected) per pair, oriented so that
+a positive "agreement" e = s·Δ means the pair agrees with the audit's finding (s = +1 when chosen
+responses had more of the concept, −1 when rejected ones had). A concept predicts the label when
+agreeing pairs outnumber disagreeing ones; each intervention removes that imbalance:
+
+- **drop**: drop the agreeing pairs with the largest agreement (where the concept most plausibly
+  decided the label) until agreeing and disagreeing pairs are equally many;
+- **flip**: swap chosen and rejected in half that excess, again largest agreement first, which
+  balances the two directions while keeping every pair;
+- **reweight**: weights that balance the total weight of agreeing and disagreeing pairs within
+  quantile bins of |Δ|, so neither the sign nor the size of Δ predicts the label. With several
+  reweighted concepts the weights are found by raking (iterative proportional fitting) so that all
+  balances hold together;
+- **upweight** (amplify): agreeing pairs' weights × (1 + strength).
+
+Order: drops, then flips, then upweights, then raking; weights are finally scaled to mean 1 over
+the kept pairs. Pairs outside the audit (a pair limit) are never changed and say so.
+
+Raking is a few lines of numpy; no maintained library does weighted balancing on this
+pair-oriented layout, so it is written here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from .plan import ConceptChoice, InterventionPlan, PlanError
+
+DeltaSource = Callable[[str], np.ndarray]  # concept id -> Δ for every audited pair, in order
+
+RAKING_ROUNDS = 100
+RAKING_TOLERANCE = 1e-4
+
+
+@dataclass
+class ShapedPairs:
+    """Per-pair outcome of a plan: one row per pair of the dataset (audited or not)."""
+
+    table: pd.DataFrame  # pair_id, audited, kept, flipped, weight, changed_by
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        t = self.table
+        kept = t[t["kept"]]
+        weights = kept["weight"].to_numpy()
+        return {
+            "pairs": int(len(t)),
+            "audited": int(t["audited"].sum()),
+            "not_audited": int((~t["audited"]).sum()),
+            "dropped": int((~t["kept"]).sum()),
+            "flipped": int(t["flipped"].sum()),
+            "reweighted": int((kept["weight"].sub(1.0).abs() > 1e-6).sum()),
+            "changed": int(((~t["kept"]) | t["flipped"] | (t["weight"].sub(1.0).abs() > 1e-6)).sum()),
+            "effective_pairs": float(weights.sum() ** 2 / np.square(weights).sum()) if len(weights) else 0.0,
+            "notes": list(self.notes),
+        }
+
+    def changed(self) -> pd.DataFrame:
+        t = self.table
+        return t[(~t["kept"]) | t["flipped"] | (t["weight"].sub(1.0).abs() > 1e-6)]
+
+
+def _sign(direction: str) -> float:
+    return {"chosen": 1.0, "rejected": -1.0}.get(direction, 0.0)
+
+
+def _balance_bins(agreement: np.ndarray, mask: np.ndarray, n_bins: int) -> np.ndarray | None:
+    """Bin index per pair (−1 outside ``mask`` or where Δ = 0), with as many quantile bins of |Δ|
+    as keep both directions in every bin; None when even one bin has only one direction."""
+    differ = mask & (agreement != 0)
+    magnitude = np.abs(agreement[differ])
+    for bins in range(max(1, n_bins), 0, -1):
+        edges = np.unique(np.quantile(magnitude, np.linspace(0, 1, bins + 1)[1:-1])) if bins > 1 else []
+        index = np.full(len(agreement), -1)
+        index[differ] = np.searchsorted(edges, magnitude, side="right")
+        ok = True
+        for b in np.unique(index[differ]):
+            in_bin = index == b
+            if not ((agreement[in_bin] > 0).any() and (agreement[in_bin] < 0).any()):
+                ok = False
+                break
+        if ok:
+            return index
+    return None
+
+
+def shape_pairs(plan: InterventionPlan, all_pair_ids: pd.Index, audited_pair_ids: pd.Index,
+                deltas: DeltaSource) -> ShapedPairs:
+    """Apply the plan's data interventions. ``deltas(concept_id)`` gives Δ in ``audited_pair_ids``
+    order."""
+    n = len(audited_pair_ids)
+    kept = np.ones(n, dtype=bool)
+    orientation = np.ones(n)  # −1 where chosen and rejected were swapped
+    weight = np.ones(n)
+    changed_by: list[list[str]] = [[] for _ in range(n)]
+    notes: list[str] = []
+
+    def agreement(choice: ConceptChoice) -> np.ndarray:
+        return _sign(choice.direction) * orientation * deltas(choice.concept_id)
+
+    def active(action: str, intervention: str) -> list[ConceptChoice]:
+        chosen = [c for c in plan.concepts if c.action == action and c.intervention == intervention]
+        for choice in chosen:
+            if _sign(choice.direction) == 0:
+                notes.append(f"{choice.concept_id}: no direction in the audit, so {intervention} "
+                             "has nothing to act on")
+        return [c for c in chosen if _sign(c.direction) != 0]
+
+    for choice in active("suppress", "drop"):
+        e = agreement(choice)
+        agree = np.flatnonzero(kept & (e > 0))
+        excess = len(agree) - int((kept & (e < 0)).sum())
+        if excess > 0:
+            victims = agree[np.argsort(-e[agree], kind="stable")[:excess]]
+            kept[victims] = False
+            for i in victims:
+                changed_by[i].append(f"drop:{choice.concept_id}")
+
+    for choice in active("suppress", "flip"):
+        e = agreement(choice)
+        agree = np.flatnonzero(kept & (e > 0))
+        excess = len(agree) - int((kept & (e < 0)).sum())
+        if excess > 1:
+            victims = agree[np.argsort(-e[agree], kind="stable")[:excess // 2]]
+            orientation[victims] *= -1
+            for i in victims:
+                changed_by[i].append(f"flip:{choice.concept_id}")
+
+    for choice in active("amplify", "upweight"):
+        e = agreement(choice)
+        factor = 1.0 + float(choice.strength if choice.strength is not None else 1.0)
+        boosted = np.flatnonzero(kept & (e > 0))
+        weight[boosted] *= factor
+        for i in boosted:
+            changed_by[i].append(f"upweight:{choice.concept_id}")
+
+    balanced = []
+    for choice in active("suppress", "reweight"):
+        e = agreement(choice)
+        bins = _balance_bins(e, kept, plan.balance_bins)
+        if bins is None:
+            agree = kept & (e > 0)
+            if agree.any():
+                notes.append(f"{choice.concept_id}: every kept pair where it differs agrees with the "
+                             f"label, so weights cannot balance it; its {int(agree.sum())} agreeing "
+                             "pairs get weight 0")
+                weight[agree] = 0.0
+                for i in np.flatnonzero(agree):
+                    changed_by[i].append(f"reweight:{choice.concept_id}")
+            continue
+        balanced.append((choice, e, bins))
+        for i in np.flatnonzero(bins >= 0):
+            changed_by[i].append(f"reweight:{choice.concept_id}")
+    for _ in range(RAKING_ROUNDS):
+        worst = 0.0
+        for choice, e, bins in balanced:
+            for b in np.unique(bins[bins >= 0]):
+                agree = (bins == b) & (e > 0)
+                disagree = (bins == b) & (e < 0)
+                w_agree, w_disagree = weight[agree].sum(), weight[disagree].sum()
+                if w_agree <= 0 or w_disagree <= 0:
+                    continue
+                total = w_agree + w_disagree
+                worst = max(worst, abs(w_agree - w_disagree) / total)
+                weight[agree] *= total / (2 * w_agree)
+                weight[disagree] *= total / (2 * w_disagree)
+        if worst < RAKING_TOLERANCE:
+            break
+    else:
+        if balanced:
+            notes.append(f"raking stopped after {RAKING_ROUNDS} rounds with an imbalance of "
+                         f"{worst:.1%}: the reweighted concepts pull against each other")
+
+    if kept.any() and weight[kept].sum() > 0:
+        weight[kept] *= kept.sum() / weight[kept].sum()
+    weight[~kept] = 0.0
+
+    audited = pd.DataFrame({"pair_id": audited_pair_ids, "audited": True, "kept": kept,
+                            "flipped": orientation < 0, "weight": weight,
+                            "changed_by": [", ".join(c) for c in changed_by]})
+    missing = all_pair_ids.difference(audited_pair_ids, sort=False)
+    rest = pd.DataFrame({"pair_id": missing, "audited": False, "kept": True, "flipped": False,
+                         "weight": 1.0, "changed_by": ""})
+    if len(missing):
+        notes.append(f"{len(missing):,} pairs were outside the audit (its pair limit) and are "
+                     "exported unchanged with weight 1")
+    strangers = audited_pair_ids.difference(all_pair_ids, sort=False)
+    if len(strangers):
+        raise PlanError(f"{len(strangers)} audited pairs (e.g. {strangers[0]}) are not in the dataset: "
+                        "the audit was made on a different dataset")
+    table = pd.concat([audited, rest], ignore_index=True).set_index("pair_id", drop=False)
+    return ShapedPairs(table=table.loc[all_pair_ids].reset_index(drop=True), notes=notes)
+
+
+def association(delta: np.ndarray, weight: np.ndarray | None = None,
+                orientation: np.ndarray | None = None) -> dict:
+    """How strongly a concept predicts the label under pair weights and flips.
+
+    ``share_chosen_more``: weighted share of pairs (where the concept differs) in which the chosen
+    response has more of it: 0.5 means it no longer predicts the label. ``effect``: weighted mean Δ
+    over weighted standard deviation (a standardised mean difference)."""
+    weight = np.ones_like(delta) if weight is None else weight
+    d = delta * (1.0 if orientation is None else orientation)
+    differ = (d != 0) & (weight > 0)
+    w = weight[differ]
+    total = w.sum()
+    share = float(w[d[differ] > 0].sum() / total) if total > 0 else float("nan")
+    live = weight > 0
+    if live.any() and weight[live].sum() > 0:
+        mean = np.average(d[live], weights=weight[live])
+        sd = np.sqrt(np.average((d[live] - mean) ** 2, weights=weight[live]))
+        effect = float(mean / sd) if sd > 0 else 0.0
+    else:
+        effect = float("nan")
+    return {"share_chosen_more": share, "effect": effect, "n_differ": int(differ.sum())}
+
+
+def association_table(shaped: ShapedPairs, audited_pair_ids: pd.Index, deltas: DeltaSource,
+                      concept_ids: list[str]) -> pd.DataFrame:
+    """Before / after association for each concept on the audited pairs."""
+    rows = shaped.table.set_index("pair_id").reindex(audited_pair_ids)
+    weight = rows["weight"].to_numpy(dtype=float)
+    orientation = np.where(rows["flipped"].to_numpy(dtype=bool), -1.0, 1.0)
+    records = []
+    for concept_id in concept_ids:
+        delta = deltas(concept_id)
+        before = association(delta)
+        after = association(delta, weight, orientation)
+        records.append({"concept_id": concept_id,
+                        "share_before": before["share_chosen_more"], "share_after": after["share_chosen_more"],
+                        "effect_before": before["effect"], "effect_after": after["effect"],
+                        "n_differ_before": before["n_differ"], "n_differ_after": after["n_differ"]})
+    return pd.DataFrame.from_records(records, columns=[
+        "concept_id", "share_before", "share_after", "effect_before", "effect_after",
+        "n_differ_before", "n_differ_after"])

@@ -1,0 +1,64 @@
+"""The Interventions page through AppTest on the real small audit: choose, preview, save, export."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from spectrum_core.audit.review import AuditView
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def page(small_audit, monkeypatch):
+    workspace, outcome = small_audit
+    monkeypatch.setenv("SPECTRUM_WORKSPACE", str(workspace.root))
+    monkeypatch.chdir(ROOT)
+    return AppTest.from_file(str(ROOT / "pages" / "interventions.py"), default_timeout=60), workspace, outcome
+
+
+def metrics(at) -> dict:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_without_decisions_the_page_says_what_to_do(page):
+    at, _, _ = page
+    at.run()
+    assert not at.exception, at.exception
+    assert "No concept has been kept" in at.info[0].value
+
+
+def test_choose_preview_save_and_export(page):
+    at, workspace, outcome = page
+    view = AuditView.load(workspace.find_artifact(outcome.artifact_key))
+    target = view.concepts[view.concepts["direction"] != "none"].sort_values("rank")["concept_id"].iloc[0]
+    decision = workspace.decide(outcome.job_id, target, "suppress", reason="shortcut", user="ana")
+    at.run()
+    assert not at.exception, at.exception
+    reweighted = metrics(at)
+    assert int(reweighted["Reweighted"]) > 0 and reweighted["Dropped"] == "0"
+    # The off-target chart lists the decided concept and ten undecided ones.
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert len(chart["data"][-1]["y"]) == 11
+
+    at.selectbox(key=f"intervention-{decision}").set_value("drop")
+    at.run()
+    assert workspace.current_decisions(outcome.job_id)[target]["intervention"] == "drop"  # written at once
+    dropped = metrics(at)
+    assert int(dropped["Dropped"].replace(",", "")) > 0 and dropped["Reweighted"] == "0"
+
+    at.button[0].click()  # Save plan
+    at.run()
+    assert not at.exception, at.exception
+    plans = workspace.plans(outcome.job_id)
+    assert len(plans) == 1 and plans[0]["created_by"]
+    assert "intervention: drop" in plans[0]["plan_yaml"]
+    assert [b.label for b in at.get("download_button")] == [
+        "Download plan.yaml", "Download shaped.jsonl", "Download shaped.parquet"]
+    # A fresh session (a reload) finds the choice and the saved plan.
+    again = AppTest.from_file(str(ROOT / "pages" / "interventions.py"), default_timeout=60)
+    again.run()
+    assert again.selectbox(key=f"intervention-{decision}").value == "drop"
+    assert "This plan is saved" in again.success[0].value
