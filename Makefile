@@ -6,7 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.spectrum-installed
 PORT ?= 8501
 
-.PHONY: install app test bench clean
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install browser app test bench screenshots clean
 
 install: $(STAMP)
 
@@ -25,8 +28,17 @@ app: install
 	$(BIN)/spectrum model prepare
 	$(BIN)/spectrum app --port $(PORT)
 
-test: install
+# The end-to-end test drives Debian's chromium through Playwright (no Playwright browser download).
+browser:
+	@test -x $(CHROMIUM) || { echo "Installing Debian's chromium for the browser test"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test: install browser
 	$(BIN)/python -m pytest
+
+# Page screenshots for the README, taken by the end-to-end browser test.
+screenshots: install browser
+	SPECTRUM_SCREENSHOT_DIR=docs $(BIN)/python -m pytest -q tests/e2e
 
 bench: install
 	for script in bench/*.py; do $(BIN)/python "$$script" || exit 1; done

@@ -7,9 +7,9 @@ st.set_page_config(page_title="Spectrum", page_icon="🌈", layout="wide")
 # Sections follow the pipeline: data → audit and review → interventions; "Train" (tuning runs)
 # and "Evaluate" (results) join as they are built. Only working pages are listed.
 navigation = st.navigation({
-    "Data": [st.Page("pages/dataset.py", title="Dataset", icon="📂", default=True)],
-    "Audit": [st.Page("pages/audit.py", title="Audit", icon="🔬"),
-              st.Page("pages/concepts.py", title="Concepts", icon="🧭"),
-              st.Page("pages/interventions.py", title="Interventions", icon="🎚️")],
+    "Data": [st.Page("pages/dataset.py", title="Dataset", icon=":material/dataset:", default=True)],
+    "Audit": [st.Page("pages/audit.py", title="Audit", icon=":material/biotech:"),
+              st.Page("pages/concepts.py", title="Concepts", icon=":material/lightbulb:"),
+              st.Page("pages/interventions.py", title="Interventions", icon=":material/tune:")],
 })
 navigation.run()

@@ -68,9 +68,14 @@ def build_frame() -> Frame:
             workspace.add_dataset(BUNDLED_DATA["HH-RLHF harmless-base (test, 2,312 rows)"], name=DEMO_NAME)
     with st.sidebar:
         st.caption(f"Workspace: `{workspace.root}`")
+        # The name lives under a plain key: a widget's own key is forgotten when another page
+        # draws its widget, so the widget is refilled from it on every page.
         if "user" not in st.session_state:
             st.session_state["user"] = default_user()
-        user = st.text_input("Your name (recorded with every decision)", key="user").strip() or default_user()
+        st.session_state["user_input"] = st.session_state["user"]
+        st.text_input("Your name (recorded with every decision)", key="user_input",
+                      on_change=lambda: st.session_state.update(user=st.session_state["user_input"]))
+        user = st.session_state["user"].strip() or default_user()
         datasets = {d["id"]: d for d in workspace.datasets()}
         wanted = st.query_params.get("dataset")
         ids = list(datasets)[::-1]  # newest first

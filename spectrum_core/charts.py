@@ -52,11 +52,15 @@ def length_scatter(pairs: pd.DataFrame, unit: str = "words") -> go.Figure:
     return figure
 
 
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1].rstrip() + "…"
+
+
 def association_shift(table: pd.DataFrame, labels: dict[str, str], decided: dict[str, str]) -> go.Figure:
     """Dumbbell chart: each concept's share of pairs where chosen has more, before → after the
     plan. 0.5 means the concept no longer predicts the label; decided concepts are marked."""
     table = table.iloc[::-1]  # first row on top
-    names = [f"{labels.get(c, c)[:40]} · {c}" + (f" [{decided[c]}]" if c in decided else "")
+    names = [f"{_shorten(labels.get(c, c), 44)} · {c}" + (f" [{decided[c]}]" if c in decided else "")
              for c in table["concept_id"]]
     figure = go.Figure()
     for name, before, after in zip(names, table["share_before"], table["share_after"]):

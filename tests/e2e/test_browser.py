@@ -1,0 +1,179 @@
+"""End to end in a real headless Chromium: the app as a researcher uses it.
+
+Open the app (the HH demo loads itself), run a small audit from the Audit page, suppress the top
+concept with a reason on the Concepts page, reload and find the decision still there, preview
+the plan on the Interventions page; then upload a file whose responses carry a script and
+markdown tricks and check they show as text and never run.
+
+Screenshots of every page go to ``$SPECTRUM_SCREENSHOT_DIR`` (``scripts/screenshots.sh`` points
+it at docs/ for the README), else to the test's temporary folder.
+
+Needs Debian's chromium (``make test`` installs it) and the playwright package (a dev
+dependency; its own browser downloads are not used).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from spectrum_core.workspace import Workspace
+from tests.conftest import ROOT
+
+CHROMIUM = os.environ.get("SPECTRUM_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-extensions"]
+AUDIT_PAIRS = 40
+REASON = "rewards apologising, not harmlessness"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def app_server(tmp_path, bundled_model):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium (apt-get install chromium)")
+    port = free_port()
+    workspace = tmp_path / "ws"
+    env = dict(os.environ, SPECTRUM_WORKSPACE=str(workspace))
+    log = open(tmp_path / "server.log", "w")
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                               "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield f"http://127.0.0.1:{port}", workspace
+    finally:
+        from spectrum_core import jobs
+
+        if (workspace / "spectrum.db").exists():
+            ws = Workspace(workspace)
+            for job in ws.jobs():
+                jobs.stop_job(ws, job["id"], grace_seconds=2)
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture
+def shots(tmp_path) -> Path:
+    folder = Path(os.environ.get("SPECTRUM_SCREENSHOT_DIR") or tmp_path / "shots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def open_page(page, url: str) -> None:
+    deadline = time.time() + 90
+    while True:
+        try:
+            page.goto(url, timeout=10_000)
+            return
+        except Exception:  # noqa: BLE001 - the server is still starting
+            if time.time() > deadline:
+                raise
+            time.sleep(1)
+
+
+def settle(page) -> None:
+    """Wait until Streamlit has finished the current run (its status widget goes away)."""
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
+                           timeout=120_000)
+    page.wait_for_timeout(800)
+
+
+def test_demo_audit_decide_reload_and_safe_text(app_server, shots, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    base, workspace_root = app_server
+    dialogs = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+        # Dataset: the demo loads itself on first open.
+        open_page(page, base)
+        expect(page.get_by_text("Pairs kept")).to_be_visible(timeout=120_000)
+        page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+        settle(page)
+        page.screenshot(path=str(shots / "dataset-page.png"))
+
+        # Audit: a small one, started from the page, watched until it finishes.
+        page.get_by_role("link", name="Audit").click()
+        pairs_input = page.get_by_role("spinbutton", name="Pairs to audit (0: all)")
+        pairs_input.wait_for(timeout=60_000)
+        pairs_input.fill(str(AUDIT_PAIRS))
+        page.get_by_role("button", name="Check configuration").click()
+        expect(page.get_by_text(f"--max-pairs {AUDIT_PAIRS}")).to_be_visible(timeout=30_000)
+        page.get_by_role("button", name="Start audit").click()
+        expect(page.get_by_text("succeeded").first).to_be_visible(timeout=600_000)
+        expect(page.get_by_text("Concepts with q < 0.05")).to_be_visible(timeout=60_000)
+        settle(page)
+        page.screenshot(path=str(shots / "audit-page.png"))
+
+        # Concepts: suppress the top concept with a reason.
+        page.get_by_role("link", name="Concepts").click()
+        reason = page.get_by_role("textbox", name="Reason (optional)")
+        reason.wait_for(timeout=60_000)
+        concept_id = page.locator("h3").first.inner_text().strip()
+        reason.fill(REASON)
+        reason.press("Enter")
+        settle(page)
+        page.get_by_role("button", name="Suppress").click()
+        expect(page.get_by_text("Current decision: suppress")).to_be_visible(timeout=60_000)
+        settle(page)
+        page.screenshot(path=str(shots / "concepts-page.png"))
+
+        # A reload (a new browser session) still shows the decision: it lives in the workspace.
+        page.reload()
+        expect(page.get_by_text("Current decision: suppress")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text(REASON).first).to_be_visible()
+
+        # Interventions: the plan's preview.
+        page.get_by_role("link", name="Interventions").click()
+        expect(page.get_by_text("What the plan does to the data")).to_be_visible(timeout=60_000)
+        page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+        settle(page)
+        page.screenshot(path=str(shots / "interventions-page.png"))
+
+        # Text from a dataset is shown as text: a script and markdown tricks in a response.
+        evil = tmp_path / "evil.jsonl"
+        evil.write_text(json.dumps({
+            "prompt": "Say hi",
+            "chosen": "<script>window.__pwned = 1</script> **not bold** [x](javascript:window.__pwned=2)",
+            "rejected": "<img src=x onerror=\"window.__pwned=3\">"}) + "\n")
+        page.get_by_role("link", name="Dataset").click()
+        page.get_by_text("Add preference data").click()
+        page.get_by_role("tab", name="Upload").click()
+        page.locator("input[type=file]").set_input_files(str(evil))
+        page.get_by_role("button", name="Load uploaded file").click()
+        expect(page.get_by_text("evil.jsonl").first).to_be_visible(timeout=60_000)
+        settle(page)
+        grid = page.locator("[data-testid='stDataFrame']").last
+        grid.scroll_into_view_if_needed()
+        box = grid.bounding_box()
+        page.mouse.click(box["x"] + 12, box["y"] + 54)  # the first row's selection cell
+        # The selected pair is shown in code blocks, verbatim.
+        code = page.locator("code")
+        expect(code.filter(has_text="<script>window.__pwned = 1</script> **not bold**")).to_be_visible(timeout=30_000)
+        expect(code.filter(has_text="<img src=x onerror=\"window.__pwned=3\">")).to_be_visible()
+        assert page.evaluate("() => window.__pwned") is None
+        assert page.locator("strong", has_text="not bold").count() == 0
+        assert dialogs == []
+        browser.close()
+
+    workspace = Workspace(workspace_root)
+    audit = next(j for j in workspace.jobs("audit") if j["status"] == "succeeded")
+    decision = workspace.current_decisions(audit["id"])[concept_id]
+    assert decision["action"] == "suppress" and decision["reason"] == REASON
