@@ -50,3 +50,21 @@ def small_audit(small_audit_source, tmp_path):
     root = tmp_path / "ws"
     shutil.copytree(source, root, ignore=shutil.ignore_patterns("activations-*", ".staging"))
     return Workspace(root), outcome
+
+
+@pytest.fixture(scope="session")
+def tiny_model(bundled_model, tmp_path_factory):
+    """A randomly initialised 4-block Llama with the bundled tokenizer, in float32."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from spectrum_core.models import LoadedModel
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(bundled_model.tokenizer), hidden_size=64,
+                         intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+                         num_key_value_heads=2, max_position_embeddings=2048)
+    model = LlamaForCausalLM(config).eval()
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    return LoadedModel(model=model, tokenizer=bundled_model.tokenizer, spec="tiny-random",
+                       path=folder, device="cpu", dtype=torch.float32)

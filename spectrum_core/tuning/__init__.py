@@ -1,0 +1,1 @@
+"""Tuning runs: weighted DPO, ReSet, Spectrum Tuning, IA2 priming, concept ablation."""

@@ -1,0 +1,104 @@
+"""DPO with a weight per pair, on TRL's DPOTrainer.
+
+TRL's DPOTrainer has no per-pair weights (TRL issue #5613): its loss is the plain batch mean. This
+subclass carries each pair's ``weight`` column through the collator and replaces the batch mean
+with a weighted mean, Σ wᵢ·ℓᵢ / Σ wᵢ, so a pair of weight 0 contributes exactly as if it had been
+dropped. Only the standard sigmoid loss (reverse KL) is weighted; the other loss variants keep
+TRL's own code. Reference log-probabilities are computed once before training
+(``precompute_ref_log_probs``), as TRL does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from trl import DPOConfig, DPOTrainer
+from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+WEIGHT_COLUMN = "weight"
+
+
+@dataclass
+class WeightedPreferenceCollator(DataCollatorForPreference):
+    """TRL's preference collator plus a float ``weight`` per pair (1 when the column is absent)."""
+
+    def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = super().torch_call(examples)
+        batch[WEIGHT_COLUMN] = torch.tensor([float(e.get(WEIGHT_COLUMN, 1.0)) for e in examples])
+        return batch
+
+
+class WeightedDPOTrainer(DPOTrainer):
+    """DPOTrainer whose sigmoid loss is a weighted mean over pairs."""
+
+    def __init__(self, model, ref_model=None, args: DPOConfig | None = None, data_collator=None, *,
+                 processing_class=None, **kwargs):
+        if data_collator is None:
+            if processing_class is None or processing_class.pad_token_id is None:
+                raise ValueError("WeightedDPOTrainer needs a processing_class with a pad token")
+            data_collator = WeightedPreferenceCollator(
+                pad_token_id=processing_class.pad_token_id, max_length=getattr(args, "max_length", None),
+                truncation_mode=getattr(args, "truncation_mode", "keep_start"),
+                pad_to_multiple_of=getattr(args, "pad_to_multiple_of", None))
+        super().__init__(model, ref_model=ref_model, args=args, data_collator=data_collator,
+                         processing_class=processing_class, **kwargs)
+        if list(self.loss_types) != ["sigmoid"] or self.f_divergence_type != "reverse_kl" or self.use_weighting \
+                or self.ld_alpha is not None:
+            raise ValueError("WeightedDPOTrainer weights the standard DPO loss only: loss_type='sigmoid', "
+                             "f_divergence_type='reverse_kl', use_weighting=False, ld_alpha=None")
+
+    def compute_ref_log_probs(self, model, inputs):
+        return super().compute_ref_log_probs(model, {k: v for k, v in inputs.items() if k != WEIGHT_COLUMN})
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if WEIGHT_COLUMN not in self._signature_columns:
+            self._signature_columns = [*self._signature_columns, WEIGHT_COLUMN]
+
+    def _compute_loss(self, model, inputs, return_outputs):
+        mode = "train" if self.model.training else "eval"
+        weights = inputs[WEIGHT_COLUMN].to(self.accelerator.device, torch.float32)
+        model_kwargs = {k: v for k, v in inputs.items()
+                        if k not in {"completion_mask", "ref_chosen_logps", "ref_rejected_logps", WEIGHT_COLUMN}}
+        model_kwargs["use_cache"] = False
+        completion_mask = inputs["completion_mask"]
+        seq_len = completion_mask.size(1) - 1
+        labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
+        outputs = model(**model_kwargs, labels=labels, fused_lm_head=True)
+        logps = outputs.log_probs[:, -seq_len:].sum(dim=1)
+        chosen_logps, rejected_logps = logps.chunk(2, dim=0)
+        if self.precompute_ref_logps:
+            ref_chosen_logps, ref_rejected_logps = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
+        else:
+            ref_chosen_logps, ref_rejected_logps = self.compute_ref_log_probs(self.ref_model or self.model, inputs)
+        chosen_logratios = chosen_logps - ref_chosen_logps
+        rejected_logratios = rejected_logps - ref_rejected_logps
+        per_pair = -F.logsigmoid(self.beta * (chosen_logratios - rejected_logratios))
+        # A weighted mean: Σ w·ℓ / Σ w (0 for a batch whose weights are all 0, which then trains nothing).
+        loss = (per_pair.float() * weights).sum() / weights.sum().clamp(min=1e-12)
+
+        chosen_rewards = self.beta * chosen_logratios.detach()
+        rejected_rewards = self.beta * rejected_logratios.detach()
+        gather = self.accelerator.gather
+        metrics = self._metrics[mode]
+        metrics["rewards/chosen"].append(gather(chosen_rewards).mean().item())
+        metrics["rewards/rejected"].append(gather(rejected_rewards).mean().item())
+        metrics["rewards/accuracies"].append(gather((chosen_rewards > rejected_rewards).float()).mean().item())
+        metrics["rewards/margins"].append(gather(chosen_rewards - rejected_rewards).mean().item())
+        metrics["logps/chosen"].append(gather(chosen_logps.detach()).mean().item())
+        metrics["logps/rejected"].append(gather(rejected_logps.detach()).mean().item())
+        metrics["weight/mean"].append(gather(weights).mean().item())
+        if return_outputs:
+            return loss, outputs
+        return loss
+
+
+def weighted_dpo_config(**overrides) -> DPOConfig:
+    """DPOConfig with the settings the weighted trainer needs (reference log-probs once, the weight
+    column kept)."""
+    defaults = dict(precompute_ref_log_probs=True, loss_type=["sigmoid"], report_to=[])
+    defaults.update(overrides)
+    return DPOConfig(**defaults)

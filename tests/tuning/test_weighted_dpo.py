@@ -1,0 +1,77 @@
+"""Weighted DPO mechanics on a tiny random Llama: the weighted loss is TRL's loss when all weights
+are 1, and a pair of weight 0 is exactly a dropped pair (same loss, same gradients)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from datasets import Dataset
+from trl import DPOTrainer
+
+from spectrum_core.tuning.weighted_dpo import WeightedDPOTrainer, weighted_dpo_config
+
+
+@pytest.fixture
+def pairs(hh_dataset):
+    frame = hh_dataset.pairs
+    size = frame["prompt"].map(lambda p: sum(len(m["content"]) for m in p)) + frame["chosen"].str.len()
+    rows = frame.loc[size.sort_values().index[:3]]  # the three shortest real pairs
+    return [{"prompt": list(r.prompt), "chosen": [{"role": "assistant", "content": r.chosen}],
+             "rejected": [{"role": "assistant", "content": r.rejected}]} for r in rows.itertuples()]
+
+
+def make_trainer(cls, tiny_model, records, tmp_path):
+    args = weighted_dpo_config(output_dir=str(tmp_path / cls.__name__), per_device_train_batch_size=3,
+                               max_length=256, use_cpu=True, bf16=False, seed=0, beta=0.5)
+    model = copy.deepcopy(tiny_model.model).train()
+    trainer = cls(model, args=args, train_dataset=Dataset.from_list(records), processing_class=tiny_model.tokenizer)
+    # Move the policy away from the reference (whose log-probs are now precomputed), the same way
+    # for every trainer, so that losses differ from log 2 and depend on the pairs.
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
+    return trainer
+
+
+def loss_and_grads(trainer, rows):
+    trainer.model.zero_grad()
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in rows])
+    loss = trainer.compute_loss(trainer.model, batch)
+    loss.backward()
+    return loss.item(), [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]
+
+
+def test_all_ones_matches_trl(tiny_model, pairs, tmp_path):
+    ours = make_trainer(WeightedDPOTrainer, tiny_model, [dict(p, weight=1.0) for p in pairs], tmp_path)
+    trl = make_trainer(DPOTrainer, tiny_model, pairs, tmp_path)
+    loss_ours, grads_ours = loss_and_grads(ours, [0, 1, 2])
+    loss_trl, grads_trl = loss_and_grads(trl, [0, 1, 2])
+    assert loss_ours == pytest.approx(loss_trl, rel=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads_ours, grads_trl))
+
+
+def test_weight_zero_equals_dropping_the_pair(tiny_model, pairs, tmp_path):
+    weighted = make_trainer(WeightedDPOTrainer, tiny_model,
+                            [dict(p, weight=w) for p, w in zip(pairs, (1.0, 0.0, 2.0))], tmp_path)
+    dropped = make_trainer(WeightedDPOTrainer, tiny_model,
+                           [dict(pairs[0], weight=1.0), dict(pairs[2], weight=2.0)], tmp_path)
+    loss_w, grads_w = loss_and_grads(weighted, [0, 1, 2])
+    loss_d, grads_d = loss_and_grads(dropped, [0, 1])
+    assert loss_w == pytest.approx(loss_d, rel=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads_w, grads_d))
+    # And the weight matters: the same pairs with equal weights give a different loss.
+    equal = make_trainer(WeightedDPOTrainer, tiny_model, [dict(p, weight=1.0) for p in pairs], tmp_path)
+    assert loss_and_grads(equal, [0, 1, 2])[0] != pytest.approx(loss_w, rel=1e-4)
+
+
+def test_reference_log_probs_are_computed_once(tiny_model, pairs, tmp_path):
+    trainer = make_trainer(WeightedDPOTrainer, tiny_model, [dict(p, weight=1.0) for p in pairs], tmp_path)
+    assert {"ref_chosen_logps", "ref_rejected_logps", "weight"} <= set(trainer.train_dataset.column_names)
+    calls = []
+    original = trainer.compute_ref_log_probs
+    trainer.compute_ref_log_probs = lambda *a, **k: calls.append(1) or original(*a, **k)
+    trainer.train()
+    assert calls == []  # training read the precomputed values
