@@ -12,11 +12,8 @@ from tests.conftest import ROOT
 
 
 @pytest.fixture
-def page(small_audit, monkeypatch):
-    workspace, outcome = small_audit
-    monkeypatch.setenv("SPECTRUM_WORKSPACE", str(workspace.root))
-    monkeypatch.chdir(ROOT)
-    return AppTest.from_file(str(ROOT / "pages" / "interventions.py"), default_timeout=60), workspace, outcome
+def page(audited_page):
+    return audited_page("interventions")
 
 
 def metrics(at) -> dict:
