@@ -39,17 +39,21 @@ def small_audit_source(tmp_path_factory, bundled_model):
     return root, outcome
 
 
-@pytest.fixture
-def small_audit(small_audit_source, tmp_path):
-    """A private copy of the small audit's workspace, so decisions made in one test stay there."""
+def copy_small_audit(small_audit_source, folder):
+    """A private copy of the small audit's workspace, so decisions made on it stay there."""
     import shutil
 
     from spectrum_core.workspace import Workspace
 
     source, outcome = small_audit_source
-    root = tmp_path / "ws"
+    root = folder / "ws"
     shutil.copytree(source, root, ignore=shutil.ignore_patterns("activations-*", ".staging"))
     return Workspace(root), outcome
+
+
+@pytest.fixture
+def small_audit(small_audit_source, tmp_path):
+    return copy_small_audit(small_audit_source, tmp_path)
 
 
 @pytest.fixture(scope="session")

@@ -85,24 +85,34 @@ def matmul_params(model, layer: int) -> int:
                for name, p in block.named_parameters() if p.dim() == 2)
 
 
-def tokenize_pairs(tokenizer, pairs, config: ActivationConfig) -> list[dict]:
-    """Token ids per response, two per pair: index 2i is pair i's chosen, 2i+1 its rejected.
+def tokenize_responses(tokenizer, prompts, responses, config: ActivationConfig) -> list[dict]:
+    """Token ids per (prompt, response), in order: ``response`` is the position in the lists.
 
     The prompt is rendered with the chat template up to the assistant turn's opening; the
     response is tokenized on its own and appended, so its token span is known exactly."""
     records = []
-    for pair_index, (prompt, chosen, rejected) in enumerate(
-            zip(pairs["prompt"], pairs["chosen"], pairs["rejected"])):
-        messages = list(prompt) or [{"role": "user", "content": ""}]
-        prefix = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"][-config.max_prompt_tokens:]
-        for side, text in enumerate((chosen, rejected)):
-            response_ids = tokenizer(text, add_special_tokens=False)["input_ids"][: config.max_response_tokens]
-            if not response_ids:  # cannot happen for loaded pairs; keep one token so spans exist
-                response_ids = tokenizer(" ", add_special_tokens=False)["input_ids"][:1]
-            records.append({"response": 2 * pair_index + side, "prefix": len(prefix_ids),
-                            "ids": prefix_ids + response_ids})
+    rendered: dict[int, list[int]] = {}  # the same prompt object is rendered once
+    for index, (prompt, text) in enumerate(zip(prompts, responses)):
+        key = id(prompt)
+        if key not in rendered:
+            messages = list(prompt) or [{"role": "user", "content": ""}]
+            prefix = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            rendered[key] = tokenizer(prefix, add_special_tokens=False)["input_ids"][-config.max_prompt_tokens:]
+        prefix_ids = rendered[key]
+        response_ids = tokenizer(text, add_special_tokens=False)["input_ids"][: config.max_response_tokens]
+        if not response_ids:  # an empty generation; keep one token so spans exist
+            response_ids = tokenizer(" ", add_special_tokens=False)["input_ids"][:1]
+        records.append({"response": index, "prefix": len(prefix_ids), "ids": prefix_ids + response_ids})
     return records
+
+
+def tokenize_pairs(tokenizer, pairs, config: ActivationConfig) -> list[dict]:
+    """Token ids per response, two per pair: index 2i is pair i's chosen, 2i+1 its rejected."""
+    prompts, responses = [], []
+    for prompt, chosen, rejected in zip(pairs["prompt"], pairs["chosen"], pairs["rejected"]):
+        prompts += [prompt, prompt]
+        responses += [chosen, rejected]
+    return tokenize_responses(tokenizer, prompts, responses, config)
 
 
 def _plan(records: list[dict], config: ActivationConfig) -> list[list[int]]:
@@ -143,8 +153,10 @@ def _manifest(loaded: LoadedModel, pairs, records, shards, config: ActivationCon
 
 
 @torch.inference_mode()
-def _run_shard(loaded: LoadedModel, records: list[dict], indices: list[int], layer: int,
+def residuals(loaded: LoadedModel, records: list[dict], indices: list[int], layer: int,
                config: ActivationConfig, on_batch: Callable[[int], None]) -> dict[str, torch.Tensor]:
+    """The residual stream after block ``layer`` on the response tokens of ``records[indices]``,
+    concatenated (bfloat16, on the CPU), with token ids, per-response offsets and indices."""
     model = loaded.model
     captured: dict[str, torch.Tensor] = {}
 
@@ -234,7 +246,7 @@ def extract_activations(loaded: LoadedModel, pairs, out_dir: Path, config: Activ
                 progress("activations", done_tokens, total_tokens, unit="tokens",
                          elapsed=time.perf_counter() - started)
 
-        tensors = _run_shard(loaded, records, shards[shard_index], layer, config, on_batch)
+        tensors = residuals(loaded, records, shards[shard_index], layer, config, on_batch)
         tmp = path.with_suffix(f".tmp-{os.getpid()}")
         save_file(tensors, str(tmp))
         tmp.replace(path)

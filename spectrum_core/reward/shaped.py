@@ -1,0 +1,275 @@
+"""The shaped reward: a Bradley–Terry model on per-response SAE features and pooled activations,
+fitted on the shaped pairs with their weights, that scores any (prompt, response).
+
+Shaping, for the plan's decisions:
+
+- **suppress**: the concept's decoder direction is projected out of the residual stream before
+  the SAE encodes it (see ``encoder``), and the concept's own input (its SAE feature, or for a
+  probe concept the probe's value) is kept in the fit, so that other inputs do not absorb its
+  effect, and then given no weight when scoring (partialling out);
+  finally the reward (bonuses included) is made linearly independent of the suppressed concepts
+  on the training responses: the part a regression on their activations explains is subtracted;
+- **amplify**: a bonus of ``strength`` × the concept's activation in standard deviations × the
+  reward's own standard deviation, so strength 1 moves the reward by one SD per SD of the concept.
+
+The fit is scikit-learn's L2 logistic regression on Δx = x(chosen) − x(rejected) without an
+intercept (Bradley–Terry), on both orientations so the classes balance, with pair weights as
+sample weights. The report compares it to the unshaped reward (same inputs, no projection, the
+original pairs): held-out accuracy and, for each decided concept, its dependence: the Pearson
+correlation, on held-out pairs, between the reward margin and the concept's Δ.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from ..audit.probes import PROBES, compute_probes
+from ..interventions.plan import InterventionPlan
+from ..models import LoadedModel
+from .encoder import EncodedResponses, ResponseEncoder, orthonormal_basis
+
+TOKEN_SAE, DIFFERENCE_SAE = "sae", "sae_difference"
+
+
+@dataclass
+class RewardConfig:
+    max_train_pairs: int | None = 600  # a seeded sample of the shaped train split; None: all
+    max_held_out_pairs: int | None = 200
+    use_pooled: bool = True  # pooled residual stream as inputs besides the SAE features
+    C: float = 0.5  # inverse L2 strength of the logistic regression
+    seed: int = 0
+
+
+@dataclass
+class RewardReport:
+    n_train: int
+    n_held_out: int
+    accuracy_before: float
+    accuracy_after: float
+    dependence: list[dict] = field(default_factory=list)  # concept_id, action, before, after
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame(self.dependence, columns=["concept_id", "action", "before", "after"])
+
+
+def load_audit_saes(audit_folder: Path, device: str = "cpu") -> dict:
+    from sae_lens import SAE
+
+    saes = {}
+    for name in (TOKEN_SAE, DIFFERENCE_SAE):
+        if (Path(audit_folder) / name).exists():
+            saes[name] = SAE.load_from_disk(str(Path(audit_folder) / name), device=device)
+    return saes
+
+
+def concept_direction(concept_id: str, saes: dict) -> torch.Tensor | None:
+    """A concept's decoder direction in the residual stream (None for probes)."""
+    kind, _, index = concept_id.partition(":")
+    sae = {"token": saes.get(TOKEN_SAE), "difference": saes.get(DIFFERENCE_SAE)}.get(kind)
+    if sae is None:
+        return None
+    return sae.W_dec[int(index)].detach().float().cpu()
+
+
+def concept_activation(concept_id: str, encoded: EncodedResponses, texts: list[str], saes: dict) -> np.ndarray:
+    """The concept's value per response: its SAE feature (token mode), the pooled residual's
+    component along its direction (difference mode), or the probe."""
+    kind, _, index = concept_id.partition(":")
+    if kind == "token":
+        return np.asarray(encoded.features[:, int(index)].todense()).ravel()
+    if kind == "difference":
+        return encoded.pooled @ concept_direction(concept_id, saes).numpy()
+    if kind == "probe" and index in PROBES:
+        return compute_probes(texts, encoded.lengths)[index].to_numpy(dtype=np.float64)
+    raise KeyError(f"unknown concept {concept_id!r}")
+
+
+class ShapedReward:
+    """Scores (prompt, response) pairs; higher is preferred."""
+
+    def __init__(self, encoder: ResponseEncoder, saes: dict, coef: np.ndarray, scale: np.ndarray,
+                 covariates: list[str], bonuses: list[tuple[str, float, float]], reward_sd: float,
+                 use_pooled: bool, residualize: list[tuple[str, float]] | None = None):
+        self.encoder, self.saes = encoder, saes
+        self.residualize = residualize or []  # (suppressed concept, slope) subtracted from the score
+        self.coef, self.scale = coef, scale
+        self.covariates = covariates  # suppressed probe concepts: in the fit, weight 0 in scoring
+        self.bonuses = bonuses  # (concept_id, strength, concept sd)
+        self.reward_sd = reward_sd
+        self.use_pooled = use_pooled
+
+    def design(self, encoded: EncodedResponses, texts: list[str]) -> np.ndarray:
+        return _design(encoded, texts, self.covariates, self.use_pooled, self.saes) / self.scale
+
+    def linear_part(self, projected: EncodedResponses, texts: list[str]) -> np.ndarray:
+        return self.design(projected, texts) @ self.coef
+
+    def score_encoded(self, projected: EncodedResponses, plain: EncodedResponses, texts: list[str]) -> np.ndarray:
+        """Scores from both encodings of the responses: ``projected`` (the reward's inputs) and
+        ``plain`` (concept activations as the audit measured them)."""
+        score = self.linear_part(projected, texts)
+        for concept_id, strength, sd in self.bonuses:
+            score = score + strength * self.reward_sd * concept_activation(concept_id, plain, texts, self.saes) / sd
+        for concept_id, slope in self.residualize:
+            score = score - slope * concept_activation(concept_id, plain, texts, self.saes)
+        return score
+
+    def score(self, prompts: list, responses: list[str], progress=None) -> np.ndarray:
+        plain, projected = self.encoder.encode_with(prompts, list(responses), [None, self.encoder.basis], progress)
+        return self.score_encoded(projected, plain, list(responses))
+
+    def save(self, folder: Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez(folder / "reward.npz", coef=self.coef, scale=self.scale,
+                 basis=np.zeros((0, 0)) if self.encoder.basis is None else self.encoder.basis.numpy())
+        (folder / "reward.json").write_text(json.dumps({
+            "covariates": self.covariates, "bonuses": self.bonuses, "reward_sd": self.reward_sd,
+            "use_pooled": self.use_pooled, "layer": self.encoder.layer,
+            "residualize": self.residualize}, indent=1))
+
+    @classmethod
+    def load(cls, folder: Path, loaded: LoadedModel, audit_folder: Path) -> "ShapedReward":
+        folder = Path(folder)
+        arrays = np.load(folder / "reward.npz")
+        meta = json.loads((folder / "reward.json").read_text())
+        saes = load_audit_saes(audit_folder)
+        basis = torch.from_numpy(arrays["basis"]) if arrays["basis"].size else None
+        encoder = ResponseEncoder(loaded, saes[TOKEN_SAE], meta["layer"], basis)
+        return cls(encoder, saes, arrays["coef"], arrays["scale"], meta["covariates"],
+                   [tuple(b) for b in meta["bonuses"]], meta["reward_sd"], meta["use_pooled"],
+                   [tuple(r) for r in meta["residualize"]])
+
+
+def _design(encoded: EncodedResponses, texts: list[str], covariates: list[str], use_pooled: bool,
+            saes: dict) -> np.ndarray:
+    blocks = [encoded.features.toarray()]
+    if use_pooled:
+        blocks.append(encoded.pooled)
+    for concept_id in covariates:
+        blocks.append(concept_activation(concept_id, encoded, texts, saes)[:, None])
+    return np.hstack(blocks).astype(np.float64)
+
+
+def _fit_bt(delta: np.ndarray, weights: np.ndarray, C: float, seed: int) -> np.ndarray:
+    x = np.vstack([delta, -delta])
+    y = np.concatenate([np.ones(len(delta)), np.zeros(len(delta))])
+    model = LogisticRegression(C=C, fit_intercept=False, max_iter=3000, random_state=seed)
+    model.fit(x, y, sample_weight=np.concatenate([weights, weights]))
+    return model.coef_.ravel()
+
+
+def _sample(frame: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
+    return frame if n is None or len(frame) <= n else frame.sample(n=n, random_state=seed)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    if a.std() == 0 or b.std() == 0:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def fit_shaped_reward(loaded: LoadedModel, audit_folder: Path, plan: InterventionPlan, pairs: pd.DataFrame,
+                      shaping: pd.DataFrame, config: RewardConfig | None = None,
+                      progress=None) -> tuple[ShapedReward, RewardReport]:
+    """Fit the unshaped and the shaped reward; return the shaped one and the comparison.
+
+    ``pairs`` is the dataset's table; ``shaping`` the plan's per-pair outcome (kept, flipped,
+    weight), as ``ShapedPairs.table`` or a saved plan's ``shaping.parquet``."""
+    config = config or RewardConfig()
+    saes = load_audit_saes(audit_folder)
+    if TOKEN_SAE not in saes:
+        raise FileNotFoundError(f"{audit_folder} has no token-mode SAE; the reward needs one")
+    suppressed = [c.concept_id for c in plan.suppressed]
+    directions = [d for d in (concept_direction(c, saes) for c in suppressed) if d is not None]
+    basis = orthonormal_basis(directions)
+    covariates = [c for c in suppressed if c.startswith("probe:")]
+    suppressed_features = [int(c.split(":")[1]) for c in suppressed if c.startswith("token:")]
+
+    table = pairs.merge(shaping[["pair_id", "kept", "flipped", "weight"]], on="pair_id", how="left")
+    table[["kept", "flipped"]] = table[["kept", "flipped"]].fillna({"kept": True, "flipped": False})
+    table["weight"] = table["weight"].fillna(1.0)
+    train = _sample(table[table["split"] == "train"], config.max_train_pairs, config.seed)
+    held_out = _sample(table[table["split"] != "train"], config.max_held_out_pairs, config.seed)
+    used = pd.concat([train, held_out])
+    prompts = [p for p in used["prompt"] for _ in range(2)]
+    texts = [t for c, r in zip(used["chosen"], used["rejected"]) for t in (c, r)]
+    encoder = ResponseEncoder(loaded, saes[TOKEN_SAE], plan.layer)
+    plain, projected = encoder.encode_with(prompts, texts, [None, basis], progress)
+
+    n_train = len(train)
+    train_rows = np.arange(n_train)
+    held_rows = np.arange(n_train, len(used))
+
+    def pair_delta(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return x[2 * rows] - x[2 * rows + 1]
+
+    # Unshaped: original labels, weight 1, no projection, no covariates.
+    x_plain = _design(plain, texts, [], config.use_pooled, saes)
+    scale_plain = x_plain[: 2 * n_train].std(axis=0) + 1e-6
+    coef_plain = _fit_bt(pair_delta(x_plain / scale_plain, train_rows), np.ones(n_train), config.C, config.seed)
+
+    # Shaped: dropped pairs out, flipped pairs reversed, weights; projected inputs + covariates.
+    x_shaped = _design(projected, texts, covariates, config.use_pooled, saes)
+    scale_shaped = x_shaped[: 2 * n_train].std(axis=0) + 1e-6
+    kept = train["kept"].to_numpy(dtype=bool)
+    orientation = np.where(train["flipped"].to_numpy(dtype=bool), -1.0, 1.0)[:, None]
+    delta = pair_delta(x_shaped / scale_shaped, train_rows) * orientation
+    coef = _fit_bt(delta[kept], train["weight"].to_numpy(dtype=float)[kept], config.C, config.seed)
+    for feature in suppressed_features:  # in the fit, out of the score
+        coef[feature] = 0.0
+    d_sae = saes[TOKEN_SAE].cfg.d_sae
+    coef[d_sae + (projected.pooled.shape[1] if config.use_pooled else 0):] = 0.0  # covariates
+
+    base_scores = (x_shaped / scale_shaped)[: 2 * n_train] @ coef
+    reward_sd = float(base_scores.std() + 1e-6)
+    bonuses = []
+    for choice in plan.amplified:
+        values = concept_activation(choice.concept_id, plain, texts, saes)[: 2 * n_train]
+        sd = float(values.std() + 1e-6)
+        bonuses.append((choice.concept_id, float(choice.strength or 1.0), sd))
+        base_scores = base_scores + float(choice.strength or 1.0) * reward_sd * values / sd
+    # Remove what the suppressed concepts' activations still explain of the training margins
+    # (bonuses included: where an amplified concept carries a suppressed one, suppress wins).
+    residualize = []
+    if suppressed:
+        # In pair differences (what a preference depends on): margin ~ Δ activations.
+        activations = np.column_stack([concept_activation(c, plain, texts, saes)[: 2 * n_train] for c in suppressed])
+        slopes, *_ = np.linalg.lstsq(pair_delta(activations, train_rows), pair_delta(base_scores, train_rows),
+                                     rcond=None)
+        residualize = [(c, float(b)) for c, b in zip(suppressed, slopes)]
+    reward = ShapedReward(encoder=ResponseEncoder(loaded, saes[TOKEN_SAE], plan.layer, basis), saes=saes,
+                          coef=coef, scale=scale_shaped, covariates=covariates, bonuses=bonuses,
+                          reward_sd=reward_sd, use_pooled=config.use_pooled,
+                          residualize=residualize)
+
+    scores_before = (x_plain / scale_plain) @ coef_plain
+    scores_after = reward.score_encoded(projected, plain, texts)
+    margin_before = pair_delta(scores_before, held_rows)
+    margin_after = pair_delta(scores_after, held_rows)
+    dependence = []
+    for choice in plan.concepts:
+        try:
+            values = concept_activation(choice.concept_id, plain, texts, saes)
+        except KeyError:
+            continue
+        concept_delta = pair_delta(values, held_rows)
+        dependence.append({"concept_id": choice.concept_id, "action": choice.action,
+                           "before": _correlation(margin_before, concept_delta),
+                           "after": _correlation(margin_after, concept_delta)})
+    report = RewardReport(n_train=int(kept.sum()), n_held_out=len(held_rows),
+                          accuracy_before=float((margin_before > 0).mean()),
+                          accuracy_after=float((margin_after > 0).mean()), dependence=dependence)
+    return reward, report
+
+
+def save_report(report: RewardReport, path: Path) -> None:
+    Path(path).write_text(json.dumps(asdict(report), indent=1))
