@@ -111,6 +111,47 @@ def print_concepts(concepts, top: int) -> None:
         print(f"{int(row['rank']):>3}. [{row['concept_id']}] {describe_concept(row)}{extra}")
 
 
+def cmd_tune(args) -> int:
+    import yaml
+
+    from .progress import TqdmProgress
+    from .tuning.config import config_from_dict, preset
+    from .tuning.runs import run_tuning
+    from .workspace import Workspace
+
+    workspace = Workspace(args.workspace)
+    if args.resume is not None:
+        saved = workspace.root / "jobs" / str(args.resume) / "config.yaml"
+        if not saved.exists():
+            print(f"error: job {args.resume} has no config.yaml to resume from", file=sys.stderr)
+            return 2
+        config = config_from_dict(yaml.safe_load(saved.read_text()))
+        job_id = args.resume
+    else:
+        if args.plan is None:
+            print("error: give --plan (a saved plan id) or --resume JOB", file=sys.stderr)
+            return 2
+        values = {**{k: v for k, v in vars(preset(args.method, args.preset)).items() if k != "method"},
+                  "plan_id": args.plan}
+        for item in args.set:
+            key, sep, raw = item.partition("=")
+            if not sep:
+                print(f"error: --set wants KEY=VALUE, got {item!r}", file=sys.stderr)
+                return 2
+            values[key] = yaml.safe_load(raw)
+        try:
+            config = config_from_dict({"method": args.method, **values})
+        except (ValueError, TypeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        job_id = args.job_id
+    bars = TqdmProgress()
+    folder = run_tuning(workspace, config, job_id=job_id, progress=bars)
+    bars.close()
+    print(f"Tuning finished: {folder}")
+    return 0
+
+
 def cmd_audit(args) -> int:
     from .audit.runner import run_audit_in_workspace
     from .progress import TqdmProgress
@@ -218,6 +259,16 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--force", action="store_true", help="run again even if this audit exists")
     audit.add_argument("--job-id", type=int, help=argparse.SUPPRESS)  # set by the app's job runner
     audit.set_defaults(func=cmd_audit)
+
+    tune = commands.add_parser("tune", help="fine-tune on a saved intervention plan (weighted DPO, ...)")
+    tune.add_argument("--plan", type=int, help="saved plan id (the Interventions page's Save)")
+    tune.add_argument("--method", default="dpo", help="dpo")
+    tune.add_argument("--preset", choices=["cpu-demo", "gpu"], default="cpu-demo")
+    tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="override one setting, e.g. --set max_steps=50 (repeatable)")
+    tune.add_argument("--resume", type=int, metavar="JOB", help="resume that tuning job from its last checkpoint")
+    tune.add_argument("--job-id", type=int, help=argparse.SUPPRESS)
+    tune.set_defaults(func=cmd_tune)
 
     app = commands.add_parser("app", help="open the Spectrum app in the browser")
     app.add_argument("--address", default="127.0.0.1", help="listen address (default: 127.0.0.1 only)")

@@ -52,6 +52,21 @@ def start_job(workspace: Workspace, kind: str, cli_args: list[str], config: dict
     in a new session (its own process group), with stdout and stderr going to the job's log."""
     job_id = workspace.create_job(kind, config, dataset_id=dataset_id, parent_job_id=parent_job_id,
                                   plan_id=plan_id, user=user)
+    _spawn(workspace, job_id, cli_args, env)
+    return job_id
+
+
+def resume_job(workspace: Workspace, job_id: int, cli_args: list[str], *, env: dict | None = None) -> None:
+    """Start a stopped or failed job's command again under the same job id (it resumes from
+    whatever it left on disk, e.g. a training checkpoint)."""
+    job = refresh(workspace, job_id)
+    if job["status"] in ACTIVE:
+        raise ValueError(f"job {job_id} is still {job['status']}")
+    workspace.update_job(job_id, status="queued", error=None, finished_at=None)
+    _spawn(workspace, job_id, cli_args, env)
+
+
+def _spawn(workspace: Workspace, job_id: int, cli_args: list[str], env: dict | None) -> None:
     folder = job_dir(workspace, job_id)
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / "log.txt"
@@ -66,7 +81,6 @@ def start_job(workspace: Workspace, kind: str, cli_args: list[str], config: dict
                                    cwd=str(Path(__file__).resolve().parent.parent))
     workspace.update_job(job_id, pid=process.pid, log_path=str(log_path.relative_to(workspace.root)),
                          progress_path=str((folder / "progress.jsonl").relative_to(workspace.root)))
-    return job_id
 
 
 def _reap(pid: int) -> None:

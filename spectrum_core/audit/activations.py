@@ -52,7 +52,8 @@ class _StopForward(Exception):
 
 def decoder_layers(model) -> torch.nn.ModuleList:
     """The list of transformer blocks of a Hugging Face causal LM, for the common layouts."""
-    for path in ("model.layers", "model.model.layers", "transformer.h", "gpt_neox.layers",
+    for path in ("model.layers", "model.model.layers", "base_model.model.model.layers", "transformer.h",
+                 "gpt_neox.layers",
                  "model.decoder.layers", "transformer.blocks"):
         module = model
         for name in path.split("."):

@@ -1,0 +1,77 @@
+"""Configuration of tuning runs: one dataclass per method over the settings they share, and
+presets per hardware."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import yaml
+
+METHODS = ("dpo",)
+
+
+@dataclass
+class TuningConfig:
+    """Settings every method shares. LoRA through peft unless ``full_finetune``."""
+
+    plan_id: int = 0
+    model: str = "bundled"
+    full_finetune: bool = False
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    lora_target: str = "all-linear"
+    learning_rate: float = 2e-4
+    max_steps: int = 30
+    batch_size: int = 2
+    grad_accum: int = 1
+    max_length: int = 384
+    max_train_pairs: int | None = 200  # a seeded sample of the plan's train split; None: all
+    seed: int = 0
+    save_steps: int = 10
+    logging_steps: int = 1
+    dtype: str | None = None  # None: bfloat16 where fast, else float32
+    caft: bool = False  # project the suppressed concepts out of the residual stream while training
+    method: str = field(default="", init=False)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(asdict(self), sort_keys=False)
+
+    def identity(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class DPORunConfig(TuningConfig):
+    """Weighted DPO on the plan's shaped pairs."""
+
+    beta: float = 0.1
+    method: str = field(default="dpo", init=False)
+
+
+CONFIG_CLASSES = {"dpo": DPORunConfig}
+
+
+def config_from_dict(data: dict) -> TuningConfig:
+    """A config from YAML or the app's form; unknown keys are refused by name."""
+    data = dict(data)
+    method = data.pop("method", "dpo")
+    if method not in CONFIG_CLASSES:
+        raise ValueError(f"unknown tuning method {method!r}; choose one of {sorted(CONFIG_CLASSES)}")
+    cls = CONFIG_CLASSES[method]
+    known = {f.name for f in fields(cls) if f.init}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{method}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return cls(**data)
+
+
+def preset(method: str, hardware: str) -> TuningConfig:
+    """``cpu-demo``: minutes on a laptop CPU with the bundled model. ``gpu``: a real run."""
+    cls = CONFIG_CLASSES[method]
+    if hardware == "cpu-demo":
+        return cls(max_steps=20, batch_size=2, max_length=320, max_train_pairs=120, save_steps=10)
+    if hardware == "gpu":
+        return cls(max_steps=500, batch_size=8, grad_accum=2, max_length=1024, max_train_pairs=None,
+                   save_steps=100, lora_r=16, lora_alpha=32, learning_rate=1e-4)
+    raise ValueError(f"unknown hardware preset {hardware!r}; use cpu-demo or gpu")

@@ -1,0 +1,144 @@
+"""A tuning run in the workspace: plan → model (+ LoRA) → trainer → adapter, as a job.
+
+The run writes its progress (step, loss, learning rate, reward margins, elapsed, time left) to the
+job's JSON-lines log, checkpoints under the job's folder, and on success an artifact
+``tune-<hash>/`` with the adapter in peft format (or the full model), the tokenizer and
+``config.yaml``. Running the same job again resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+from transformers import TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from ..interventions import load_plan
+from ..models import load_model
+from ..progress import ProgressLog, combine
+from ..workspace import Workspace
+from ..workspace.artifacts import artifact_key
+from ..workspace.workspace import utc_now
+from .caft import concept_ablation, suppressed_basis
+from .config import DPORunConfig, TuningConfig
+from .weighted_dpo import WeightedDPOTrainer, weighted_dpo_config
+
+TRAIN_STAGE = "train"
+
+
+class ProgressCallback(TrainerCallback):
+    """Trainer logs → the job's progress log (every logging step, with the metrics)."""
+
+    def __init__(self, progress):
+        self.progress = progress
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        # global_step is already the checkpoint's step when a run resumes.
+        self.progress(TRAIN_STAGE, state.global_step, state.max_steps, unit="steps",
+                      started_at_step=state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        metrics = {k.replace("/", "_"): v for k, v in (logs or {}).items() if isinstance(v, (int, float))}
+        self.progress(TRAIN_STAGE, state.global_step, state.max_steps, unit="steps", **metrics)
+
+
+def tuning_key(config: TuningConfig, plan_hash: str) -> tuple[str, dict]:
+    inputs = {"plan": plan_hash, "config": config.identity()}
+    return artifact_key("tune", inputs), inputs
+
+
+def _train_records(saved, config: TuningConfig) -> list[dict]:
+    frame = pd.read_parquet(saved.parquet)
+    frame = frame[frame["split"] == "train"]
+    # No more pairs than the run will see: reference log-probs are computed for every one of them.
+    needed = config.max_steps * config.batch_size * config.grad_accum
+    limit = min(needed, config.max_train_pairs or needed)
+    if len(frame) > limit:
+        frame = frame.sample(n=limit, random_state=config.seed)
+    return [{"prompt": list(r.prompt), "chosen": list(r.chosen), "rejected": list(r.rejected),
+             "weight": float(r.weight)} for r in frame.itertuples()]
+
+
+def _with_lora(model, config: TuningConfig):
+    if config.full_finetune:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=config.lora_target, task_type="CAUSAL_LM")
+    return get_peft_model(model, lora)
+
+
+def train_dpo(workspace: Workspace, config: DPORunConfig, output_dir: Path, progress=None):
+    """Weighted DPO on the plan's shaped train pairs; returns the trained (peft) model and tokenizer."""
+    from datasets import Dataset
+
+    saved = load_plan(workspace, config.plan_id)
+    loaded = load_model(config.model, dtype=config.dtype, progress=lambda m: None)
+    model = _with_lora(loaded.model, config)
+    model.train()
+    bf16 = str(loaded.dtype) == "torch.bfloat16"
+    args = weighted_dpo_config(
+        output_dir=str(output_dir), max_steps=config.max_steps, per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum, learning_rate=config.learning_rate, beta=config.beta,
+        max_length=config.max_length, logging_steps=config.logging_steps, save_steps=config.save_steps,
+        save_total_limit=2, seed=config.seed, bf16=bf16, use_cpu=loaded.device == "cpu",
+        lr_scheduler_type="constant", disable_tqdm=True, dataloader_num_workers=0,
+        precompute_ref_batch_size=max(8, config.batch_size))
+    records = _train_records(saved, config)
+    audit_folder = workspace.find_artifact(saved.plan.audit_artifact)
+    basis = suppressed_basis(saved.plan, audit_folder) if config.caft else None
+    with concept_ablation(model, saved.plan.layer, basis):
+        trainer = WeightedDPOTrainer(model, args=args, train_dataset=Dataset.from_list(records),
+                                     processing_class=loaded.tokenizer,
+                                     callbacks=[ProgressCallback(progress)] if progress else None)
+        trainer.train(resume_from_checkpoint=get_last_checkpoint(str(output_dir)) if output_dir.exists() else None)
+    return trainer.model, loaded.tokenizer
+
+
+TRAINERS = {"dpo": train_dpo}
+
+
+def run_tuning(workspace: Workspace, config: TuningConfig, *, job_id: int | None = None,
+               progress=None) -> Path:
+    """Run (or resume) a tuning job and publish its adapter; returns the artifact folder."""
+    saved = load_plan(workspace, config.plan_id)
+    key, inputs = tuning_key(config, saved.plan.plan_hash)
+    existing = workspace.find_artifact(key)
+    if job_id is None:
+        job_id = workspace.create_job("tune", inputs, dataset_id=saved.plan.dataset_id,
+                                      parent_job_id=saved.plan.audit_job_id, plan_id=config.plan_id)
+    if existing is not None:
+        workspace.update_job(job_id, status="succeeded", artifact_key=key, finished_at=utc_now())
+        return existing
+    folder = workspace.root / "jobs" / str(job_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    progress_path = folder / "progress.jsonl"
+    workspace.update_job(job_id, status="running", pid=os.getpid(), started_at=utc_now(), error=None,
+                         progress_path=str(progress_path.relative_to(workspace.root)))
+    (folder / "config.yaml").write_text(config.to_yaml())
+    try:
+        model, tokenizer = TRAINERS[config.method](workspace, config, folder / "checkpoints",
+                                                   combine(progress, ProgressLog(progress_path, interval=0.0)))
+    except KeyboardInterrupt:
+        workspace.update_job(job_id, status="stopped", finished_at=utc_now())
+        raise
+    except BaseException as exc:
+        workspace.update_job(job_id, status="failed", finished_at=utc_now(), error=f"{type(exc).__name__}: {exc}")
+        raise
+    staging = workspace.staging_path(key)
+    model.save_pretrained(staging / ("model" if config.full_finetune else "adapter"))
+    tokenizer.save_pretrained(staging / ("model" if config.full_finetune else "adapter"))
+    (staging / "config.yaml").write_text(config.to_yaml())
+    (staging / "run.json").write_text(json.dumps({
+        "job_id": job_id, "plan_id": config.plan_id, "plan_hash": saved.plan.plan_hash,
+        "audit_job_id": saved.plan.audit_job_id, "dataset_id": saved.plan.dataset_id,
+        "model": config.model, "method": config.method}, indent=1))
+    shutil.copy(progress_path, staging / "progress.jsonl")
+    result = workspace.publish_artifact(staging, key, "tune", inputs)
+    workspace.update_job(job_id, status="succeeded", artifact_key=key, finished_at=utc_now())
+    return result

@@ -1,0 +1,103 @@
+"""Tuning runs in a workspace with the bundled model on the real small audit's plan: a short
+weighted-DPO run publishes a peft adapter and its config; a run killed with SIGKILL shows as
+failed and resumes from its last checkpoint; concept ablation removes the directions."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from spectrum_core import jobs
+from spectrum_core.audit.review import AuditView
+from spectrum_core.interventions import compile_plan, save_plan, shape_pairs
+from spectrum_core.progress import read_progress
+from spectrum_core.tuning.caft import concept_ablation
+from spectrum_core.tuning.config import DPORunConfig, config_from_dict
+from spectrum_core.tuning.runs import run_tuning
+
+
+@pytest.fixture
+def planned(small_audit):
+    workspace, outcome = small_audit
+    view = AuditView.load(workspace.find_artifact(outcome.artifact_key))
+    target = view.concepts[(view.concepts["mode"] == "token") & (view.concepts["direction"] != "none")]
+    workspace.decide(outcome.job_id, target.sort_values("rank")["concept_id"].iloc[0], "suppress", user="ana")
+    plan = compile_plan(workspace, outcome.job_id, view)
+    dataset = workspace.load_dataset(workspace.job(outcome.job_id)["dataset_id"])
+    shaped = shape_pairs(plan, pd.Index(dataset.pairs["pair_id"]), view.pair_ids, view.delta_array)
+    return workspace, save_plan(workspace, plan, shaped, dataset)
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_short_dpo_run_publishes_an_adapter(planned):
+    workspace, saved = planned
+    config = DPORunConfig(plan_id=saved.plan_id, max_steps=2, batch_size=2, max_length=512, save_steps=1,
+                          caft=True)
+    folder = run_tuning(workspace, config)
+    assert (folder / "adapter" / "adapter_config.json").exists()
+    assert config_from_dict(yaml.safe_load((folder / "config.yaml").read_text())) == config
+    job = workspace.jobs("tune")[0]
+    assert job["status"] == "succeeded" and job["plan_id"] == saved.plan_id
+    assert job["parent_job_id"] == saved.plan.audit_job_id
+    steps = [r for r in read_progress(folder / "progress.jsonl") if r["stage"] == "train" and "loss" in r]
+    assert [r["done"] for r in steps] == [1, 2]
+    assert {"loss", "learning_rate", "rewards_margins", "eta", "elapsed"} <= set(steps[-1])
+    from peft import PeftConfig
+
+    assert PeftConfig.from_pretrained(folder / "adapter").r == config.lora_r
+    # The same configuration again reuses the result.
+    assert run_tuning(workspace, config) == folder
+
+
+def test_killed_run_fails_and_resumes_from_its_checkpoint(planned):
+    workspace, saved = planned
+    args = ["tune", "--plan", str(saved.plan_id), "--set", "max_steps=6", "--set", "save_steps=2",
+            "--set", "max_length=512"]
+    job_id = jobs.start_job(workspace, "tune", args, {"test": "resume"}, plan_id=saved.plan_id)
+    checkpoints = workspace.root / "jobs" / str(job_id) / "checkpoints"
+    wait_for(lambda: (checkpoints / "checkpoint-2" / "trainer_state.json").exists(), 600, "a checkpoint")
+    os.killpg(os.getpgid(workspace.job(job_id)["pid"]), signal.SIGKILL)
+    wait_for(lambda: jobs.refresh(workspace, job_id)["status"] == "failed", 30, "the job to show as failed")
+    assert "without reporting" in workspace.job(job_id)["error"]
+
+    jobs.resume_job(workspace, job_id, ["tune", "--resume", str(job_id)])
+    wait_for(lambda: jobs.refresh(workspace, job_id)["status"] not in jobs.ACTIVE, 600, "the resumed run")
+    job = workspace.job(job_id)
+    assert job["status"] == "succeeded", jobs.view(workspace, job_id).log_tail
+    records = read_progress(workspace.root / job["progress_path"])
+    starts = [r["started_at_step"] for r in records if "started_at_step" in r]
+    assert starts[0] == 0 and len(starts) == 2 and starts[1] >= 2  # the second process went on from a checkpoint
+    assert max(r["done"] for r in records if "loss" in r) == 6
+
+
+def test_concept_ablation_removes_the_directions(tiny_model):
+    model = tiny_model.model
+    basis = torch.linalg.qr(torch.randn(model.config.hidden_size, 2))[0]
+    seen = {}
+    layer = model.model.layers[1]
+    handle = model.model.layers[2].register_forward_pre_hook(lambda m, args: seen.update(x=args[0]))
+    ids = torch.randint(0, 1000, (1, 12))
+    try:
+        with concept_ablation(model, 1, basis):
+            model(input_ids=ids)
+        ablated = seen["x"]
+        model(input_ids=ids)
+        plain = seen["x"]
+    finally:
+        handle.remove()
+    assert (ablated @ basis).abs().max() < 1e-4 < (plain @ basis).abs().max()
+    assert not layer._forward_hooks  # the hook is gone after the block
