@@ -78,3 +78,21 @@ def association_shift(table: pd.DataFrame, labels: dict[str, str], decided: dict
                          height=max(260, 28 * len(table) + 90), margin=dict(t=10, b=10, l=10, r=10),
                          legend=dict(orientation="h", y=1.02, yanchor="bottom"))
     return figure
+
+
+def training_curves(records: list[dict], metrics: tuple[str, ...] = ("loss", "rewards_margins")) -> go.Figure:
+    """Live training metrics from a run's progress log, one line per metric, against the step."""
+    from plotly.subplots import make_subplots
+
+    rows = [r for r in records if r.get("stage") == "train" and any(m in r for m in metrics)]
+    present = [m for m in metrics if any(m in r for r in rows)]
+    figure = make_subplots(rows=1, cols=max(1, len(present)), subplot_titles=present or ["no steps yet"])
+    for column, metric in enumerate(present, start=1):
+        points = [(r["done"], r[metric]) for r in rows if metric in r]
+        figure.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode="lines+markers",
+                                    name=metric, line=dict(color=CHOSEN_COLOUR if column == 1 else REJECTED_COLOUR),
+                                    hovertemplate="step %{x}<br>%{y:.4f}<extra>" + metric + "</extra>"),
+                         row=1, col=column)
+        figure.update_xaxes(title_text="step", row=1, col=column)
+    figure.update_layout(height=280, showlegend=False, margin=dict(t=30, b=10, l=10, r=10))
+    return figure

@@ -75,3 +75,15 @@ def preset(method: str, hardware: str) -> TuningConfig:
         return cls(max_steps=500, batch_size=8, grad_accum=2, max_length=1024, max_train_pairs=None,
                    save_steps=100, lora_r=16, lora_alpha=32, learning_rate=1e-4)
     raise ValueError(f"unknown hardware preset {hardware!r}; use cpu-demo or gpu")
+
+
+def tune_cli_args(config: TuningConfig, hardware: str) -> list[str]:
+    """The ``spectrum tune`` arguments that reproduce ``config``: the preset plus every setting
+    that differs from it."""
+    base = asdict(preset(config.method, hardware))
+    args = ["tune", "--plan", str(config.plan_id), "--method", config.method, "--preset", hardware]
+    for key, value in asdict(config).items():
+        if key in ("method", "plan_id") or base.get(key) == value:
+            continue
+        args += ["--set", f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"]
+    return args

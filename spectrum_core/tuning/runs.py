@@ -68,8 +68,10 @@ def _with_lora(model, config: TuningConfig):
         return model
     from peft import LoraConfig, get_peft_model
 
+    target = config.lora_target  # "all-linear", or module names separated by commas
+    modules = target if target == "all-linear" else [m.strip() for m in target.split(",") if m.strip()]
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=config.lora_target, task_type="CAUSAL_LM")
+                      target_modules=modules, task_type="CAUSAL_LM")
     return get_peft_model(model, lora)
 
 

@@ -1,0 +1,60 @@
+"""The Tuning page through AppTest: plan choice, configuration and command, a run started as a
+job and watched to the end, the run history."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import pytest
+
+from spectrum_core import jobs
+from spectrum_core.audit.review import AuditView
+from spectrum_core.interventions import compile_plan, save_plan, shape_pairs
+
+
+@pytest.fixture
+def page(audited_page):
+    at, workspace, outcome = audited_page("tuning")
+    yield at, workspace, outcome
+    for job in workspace.jobs("tune"):
+        jobs.stop_job(workspace, job["id"], grace_seconds=2)
+
+
+def test_without_a_saved_plan_the_page_says_so(page):
+    at, _, _ = page
+    at.run()
+    assert not at.exception, at.exception
+    assert "No saved plan" in at.info[0].value
+
+
+def test_configure_start_and_watch_a_run(page):
+    at, workspace, outcome = page
+    view = AuditView.load(workspace.find_artifact(outcome.artifact_key))
+    workspace.decide(outcome.job_id, view.concepts.sort_values("rank")["concept_id"].iloc[0], "suppress")
+    plan = compile_plan(workspace, outcome.job_id, view)
+    dataset = workspace.load_dataset(workspace.job(outcome.job_id)["dataset_id"])
+    saved = save_plan(workspace, plan, shape_pairs(plan, pd.Index(dataset.pairs["pair_id"]), view.pair_ids,
+                                                   view.delta_array), dataset)
+    at.run()
+    assert not at.exception, at.exception
+    at.number_input(key="cfg-dpo-cpu-demo-max_steps").set_value(2)
+    at.number_input(key="cfg-dpo-cpu-demo-max_length").set_value(512)
+    at.button[0].click()  # the form's submit
+    at.run()
+    command = at.code[0].value
+    assert command == (f"spectrum tune --plan {saved.plan_id} --method dpo --preset cpu-demo "
+                       "--set max_steps=2 --set max_length=512")
+    next(b for b in at.button if b.label == "Start").click()
+    at.run()
+    job = workspace.jobs("tune")[0]
+    assert job["plan_id"] == saved.plan_id and job["parent_job_id"] == outcome.job_id
+    deadline = time.time() + 600
+    while jobs.refresh(workspace, job["id"])["status"] in jobs.ACTIVE and time.time() < deadline:
+        time.sleep(1)
+    assert workspace.job(job["id"])["status"] == "succeeded", jobs.view(workspace, job["id"]).log_tail
+    at.run()
+    assert not at.exception, at.exception
+    assert any("Adapter and configuration" in s.value for s in at.success)
+    assert at.dataframe[0].value["status"].tolist() == ["succeeded"]
+    assert len(at.get("plotly_chart")) == 1  # the loss and margin curves
