@@ -18,7 +18,8 @@ from spectrum_core.progress import read_progress
 from spectrum_core.tuning.config import CONFIG_CLASSES, config_from_dict, preset, tune_cli_args
 from spectrum_core.tuning.runs import tuning_key
 
-METHOD_NAMES = {"dpo": "Weighted DPO on the shaped pairs"}
+METHOD_NAMES = {"dpo": "Weighted DPO on the shaped pairs",
+                "spectrum": "Spectrum Tuning: distribution tasks + shaped chosen responses"}
 SKIP = {"plan_id", "method"}
 
 frame = build_frame()

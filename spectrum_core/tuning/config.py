@@ -7,7 +7,6 @@ from dataclasses import asdict, dataclass, field, fields
 
 import yaml
 
-METHODS = ("dpo",)
 
 
 @dataclass
@@ -49,7 +48,25 @@ class DPORunConfig(TuningConfig):
     method: str = field(default="dpo", init=False)
 
 
-CONFIG_CLASSES = {"dpo": DPORunConfig}
+@dataclass
+class SpectrumRunConfig(TuningConfig):
+    """Spectrum Tuning: supervised tuning on a mixture of distribution tasks in the Spectrum format
+    plus the plan's shaped chosen responses; whole families held out for evaluation."""
+
+    families: str = "polis,diffuse,coin,urn,categorical,chat"
+    held_out_families: str = "ambient"
+    tasks_per_family: int = 40
+    samples_per_task: int = 12
+    method: str = field(default="spectrum", init=False)
+
+    def family_list(self) -> tuple[str, ...]:
+        return tuple(f.strip() for f in self.families.split(",") if f.strip())
+
+    def held_out_list(self) -> tuple[str, ...]:
+        return tuple(f.strip() for f in self.held_out_families.split(",") if f.strip())
+
+
+CONFIG_CLASSES = {"dpo": DPORunConfig, "spectrum": SpectrumRunConfig}
 
 
 def config_from_dict(data: dict) -> TuningConfig:

@@ -24,7 +24,8 @@ from ..workspace import Workspace
 from ..workspace.artifacts import artifact_key
 from ..workspace.workspace import utc_now
 from .caft import concept_ablation, suppressed_basis
-from .config import DPORunConfig, TuningConfig
+from .config import DPORunConfig, SpectrumRunConfig, TuningConfig
+from .spectrum_format import build_mixture, render
 from .weighted_dpo import WeightedDPOTrainer, weighted_dpo_config
 
 TRAIN_STAGE = "train"
@@ -102,7 +103,62 @@ def train_dpo(workspace: Workspace, config: DPORunConfig, output_dir: Path, prog
     return trainer.model, loaded.tokenizer
 
 
-TRAINERS = {"dpo": train_dpo}
+def _sft_args(config: TuningConfig, output_dir: Path, loaded):
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=str(output_dir), max_steps=config.max_steps, per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum, learning_rate=config.learning_rate,
+        max_length=config.max_length, logging_steps=config.logging_steps, save_steps=config.save_steps,
+        save_total_limit=2, seed=config.seed, bf16=str(loaded.dtype) == "torch.bfloat16",
+        use_cpu=loaded.device == "cpu", lr_scheduler_type="constant", disable_tqdm=True, report_to=[],
+        dataloader_num_workers=0)
+
+
+def train_sft(workspace: Workspace, config: TuningConfig, output_dir: Path, examples: list[dict], loaded,
+              plan, progress=None):
+    """Supervised tuning on pre-tokenized ``input_ids`` / ``labels`` (−100 where unscored) with
+    TRL's SFTTrainer, LoRA and the CAFT option; resumes from the last checkpoint."""
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    model = _with_lora(loaded.model, config)
+    model.train()
+    audit_folder = workspace.find_artifact(plan.audit_artifact)
+    basis = suppressed_basis(plan, audit_folder) if config.caft else None
+    with concept_ablation(model, plan.layer, basis):
+        trainer = SFTTrainer(model, args=_sft_args(config, output_dir, loaded), train_dataset=Dataset.from_list(examples),
+                             processing_class=loaded.tokenizer,
+                             callbacks=[ProgressCallback(progress)] if progress else None)
+        trainer.train(resume_from_checkpoint=get_last_checkpoint(str(output_dir)) if output_dir.exists() else None)
+    return trainer.model, loaded.tokenizer
+
+
+def spectrum_examples(config: SpectrumRunConfig, records: list[dict], tokenizer) -> tuple[list[dict], list]:
+    """Training examples of the mixture, and the held-out families' tasks (for evaluation)."""
+    held = set(config.held_out_list())
+    train_families = tuple(f for f in config.family_list() if f not in held)
+    tasks = build_mixture(train_families, config.tasks_per_family, config.samples_per_task, config.seed, records)
+    held_out = build_mixture(tuple(held), config.tasks_per_family, config.samples_per_task, config.seed + 1)
+    examples = [render(tokenizer, task, config.max_length) for task in tasks]
+    return [e for e in examples if any(label != -100 for label in e["labels"])], held_out
+
+
+def train_spectrum(workspace: Workspace, config: SpectrumRunConfig, output_dir: Path, progress=None):
+    saved = load_plan(workspace, config.plan_id)
+    loaded = load_model(config.model, dtype=config.dtype, progress=lambda m: None)
+    records = [{"prompt": list(r.prompt), "chosen": list(r.chosen), "weight": float(r.weight)}
+               for r in pd.read_parquet(saved.parquet).itertuples() if r.split == "train"]
+    examples, held_out = spectrum_examples(config, records, loaded.tokenizer)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with open(output_dir.parent / "held_out_tasks.jsonl", "w", encoding="utf-8") as handle:
+        for task in held_out:
+            handle.write(json.dumps({"family": task.family, "description": task.description,
+                                     "samples": task.samples}, ensure_ascii=False) + "\n")
+    return train_sft(workspace, config, output_dir, examples, loaded, saved.plan, progress)
+
+
+TRAINERS = {"dpo": train_dpo, "spectrum": train_spectrum}
 
 
 def run_tuning(workspace: Workspace, config: TuningConfig, *, job_id: int | None = None,
@@ -141,6 +197,9 @@ def run_tuning(workspace: Workspace, config: TuningConfig, *, job_id: int | None
         "audit_job_id": saved.plan.audit_job_id, "dataset_id": saved.plan.dataset_id,
         "model": config.model, "method": config.method}, indent=1))
     shutil.copy(progress_path, staging / "progress.jsonl")
+    for extra in ("held_out_tasks.jsonl",):
+        if (folder / extra).exists():
+            shutil.copy(folder / extra, staging / extra)
     result = workspace.publish_artifact(staging, key, "tune", inputs)
     workspace.update_job(job_id, status="succeeded", artifact_key=key, finished_at=utc_now())
     return result

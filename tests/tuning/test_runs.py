@@ -4,6 +4,7 @@ failed and resumes from its last checkpoint; concept ablation removes the direct
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -18,7 +19,7 @@ from spectrum_core.audit.review import AuditView
 from spectrum_core.interventions import compile_plan, save_plan, shape_pairs
 from spectrum_core.progress import read_progress
 from spectrum_core.tuning.caft import concept_ablation
-from spectrum_core.tuning.config import DPORunConfig, config_from_dict
+from spectrum_core.tuning.config import DPORunConfig, SpectrumRunConfig, config_from_dict
 from spectrum_core.tuning.runs import run_tuning
 
 
@@ -41,6 +42,18 @@ def wait_for(predicate, timeout: float, what: str):
             return
         time.sleep(0.5)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_short_spectrum_run_keeps_its_held_out_tasks(planned):
+    workspace, saved = planned
+    config = SpectrumRunConfig(plan_id=saved.plan_id, max_steps=2, batch_size=2, max_length=512, save_steps=1,
+                               tasks_per_family=3)
+    folder = run_tuning(workspace, config)
+    assert (folder / "adapter" / "adapter_config.json").exists()
+    held_out = [json.loads(line) for line in (folder / "held_out_tasks.jsonl").read_text().splitlines()]
+    assert {t["family"] for t in held_out} == {"ambient"}
+    losses = [r["loss"] for r in read_progress(folder / "progress.jsonl") if "loss" in r]
+    assert len(losses) == 2 and all(0 < loss < 20 for loss in losses)
 
 
 def test_short_dpo_run_publishes_an_adapter(planned):
