@@ -19,7 +19,8 @@ from spectrum_core.tuning.config import CONFIG_CLASSES, config_from_dict, preset
 from spectrum_core.tuning.runs import tuning_key
 
 METHOD_NAMES = {"dpo": "Weighted DPO on the shaped pairs",
-                "spectrum": "Spectrum Tuning: distribution tasks + shaped chosen responses"}
+                "spectrum": "Spectrum Tuning: distribution tasks + shaped chosen responses",
+                "reset": "ReSet: rejection sampling with the shaped reward and task scorers"}
 SKIP = {"plan_id", "method"}
 
 frame = build_frame()

@@ -66,7 +66,29 @@ class SpectrumRunConfig(TuningConfig):
         return tuple(f.strip() for f in self.held_out_families.split(",") if f.strip())
 
 
-CONFIG_CLASSES = {"dpo": DPORunConfig, "spectrum": SpectrumRunConfig}
+@dataclass
+class ReSetRunConfig(TuningConfig):
+    """ReSet: sample, score with the shaped reward and the task scorers, keep the best candidate
+    over the threshold, tune on the kept set; ``max_steps`` is per round."""
+
+    rounds: int = 1
+    candidates_per_temperature: int = 2
+    temperatures: str = "0.7,1.0"
+    threshold: float = 0.0
+    max_new_tokens: int = 96
+    preference_prompts: int = 12
+    context_prompts: int = 6  # bundled HaluEval QA items (context-grounded)
+    constraint_prompts: int = 6
+    reward_weight: float = 1.0
+    task_weight: float = 1.0
+    reward_pairs: int = 120  # pairs the shaped reward is fitted on
+    method: str = field(default="reset", init=False)
+
+    def temperature_list(self) -> list[float]:
+        return [float(t) for t in self.temperatures.split(",") if t.strip()]
+
+
+CONFIG_CLASSES = {"dpo": DPORunConfig, "spectrum": SpectrumRunConfig, "reset": ReSetRunConfig}
 
 
 def config_from_dict(data: dict) -> TuningConfig:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -24,7 +25,7 @@ from ..workspace import Workspace
 from ..workspace.artifacts import artifact_key
 from ..workspace.workspace import utc_now
 from .caft import concept_ablation, suppressed_basis
-from .config import DPORunConfig, SpectrumRunConfig, TuningConfig
+from .config import DPORunConfig, ReSetRunConfig, SpectrumRunConfig, TuningConfig
 from .spectrum_format import build_mixture, render
 from .weighted_dpo import WeightedDPOTrainer, weighted_dpo_config
 
@@ -116,13 +117,14 @@ def _sft_args(config: TuningConfig, output_dir: Path, loaded):
 
 
 def train_sft(workspace: Workspace, config: TuningConfig, output_dir: Path, examples: list[dict], loaded,
-              plan, progress=None):
+              plan, progress=None, model=None):
     """Supervised tuning on pre-tokenized ``input_ids`` / ``labels`` (−100 where unscored) with
-    TRL's SFTTrainer, LoRA and the CAFT option; resumes from the last checkpoint."""
+    TRL's SFTTrainer, LoRA (unless ``model`` is already prepared) and the CAFT option; resumes from
+    the last checkpoint."""
     from datasets import Dataset
     from trl import SFTTrainer
 
-    model = _with_lora(loaded.model, config)
+    model = _with_lora(loaded.model, config) if model is None else model
     model.train()
     audit_folder = workspace.find_artifact(plan.audit_artifact)
     basis = suppressed_basis(plan, audit_folder) if config.caft else None
@@ -158,7 +160,78 @@ def train_spectrum(workspace: Workspace, config: SpectrumRunConfig, output_dir: 
     return train_sft(workspace, config, output_dir, examples, loaded, saved.plan, progress)
 
 
-TRAINERS = {"dpo": train_dpo, "spectrum": train_spectrum}
+def train_reset(workspace: Workspace, config: ReSetRunConfig, output_dir: Path, progress=None):
+    """Rounds of sample → score → keep the best over the threshold → supervised tuning."""
+    import numpy as np
+
+    from ..reward import RewardConfig, fit_shaped_reward
+    from ..reward.shaped import save_report
+    from .reset import build_prompts, combine_scores, generate, select_best, sft_example, task_score
+
+    progress = progress or (lambda *a, **k: None)
+    saved = load_plan(workspace, config.plan_id)
+    plan = saved.plan
+    loaded = load_model(config.model, dtype=config.dtype, progress=lambda m: None)
+    audit_folder = workspace.find_artifact(plan.audit_artifact)
+    run_dir = output_dir.parent
+    frame = pd.read_parquet(saved.parquet)
+    records = [{"prompt": list(r.prompt), "chosen": list(r.chosen), "weight": float(r.weight)}
+               for r in frame.itertuples() if r.split == "train"]
+    dataset = workspace.load_dataset(plan.dataset_id)
+    reward, report = fit_shaped_reward(loaded, audit_folder, plan, dataset.pairs, saved.shaping(),
+                                       RewardConfig(max_train_pairs=config.reward_pairs,
+                                                    max_held_out_pairs=max(20, config.reward_pairs // 4),
+                                                    seed=config.seed), progress=progress)
+    reward.save(run_dir / "reward")
+    save_report(report, run_dir / "reward" / "report.json")
+    prompts = build_prompts(records, config.preference_prompts, config.context_prompts,
+                            config.constraint_prompts, config.seed)
+    model = _with_lora(loaded.model, config)
+    for round_index in range(config.rounds):
+        kept_path = run_dir / f"round-{round_index}.jsonl"
+        if not kept_path.exists():  # a resumed run reuses a round's kept set
+            model.eval()
+            owners, candidates = [], []
+            for temperature in config.temperature_list():
+                for _ in range(config.candidates_per_temperature):
+                    candidates += generate(model, loaded.tokenizer, [p.messages for p in prompts], temperature,
+                                           config.max_new_tokens)
+                    owners += list(range(len(prompts)))
+            owners = np.array(owners)
+            with (model.disable_adapter() if hasattr(model, "disable_adapter") else _nothing()):
+                rewards = reward.score([prompts[o].messages for o in owners], candidates)
+            tasks = np.array([task_score(prompts[o], c) for o, c in zip(owners, candidates)])
+            scores = combine_scores(rewards, tasks, config.reward_weight, config.task_weight)
+            kept = select_best(scores, owners, config.threshold)
+            stats = {"round": round_index + 1, "candidates": len(candidates), "kept": len(kept),
+                     "acceptance": len(kept) / len(prompts), "score_all": float(scores.mean()),
+                     "score_kept": float(scores[kept].mean()) if kept else None,
+                     "task_all": float(tasks.mean()), "task_kept": float(tasks[kept].mean()) if kept else None}
+            with open(kept_path, "w", encoding="utf-8") as handle:
+                handle.write(json.dumps({"stats": stats}) + "\n")
+                for index in kept:
+                    handle.write(json.dumps({"prompt": prompts[owners[index]].messages,
+                                             "kind": prompts[owners[index]].kind, "response": candidates[index],
+                                             "score": float(scores[index])}, ensure_ascii=False) + "\n")
+        lines = [json.loads(line) for line in kept_path.read_text(encoding="utf-8").splitlines()]
+        stats, kept_rows = lines[0]["stats"], lines[1:]
+        progress("reset", round_index + 1, config.rounds, unit="rounds",
+                 **{k: v for k, v in stats.items() if v is not None and k != "round"})
+        if not kept_rows:
+            continue
+        examples = [sft_example(loaded.tokenizer, row["prompt"], row["response"], config.max_length)
+                    for row in kept_rows]
+        train_sft(workspace, config, output_dir / f"round-{round_index}", examples, loaded, plan, progress,
+                  model=model)
+    return model, loaded.tokenizer
+
+
+@contextmanager
+def _nothing():
+    yield
+
+
+TRAINERS = {"dpo": train_dpo, "spectrum": train_spectrum, "reset": train_reset}
 
 
 def run_tuning(workspace: Workspace, config: TuningConfig, *, job_id: int | None = None,
@@ -197,9 +270,13 @@ def run_tuning(workspace: Workspace, config: TuningConfig, *, job_id: int | None
         "audit_job_id": saved.plan.audit_job_id, "dataset_id": saved.plan.dataset_id,
         "model": config.model, "method": config.method}, indent=1))
     shutil.copy(progress_path, staging / "progress.jsonl")
-    for extra in ("held_out_tasks.jsonl",):
-        if (folder / extra).exists():
+    for extra in ("held_out_tasks.jsonl", "reward"):
+        if (folder / extra).is_dir():
+            shutil.copytree(folder / extra, staging / extra)
+        elif (folder / extra).exists():
             shutil.copy(folder / extra, staging / extra)
+    for kept in sorted(folder.glob("round-*.jsonl")):
+        shutil.copy(kept, staging / kept.name)
     result = workspace.publish_artifact(staging, key, "tune", inputs)
     workspace.update_job(job_id, status="succeeded", artifact_key=key, finished_at=utc_now())
     return result

@@ -19,7 +19,7 @@ from spectrum_core.audit.review import AuditView
 from spectrum_core.interventions import compile_plan, save_plan, shape_pairs
 from spectrum_core.progress import read_progress
 from spectrum_core.tuning.caft import concept_ablation
-from spectrum_core.tuning.config import DPORunConfig, SpectrumRunConfig, config_from_dict
+from spectrum_core.tuning.config import DPORunConfig, ReSetRunConfig, SpectrumRunConfig, config_from_dict
 from spectrum_core.tuning.runs import run_tuning
 
 
@@ -54,6 +54,22 @@ def test_short_spectrum_run_keeps_its_held_out_tasks(planned):
     assert {t["family"] for t in held_out} == {"ambient"}
     losses = [r["loss"] for r in read_progress(folder / "progress.jsonl") if "loss" in r]
     assert len(losses) == 2 and all(0 < loss < 20 for loss in losses)
+
+
+def test_short_reset_run_logs_acceptance_and_keeps_what_it_trained_on(planned):
+    workspace, saved = planned
+    config = ReSetRunConfig(plan_id=saved.plan_id, max_steps=2, batch_size=2, max_length=512, save_steps=1,
+                            preference_prompts=2, context_prompts=2, constraint_prompts=2,
+                            candidates_per_temperature=1, max_new_tokens=24, reward_pairs=30,
+                            threshold=-100.0)
+    folder = run_tuning(workspace, config)
+    assert (folder / "adapter" / "adapter_config.json").exists()
+    assert (folder / "reward" / "reward.npz").exists() and (folder / "reward" / "report.json").exists()
+    rounds = [r for r in read_progress(folder / "progress.jsonl") if r["stage"] == "reset"]
+    assert rounds[-1]["acceptance"] == 1.0 and rounds[-1]["candidates"] == 12  # 6 prompts x 2 temperatures
+    kept = (folder / "round-0.jsonl").read_text().splitlines()
+    assert len(kept) == 1 + 6 and {json.loads(line)["kind"] for line in kept[1:]} == {
+        "preference", "constraints", "context"}
 
 
 def test_short_dpo_run_publishes_an_adapter(planned):

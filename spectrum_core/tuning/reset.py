@@ -1,0 +1,115 @@
+"""ReSet: rejection sampling for continued self-instruction tuning.
+
+Each round: for every training prompt sample K candidates over a grid of temperatures, score each
+with the shaped reward (standardised over the round's candidates) plus the task scorers that
+apply (faithfulness to the context for the HaluEval context-grounded prompts; the share of
+constraints satisfied for prompts that carry checkable constraints), keep a prompt's best
+candidate when its score clears the threshold, and continue supervised tuning on the kept set.
+Acceptance rate and the mean score of kept vs all candidates are logged per round.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .scorers import constraints_satisfied, faithfulness, pick_constraints
+
+DATA = Path(__file__).resolve().parent.parent.parent / "data"
+CONTEXT_INSTRUCTION = "Answer the question using only the passage below.\n\nPassage: {context}\n\nQuestion: {question}"
+
+
+@dataclass
+class ReSetPrompt:
+    messages: list[dict]
+    kind: str  # "preference", "context" or "constraints"
+    context: str | None = None
+    reference: str | None = None  # the grounded answer, for context prompts
+    constraints: list[str] = field(default_factory=list)
+
+
+def halueval_prompts(n: int, seed: int, *, offset: int = 0) -> list[ReSetPrompt]:
+    """The first ``offset + n`` HaluEval QA items in a seeded order, from ``offset`` on (so training
+    and evaluation can take disjoint slices)."""
+    rows = [json.loads(line) for line in open(DATA / "halueval-qa-500.jsonl", encoding="utf-8")]
+    random.Random(seed).shuffle(rows)
+    return [ReSetPrompt([{"role": "user", "content": CONTEXT_INSTRUCTION.format(context=r["context"],
+                                                                                 question=r["question"])}],
+                        "context", context=r["context"], reference=r["grounded_answer"])
+            for r in rows[offset:offset + n]]
+
+
+def build_prompts(records: list[dict], n_preference: int, n_context: int, n_constraint: int,
+                  seed: int) -> list[ReSetPrompt]:
+    """Prompts of the plan's train pairs (some with added constraints) and HaluEval items."""
+    rng = random.Random(seed)
+    picked = rng.sample(records, min(len(records), n_preference + n_constraint))
+    prompts = [ReSetPrompt(list(r["prompt"]), "preference") for r in picked[:n_preference]]
+    for record in picked[n_preference:]:
+        constraints = pick_constraints(rng)
+        messages = [dict(m) for m in record["prompt"]]
+        messages[-1]["content"] += "\n\n" + " ".join(c.instruction for c in constraints)
+        prompts.append(ReSetPrompt(messages, "constraints", constraints=[c.name for c in constraints]))
+    return prompts + halueval_prompts(n_context, seed)
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[list[dict]], temperature: float, max_new_tokens: int,
+             batch_size: int = 8) -> list[str]:
+    device = next(model.parameters()).device
+    texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+    outputs = []
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
+                              add_special_tokens=False).to(device)
+            generated = model.generate(**batch, do_sample=True, temperature=temperature, top_p=1.0,
+                                       max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                       eos_token_id=tokenizer.eos_token_id)
+            new = generated[:, batch["input_ids"].shape[1]:]
+            outputs += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+    finally:
+        tokenizer.padding_side = side
+    return outputs
+
+
+def task_score(prompt: ReSetPrompt, response: str) -> float:
+    if prompt.kind == "context":
+        return faithfulness(response, prompt.context or "")
+    if prompt.kind == "constraints":
+        return constraints_satisfied(response, prompt.constraints)
+    return 0.0
+
+
+def combine_scores(reward: np.ndarray, task: np.ndarray, reward_weight: float, task_weight: float) -> np.ndarray:
+    """Reward standardised over the round's candidates, plus the task score."""
+    z = (reward - reward.mean()) / (reward.std() + 1e-8) if len(reward) > 1 else np.zeros_like(reward)
+    return reward_weight * z + task_weight * task
+
+
+def select_best(scores: np.ndarray, owners: np.ndarray, threshold: float) -> list[int]:
+    """Per prompt, the index of its best candidate if that clears ``threshold``."""
+    kept = []
+    for owner in np.unique(owners):
+        mine = np.flatnonzero(owners == owner)
+        best = mine[np.argmax(scores[mine])]
+        if scores[best] >= threshold:
+            kept.append(int(best))
+    return kept
+
+
+def sft_example(tokenizer, messages: list[dict], response: str, max_length: int) -> dict:
+    """Prompt and response as one sequence, the loss on the response and its end token."""
+    prefix = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]
+    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    ids = (prefix_ids + response_ids)[-max_length:]
+    labels = ([-100] * len(prefix_ids) + response_ids)[-max_length:]
+    return {"input_ids": ids, "labels": labels}
