@@ -31,6 +31,11 @@ class TuningConfig:
     logging_steps: int = 1
     dtype: str | None = None  # None: bfloat16 where fast, else float32
     caft: bool = False  # project the suppressed concepts out of the residual stream while training
+    # IA2 priming (supervised methods): align attention outputs without demonstrations to those with.
+    ia2_priming: bool = False
+    ia2_steps: int = 20
+    ia2_demos: int = 3
+    ia2_learning_rate: float = 1e-3
     method: str = field(default="", init=False)
 
     def to_yaml(self) -> str:

@@ -117,7 +117,7 @@ def _sft_args(config: TuningConfig, output_dir: Path, loaded):
 
 
 def train_sft(workspace: Workspace, config: TuningConfig, output_dir: Path, examples: list[dict], loaded,
-              plan, progress=None, model=None):
+              plan, progress=None, model=None, ia2_records: list[dict] | None = None):
     """Supervised tuning on pre-tokenized ``input_ids`` / ``labels`` (−100 where unscored) with
     TRL's SFTTrainer, LoRA (unless ``model`` is already prepared) and the CAFT option; resumes from
     the last checkpoint."""
@@ -125,6 +125,13 @@ def train_sft(workspace: Workspace, config: TuningConfig, output_dir: Path, exam
     from trl import SFTTrainer
 
     model = _with_lora(loaded.model, config) if model is None else model
+    if config.ia2_priming and ia2_records and not (output_dir / "ia2.done").exists():
+        from .ia2 import ia2_items, ia2_prime
+
+        items = ia2_items(loaded.tokenizer, ia2_records, config.ia2_demos, config.seed, config.max_length * 4)
+        ia2_prime(model, items, config.ia2_steps, config.ia2_learning_rate, progress)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "ia2.done").write_text("")
     model.train()
     audit_folder = workspace.find_artifact(plan.audit_artifact)
     basis = suppressed_basis(plan, audit_folder) if config.caft else None
@@ -157,7 +164,8 @@ def train_spectrum(workspace: Workspace, config: SpectrumRunConfig, output_dir: 
         for task in held_out:
             handle.write(json.dumps({"family": task.family, "description": task.description,
                                      "samples": task.samples}, ensure_ascii=False) + "\n")
-    return train_sft(workspace, config, output_dir, examples, loaded, saved.plan, progress)
+    return train_sft(workspace, config, output_dir, examples, loaded, saved.plan, progress,
+                     ia2_records=records[:64])
 
 
 def train_reset(workspace: Workspace, config: ReSetRunConfig, output_dir: Path, progress=None):
@@ -222,7 +230,7 @@ def train_reset(workspace: Workspace, config: ReSetRunConfig, output_dir: Path, 
         examples = [sft_example(loaded.tokenizer, row["prompt"], row["response"], config.max_length)
                     for row in kept_rows]
         train_sft(workspace, config, output_dir / f"round-{round_index}", examples, loaded, plan, progress,
-                  model=model)
+                  model=model, ia2_records=records[:64] if round_index == 0 else None)
     return model, loaded.tokenizer
 
 

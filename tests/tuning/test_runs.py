@@ -44,15 +44,17 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_short_spectrum_run_keeps_its_held_out_tasks(planned):
+def test_short_spectrum_run_with_ia2_priming_keeps_its_held_out_tasks(planned):
     workspace, saved = planned
     config = SpectrumRunConfig(plan_id=saved.plan_id, max_steps=2, batch_size=2, max_length=512, save_steps=1,
-                               tasks_per_family=3)
+                               tasks_per_family=3, ia2_priming=True, ia2_steps=3)
     folder = run_tuning(workspace, config)
     assert (folder / "adapter" / "adapter_config.json").exists()
     held_out = [json.loads(line) for line in (folder / "held_out_tasks.jsonl").read_text().splitlines()]
     assert {t["family"] for t in held_out} == {"ambient"}
-    losses = [r["loss"] for r in read_progress(folder / "progress.jsonl") if "loss" in r]
+    records = read_progress(folder / "progress.jsonl")
+    assert [r["done"] for r in records if r["stage"] == "ia2"] == [1, 2, 3]  # IA2 priming first
+    losses = [r["loss"] for r in records if r["stage"] == "train" and "loss" in r]
     assert len(losses) == 2 and all(0 < loss < 20 for loss in losses)
 
 
