@@ -111,6 +111,39 @@ def print_concepts(concepts, top: int) -> None:
         print(f"{int(row['rank']):>3}. [{row['concept_id']}] {describe_concept(row)}{extra}")
 
 
+LAUNCHED = "SPECTRUM_LAUNCHED"  # set for the processes a relaunch starts, so they never relaunch again
+
+
+def _relaunch_with_accelerate(config, num_processes: int, workspace, job_id: int | None) -> int:
+    """Run this same command under `accelerate launch` with ``num_processes`` processes (GPUs when
+    there are enough, else CPU processes). The launcher is a child in this process group, so
+    stopping the job stops every process."""
+    import subprocess
+
+    import torch
+
+    if job_id is None:  # create the job here, so every process records into the same one
+        from .interventions import load_plan
+        from .tuning.runs import tuning_key
+
+        plan = load_plan(workspace, config.plan_id).plan
+        job_id = workspace.create_job("tune", tuning_key(config, plan.plan_hash)[1], dataset_id=plan.dataset_id,
+                                      parent_job_id=plan.audit_job_id, plan_id=config.plan_id)
+    # accelerate's multi-process launcher (torchrun underneath); on a machine without enough GPUs
+    # the processes share the CPU (gloo). `--cpu` would start a single process.
+    if 0 < torch.cuda.device_count() < num_processes:
+        print(f"error: {num_processes} processes asked for but only {torch.cuda.device_count()} GPUs",
+              file=sys.stderr)
+        return 2
+    argv = [a for a in sys.argv[1:]]
+    if "--job-id" not in argv:
+        argv += ["--job-id", str(job_id)]
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+               str(num_processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "-m", "spectrum_core.cli", *argv]
+    return subprocess.run(command, env={**os.environ, LAUNCHED: "1"}).returncode
+
+
 def cmd_tune(args) -> int:
     import yaml
 
@@ -145,10 +178,13 @@ def cmd_tune(args) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         job_id = args.job_id
+    if config.num_processes > 1 and not os.environ.get(LAUNCHED) and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return _relaunch_with_accelerate(config, config.num_processes, workspace, job_id)
     bars = TqdmProgress()
     folder = run_tuning(workspace, config, job_id=job_id, progress=bars)
     bars.close()
-    print(f"Tuning finished: {folder}")
+    if int(os.environ.get("RANK", "0")) == 0:  # one report for a multi-process run
+        print(f"Tuning finished: {folder}")
     return 0
 
 

@@ -68,7 +68,8 @@ def distributed_state():
     import torch
     from accelerate import PartialState
 
-    state = PartialState()
+    # Without GPUs, accelerate forms a multi-process group only when told the processes are CPU ones.
+    state = PartialState(cpu=not torch.cuda.is_available())
     if state.device.type == "cpu":
         # Processes sharing one CPU: split its cores instead of oversubscribing them (bf16 kernels
         # slow down several-fold when threads outnumber cores).

@@ -30,6 +30,7 @@ class TuningConfig:
     save_steps: int = 10
     logging_steps: int = 1
     dtype: str | None = None  # None: bfloat16 where fast, else float32
+    num_processes: int = 1  # > 1: `accelerate launch` with that many processes (GPUs, or CPU processes)
     caft: bool = False  # project the suppressed concepts out of the residual stream while training
     # IA2 priming (supervised methods): align attention outputs without demonstrations to those with.
     ia2_priming: bool = False

@@ -77,10 +77,24 @@ def _with_lora(model, config: TuningConfig):
     return get_peft_model(model, lora)
 
 
+def _shared_dataset(records: list[dict], folder: Path):
+    """The training records as a dataset on disk, written by the main process: its cache files
+    (tokenization, TRL's precomputed reference log-probs) then live in one folder that every
+    process of a multi-process run reads (an in-memory dataset caches in a per-process temp dir)."""
+    from datasets import Dataset, load_from_disk
+
+    from ..audit.runner import distributed_state
+
+    state = distributed_state()
+    if (state is None or state.is_main_process) and not (folder / "dataset_info.json").exists():
+        Dataset.from_list(records).save_to_disk(str(folder))
+    if state is not None:
+        state.wait_for_everyone()
+    return load_from_disk(str(folder))
+
+
 def train_dpo(workspace: Workspace, config: DPORunConfig, output_dir: Path, progress=None):
     """Weighted DPO on the plan's shaped train pairs; returns the trained (peft) model and tokenizer."""
-    from datasets import Dataset
-
     saved = load_plan(workspace, config.plan_id)
     loaded = load_model(config.model, dtype=config.dtype, progress=lambda m: None)
     model = _with_lora(loaded.model, config)
@@ -93,11 +107,11 @@ def train_dpo(workspace: Workspace, config: DPORunConfig, output_dir: Path, prog
         save_total_limit=2, seed=config.seed, bf16=bf16, use_cpu=loaded.device == "cpu",
         lr_scheduler_type="constant", disable_tqdm=True, dataloader_num_workers=0,
         precompute_ref_batch_size=max(8, config.batch_size))
-    records = _train_records(saved, config)
+    dataset = _shared_dataset(_train_records(saved, config), output_dir.parent / "dpo_pairs")
     audit_folder = workspace.find_artifact(saved.plan.audit_artifact)
     basis = suppressed_basis(saved.plan, audit_folder) if config.caft else None
     with concept_ablation(model, saved.plan.layer, basis):
-        trainer = WeightedDPOTrainer(model, args=args, train_dataset=Dataset.from_list(records),
+        trainer = WeightedDPOTrainer(model, args=args, train_dataset=dataset,
                                      processing_class=loaded.tokenizer,
                                      callbacks=[ProgressCallback(progress)] if progress else None)
         trainer.train(resume_from_checkpoint=get_last_checkpoint(str(output_dir)) if output_dir.exists() else None)
@@ -176,7 +190,11 @@ def train_reset(workspace: Workspace, config: ReSetRunConfig, output_dir: Path, 
     from ..reward.shaped import save_report
     from .reset import build_prompts, combine_scores, generate, select_best, sft_example, task_score
 
+    from ..audit.runner import distributed_state
+
     progress = progress or (lambda *a, **k: None)
+    state = distributed_state()
+    main = state is None or state.is_main_process  # only the main process samples and scores
     saved = load_plan(workspace, config.plan_id)
     plan = saved.plan
     loaded = load_model(config.model, dtype=config.dtype, progress=lambda m: None)
@@ -185,19 +203,25 @@ def train_reset(workspace: Workspace, config: ReSetRunConfig, output_dir: Path, 
     frame = pd.read_parquet(saved.parquet)
     records = [{"prompt": list(r.prompt), "chosen": list(r.chosen), "weight": float(r.weight)}
                for r in frame.itertuples() if r.split == "train"]
-    dataset = workspace.load_dataset(plan.dataset_id)
-    reward, report = fit_shaped_reward(loaded, audit_folder, plan, dataset.pairs, saved.shaping(),
-                                       RewardConfig(max_train_pairs=config.reward_pairs,
-                                                    max_held_out_pairs=max(20, config.reward_pairs // 4),
-                                                    seed=config.seed), progress=progress)
-    reward.save(run_dir / "reward")
-    save_report(report, run_dir / "reward" / "report.json")
+    reward = None
+    if main and not (run_dir / "reward" / "reward.npz").exists():
+        dataset = workspace.load_dataset(plan.dataset_id)
+        reward, report = fit_shaped_reward(loaded, audit_folder, plan, dataset.pairs, saved.shaping(),
+                                           RewardConfig(max_train_pairs=config.reward_pairs,
+                                                        max_held_out_pairs=max(20, config.reward_pairs // 4),
+                                                        seed=config.seed), progress=progress)
+        reward.save(run_dir / "reward")
+        save_report(report, run_dir / "reward" / "report.json")
     prompts = build_prompts(records, config.preference_prompts, config.context_prompts,
                             config.constraint_prompts, config.seed)
     model = _with_lora(loaded.model, config)
     for round_index in range(config.rounds):
         kept_path = run_dir / f"round-{round_index}.jsonl"
-        if not kept_path.exists():  # a resumed run reuses a round's kept set
+        if main and not kept_path.exists():  # a resumed run reuses a round's kept set
+            if reward is None:
+                from ..reward import ShapedReward
+
+                reward = ShapedReward.load(run_dir / "reward", loaded, audit_folder)
             model.eval()
             owners, candidates = [], []
             for temperature in config.temperature_list():
@@ -215,12 +239,16 @@ def train_reset(workspace: Workspace, config: ReSetRunConfig, output_dir: Path, 
                      "acceptance": len(kept) / len(prompts), "score_all": float(scores.mean()),
                      "score_kept": float(scores[kept].mean()) if kept else None,
                      "task_all": float(tasks.mean()), "task_kept": float(tasks[kept].mean()) if kept else None}
-            with open(kept_path, "w", encoding="utf-8") as handle:
+            partial = kept_path.with_suffix(".partial")
+            with open(partial, "w", encoding="utf-8") as handle:
                 handle.write(json.dumps({"stats": stats}) + "\n")
                 for index in kept:
                     handle.write(json.dumps({"prompt": prompts[owners[index]].messages,
                                              "kind": prompts[owners[index]].kind, "response": candidates[index],
                                              "score": float(scores[index])}, ensure_ascii=False) + "\n")
+            partial.replace(kept_path)
+        if state is not None:
+            state.wait_for_everyone()  # helpers read the main process's kept set
         lines = [json.loads(line) for line in kept_path.read_text(encoding="utf-8").splitlines()]
         stats, kept_rows = lines[0]["stats"], lines[1:]
         progress("reset", round_index + 1, config.rounds, unit="rounds",
@@ -245,9 +273,19 @@ TRAINERS = {"dpo": train_dpo, "spectrum": train_spectrum, "reset": train_reset}
 def run_tuning(workspace: Workspace, config: TuningConfig, *, job_id: int | None = None,
                progress=None) -> Path:
     """Run (or resume) a tuning job and publish its adapter; returns the artifact folder."""
+    from ..audit.runner import distributed_state
+
     saved = load_plan(workspace, config.plan_id)
     key, inputs = tuning_key(config, saved.plan.plan_hash)
     existing = workspace.find_artifact(key)
+    state = distributed_state()
+    if state is not None and not state.is_main_process:
+        # A helper process of `accelerate launch`: train its share; the main process records.
+        if existing is None:
+            folder = workspace.root / "jobs" / str(job_id)
+            TRAINERS[config.method](workspace, config, folder / "checkpoints", None)
+            state.wait_for_everyone()  # the main process's barrier before it saves
+        return existing or workspace.artifact_path(key)
     if job_id is None:
         job_id = workspace.create_job("tune", inputs, dataset_id=saved.plan.dataset_id,
                                       parent_job_id=saved.plan.audit_job_id, plan_id=config.plan_id)
@@ -269,6 +307,8 @@ def run_tuning(workspace: Workspace, config: TuningConfig, *, job_id: int | None
     except BaseException as exc:
         workspace.update_job(job_id, status="failed", finished_at=utc_now(), error=f"{type(exc).__name__}: {exc}")
         raise
+    if state is not None:
+        state.wait_for_everyone()
     staging = workspace.staging_path(key)
     model.save_pretrained(staging / ("model" if config.full_finetune else "adapter"))
     tokenizer.save_pretrained(staging / ("model" if config.full_finetune else "adapter"))

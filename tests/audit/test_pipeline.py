@@ -140,7 +140,9 @@ def test_two_processes_through_accelerate(tmp_path, bundled_model):
 
     args = ["audit", str(LLAMAFACTORY_FILE), "--max-pairs", "30", "--max-prompt-tokens", "64",
             "--max-response-tokens", "64", "--training-tokens", "40000", "--modes", "token"]
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+    # --multi_gpu is accelerate's multi-process launcher; without GPUs the processes share the CPU
+    # (`--cpu` would start a single process).
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                 "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                 "-m", "spectrum_core.cli"]
     two = subprocess.run([*launcher, "--workspace", str(tmp_path / "two"), *args],

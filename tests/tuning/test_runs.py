@@ -115,6 +115,27 @@ def test_killed_run_fails_and_resumes_from_its_checkpoint(planned):
     assert max(r["done"] for r in records if "loss" in r) == 6
 
 
+def test_two_processes_through_accelerate(planned):
+    """`num_processes=2` relaunches the command under `accelerate launch` (two CPU processes here):
+    one job, one adapter, progress written by the main process only."""
+    import subprocess
+    import sys
+
+    workspace, saved = planned
+    result = subprocess.run([sys.executable, "-m", "spectrum_core.cli", "--workspace", str(workspace.root), "tune",
+                             "--plan", str(saved.plan_id), "--set", "max_steps=2", "--set", "max_length=512",
+                             "--set", "num_processes=2", "--set", "save_steps=1"],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("Tuning finished") == 1
+    runs = workspace.jobs("tune")
+    assert len(runs) == 1 and runs[0]["status"] == "succeeded"
+    folder = workspace.find_artifact(runs[0]["artifact_key"])
+    assert (folder / "adapter" / "adapter_config.json").exists()
+    steps = [r["done"] for r in read_progress(folder / "progress.jsonl") if "loss" in r]
+    assert steps == [1, 2]
+
+
 def test_concept_ablation_removes_the_directions(tiny_model):
     model = tiny_model.model
     basis = torch.linalg.qr(torch.randn(model.config.hidden_size, 2))[0]
