@@ -4,6 +4,7 @@ run as a job, watch its loss and reward margins live, stop it, resume it; run hi
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pandas as pd
 import streamlit as st
@@ -123,7 +124,9 @@ def show_run(job_id: int) -> None:
                          + (f" · about {eta:.0f} s left" if eta and view.active else ""))
     records = read_progress(workspace.root / job["progress_path"]) if job["progress_path"] else []
     if any("loss" in r for r in records):
-        st.plotly_chart(training_curves(records), width="stretch", key=f"curves-{job_id}")
+        metrics = {"dpo": ("loss", "rewards_margins"), "reset": ("loss", "acceptance", "score_kept")}.get(
+            job["config"].get("config", {}).get("method"), ("loss",))
+        st.plotly_chart(training_curves(records, metrics), width="stretch", key=f"curves-{job_id}")
     buttons = st.columns(4)
     if view.active and buttons[0].button("Stop", key=f"stop-tune-{job_id}"):
         jobs.stop_job(workspace, job_id)
@@ -137,6 +140,14 @@ def show_run(job_id: int) -> None:
     if job["status"] == "succeeded" and job["artifact_key"]:
         folder = workspace.find_artifact(job["artifact_key"])
         st.success(f"Adapter and configuration: {folder}")
+        report_path = folder / "reward" / "report.json" if folder else None
+        if report_path is not None and report_path.exists():
+            report = json.loads(report_path.read_text())
+            st.markdown(f"**Shaped reward**: held-out accuracy {report['accuracy_before']:.2f} unshaped → "
+                        f"{report['accuracy_after']:.2f} shaped ({report['n_train']} train pairs, "
+                        f"{report['n_held_out']} held out). Dependence on each decided concept "
+                        "(correlation of the reward margin with the concept's Δ):")
+            st.dataframe(pd.DataFrame(report["dependence"]), hide_index=True, width="stretch")
     if view.log_tail:
         with st.expander("Log", expanded=job["status"] == "failed"):
             st.code(view.log_tail, language=None)

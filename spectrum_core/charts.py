@@ -81,10 +81,11 @@ def association_shift(table: pd.DataFrame, labels: dict[str, str], decided: dict
 
 
 def training_curves(records: list[dict], metrics: tuple[str, ...] = ("loss", "rewards_margins")) -> go.Figure:
-    """Live training metrics from a run's progress log, one line per metric, against the step."""
+    """Live training metrics from a run's progress log, one panel per metric, against the step
+    (or the round, for ReSet's acceptance)."""
     from plotly.subplots import make_subplots
 
-    rows = [r for r in records if r.get("stage") == "train" and any(m in r for m in metrics)]
+    rows = [r for r in records if any(m in r for m in metrics)]
     present = [m for m in metrics if any(m in r for r in rows)]
     figure = make_subplots(rows=1, cols=max(1, len(present)), subplot_titles=present or ["no steps yet"])
     for column, metric in enumerate(present, start=1):
@@ -93,6 +94,7 @@ def training_curves(records: list[dict], metrics: tuple[str, ...] = ("loss", "re
                                     name=metric, line=dict(color=CHOSEN_COLOUR if column == 1 else REJECTED_COLOUR),
                                     hovertemplate="step %{x}<br>%{y:.4f}<extra>" + metric + "</extra>"),
                          row=1, col=column)
-        figure.update_xaxes(title_text="step", row=1, col=column)
+        stage = next(r["stage"] for r in rows if metric in r)
+        figure.update_xaxes(title_text="round" if stage == "reset" else "step", row=1, col=column)
     figure.update_layout(height=280, showlegend=False, margin=dict(t=30, b=10, l=10, r=10))
     return figure
