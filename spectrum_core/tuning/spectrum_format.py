@@ -62,12 +62,16 @@ def ambient_tasks(rng: random.Random, n_tasks: int, n_samples: int) -> list[Spec
 
 
 def diffuse_tasks(rng: random.Random, n_tasks: int, n_samples: int) -> list[SpectrumTask]:
-    rows = [json.loads(line) for line in open(DATA / "diffuse-distributions-prompts.jsonl", encoding="utf-8")]
+    rows = []
+    for line in open(DATA / "diffuse-distributions-prompts.jsonl", encoding="utf-8"):
+        row = json.loads(line)
+        targets = json.loads(row["targets"]) if isinstance(row["targets"], str) else row["targets"]
+        if targets:  # open-ended prompts (e.g. fictitious biographies) list no valid set to sample from
+            rows.append((row["request"], targets))
     tasks = []
     for _ in range(n_tasks):
-        row = rng.choice(rows)
-        targets = json.loads(row["targets"]) if isinstance(row["targets"], str) else row["targets"]
-        tasks.append(SpectrumTask("diffuse", row["request"], [(None, rng.choice(targets)) for _ in range(n_samples)]))
+        request, targets = rng.choice(rows)
+        tasks.append(SpectrumTask("diffuse", request, [(None, rng.choice(targets)) for _ in range(n_samples)]))
     return tasks
 
 

@@ -45,6 +45,9 @@ def test_every_family_builds_from_the_bundled_data():
     ambient = next(t for t in tasks if t.family == "ambient")
     assert {o for _, o in ambient.samples} <= {"entailment", "neutral", "contradiction"}
     assert build_mixture(("coin",), 4, 6, seed=3)[0].samples == build_mixture(("coin",), 4, 6, seed=3)[0].samples
+    # Every prompt of a family can be drawn (the open-ended ones without a valid set are skipped).
+    diffuse = build_mixture(("diffuse",), 300, 2, seed=0)
+    assert len(diffuse) == 300 and all(o.startswith("{") for t in diffuse for _, o in t.samples)
 
 
 def test_held_out_families_stay_out_of_training(tokenizer):
