@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from pages.frame import build_frame
+from pages.frame import build_frame, job_log_and_refresh
 from spectrum_core import jobs
 from spectrum_core.audit.pipeline import MODES, AuditConfig
 from spectrum_core.audit.runner import audit_cli_args, audit_key, resolved_config
@@ -106,13 +106,7 @@ def show_job(job_id: int) -> None:
             concepts = pd.read_parquet(Path(folder) / "concepts.parquet").head(10)
             st.dataframe(concepts[["rank", "concept_id", "label", "direction", "share_chosen_more",
                                    "q_value", "coef"]], hide_index=True, width="stretch")
-    if view.log_tail:
-        with st.expander("Log", expanded=job["status"] == "failed"):
-            st.code(view.log_tail, language=None)
-    if not view.active and st.session_state.get(f"was_active-{job_id}"):
-        st.session_state[f"was_active-{job_id}"] = False
-        st.rerun()
-    st.session_state[f"was_active-{job_id}"] = view.active
+    job_log_and_refresh(view, f"audit-{job_id}")
 
 
 show_job(job_id)

@@ -131,3 +131,16 @@ def select_dataset(dataset_id: int) -> None:
     """Make a newly added dataset the current one (before the sidebar widget is drawn again)."""
     st.session_state["current_dataset"] = dataset_id
     st.query_params["dataset"] = str(dataset_id)
+
+
+def job_log_and_refresh(view, key: str) -> None:
+    """Inside a polling fragment: the job's log tail, and one full rerun of the page when the job
+    it watches ends, so the parts of the page outside the fragment catch up."""
+    if view.log_tail:
+        with st.expander("Log", expanded=view.status == "failed"):
+            st.code(view.log_tail, language=None)
+    flag = f"job_active-{key}"
+    if not view.active and st.session_state.get(flag):
+        st.session_state[flag] = False
+        st.rerun()
+    st.session_state[flag] = view.active

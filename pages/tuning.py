@@ -11,7 +11,7 @@ import streamlit as st
 import torch
 import yaml
 
-from pages.frame import build_frame
+from pages.frame import build_frame, job_log_and_refresh
 from spectrum_core import jobs
 from spectrum_core.charts import training_curves
 from spectrum_core.interventions import InterventionPlan
@@ -148,13 +148,7 @@ def show_run(job_id: int) -> None:
                         f"{report['n_held_out']} held out). Dependence on each decided concept "
                         "(correlation of the reward margin with the concept's Δ):")
             st.dataframe(pd.DataFrame(report["dependence"]), hide_index=True, width="stretch")
-    if view.log_tail:
-        with st.expander("Log", expanded=job["status"] == "failed"):
-            st.code(view.log_tail, language=None)
-    if not view.active and st.session_state.get(f"tune_active-{job_id}"):
-        st.session_state[f"tune_active-{job_id}"] = False
-        st.rerun()
-    st.session_state[f"tune_active-{job_id}"] = view.active
+    job_log_and_refresh(view, f"tune-{job_id}")
 
 
 show_run(job_id)
