@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from contextlib import contextmanager
+from contextlib import nullcontext
 from pathlib import Path
 
 import pandas as pd
@@ -230,7 +230,7 @@ def train_reset(workspace: Workspace, config: ReSetRunConfig, output_dir: Path, 
                                            config.max_new_tokens)
                     owners += list(range(len(prompts)))
             owners = np.array(owners)
-            with (model.disable_adapter() if hasattr(model, "disable_adapter") else _nothing()):
+            with (model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext()):
                 rewards = reward.score([prompts[o].messages for o in owners], candidates)
             tasks = np.array([task_score(prompts[o], c) for o, c in zip(owners, candidates)])
             scores = combine_scores(rewards, tasks, config.reward_weight, config.task_weight)
@@ -260,11 +260,6 @@ def train_reset(workspace: Workspace, config: ReSetRunConfig, output_dir: Path, 
         train_sft(workspace, config, output_dir / f"round-{round_index}", examples, loaded, plan, progress,
                   model=model, ia2_records=records[:64] if round_index == 0 else None)
     return model, loaded.tokenizer
-
-
-@contextmanager
-def _nothing():
-    yield
 
 
 TRAINERS = {"dpo": train_dpo, "spectrum": train_spectrum, "reset": train_reset}

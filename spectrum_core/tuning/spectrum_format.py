@@ -15,6 +15,7 @@ for evaluation.
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 import string
@@ -38,9 +39,10 @@ def _draw(rng: random.Random, dist: dict[str, float], n: int) -> list[str]:
     return rng.choices(names, weights=[dist[k] for k in names], k=n)
 
 
-def polis_tasks(rng: random.Random, n_tasks: int, n_samples: int, min_votes: int = 10) -> list[SpectrumTask]:
-    rows = [json.loads(line) for line in open(DATA / "polis-comment-votes.jsonl", encoding="utf-8")]
-    rows = [r for r in rows if r.get("dist") and r.get("n_votes", 0) >= min_votes]
+def polis_tasks(rng: random.Random, n_tasks: int, n_samples: int) -> list[SpectrumTask]:
+    # The bundled subset: statements with a vote distribution and at least 10 votes.
+    with gzip.open(DATA / "polis-comment-votes-min10.jsonl.gz", "rt", encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle]
     tasks = []
     for row in rng.sample(rows, min(n_tasks, len(rows))):
         description = (f"Votes of participants in a Polis deliberation about “{row['topic']}” on the statement: "
