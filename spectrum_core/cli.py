@@ -188,6 +188,91 @@ def cmd_tune(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    import yaml
+
+    from .metrics.config import eval_config_from_dict, eval_preset
+    from .metrics.evaluate import EvaluationError
+    from .progress import TqdmProgress
+    from .workspace import Workspace
+
+    workspace = Workspace(args.workspace)
+    if args.resume is not None:
+        saved = workspace.root / "jobs" / str(args.resume) / "config.yaml"
+        if not saved.exists():
+            print(f"error: job {args.resume} has no config.yaml to resume from", file=sys.stderr)
+            return 2
+        document = yaml.safe_load(saved.read_text())
+        run, audit_job_id = document["runs"], document["audit_job_id"]
+        config = eval_config_from_dict(document["evaluation"])
+        job_id = args.resume
+    else:
+        overrides = {}
+        for item in args.set:
+            key, sep, raw = item.partition("=")
+            if not sep:
+                print(f"error: --set wants KEY=VALUE, got {item!r}", file=sys.stderr)
+                return 2
+            overrides[key] = yaml.safe_load(raw)
+        try:
+            config = eval_config_from_dict({**vars(eval_preset(args.preset)), **overrides})
+        except (ValueError, TypeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        run, audit_job_id, job_id = args.run or ["base"], args.audit, args.job_id
+    runs = run if isinstance(run, list) else [run]
+    runs = sorted(dict.fromkeys(str(r) for r in runs), key=lambda r: r != "base")  # the base first
+    bars = TqdmProgress()
+    try:
+        folders = evaluate_runs(workspace, runs, config, audit_job_id, job_id, bars)
+    except EvaluationError as exc:
+        bars.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    bars.close()
+    from .metrics.report import summary_lines
+
+    for folder in folders:
+        report = json.loads((folder / "report.json").read_text())
+        print(f"\nEvaluation of {report['target']}: {folder}")
+        for line in summary_lines(report):
+            print("  " + line)
+    return 0
+
+
+def evaluate_runs(workspace, runs: list[str], config, audit_job_id, job_id, bars) -> list[Path]:
+    """Evaluate several models in turn. With a job id (the app's job), the earlier ones log into
+    that job's progress and a failure of any marks the job failed."""
+    from .metrics.evaluate import run_evaluation
+    from .progress import ProgressLog, combine
+    from .workspace.workspace import utc_now
+
+    from .metrics.evaluate import write_job_config
+
+    folders = []
+    log = None
+    if job_id is not None:
+        write_job_config(workspace.root / "jobs" / str(job_id), runs, audit_job_id, config)
+    if job_id is not None and len(runs) > 1:
+        progress_path = workspace.root / "jobs" / str(job_id) / "progress.jsonl"
+        workspace.update_job(job_id, status="running", pid=os.getpid(), started_at=utc_now(),
+                             progress_path=str(progress_path.relative_to(workspace.root)))
+        log = ProgressLog(progress_path, interval=0.0)
+    try:
+        for run in runs[:-1]:
+            prefixed = (lambda r: lambda stage, *a, **k: log(f"{r}: {stage}", *a, **k))(run) if log else None
+            folders.append(run_evaluation(workspace, run, config, audit_job_id=audit_job_id,
+                                          progress=combine(bars, prefixed)))
+    except BaseException as exc:
+        if job_id is not None:
+            workspace.update_job(job_id, status="stopped" if isinstance(exc, KeyboardInterrupt) else "failed",
+                                 finished_at=utc_now(), error=f"{type(exc).__name__}: {exc}")
+        raise
+    folders.append(run_evaluation(workspace, runs[-1], config, audit_job_id=audit_job_id, job_id=job_id,
+                                  progress=bars))
+    return folders
+
+
 def cmd_audit(args) -> int:
     from .audit.runner import run_audit_in_workspace
     from .progress import TqdmProgress
@@ -305,6 +390,19 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--resume", type=int, metavar="JOB", help="resume that tuning job from its last checkpoint")
     tune.add_argument("--job-id", type=int, help=argparse.SUPPRESS)
     tune.set_defaults(func=cmd_tune)
+
+    evaluate = commands.add_parser("eval", help="evaluate the base model or a tuning run (steerability, "
+                                   "coverage, alignment, concept prevalence, reward, faithfulness, diversity)")
+    evaluate.add_argument("--run", action="append", help="'base' (the default) or a finished tuning job's id "
+                          "(repeatable; the base model is evaluated first)")
+    evaluate.add_argument("--audit", type=int, help="audit job whose SAE reads the generations (the base model's "
+                          "evaluation needs it for concept prevalence; a run brings its own)")
+    evaluate.add_argument("--preset", choices=["cpu-demo", "gpu"], default="cpu-demo")
+    evaluate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                          help="override one setting, e.g. --set coverage_prompts=2 (repeatable)")
+    evaluate.add_argument("--resume", type=int, metavar="JOB", help="run that evaluation job again")
+    evaluate.add_argument("--job-id", type=int, help=argparse.SUPPRESS)
+    evaluate.set_defaults(func=cmd_eval)
 
     app = commands.add_parser("app", help="open the Spectrum app in the browser")
     app.add_argument("--address", default="127.0.0.1", help="listen address (default: 127.0.0.1 only)")

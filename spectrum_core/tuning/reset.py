@@ -33,10 +33,13 @@ class ReSetPrompt:
     constraints: list[str] = field(default_factory=list)
 
 
-def halueval_prompts(n: int, seed: int, *, offset: int = 0) -> list[ReSetPrompt]:
-    """The first ``offset + n`` HaluEval QA items in a seeded order, from ``offset`` on (so training
-    and evaluation can take disjoint slices)."""
+def halueval_prompts(n: int, seed: int, *, offset: int = 0, split: str = "train") -> list[ReSetPrompt]:
+    """``n`` HaluEval QA items of the split in a seeded order, from ``offset`` on. The evaluation
+    quarter (by a hash of the question, as for the Spectrum families) is never trained on."""
+    from .spectrum_format import _in_split
+
     rows = [json.loads(line) for line in open(DATA / "halueval-qa-500.jsonl", encoding="utf-8")]
+    rows = [r for r in rows if _in_split(f"halueval:{r['question']}", split)]
     random.Random(seed).shuffle(rows)
     return [ReSetPrompt([{"role": "user", "content": CONTEXT_INSTRUCTION.format(context=r["context"],
                                                                                  question=r["question"])}],

@@ -10,12 +10,15 @@ could predict it).
 Task families built from the bundled data (``data/``): Polis votes on a statement, AmbiEnt's nine
 annotators' NLI labels, the diffuse-distribution prompts, synthetic coin flips, urns and
 categorical draws, and the plan's shaped chosen responses ("chat"). Whole families can be held out
-for evaluation.
+for evaluation, and a fixed quarter of every bundled family's items (statements, NLI items, diffuse
+prompts; chosen by a hash of the item, not by seed) is never trained on: ``split="eval"`` draws only
+from that quarter, ``split="train"`` (the default) never does.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import random
 import string
@@ -27,11 +30,66 @@ NO_INPUT = "Another sample."
 FAMILIES = ("polis", "ambient", "diffuse", "coin", "urn", "categorical", "chat")
 
 
+EVAL_SHARE = 0.25
+SPLITS = ("train", "eval")
+
+
 @dataclass
 class SpectrumTask:
     family: str
     description: str | None
     samples: list[tuple[str | None, str]] = field(default_factory=list)  # (input or None, output)
+    distribution: dict[str, float] | None = None  # the distribution the outputs were drawn from, when known
+
+
+def is_eval_item(key: str) -> bool:
+    """Whether a bundled item belongs to the evaluation quarter (stable across runs and seeds)."""
+    return int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:8], 16) / 0xFFFFFFFF < EVAL_SHARE
+
+
+def _in_split(key: str, split: str) -> bool:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    return is_eval_item(key) == (split == "eval")
+
+
+def _normalised(counts: dict[str, float]) -> dict[str, float]:
+    total = sum(counts.values())
+    return {k: v / total for k, v in counts.items()}
+
+
+def polis_rows(split: str = "train") -> list[dict]:
+    # The bundled subset: statements with a vote distribution and at least 10 votes.
+    with gzip.open(DATA / "polis-comment-votes-min10.jsonl.gz", "rt", encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle]
+    return [r for r in rows if _in_split(f"polis:{r['conversation']}:{r['comment_id']}", split)]
+
+
+def polis_description(row: dict) -> str:
+    return (f"Votes of participants in a Polis deliberation about “{row['topic']}” on the statement: "
+            f"“{row['comment']}”. Each vote is agree, disagree or pass.")
+
+
+def ambient_rows(split: str = "train") -> list[dict]:
+    rows = [json.loads(line) for line in open(DATA / "ambient-nli-label-distributions.jsonl", encoding="utf-8")]
+    return [r for r in rows if r.get("q0_label_counts") and _in_split(f"ambient:{r['id']}", split)]
+
+
+def ambient_description(row: dict) -> str:
+    return ("Annotators' labels for whether the premise entails the hypothesis (entailment, neutral or "
+            f"contradiction).\nPremise: {row['premise']}\nHypothesis: {row['hypothesis']}")
+
+
+def diffuse_rows(split: str = "train") -> list[tuple[str, list[str]]]:
+    """(request, valid outputs) of the diffuse-distribution prompts that list a valid set."""
+    rows = []
+    for line in open(DATA / "diffuse-distributions-prompts.jsonl", encoding="utf-8"):
+        row = json.loads(line)
+        targets = json.loads(row["targets"]) if isinstance(row["targets"], str) else row["targets"]
+        # open-ended prompts (e.g. fictitious biographies) list no valid set to sample from
+        if targets and _in_split(f"diffuse:{row['request']}", split):
+            rows.append((row["request"], targets))
+    return rows
 
 
 def _draw(rng: random.Random, dist: dict[str, float], n: int) -> list[str]:
@@ -39,56 +97,46 @@ def _draw(rng: random.Random, dist: dict[str, float], n: int) -> list[str]:
     return rng.choices(names, weights=[dist[k] for k in names], k=n)
 
 
-def polis_tasks(rng: random.Random, n_tasks: int, n_samples: int) -> list[SpectrumTask]:
-    # The bundled subset: statements with a vote distribution and at least 10 votes.
-    with gzip.open(DATA / "polis-comment-votes-min10.jsonl.gz", "rt", encoding="utf-8") as handle:
-        rows = [json.loads(line) for line in handle]
-    tasks = []
-    for row in rng.sample(rows, min(n_tasks, len(rows))):
-        description = (f"Votes of participants in a Polis deliberation about “{row['topic']}” on the statement: "
-                       f"“{row['comment']}”. Each vote is agree, disagree or pass.")
-        tasks.append(SpectrumTask("polis", description, [(None, v) for v in _draw(rng, row["dist"], n_samples)]))
-    return tasks
+def polis_tasks(rng: random.Random, n_tasks: int, n_samples: int, split: str = "train") -> list[SpectrumTask]:
+    rows = polis_rows(split)
+    return [SpectrumTask("polis", polis_description(row), [(None, v) for v in _draw(rng, row["dist"], n_samples)],
+                         dict(row["dist"]))
+            for row in rng.sample(rows, min(n_tasks, len(rows)))]
 
 
-def ambient_tasks(rng: random.Random, n_tasks: int, n_samples: int) -> list[SpectrumTask]:
-    rows = [json.loads(line) for line in open(DATA / "ambient-nli-label-distributions.jsonl", encoding="utf-8")]
-    rows = [r for r in rows if r.get("q0_label_counts")]
+def ambient_tasks(rng: random.Random, n_tasks: int, n_samples: int, split: str = "train") -> list[SpectrumTask]:
+    rows = ambient_rows(split)
     tasks = []
     for row in rng.sample(rows, min(n_tasks, len(rows))):
-        description = ("Annotators' labels for whether the premise entails the hypothesis (entailment, neutral or "
-                       f"contradiction).\nPremise: {row['premise']}\nHypothesis: {row['hypothesis']}")
         counts = {k: float(v) for k, v in row["q0_label_counts"].items()}
-        tasks.append(SpectrumTask("ambient", description, [(None, v) for v in _draw(rng, counts, n_samples)]))
+        tasks.append(SpectrumTask("ambient", ambient_description(row),
+                                  [(None, v) for v in _draw(rng, counts, n_samples)], _normalised(counts)))
     return tasks
 
 
-def diffuse_tasks(rng: random.Random, n_tasks: int, n_samples: int) -> list[SpectrumTask]:
-    rows = []
-    for line in open(DATA / "diffuse-distributions-prompts.jsonl", encoding="utf-8"):
-        row = json.loads(line)
-        targets = json.loads(row["targets"]) if isinstance(row["targets"], str) else row["targets"]
-        if targets:  # open-ended prompts (e.g. fictitious biographies) list no valid set to sample from
-            rows.append((row["request"], targets))
+def diffuse_tasks(rng: random.Random, n_tasks: int, n_samples: int, split: str = "train") -> list[SpectrumTask]:
+    rows = diffuse_rows(split)
     tasks = []
     for _ in range(n_tasks):
         request, targets = rng.choice(rows)
-        tasks.append(SpectrumTask("diffuse", request, [(None, rng.choice(targets)) for _ in range(n_samples)]))
+        tasks.append(SpectrumTask("diffuse", request, [(None, rng.choice(targets)) for _ in range(n_samples)],
+                                  {t: 1 / len(targets) for t in targets}))
     return tasks
 
 
-def coin_tasks(rng: random.Random, n_tasks: int, n_samples: int) -> list[SpectrumTask]:
+def coin_tasks(rng: random.Random, n_tasks: int, n_samples: int, split: str = "train") -> list[SpectrumTask]:
+    # Synthetic families draw fresh distributions: the split only changes the seed stream.
     tasks = []
     for i in range(n_tasks):
         p = rng.random()
         flips = ["heads" if rng.random() < p else "tails" for _ in range(n_samples)]
         described = i % 2 == 0  # half say the bias, half leave it to be inferred from the flips
         description = f"Flips of a coin that lands heads with probability {p:.2f}." if described else None
-        tasks.append(SpectrumTask("coin", description, [(None, f) for f in flips]))
+        tasks.append(SpectrumTask("coin", description, [(None, f) for f in flips], {"heads": p, "tails": 1 - p}))
     return tasks
 
 
-def urn_tasks(rng: random.Random, n_tasks: int, n_samples: int) -> list[SpectrumTask]:
+def urn_tasks(rng: random.Random, n_tasks: int, n_samples: int, split: str = "train") -> list[SpectrumTask]:
     colours = ["red", "blue", "green", "yellow", "black", "white"]
     tasks = []
     for _ in range(n_tasks):
@@ -96,17 +144,19 @@ def urn_tasks(rng: random.Random, n_tasks: int, n_samples: int) -> list[Spectrum
         counts = {c: rng.randint(1, 9) for c in chosen}
         description = ("Balls drawn with replacement from an urn holding "
                        + ", ".join(f"{n} {c}" for c, n in counts.items()) + " balls.")
-        tasks.append(SpectrumTask("urn", description, [(None, d) for d in _draw(rng, counts, n_samples)]))
+        tasks.append(SpectrumTask("urn", description, [(None, d) for d in _draw(rng, counts, n_samples)],
+                                  _normalised(counts)))
     return tasks
 
 
-def categorical_tasks(rng: random.Random, n_tasks: int, n_samples: int) -> list[SpectrumTask]:
+def categorical_tasks(rng: random.Random, n_tasks: int, n_samples: int, split: str = "train") -> list[SpectrumTask]:
     tasks = []
     for _ in range(n_tasks):
         labels = ["".join(rng.choices(string.ascii_lowercase, k=rng.randint(3, 6))) for _ in range(rng.randint(2, 5))]
         weights = [rng.gammavariate(1.0, 1.0) for _ in labels]
         dist = dict(zip(labels, weights))
-        tasks.append(SpectrumTask("categorical", None, [(None, d) for d in _draw(rng, dist, n_samples)]))
+        tasks.append(SpectrumTask("categorical", None, [(None, d) for d in _draw(rng, dist, n_samples)],
+                                  _normalised(dist)))
     return tasks
 
 
@@ -131,14 +181,14 @@ BUILDERS = {"polis": polis_tasks, "ambient": ambient_tasks, "diffuse": diffuse_t
 
 
 def build_mixture(families: tuple[str, ...], tasks_per_family: int, samples_per_task: int, seed: int,
-                  chat_records: list[dict] | None = None) -> list[SpectrumTask]:
-    rng = random.Random(seed)
+                  chat_records: list[dict] | None = None, split: str = "train") -> list[SpectrumTask]:
+    rng = random.Random(seed if split == "train" else f"{split}:{seed}")
     tasks: list[SpectrumTask] = []
     for family in families:
         if family == "chat":
             tasks += chat_tasks(chat_records or [], rng, tasks_per_family)
         elif family in BUILDERS:
-            tasks += BUILDERS[family](rng, tasks_per_family, samples_per_task)
+            tasks += BUILDERS[family](rng, tasks_per_family, samples_per_task, split)
         else:
             raise ValueError(f"unknown Spectrum task family {family!r}; known: {', '.join(FAMILIES)}")
     rng.shuffle(tasks)
@@ -153,14 +203,11 @@ def messages_of(task: SpectrumTask) -> list[dict]:
     return messages
 
 
-def render(tokenizer, task: SpectrumTask, max_length: int | None = None) -> dict:
-    """``input_ids`` and ``labels`` (−100 outside the scored output spans)."""
-    messages = messages_of(task)
+def _output_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered text and each assistant turn's character span (content and end-of-turn token)."""
     text = tokenizer.apply_chat_template(messages, tokenize=False)
     end_token = tokenizer.eos_token or ""
     spans = []
-    skip_first = task.description is None and all(given is None for given, _ in task.samples)
-    assistant_seen = 0
     for index, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
@@ -172,16 +219,28 @@ def render(tokenizer, task: SpectrumTask, max_length: int | None = None) -> dict
         end = start + len(message["content"])
         if end_token and text.startswith(end_token, end):
             end += len(end_token)
-        assistant_seen += 1
-        if skip_first and assistant_seen == 1:
-            continue
         spans.append((start, end))
+    return text, spans
+
+
+def render_outputs(tokenizer, task: SpectrumTask, max_length: int | None = None) -> dict:
+    """``input_ids`` and ``output_index``: for each token, the index of the sample whose output
+    (content and end token) it belongs to, or −1."""
+    text, spans = _output_spans(tokenizer, messages_of(task))
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    labels = []
-    for token_id, (a, b) in zip(encoded["input_ids"], encoded["offset_mapping"]):
-        scored = any(a < e and b > s for s, e in spans)
-        labels.append(token_id if scored else -100)
+    owners = []
+    for a, b in encoded["offset_mapping"]:
+        owners.append(next((i for i, (s, e) in enumerate(spans) if a < e and b > s), -1))
     ids = encoded["input_ids"]
     if max_length is not None:
-        ids, labels = ids[:max_length], labels[:max_length]
-    return {"input_ids": ids, "labels": labels}
+        ids, owners = ids[:max_length], owners[:max_length]
+    return {"input_ids": ids, "output_index": owners}
+
+
+def render(tokenizer, task: SpectrumTask, max_length: int | None = None) -> dict:
+    """``input_ids`` and ``labels`` (−100 outside the scored output spans)."""
+    rendered = render_outputs(tokenizer, task, max_length)
+    skip_first = task.description is None and all(given is None for given, _ in task.samples)
+    labels = [token_id if index >= (1 if skip_first else 0) else -100
+              for token_id, index in zip(rendered["input_ids"], rendered["output_index"])]
+    return {"input_ids": rendered["input_ids"], "labels": labels}

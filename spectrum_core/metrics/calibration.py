@@ -1,0 +1,19 @@
+"""Expected calibration error of a model's top-token confidence."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def expected_calibration_error(confidence, correct, n_bins: int = 10) -> float:
+    """Σ_b (n_b / n) · |accuracy_b − mean confidence_b| over equal-width confidence bins."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    if len(confidence) == 0:
+        return float("nan")
+    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
+    error = 0.0
+    for b in np.unique(bins):
+        mask = bins == b
+        error += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
+    return float(error)

@@ -1,0 +1,50 @@
+"""Faithfulness vs instruction following (the ReSet trade-off): on held-out HaluEval questions with
+their passage, answer accuracy (the grounded answer's content words all appear) and faithfulness
+(share of the answer's content words the passage contains); on held-out HaluEval questions asked
+without the passage but with two checkable constraints, the share of constraints satisfied.
+Answers are greedy, so a checkpoint's point does not move by sampling noise."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from ..tuning.reset import halueval_prompts
+from ..tuning.scorers import answer_matches, constraints_satisfied, faithfulness, pick_constraints
+from .generation import sample_responses
+
+
+def constraint_prompts(n: int, seed: int, offset: int) -> list[tuple[list[dict], list[str]]]:
+    """(messages, constraint names) for ``n`` held-out questions from ``offset`` on (after the
+    grounded ones, so no question is asked both ways)."""
+    rng = random.Random(seed)
+    items = halueval_prompts(n, seed, offset=offset, split="eval")
+    prompts = []
+    for item in items:
+        question = item.messages[0]["content"].rsplit("Question: ", 1)[-1]
+        constraints = pick_constraints(rng)
+        prompts.append(([{"role": "user", "content": question + "\n\n" + " ".join(c.instruction for c in constraints)}],
+                        [c.name for c in constraints]))
+    return prompts
+
+
+def faithfulness_metrics(model, tokenizer, n_grounded: int, n_constraint: int, seed: int, max_new_tokens: int,
+                         batch_size: int = 8) -> dict:
+    grounded = halueval_prompts(n_grounded, seed, split="eval")
+    constrained = constraint_prompts(n_constraint, seed, offset=n_grounded)
+    answers = sample_responses(model, tokenizer, [g.messages for g in grounded] + [m for m, _ in constrained],
+                               temperature=0.0, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    answers = [a[0] for a in answers]
+    grounded_answers, constrained_answers = answers[:len(grounded)], answers[len(grounded):]
+    return {
+        "grounded_questions": len(grounded),
+        "answer_accuracy": float(np.mean([answer_matches(a, g.reference) for a, g in zip(grounded_answers, grounded)]))
+        if grounded else float("nan"),
+        "faithfulness": float(np.mean([faithfulness(a, g.context) for a, g in zip(grounded_answers, grounded)]))
+        if grounded else float("nan"),
+        "constraint_prompts": len(constrained),
+        "constraints_satisfied": float(np.mean([constraints_satisfied(a, names)
+                                                for a, (_, names) in zip(constrained_answers, constrained)]))
+        if constrained else float("nan"),
+    }

@@ -1,0 +1,127 @@
+"""Plotly charts of evaluations: each takes reports (or tables) of several evaluated models."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from .report import headline
+
+SUPPRESSED = "#d62728"
+PALETTE = ["#636efa", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880"]
+
+METRIC_GROUPS = {
+    "Steerability (lower is better)": ["steerability loss ≥ 1 (nats)", "token calibration error"],
+    "Valid output coverage": ["valid share", "coverage", "uniqueness"],
+    "Distributional alignment (JS, lower is better)": ["Polis JS", "Polis JS, closest group", "AmbiEnt JS"],
+    "Alignment: mode match": ["Polis mode match", "AmbiEnt mode match"],
+    "Faithfulness and instruction following": ["HaluEval accuracy", "faithfulness", "constraints satisfied"],
+    "Diversity of generations": ["distinct-2", "embedding diversity"],
+    "Preference and reward": ["implicit reward accuracy", "win rate vs base"],
+}
+
+
+def metric_bars(reports: list[dict], metrics: list[str], title: str = "") -> go.Figure:
+    """Grouped bars: one group per metric, one bar per evaluated model (exact values on hover)."""
+    figure = go.Figure()
+    for index, report in enumerate(reports):
+        values = headline(report)
+        shown = [m for m in metrics if values.get(m) is not None]
+        figure.add_bar(name=report["target"], x=shown, y=[values[m] for m in shown],
+                       marker_color=PALETTE[index % len(PALETTE)],
+                       hovertemplate="%{x}: %{y:.4f}<extra>" + report["target"] + "</extra>")
+    figure.update_layout(barmode="group", title=title, height=340, margin=dict(t=40, b=40),
+                         legend=dict(orientation="h", y=-0.2))
+    return figure
+
+
+def steerability_curve(reports: list[dict]) -> go.Figure:
+    """Mean loss of an output given i earlier samples, per model, and the data's own floor."""
+    figure = go.Figure()
+    for index, report in enumerate(reports):
+        curve = pd.DataFrame((report.get("steerability") or {}).get("curve") or [])
+        if curve.empty:
+            continue
+        figure.add_scatter(x=curve["i"], y=curve["loss"], mode="lines+markers", name=report["target"],
+                           line=dict(color=PALETTE[index % len(PALETTE)]),
+                           customdata=curve["outputs"],
+                           hovertemplate="i=%{x}: %{y:.3f} nats (%{customdata} outputs)<extra></extra>")
+        if index == 0:
+            figure.add_scatter(x=curve["i"], y=curve["ideal_loss"], mode="lines", name="floor (−log p of the data)",
+                               line=dict(color="grey", dash="dash"))
+    figure.update_layout(title="In-context steerability: loss of an output given i earlier samples",
+                         xaxis_title="earlier samples in context (i)", yaxis_title="loss (nats per output)",
+                         height=380, margin=dict(t=40))
+    return figure
+
+
+def prevalence_bars(tables: dict[str, pd.DataFrame], value: str = "mean") -> go.Figure:
+    """Per decided concept: base and each tuned model's mean activation (or firing rate) with 95%
+    intervals. Suppressed concepts are labelled in red; a suppressed concept that rose gets ▲."""
+    figure = go.Figure()
+    first = next(iter(tables.values()))
+
+    def label(row) -> str:
+        mark = " ▲" if any(t.set_index("concept_id").get("flagged", pd.Series(dtype=bool)).get(row.concept_id, False)
+                          for t in tables.values()) else ""
+        text = f"{row.action}: {row.label[:40]}{mark}"
+        return f"<span style='color:{SUPPRESSED}'>{text}</span>" if row.action == "suppress" else text
+
+    names = [label(r) for r in first.itertuples()]
+    y, low, high = first[f"base_{value}"], first[f"base_{value}_low"], first[f"base_{value}_high"]
+    figure.add_bar(name="base", x=names, y=y, marker_color="lightgrey",
+                   error_y=dict(type="data", array=high - y, arrayminus=y - low),
+                   hovertemplate="%{x}<br>base: %{y:.4f}<extra></extra>")
+    for index, (name, table) in enumerate(tables.items()):
+        y, low, high = table[f"tuned_{value}"], table[f"tuned_{value}_low"], table[f"tuned_{value}_high"]
+        colours = [SUPPRESSED if f else PALETTE[index % len(PALETTE)] for f in table["flagged"]]
+        figure.add_bar(name=name, x=names, y=y, marker_color=colours,
+                       error_y=dict(type="data", array=high - y, arrayminus=y - low),
+                       customdata=table[["difference", "difference_low", "difference_high"]].to_numpy(),
+                       hovertemplate="%{x}<br>" + name + ": %{y:.4f}<br>paired change %{customdata[0]:+.4f} "
+                                     "[%{customdata[1]:+.4f}, %{customdata[2]:+.4f}]<extra></extra>")
+    what = "mean activation" if value == "mean" else "firing rate"
+    figure.update_layout(barmode="group", title=f"Decided concepts in generations: {what}, base vs tuned (95% CI)",
+                         height=420, margin=dict(t=40, b=120), legend=dict(orientation="h", y=1.1))
+    return figure
+
+
+def faithfulness_points(reports: list[dict]) -> go.Figure:
+    """Faithfulness (x) against constraints satisfied (y): one point per checkpoint."""
+    figure = go.Figure()
+    for index, report in enumerate(reports):
+        points = pd.DataFrame(report.get("faithfulness") or [])
+        if points.empty:
+            continue
+        figure.add_scatter(x=points["faithfulness"], y=points["constraints_satisfied"], mode="lines+markers+text",
+                           text=points["checkpoint"], textposition="top center", name=report["target"],
+                           marker=dict(size=10, color=PALETTE[index % len(PALETTE)]),
+                           customdata=points["answer_accuracy"],
+                           hovertemplate="%{text}<br>faithfulness %{x:.3f}<br>constraints %{y:.3f}"
+                                         "<br>HaluEval accuracy %{customdata:.3f}<extra></extra>")
+    figure.update_layout(title="Faithfulness vs instruction following (one point per checkpoint)",
+                         xaxis_title="faithfulness to the passage", yaxis_title="share of constraints satisfied",
+                         height=380, margin=dict(t=40))
+    return figure
+
+
+def alignment_by_group(table: pd.DataFrame) -> go.Figure:
+    """Polis: JS to all participants and to each opinion group, per statement (one model)."""
+    polis = table[table["source"] == "polis"]
+    figure = go.Figure()
+    for group, frame in polis.groupby("group"):
+        figure.add_box(y=frame["js"], name=group, boxpoints="all", hovertext=frame["item"])
+    figure.update_layout(title="Polis: JS to participants overall and per opinion group", yaxis_title="JS (bits)",
+                         height=340, margin=dict(t=40))
+    return figure
+
+
+def all_figures(reports: list[dict], prevalence: dict[str, pd.DataFrame]) -> dict[str, go.Figure]:
+    """Every chart for an export, titled."""
+    figures = {title: metric_bars(reports, metrics, title) for title, metrics in METRIC_GROUPS.items()}
+    figures["Steerability curve"] = steerability_curve(reports)
+    if prevalence:
+        figures["Concept prevalence (mean activation)"] = prevalence_bars(prevalence, "mean")
+        figures["Concept prevalence (firing rate)"] = prevalence_bars(prevalence, "rate")
+    figures["Faithfulness vs instruction following"] = faithfulness_points(reports)
+    return figures

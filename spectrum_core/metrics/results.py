@@ -1,0 +1,72 @@
+"""The evaluations of several models of one audit, side by side (what the Results page shows and
+exports): their reports, and concept prevalence for the union of the runs' decided concepts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ..workspace import Workspace
+from .config import EvalConfig
+from .evaluate import BASE, EvaluationError, eval_key, plan_concepts, resolve_target
+from .prevalence import Generations, compare_prevalence
+from .report import load_report
+
+
+def tuning_runs(workspace: Workspace, audit_job_id: int | None) -> list[dict]:
+    """Finished tuning runs of an audit, newest first."""
+    return [j for j in workspace.jobs("tune")
+            if j["status"] == "succeeded" and j["artifact_key"] and
+            (audit_job_id is None or j["parent_job_id"] == audit_job_id)]
+
+
+@dataclass
+class Comparison:
+    folders: dict[str, Path | None]  # model name → its evaluation (None: not evaluated yet)
+    reports: list[dict] = field(default_factory=list)
+    report_folders: dict[str, Path] = field(default_factory=dict)  # a report's target name → its folder
+    prevalence: dict[str, pd.DataFrame] = field(default_factory=dict)  # tuned model → table vs base
+    base_prevalence: pd.DataFrame | None = None  # base only: the audit's current decisions
+
+    @property
+    def missing(self) -> list[str]:
+        return [name for name, folder in self.folders.items() if folder is None]
+
+
+def gather(workspace: Workspace, runs: list[str], config: EvalConfig, audit_job_id: int | None,
+           saes: dict | None = None) -> Comparison:
+    """The base model and ``runs`` (tuning job ids): which are evaluated with ``config``, their
+    reports, and prevalence tables over the union of the runs' decided concepts."""
+    targets = {}
+    for run in [BASE, *[str(r) for r in runs if str(r) != BASE]]:
+        target = resolve_target(workspace, run, audit_job_id)
+        if not target.is_base and audit_job_id is not None and target.audit_job_id != audit_job_id:
+            raise EvaluationError(f"run {run} was tuned on audit {target.audit_job_id}, not {audit_job_id}")
+        targets[run] = target
+    folders = {run: workspace.find_artifact(eval_key(workspace, t, config)[0]) for run, t in targets.items()}
+    comparison = Comparison(folders=folders)
+    comparison.reports = [load_report(f) for f in folders.values() if f is not None]
+    comparison.report_folders = {r["target"]: f for r, f in
+                                 zip(comparison.reports, [f for f in folders.values() if f is not None])}
+    base_folder = folders[BASE]
+    if saes is None or base_folder is None or not (base_folder / "generations").exists():
+        return comparison
+    concepts: dict[str, dict] = {}
+    for run, target in targets.items():
+        if run != BASE and folders[run] is not None:
+            for concept in plan_concepts(workspace, target):
+                concepts.setdefault(concept["concept_id"], concept)  # the first run's decision labels it
+    base = Generations.load(base_folder / "generations")
+    for run, target in targets.items():
+        if run == BASE or folders[run] is None:
+            continue
+        report = load_report(folders[run])
+        comparison.prevalence[report["target"]] = compare_prevalence(
+            base, Generations.load(folders[run] / "generations"), list(concepts.values()), saes)
+    if not comparison.prevalence:
+        current = plan_concepts(workspace, targets[BASE])
+        if current:
+            comparison.base_prevalence = compare_prevalence(base, None, current, saes)
+    return comparison
