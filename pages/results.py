@@ -4,18 +4,20 @@ diversity; evaluations run as jobs and are cached; the report exports as HTML an
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 import streamlit as st
 import torch
 
 from pages.frame import build_frame, job_log_and_refresh
 from spectrum_core import jobs
-from spectrum_core.metrics.config import eval_preset
+from spectrum_core.metrics.config import PRESETS, eval_preset
 from spectrum_core.metrics.evaluate import BASE
 from spectrum_core.metrics.figures import (METRIC_GROUPS, alignment_by_group, all_figures, faithfulness_points,
                                            metric_bars, prevalence_bars, steerability_curve)
 from spectrum_core.metrics.report import comparison_table, export_html, export_json
-from spectrum_core.metrics.results import gather, tuning_runs
+from spectrum_core.metrics.results import evaluation_settings, gather, tuning_runs
 
 frame = build_frame()
 workspace = frame.workspace
@@ -39,9 +41,12 @@ picked = left.multiselect("Tuned runs to compare with the base model", list(labe
                           default=list(labels)[:2],
                           help="Finished tuning runs of the audit chosen in the sidebar. The base model is "
                                "always shown.")
-preset_name = right.radio("Evaluation preset", ["cpu-demo", "gpu"], index=1 if torch.cuda.is_available() else 0,
-                          help="cpu-demo: minutes per model on a laptop CPU; gpu: every held-out item")
-config = eval_preset(preset_name)
+settings, newest = evaluation_settings(workspace)
+default = newest or ("gpu" if torch.cuda.is_available() else "cpu-demo")
+preset_name = right.radio("Evaluation settings", list(settings), index=list(settings).index(default),
+                          help="cpu-demo: minutes per model on a laptop CPU; gpu: every held-out item; custom: "
+                               "settings of evaluations already in the workspace (e.g. from `spectrum eval --set`)")
+config = settings[preset_name]
 if frame.audit_id is None:
     st.info("No finished audit for this dataset: the base model can be evaluated, but concept prevalence and "
             "the reward need an audit (run one on the Audit page).")
@@ -56,7 +61,13 @@ st.dataframe([{"model": names[run], "evaluation": str(folder.name) if folder els
 missing = comparison.missing
 active = [j for j in workspace.jobs("eval") if jobs.refresh(workspace, j["id"])["status"] in jobs.ACTIVE]
 if missing and not active:
-    command = ["eval", *[a for run in missing for a in ("--run", run)], "--preset", preset_name]
+    if preset_name in PRESETS:
+        options = ["--preset", preset_name]
+    else:  # the custom settings, spelled out
+        options = ["--preset", "cpu-demo", *[a for k, v in dataclasses.asdict(config).items()
+                                             if v != getattr(eval_preset("cpu-demo"), k)
+                                             for a in ("--set", f"{k}={v}")]]
+    command = ["eval", *[a for run in missing for a in ("--run", run)], *options]
     if frame.audit_id is not None:
         command += ["--audit", str(frame.audit_id)]
     st.code("spectrum " + " ".join(command), language="bash")
@@ -149,8 +160,10 @@ with tabs[6]:
 with tabs[7]:
     prevalence = (pd.concat([t.assign(model=n) for n, t in comparison.prevalence.items()], ignore_index=True)
                   if comparison.prevalence else comparison.base_prevalence)
-    st.download_button("Report (HTML)", export_html(reports, all_figures(reports, comparison.prevalence), prevalence),
-                       file_name="spectrum-evaluation.html", mime="text/html")
-    st.download_button("Report (JSON)", export_json(reports, prevalence), file_name="spectrum-evaluation.json",
-                       mime="application/json")
+    # Built when clicked (the HTML carries plotly.js inline, several MB), not on every rerun.
+    st.download_button("Report (HTML)", lambda: export_html(reports, all_figures(reports, comparison.prevalence),
+                                                            prevalence),
+                       file_name="spectrum-evaluation.html", mime="text/html", on_click="ignore")
+    st.download_button("Report (JSON)", lambda: export_json(reports, prevalence), file_name="spectrum-evaluation.json",
+                       mime="application/json", on_click="ignore")
     st.caption("Both carry each model's run configuration, plan and audit identifiers and the evaluation settings.")

@@ -147,7 +147,9 @@ def stop_job(workspace: Workspace, job_id: int, *, grace_seconds: float = 10.0) 
     stopped. Its finished activation shards stay, so running it again resumes."""
     job = workspace.job(job_id)
     pid = job["pid"]
-    if pid and process_alive(pid):
+    # Only an active job's process is ended: a finished job's pid may belong to anything by now
+    # (another program, or the process that ran the job in-line and is still running).
+    if job["status"] in ACTIVE and pid and process_alive(pid):
         try:
             pgid = os.getpgid(pid)
         except ProcessLookupError:

@@ -72,3 +72,53 @@ def tiny_model(bundled_model, tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny-llama")
     return LoadedModel(model=model, tokenizer=bundled_model.tokenizer, spec="tiny-random",
                        path=folder, device="cpu", dtype=torch.float32)
+
+
+# Evaluation settings small enough for tests: every section runs, on a handful of items.
+TINY_EVAL = dict(steer_families="coin,polis", steer_tasks_per_family=1, steer_samples=4, coverage_prompts=1,
+                 coverage_samples=8, polis_statements=2, ambient_items=2, prevalence_prompts=6,
+                 prevalence_max_new_tokens=12, preference_pairs=4, reward_pairs=30, grounded_questions=2,
+                 constraint_prompts=2, answer_max_new_tokens=12)
+
+
+@pytest.fixture(scope="session")
+def evaluated_source(small_audit_source, tmp_path_factory):
+    """The small audit with a suppressed concept, a 2-step weighted-DPO run on its plan, and the
+    base and tuned evaluations (tiny settings); made once per test session, copied per test."""
+    import pandas as pd
+
+    from spectrum_core.audit.review import AuditView
+    from spectrum_core.interventions import compile_plan, save_plan, shape_pairs
+    from spectrum_core.metrics.config import EvalConfig
+    from spectrum_core.metrics.evaluate import run_evaluation
+    from spectrum_core.tuning.config import DPORunConfig
+    from spectrum_core.tuning.runs import run_tuning
+
+    workspace, outcome = copy_small_audit(small_audit_source, tmp_path_factory.mktemp("evaluated"))
+    view = AuditView.load(workspace.find_artifact(outcome.artifact_key))
+    target = view.concepts[(view.concepts["mode"] == "token") & (view.concepts["direction"] != "none")]
+    workspace.decide(outcome.job_id, target.sort_values("rank")["concept_id"].iloc[0], "suppress", user="ana")
+    plan = compile_plan(workspace, outcome.job_id, view)
+    dataset = workspace.load_dataset(workspace.job(outcome.job_id)["dataset_id"])
+    shaped = shape_pairs(plan, pd.Index(dataset.pairs["pair_id"]), view.pair_ids, view.delta_array)
+    saved = save_plan(workspace, plan, shaped, dataset)
+    run_tuning(workspace, DPORunConfig(plan_id=saved.plan_id, max_steps=2, batch_size=2, max_length=384,
+                                       save_steps=10))
+    tune_job = workspace.jobs("tune")[0]["id"]
+    config = EvalConfig(**TINY_EVAL)
+    base = run_evaluation(workspace, "base", config, audit_job_id=outcome.job_id)
+    tuned = run_evaluation(workspace, tune_job, config)
+    return workspace.root, outcome, tune_job, base, tuned
+
+
+@pytest.fixture
+def evaluated(evaluated_source, tmp_path):
+    """A private copy of the evaluated workspace: (workspace, audit outcome, tune job id)."""
+    import shutil
+
+    from spectrum_core.workspace import Workspace
+
+    source, outcome, tune_job, _, _ = evaluated_source
+    root = tmp_path / "ws"
+    shutil.copytree(source, root, ignore=shutil.ignore_patterns("activations-*", ".staging"))
+    return Workspace(root), outcome, tune_job

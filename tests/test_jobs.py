@@ -83,3 +83,20 @@ def test_killed_job_shows_as_failed(workspace):
     os.killpg(os.getpgid(workspace.job(job_id)["pid"]), signal.SIGKILL)
     job = wait_for(lambda: (j := jobs.refresh(workspace, job_id))["status"] == "failed" and j)
     assert "ended without reporting" in job["error"]
+
+
+def test_stop_leaves_the_process_of_a_finished_job_alone(tmp_path):
+    """A finished job's pid may belong to another process by now (or to the one that ran the job
+    in-line): stopping the job must not touch it."""
+    import subprocess
+
+    workspace = Workspace(tmp_path / "ws")
+    other = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        job_id = workspace.create_job("eval", {"test": "finished"})
+        workspace.update_job(job_id, status="succeeded", pid=other.pid)
+        assert jobs.stop_job(workspace, job_id, grace_seconds=0.5)["status"] == "succeeded"
+        assert other.poll() is None  # still running
+    finally:
+        other.kill()
+        other.wait()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -107,33 +106,32 @@ def find_evaluation(workspace: Workspace, run: str | int, config: EvalConfig,
 # ------------------------------------------------------------------------------------ models
 @dataclass
 class EvalModels:
-    loaded: object  # LoadedModel of the base model (the reader of concepts, the reward's encoder)
-    policy: object  # the model whose behaviour is measured (a run's adapter merged in: fast sampling)
-    peft: object | None = None  # the run's peft model (reference = adapter disabled; checkpoints)
+    loaded: object  # the base model, untouched: it reads concepts, encodes for the reward, is the DPO reference
+    policy: object  # the model whose behaviour is measured (a run's adapter merged into its own copy)
+    config: EvalConfig | None = None
 
-    @contextmanager
-    def reading(self):
-        """The base model's view (adapter off) while concepts and rewards are read."""
-        with (self.peft.disable_adapter() if self.peft is not None else nullcontext()):
-            yield
+    def with_adapter(self, folder: Path):
+        """A fresh copy of the base model with a peft adapter merged in (merged weights sample
+        about twice as fast as LoRA layers on a CPU; the base model stays as it is)."""
+        from peft import PeftModel
+
+        copy = load_model(self.loaded.spec, device=self.config.device, dtype=self.config.dtype,
+                          progress=lambda m: None)
+        return PeftModel.from_pretrained(copy.model, str(folder), is_trainable=False).merge_and_unload().eval()
 
 
 def load_models(workspace: Workspace, target: EvalTarget, config: EvalConfig) -> EvalModels:
     loaded = load_model(target.model, device=config.device, dtype=config.dtype, progress=lambda m: None)
+    models = EvalModels(loaded, loaded.model, config)
     if target.is_base:
-        return EvalModels(loaded, loaded.model)
+        return models
     folder = workspace.find_artifact(target.tune_artifact)
     if (folder / "adapter").exists():
-        from peft import PeftModel
-
-        import copy
-
-        peft = PeftModel.from_pretrained(loaded.model, str(folder / "adapter"), is_trainable=False).eval()
-        # Sampling through unmerged LoRA layers is several times slower; a merged copy is the same model.
-        merged = copy.deepcopy(peft).merge_and_unload().eval()
-        return EvalModels(loaded, merged, peft)
-    tuned = load_model(str(folder / "model"), device=config.device, dtype=config.dtype, progress=lambda m: None)
-    return EvalModels(loaded, tuned.model)
+        models.policy = models.with_adapter(folder / "adapter")
+    else:
+        models.policy = load_model(str(folder / "model"), device=config.device, dtype=config.dtype,
+                                   progress=lambda m: None).model.eval()
+    return models
 
 
 def reset_checkpoints(workspace: Workspace, target: EvalTarget) -> list[tuple[str, Path]]:
@@ -210,8 +208,7 @@ def _generations(workspace, models, target, config, saes, layer, progress) -> Ge
                                  max_new_tokens=config.prevalence_max_new_tokens, batch_size=config.batch_size,
                                  seed=config.seed,
                                  on_batch=lambda d, t: progress("generations", d, t, unit="responses"))
-    with models.reading():
-        return encode_generations(models.loaded, saes, layer, messages, [r[0] for r in responses], progress)
+    return encode_generations(models.loaded, saes, layer, messages, [r[0] for r in responses], progress)
 
 
 def plan_concepts(workspace: Workspace, target: EvalTarget) -> list[dict]:
@@ -238,34 +235,33 @@ def _reward(workspace, models, target, config, base_generations, tuned_generatio
     audit_folder = workspace.find_artifact(saved.plan.audit_artifact)
     run_folder = workspace.find_artifact(target.tune_artifact)
     source = "the run's reward"
-    with models.reading():
-        if (run_folder / "reward" / "reward.npz").exists():
-            reward = ShapedReward.load(run_folder / "reward", models.loaded, audit_folder)
+    if (run_folder / "reward" / "reward.npz").exists():
+        reward = ShapedReward.load(run_folder / "reward", models.loaded, audit_folder)
+    else:
+        key = artifact_key("reward", {"plan": saved.plan.plan_hash, "pairs": config.reward_pairs,
+                                      "seed": config.seed})
+        folder = workspace.find_artifact(key)
+        source = f"fitted on {config.reward_pairs} train pairs of the plan"
+        if folder is None:
+            dataset = workspace.load_dataset(saved.plan.dataset_id)
+            reward, report = fit_shaped_reward(
+                models.loaded, audit_folder, saved.plan, dataset.pairs, saved.shaping(),
+                RewardConfig(max_train_pairs=config.reward_pairs,
+                             max_held_out_pairs=max(20, config.reward_pairs // 4), seed=config.seed),
+                progress=progress)
+            staging = workspace.staging_path(key)
+            reward.save(staging)
+            save_report(report, staging / "report.json")
+            workspace.publish_artifact(staging, key, "reward", {"plan": saved.plan.plan_hash})
         else:
-            key = artifact_key("reward", {"plan": saved.plan.plan_hash, "pairs": config.reward_pairs,
-                                          "seed": config.seed})
-            folder = workspace.find_artifact(key)
-            source = f"fitted on {config.reward_pairs} train pairs of the plan"
-            if folder is None:
-                dataset = workspace.load_dataset(saved.plan.dataset_id)
-                reward, report = fit_shaped_reward(
-                    models.loaded, audit_folder, saved.plan, dataset.pairs, saved.shaping(),
-                    RewardConfig(max_train_pairs=config.reward_pairs,
-                                 max_held_out_pairs=max(20, config.reward_pairs // 4), seed=config.seed),
-                    progress=progress)
-                staging = workspace.staging_path(key)
-                reward.save(staging)
-                save_report(report, staging / "report.json")
-                workspace.publish_artifact(staging, key, "reward", {"plan": saved.plan.plan_hash})
-            else:
-                reward = ShapedReward.load(folder, models.loaded, audit_folder)
-        base_scores = reward.score(base_generations.prompts, base_generations.responses)
-        tuned_scores = reward.score(tuned_generations.prompts, tuned_generations.responses)
+            reward = ShapedReward.load(folder, models.loaded, audit_folder)
+    base_scores = reward.score(base_generations.prompts, base_generations.responses)
+    tuned_scores = reward.score(tuned_generations.prompts, tuned_generations.responses)
     return {**reward_comparison(base_scores, tuned_scores), "reward": source}
 
 
 def _preference(workspace, models, target, config) -> dict | None:
-    if target.run.get("method") != "dpo" or models.peft is None:
+    if target.run.get("method") != "dpo":
         return None
     from ..interventions import load_plan
 
@@ -275,29 +271,22 @@ def _preference(workspace, models, target, config) -> dict | None:
     pairs = [{"prompt": list(r.prompt), "chosen": r.chosen[-1]["content"], "rejected": r.rejected[-1]["content"]}
              for r in held.itertuples()]
     beta = float(target.run_config.get("beta", 0.1))
-    return implicit_reward_accuracy(models.peft, models.loaded.tokenizer, pairs, beta,
+    return implicit_reward_accuracy(models.policy, models.loaded.model, models.loaded.tokenizer, pairs, beta,
                                     max_length=int(target.run_config.get("max_length", 512)),
                                     batch_size=max(1, config.batch_size // 2))
 
 
 def _faithfulness(workspace, models, target, config, progress) -> pd.DataFrame:
     points = [("final" if not target.is_base else "base", None)]
-    if target.run.get("method") == "reset" and config.every_checkpoint and models.peft is not None:
+    if target.run.get("method") == "reset" and config.every_checkpoint:
         points = reset_checkpoints(workspace, target) + points
     rows = []
-    peft = models.peft
     for index, (label, path) in enumerate(points):
-        if path is not None:
-            peft.load_adapter(str(path), adapter_name=f"checkpoint{index}", is_trainable=False)
-            peft.set_adapter(f"checkpoint{index}")
-        try:
-            metrics = faithfulness_metrics(peft if path is not None else models.policy, models.loaded.tokenizer,
-                                           config.grounded_questions, config.constraint_prompts, config.seed,
-                                           config.answer_max_new_tokens, config.batch_size)
-        finally:
-            if path is not None:
-                peft.set_adapter("default")
-                peft.delete_adapter(f"checkpoint{index}")
+        model = models.with_adapter(path) if path is not None else models.policy
+        metrics = faithfulness_metrics(model, models.loaded.tokenizer, config.grounded_questions,
+                                       config.constraint_prompts, config.seed, config.answer_max_new_tokens,
+                                       config.batch_size)
+        del model
         rows.append({"checkpoint": label, **metrics})
         progress("faithfulness", index + 1, len(points), unit="checkpoints")
     return pd.DataFrame(rows)

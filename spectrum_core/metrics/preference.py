@@ -16,15 +16,14 @@ def _response_logprobs(model, tokenizer, prompts: list[list[dict]], responses: l
     return continuation_logprobs(model, tokenizer, prefixes, [r + end for r in responses], batch_size, max_length)
 
 
-def implicit_reward_accuracy(policy, tokenizer, pairs: list[dict], beta: float, max_length: int = 512,
+def implicit_reward_accuracy(policy, reference, tokenizer, pairs: list[dict], beta: float, max_length: int = 512,
                              batch_size: int = 4) -> dict:
-    """Share of pairs where β·(log π − log π_ref)(chosen) > the same for rejected. ``policy`` is a
-    peft model: the reference is the same model with its adapter disabled."""
+    """Share of pairs where β·(log π − log π_ref)(chosen) > the same for rejected (DPO's implicit
+    reward; the reference is the model the run started from)."""
     prompts = [p["prompt"] for p in pairs for _ in range(2)]
     responses = [r for p in pairs for r in (p["chosen"], p["rejected"])]
     policy_logp = _response_logprobs(policy, tokenizer, prompts, responses, max_length, batch_size)
-    with policy.disable_adapter():
-        reference_logp = _response_logprobs(policy, tokenizer, prompts, responses, max_length, batch_size)
+    reference_logp = _response_logprobs(reference, tokenizer, prompts, responses, max_length, batch_size)
     rewards = beta * (policy_logp - reference_logp)
     margins = rewards[0::2] - rewards[1::2]
     return {"pairs": len(pairs), "accuracy": float((margins > 0).mean()) if len(pairs) else float("nan"),

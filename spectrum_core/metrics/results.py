@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..workspace import Workspace
-from .config import EvalConfig
+from .config import PRESETS, EvalConfig, eval_config_from_dict, eval_preset
 from .evaluate import BASE, EvaluationError, eval_key, plan_concepts, resolve_target
 from .prevalence import Generations, compare_prevalence
 from .report import load_report
@@ -20,6 +20,26 @@ def tuning_runs(workspace: Workspace, audit_job_id: int | None) -> list[dict]:
     return [j for j in workspace.jobs("tune")
             if j["status"] == "succeeded" and j["artifact_key"] and
             (audit_job_id is None or j["parent_job_id"] == audit_job_id)]
+
+
+def evaluation_settings(workspace: Workspace) -> tuple[dict[str, EvalConfig], str | None]:
+    """The presets, then every other setting the workspace holds evaluations for (e.g. from
+    `spectrum eval --set ...`), labelled by the job that made them; and the label of the newest
+    evaluation's settings (None when there is none)."""
+    settings = {name: eval_preset(name) for name in PRESETS}
+    labels = {str(c.identity()): name for name, c in settings.items()}
+    newest = None
+    for job in workspace.jobs("eval"):  # newest first
+        folder = workspace.find_artifact(job["artifact_key"]) if job["artifact_key"] else None
+        if folder is None or not (folder / "report.json").exists():
+            continue
+        config = eval_config_from_dict(load_report(folder)["evaluation"])
+        identity = str(config.identity())
+        if identity not in labels:
+            labels[identity] = f"custom (eval job #{job['id']})"
+            settings[labels[identity]] = config
+        newest = newest or labels[identity]
+    return settings, newest
 
 
 @dataclass

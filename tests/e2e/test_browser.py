@@ -177,3 +177,23 @@ def test_demo_audit_decide_reload_and_safe_text(app_server, shots, tmp_path):
     audit = next(j for j in workspace.jobs("audit") if j["status"] == "succeeded")
     decision = workspace.current_decisions(audit["id"])[concept_id]
     assert decision["action"] == "suppress" and decision["reason"] == REASON
+
+
+def test_results_page_in_a_browser(evaluated, app_server, shots):
+    """The Results page on the small audit's base and weighted-DPO evaluations: the overview
+    table and the concept-prevalence chart render (and give the README its screenshot)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    workspace, _, tune_job = evaluated
+    base, workspace_root = app_server
+    assert Path(workspace_root) == workspace.root
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1500})
+        open_page(page, base + "/results")
+        expect(page.get_by_text("Overview")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text(f"run {tune_job} (dpo)").first).to_be_visible(timeout=60_000)
+        page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+        settle(page)
+        page.screenshot(path=str(shots / "results-page.png"), full_page=True)
+        browser.close()

@@ -1,0 +1,51 @@
+"""The Results page through AppTest, on the small audit with a short weighted-DPO run whose base and
+tuned evaluations exist: comparison table, charts, concept prevalence, exports; a model not yet
+evaluated gets the exact command and an Evaluate button that starts the job."""
+
+from __future__ import annotations
+
+import pytest
+
+from spectrum_core import jobs
+
+
+@pytest.fixture
+def page(evaluated, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ROOT
+
+    workspace, outcome, tune_job = evaluated
+    monkeypatch.setenv("SPECTRUM_WORKSPACE", str(workspace.root))
+    monkeypatch.chdir(ROOT)
+    at = AppTest.from_file(str(ROOT / "pages" / "results.py"), default_timeout=120)
+    yield at, workspace, outcome, tune_job
+    for job in workspace.jobs("eval"):
+        jobs.stop_job(workspace, job["id"], grace_seconds=2)
+
+
+def test_base_and_tuned_side_by_side(page):
+    at, workspace, outcome, tune_job = page
+    at.run()
+    assert not at.exception, at.exception
+    # the settings of the newest evaluation (the fixture's tiny ones) are chosen by default
+    assert at.radio[0].value.startswith("custom (eval job #")
+    assert at.multiselect[0].value == [str(tune_job)]  # the newest runs are picked by default
+    overview = at.dataframe[1].value
+    assert list(overview.columns) == ["base", f"run {tune_job} (dpo)"]
+    assert "Polis JS" in overview.index and "win rate vs base" in overview.index
+    assert len(at.get("plotly_chart")) >= 8  # prevalence, steerability curve, metric bars, ...
+    assert at.success or at.error  # the suppressed concept: stayed down, or flagged
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["Report (HTML)", "Report (JSON)"]
+
+
+def test_unevaluated_models_get_a_command_and_a_button(page):
+    at, workspace, outcome, tune_job = page
+    at.run()
+    at.radio[0].set_value("gpu").run()  # the gpu preset has not been evaluated
+    assert not at.exception, at.exception
+    assert "not evaluated yet" in str(at.dataframe[0].value)
+    command = at.code[0].value
+    assert command.startswith("spectrum eval --run base --run") and "--preset gpu" in command
+    assert at.button[0].label.startswith("Evaluate 2 model")

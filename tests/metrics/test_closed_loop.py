@@ -1,0 +1,84 @@
+"""The closed loop on planted data: HH pairs whose chosen response got a flattering opener in a
+seeded half (the audit tests' plant). Tuning on the chosen responses as they are adds the concept,
+and the evaluation shows it rising in the tuned model's generations; the same run with the concept
+suppressed (its pairs dropped) shows it not rising."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from spectrum_core.audit.pipeline import AuditConfig
+from spectrum_core.audit.review import AuditView
+from spectrum_core.audit.runner import run_audit_in_workspace
+from spectrum_core.interventions import compile_plan, save_plan, shape_pairs
+from spectrum_core.metrics.config import EvalConfig
+from spectrum_core.metrics.evaluate import run_evaluation
+from spectrum_core.tuning.config import SpectrumRunConfig
+from spectrum_core.tuning.runs import run_tuning
+from spectrum_core.workspace import Workspace
+from tests.audit.test_pipeline import PLANTS
+
+CONCEPT = "probe:sycophantic_opener"
+N_PAIRS = 120
+# Prevalence is what this test is about: the other sections run on a token number of items.
+EVAL = EvalConfig(steer_families="coin", steer_tasks_per_family=1, steer_samples=2, coverage_prompts=0,
+                  polis_statements=0, ambient_items=0, prevalence_prompts=24, prevalence_max_new_tokens=20,
+                  reward_pairs=30, grounded_questions=0, constraint_prompts=0)
+
+
+@pytest.fixture(scope="module")
+def planted_workspace(hh_dataset, tmp_path_factory, bundled_model):
+    pairs = hh_dataset.pairs.head(N_PAIRS).copy()
+    plant = PLANTS["opener"][0]
+    mask = pd.Series(range(len(pairs))).sample(frac=0.5, random_state=7).sort_index().index
+    pairs.iloc[mask, pairs.columns.get_loc("chosen")] = pairs.iloc[mask]["chosen"].map(plant).to_numpy()
+    path = tmp_path_factory.mktemp("planted-loop") / "planted.jsonl"
+    with open(path, "w") as handle:
+        for row in pairs.itertuples():
+            handle.write(json.dumps({"prompt": row.prompt, "chosen": row.chosen, "rejected": row.rejected}) + "\n")
+    workspace = Workspace(tmp_path_factory.mktemp("ws-loop"))
+    outcome = run_audit_in_workspace(workspace, path, AuditConfig(max_prompt_tokens=96, max_response_tokens=64,
+                                                                  sae_training_tokens=30_000),
+                                     log=lambda m: None)
+    view = AuditView.load(workspace.find_artifact(outcome.artifact_key))
+    dataset = workspace.load_dataset(workspace.job(outcome.job_id)["dataset_id"])
+    runs = {}
+    for action, intervention in (("keep", None), ("suppress", "drop")):
+        decision = workspace.decide(outcome.job_id, CONCEPT, action, reason="closed-loop test")
+        if intervention:
+            workspace.set_intervention(decision, intervention)
+        plan = compile_plan(workspace, outcome.job_id, view)
+        shaped = shape_pairs(plan, pd.Index(dataset.pairs["pair_id"]), view.pair_ids, view.delta_array)
+        saved = save_plan(workspace, plan, shaped, dataset)
+        # Supervised tuning on the plan's chosen responses only: what the data teaches, nothing else.
+        config = SpectrumRunConfig(plan_id=saved.plan_id, families="chat", held_out_families="",
+                                   tasks_per_family=N_PAIRS, max_steps=16, batch_size=4, learning_rate=1e-3,
+                                   max_length=384, save_steps=100)
+        run_tuning(workspace, config)
+        runs[action] = workspace.jobs("tune")[0]["id"]
+    return workspace, outcome, runs
+
+
+def prevalence(workspace, run) -> pd.Series:
+    folder = run_evaluation(workspace, run, EVAL)
+    table = pd.read_parquet(folder / "prevalence.parquet").set_index("concept_id")
+    return table.loc[CONCEPT]
+
+
+def test_concept_the_data_teaches_rises(planted_workspace):
+    workspace, _, runs = planted_workspace
+    row = prevalence(workspace, runs["keep"])
+    assert row["base_rate"] <= 0.25
+    assert row["tuned_rate"] >= 0.3 and row["rose"]  # half the chosen responses carried it
+    assert not row["flagged"]  # kept, not suppressed: rising is what the data asked for
+
+
+def test_suppressed_concept_does_not_rise(planted_workspace):
+    workspace, _, runs = planted_workspace
+    row = prevalence(workspace, runs["suppress"])
+    assert row["action"] == "suppress"
+    assert not row["rose"] and not row["flagged"]
+    assert row["tuned_rate"] <= row["base_rate"] + 0.1

@@ -1,0 +1,117 @@
+"""Evaluations of the bundled model and of a short weighted-DPO run on the real small audit:
+every section reported, the tuned run compared with the base on the same prompts, results
+cached by model and settings, the command line."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+
+from spectrum_core.cli import main
+from spectrum_core.metrics.config import EvalConfig
+from spectrum_core.metrics.evaluate import eval_key, resolve_target, run_evaluation
+from spectrum_core.metrics.report import comparison_table, export_html, export_json, load_report
+from spectrum_core.metrics.figures import all_figures
+from spectrum_core.metrics.results import gather
+from spectrum_core.reward.shaped import load_audit_saes
+from tests.conftest import TINY_EVAL
+
+
+def test_base_report_has_every_section(evaluated_source):
+    _, outcome, _, base, _ = evaluated_source
+    report = load_report(base)
+    assert report["target"] == "base" and report["audit_job_id"] == outcome.job_id
+    steer = report["steerability"]
+    assert math.isfinite(steer["loss_ge1"]) and steer["loss_ge1"] > steer["ideal_loss_ge1"] > 0
+    assert 0 <= steer["calibration_error"] <= 1 and [r["i"] for r in steer["curve"]] == [0, 1, 2, 3]
+    coverage = pd.read_parquet(base / "coverage.parquet")
+    assert len(coverage) == 1 and len(coverage["samples"].iloc[0]) == 8
+    assert set(report["alignment"]) == {"polis", "ambient"}
+    assert 0 <= report["alignment"]["ambient"]["js"] <= 1
+    assert report["faithfulness"][0]["checkpoint"] == "base"
+    assert report["faithfulness"][0]["grounded_questions"] == 2
+    assert set(report["diversity"]) == {"distinct_1", "distinct_2", "embedding_diversity"}
+    generations = pd.read_parquet(base / "generations" / "generations.parquet")
+    assert len(generations) == 6 and generations["response"].str.len().gt(0).all()
+    assert report["prevalence"]["compared"] is False and report.get("reward") is None
+    assert set(report["runtime_seconds"]) >= {"steerability", "coverage", "alignment", "generations"}
+
+
+def test_tuned_report_compares_with_the_base_on_the_same_prompts(evaluated_source):
+    root, outcome, tune_job, base, tuned = evaluated_source
+    report = load_report(tuned)
+    assert report["tune_job_id"] == tune_job and report["method"] == "dpo" and report["plan_id"] is not None
+    assert report["run_config"]["max_steps"] == 2
+    assert report["preference"]["pairs"] == 4 and 0 <= report["preference"]["accuracy"] <= 1
+    assert 0 <= report["reward"]["win_rate"] <= 1 and report["reward"]["prompts"] == 6
+    table = pd.read_parquet(tuned / "prevalence.parquet")
+    assert table["action"].tolist() == ["suppress"] and {"base_rate", "tuned_rate", "difference_low",
+                                                         "flagged"} <= set(table)
+    base_prompts = pd.read_parquet(base / "generations" / "generations.parquet")["prompt"].map(repr)
+    tuned_prompts = pd.read_parquet(tuned / "generations" / "generations.parquet")["prompt"].map(repr)
+    assert base_prompts.tolist() == tuned_prompts.tolist()
+
+
+def test_same_evaluation_is_reused_and_different_settings_are_not(evaluated):
+    workspace, outcome, tune_job = evaluated
+    config = EvalConfig(**TINY_EVAL)
+    first = run_evaluation(workspace, tune_job, config)
+    assert run_evaluation(workspace, tune_job, config) == first
+    assert workspace.jobs("eval")[0]["status"] == "succeeded"
+    base = run_evaluation(workspace, "base", config, audit_job_id=outcome.job_id)
+    # batch size changes speed, not results: the same evaluation
+    assert run_evaluation(workspace, "base", EvalConfig(**{**TINY_EVAL, "batch_size": 3}),
+                          audit_job_id=outcome.job_id) == base
+    other = EvalConfig(**{**TINY_EVAL, "coverage_samples": 9})
+    target = resolve_target(workspace, "base", outcome.job_id)
+    assert eval_key(workspace, target, other)[0] != base.name
+
+
+def test_comparison_and_exports_carry_the_identifiers(evaluated):
+    workspace, outcome, tune_job = evaluated
+    saes = load_audit_saes(workspace.find_artifact(outcome.artifact_key))
+    comparison = gather(workspace, [str(tune_job)], EvalConfig(**TINY_EVAL), outcome.job_id, saes)
+    assert not comparison.missing and [r["target"] for r in comparison.reports] == ["base", f"run {tune_job} (dpo)"]
+    table = comparison_table(comparison.reports)
+    assert "win rate vs base" in table.index and list(table.columns) == ["base", f"run {tune_job} (dpo)"]
+    prevalence = comparison.prevalence[f"run {tune_job} (dpo)"]
+    exported = json.loads(export_json(comparison.reports, prevalence))
+    assert exported["reports"][1]["plan_hash"] and exported["reports"][1]["audit_job_id"] == outcome.job_id
+    page = export_html(comparison.reports, all_figures(comparison.reports, comparison.prevalence), prevalence)
+    assert page.count("<h2>") >= 10 and "plotly" in page and exported["reports"][1]["tune_artifact"] in page
+
+
+def test_eval_command_line(evaluated, capsys):
+    workspace, outcome, tune_job = evaluated
+    settings = [a for k, v in TINY_EVAL.items() for a in ("--set", f"{k}={v}")]
+    code = main(["--workspace", str(workspace.root), "eval", "--run", str(tune_job), "--run", "base",
+                 "--audit", str(outcome.job_id), *settings])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.index("Evaluation of base") < out.index(f"Evaluation of run {tune_job}")  # base first
+    assert "win rate vs base" in out and "runtime:" in out
+    assert main(["--workspace", str(workspace.root), "eval", "--run", "999"]) == 2
+    assert "no tuning job" in capsys.readouterr().err
+    assert main(["--workspace", str(workspace.root), "eval", "--set", "steer_families=dice"]) == 2
+
+
+def test_reset_run_gets_one_faithfulness_point_per_checkpoint(evaluated):
+    from spectrum_core.tuning.config import ReSetRunConfig
+    from spectrum_core.tuning.runs import run_tuning
+
+    workspace, outcome, _ = evaluated
+    plan_id = workspace.plans(outcome.job_id)[0]["id"]
+    run_tuning(workspace, ReSetRunConfig(plan_id=plan_id, max_steps=2, batch_size=2, max_length=384, save_steps=1,
+                                         preference_prompts=2, context_prompts=2, constraint_prompts=2,
+                                         candidates_per_temperature=1, max_new_tokens=16, reward_pairs=30,
+                                         threshold=-100.0))
+    reset_job = workspace.jobs("tune")[0]["id"]
+    report = load_report(run_evaluation(workspace, reset_job, EvalConfig(**TINY_EVAL)))
+    points = report["faithfulness"]
+    assert [p["checkpoint"] for p in points] == ["round 1 step 1", "round 1 step 2", "final"]
+    assert all(0 <= p["faithfulness"] <= 1 and 0 <= p["constraints_satisfied"] <= 1 for p in points)
+    # the final adapter is the last checkpoint's: same greedy answers, same point
+    assert points[1]["faithfulness"] == points[2]["faithfulness"]
+    assert report["reward"]["reward"] == "the run's reward" and report["preference"] is None
