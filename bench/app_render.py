@@ -48,6 +48,31 @@ def ensure_full_audit(root: Path) -> int:
     return audit_id
 
 
+def full_audit_plan(root: Path, newest: bool = True):
+    """The full HH audit (made if missing) and a saved plan of it: the newest (or oldest) saved
+    one, or one saved from its current decisions. Returns (workspace, audit id, audit folder,
+    AuditView, dataset, SavedPlan)."""
+    import pandas as pd
+
+    from spectrum_core.audit.review import AuditView
+    from spectrum_core.interventions import compile_plan, load_plan, save_plan, shape_pairs
+    from spectrum_core.workspace import Workspace
+
+    audit_id = ensure_full_audit(root)
+    workspace = Workspace(root)
+    folder = workspace.find_artifact(workspace.job(audit_id)["artifact_key"])
+    view = AuditView.load(folder)
+    dataset = workspace.load_dataset(workspace.job(audit_id)["dataset_id"])
+    plans = workspace.plans(audit_id)  # newest first
+    if plans:
+        saved = load_plan(workspace, plans[0 if newest else -1]["id"])
+    else:
+        plan = compile_plan(workspace, audit_id, view)
+        shaped = shape_pairs(plan, pd.Index(dataset.pairs["pair_id"]), view.pair_ids, view.delta_array)
+        saved = save_plan(workspace, plan, shaped, dataset, user="bench")
+    return workspace, audit_id, folder, view, dataset, saved
+
+
 def time_page(name: str, audit_id: int, runs: int = 4) -> list[float]:
     from streamlit.testing.v1 import AppTest
 

@@ -28,33 +28,21 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["SPECTRUM_WORKSPACE"] = str(args.workspace)
     sys.path.insert(0, str(ROOT / "bench"))
-    from app_render import ensure_full_audit
+    from app_render import full_audit_plan
 
     import pandas as pd
 
-    from spectrum_core.audit.review import AuditView
-    from spectrum_core.interventions import compile_plan, load_plan, save_plan, shape_pairs
+    from spectrum_core.interventions import save_plan, shape_pairs
     from spectrum_core.metrics.config import eval_preset
     from spectrum_core.metrics.evaluate import run_evaluation
     from spectrum_core.metrics.report import comparison_table, load_report
-    from spectrum_core.reward.shaped import load_audit_saes
     from spectrum_core.metrics.results import gather
+    from spectrum_core.reward.shaped import load_audit_saes
     from spectrum_core.tuning.config import preset
     from spectrum_core.tuning.runs import run_tuning, tuning_key
-    from spectrum_core.workspace import Workspace
 
-    audit_id = ensure_full_audit(args.workspace)
-    workspace = Workspace(args.workspace)
-    folder = workspace.find_artifact(workspace.job(audit_id)["artifact_key"])
-    view = AuditView.load(folder)
-    dataset = workspace.load_dataset(workspace.job(audit_id)["dataset_id"])
-    plans = workspace.plans(audit_id)
-    if plans:
-        shaped_plan = load_plan(workspace, plans[-1]["id"])  # the oldest: the decisions bench/app_render.py made
-    else:
-        plan = compile_plan(workspace, audit_id, view)
-        shaped_plan = save_plan(workspace, plan, shape_pairs(plan, pd.Index(dataset.pairs["pair_id"]),
-                                                             view.pair_ids, view.delta_array), dataset, user="bench")
+    # The oldest plan: the decisions bench/app_render.py made (the twin below is saved after it).
+    workspace, audit_id, folder, view, dataset, shaped_plan = full_audit_plan(args.workspace, newest=False)
     # The unshaped twin: the same decisions, every data intervention "none" (DPO sees the original pairs).
     twin = dataclasses.replace(shaped_plan.plan, concepts=[dataclasses.replace(c, intervention="none")
                                                             for c in shaped_plan.plan.concepts])

@@ -26,30 +26,14 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["SPECTRUM_WORKSPACE"] = str(args.workspace)
     sys.path.insert(0, str(ROOT / "bench"))
-    from app_render import ensure_full_audit
+    from app_render import full_audit_plan
 
-    import pandas as pd
-
-    from spectrum_core.audit.review import AuditView
-    from spectrum_core.interventions import compile_plan, load_plan, save_plan, shape_pairs
     from spectrum_core.models import load_model
     from spectrum_core.reward import RewardConfig, fit_shaped_reward
     from spectrum_core.tuning.config import preset
     from spectrum_core.tuning.runs import run_tuning
-    from spectrum_core.workspace import Workspace
 
-    audit_id = ensure_full_audit(args.workspace)
-    workspace = Workspace(args.workspace)
-    folder = workspace.find_artifact(workspace.job(audit_id)["artifact_key"])
-    view = AuditView.load(folder)
-    dataset = workspace.load_dataset(workspace.job(audit_id)["dataset_id"])
-    plans = workspace.plans(audit_id)
-    if plans:
-        saved = load_plan(workspace, plans[0]["id"])
-    else:
-        plan = compile_plan(workspace, audit_id, view)
-        shaped = shape_pairs(plan, pd.Index(dataset.pairs["pair_id"]), view.pair_ids, view.delta_array)
-        saved = save_plan(workspace, plan, shaped, dataset, user="bench")
+    workspace, _, folder, _, dataset, saved = full_audit_plan(args.workspace)
     plan = saved.plan
     print("plan:", [(c.concept_id, c.action, c.intervention, c.label) for c in plan.concepts])
 

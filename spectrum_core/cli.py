@@ -11,9 +11,44 @@ from pathlib import Path
 
 from .data import SCHEMAS, DataLoadError, SchemaError, describe_pair, load_preferences
 from .audit.errors import AuditInputError
+from .metrics.errors import EvaluationError
 from .models import ModelNotAvailableError
 
 DEMO_DATASET = Path(__file__).resolve().parent.parent / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
+
+
+class UsageError(ValueError):
+    """A command asked for something it cannot do as written; printed as one error line."""
+
+
+def _overrides(items: list[str]) -> dict:
+    """``--set KEY=VALUE`` items as a dict, each value read as YAML (numbers, booleans, lists)."""
+    import yaml
+
+    values = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise UsageError(f"--set wants KEY=VALUE, got {item!r}")
+        values[key] = yaml.safe_load(raw)
+    return values
+
+
+def _saved_job_config(workspace, job_id: int) -> dict:
+    """The configuration a job wrote when it started (what --resume runs again)."""
+    import yaml
+
+    saved = workspace.root / "jobs" / str(job_id) / "config.yaml"
+    if not saved.exists():
+        raise UsageError(f"job {job_id} has no config.yaml to resume from")
+    return yaml.safe_load(saved.read_text())
+
+
+def _built(factory, values: dict):
+    try:
+        return factory(values)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def _column_map(pairs: list[str]) -> dict[str, str]:
@@ -145,8 +180,6 @@ def _relaunch_with_accelerate(config, num_processes: int, workspace, job_id: int
 
 
 def cmd_tune(args) -> int:
-    import yaml
-
     from .progress import TqdmProgress
     from .tuning.config import config_from_dict, preset
     from .tuning.runs import run_tuning
@@ -154,29 +187,14 @@ def cmd_tune(args) -> int:
 
     workspace = Workspace(args.workspace)
     if args.resume is not None:
-        saved = workspace.root / "jobs" / str(args.resume) / "config.yaml"
-        if not saved.exists():
-            print(f"error: job {args.resume} has no config.yaml to resume from", file=sys.stderr)
-            return 2
-        config = config_from_dict(yaml.safe_load(saved.read_text()))
+        config = config_from_dict(_saved_job_config(workspace, args.resume))
         job_id = args.resume
     else:
         if args.plan is None:
-            print("error: give --plan (a saved plan id) or --resume JOB", file=sys.stderr)
-            return 2
+            raise UsageError("give --plan (a saved plan id) or --resume JOB")
         values = {**{k: v for k, v in vars(preset(args.method, args.preset)).items() if k != "method"},
-                  "plan_id": args.plan}
-        for item in args.set:
-            key, sep, raw = item.partition("=")
-            if not sep:
-                print(f"error: --set wants KEY=VALUE, got {item!r}", file=sys.stderr)
-                return 2
-            values[key] = yaml.safe_load(raw)
-        try:
-            config = config_from_dict({"method": args.method, **values})
-        except (ValueError, TypeError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+                  "plan_id": args.plan, **_overrides(args.set)}
+        config = _built(config_from_dict, {"method": args.method, **values})
         job_id = args.job_id
     if config.num_processes > 1 and not os.environ.get(LAUNCHED) and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return _relaunch_with_accelerate(config, config.num_processes, workspace, job_id)
@@ -189,47 +207,25 @@ def cmd_tune(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    import yaml
-
     from .metrics.config import eval_config_from_dict, eval_preset
-    from .metrics.evaluate import EvaluationError
     from .progress import TqdmProgress
     from .workspace import Workspace
 
     workspace = Workspace(args.workspace)
     if args.resume is not None:
-        saved = workspace.root / "jobs" / str(args.resume) / "config.yaml"
-        if not saved.exists():
-            print(f"error: job {args.resume} has no config.yaml to resume from", file=sys.stderr)
-            return 2
-        document = yaml.safe_load(saved.read_text())
-        run, audit_job_id = document["runs"], document["audit_job_id"]
+        document = _saved_job_config(workspace, args.resume)
+        runs, audit_job_id = document["runs"], document["audit_job_id"]
         config = eval_config_from_dict(document["evaluation"])
         job_id = args.resume
     else:
-        overrides = {}
-        for item in args.set:
-            key, sep, raw = item.partition("=")
-            if not sep:
-                print(f"error: --set wants KEY=VALUE, got {item!r}", file=sys.stderr)
-                return 2
-            overrides[key] = yaml.safe_load(raw)
-        try:
-            config = eval_config_from_dict({**vars(eval_preset(args.preset)), **overrides})
-        except (ValueError, TypeError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        run, audit_job_id, job_id = args.run or ["base"], args.audit, args.job_id
-    runs = run if isinstance(run, list) else [run]
+        config = _built(eval_config_from_dict, {**vars(eval_preset(args.preset)), **_overrides(args.set)})
+        runs, audit_job_id, job_id = args.run or ["base"], args.audit, args.job_id
     runs = sorted(dict.fromkeys(str(r) for r in runs), key=lambda r: r != "base")  # the base first
     bars = TqdmProgress()
     try:
         folders = evaluate_runs(workspace, runs, config, audit_job_id, job_id, bars)
-    except EvaluationError as exc:
+    finally:
         bars.close()
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    bars.close()
     from .metrics.report import summary_lines
 
     for folder in folders:
@@ -415,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataLoadError, SchemaError, ModelNotAvailableError, AuditInputError) as exc:
+    except (DataLoadError, SchemaError, ModelNotAvailableError, AuditInputError, UsageError,
+            EvaluationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

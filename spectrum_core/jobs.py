@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,26 @@ class JobView:
 
 def job_dir(workspace: Workspace, job_id: int) -> Path:
     return workspace.root / "jobs" / str(job_id)
+
+
+@contextmanager
+def recording(workspace: Workspace, job_id: int):
+    """Inside the job's own process: mark the job running (this pid), yield its progress-log
+    path, and mark it stopped (Ctrl-C / KeyboardInterrupt) or failed (any other exception, with
+    the message) if the work raises. The caller marks success once its result is published."""
+    folder = job_dir(workspace, job_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    progress_path = folder / "progress.jsonl"
+    workspace.update_job(job_id, status="running", pid=os.getpid(), started_at=utc_now(), error=None,
+                         finished_at=None, progress_path=str(progress_path.relative_to(workspace.root)))
+    try:
+        yield progress_path
+    except KeyboardInterrupt:
+        workspace.update_job(job_id, status="stopped", finished_at=utc_now())
+        raise
+    except BaseException as exc:
+        workspace.update_job(job_id, status="failed", finished_at=utc_now(), error=f"{type(exc).__name__}: {exc}")
+        raise
 
 
 def start_job(workspace: Workspace, kind: str, cli_args: list[str], config: dict, *,

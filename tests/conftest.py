@@ -74,6 +74,22 @@ def tiny_model(bundled_model, tmp_path_factory):
                        path=folder, device="cpu", dtype=torch.float32)
 
 
+def save_suppress_top_plan(workspace, outcome):
+    """Suppress the audit's top directed token concept and save the plan (the saved plan)."""
+    import pandas as pd
+
+    from spectrum_core.audit.review import AuditView
+    from spectrum_core.interventions import compile_plan, save_plan, shape_pairs
+
+    view = AuditView.load(workspace.find_artifact(outcome.artifact_key))
+    target = view.concepts[(view.concepts["mode"] == "token") & (view.concepts["direction"] != "none")]
+    workspace.decide(outcome.job_id, target.sort_values("rank")["concept_id"].iloc[0], "suppress", user="ana")
+    plan = compile_plan(workspace, outcome.job_id, view)
+    dataset = workspace.load_dataset(workspace.job(outcome.job_id)["dataset_id"])
+    shaped = shape_pairs(plan, pd.Index(dataset.pairs["pair_id"]), view.pair_ids, view.delta_array)
+    return save_plan(workspace, plan, shaped, dataset)
+
+
 # Evaluation settings small enough for tests: every section runs, on a handful of items.
 TINY_EVAL = dict(steer_families="coin,polis", steer_tasks_per_family=1, steer_samples=4, coverage_prompts=1,
                  coverage_samples=8, polis_statements=2, ambient_items=2, prevalence_prompts=6,
@@ -85,23 +101,13 @@ TINY_EVAL = dict(steer_families="coin,polis", steer_tasks_per_family=1, steer_sa
 def evaluated_source(small_audit_source, tmp_path_factory):
     """The small audit with a suppressed concept, a 2-step weighted-DPO run on its plan, and the
     base and tuned evaluations (tiny settings); made once per test session, copied per test."""
-    import pandas as pd
-
-    from spectrum_core.audit.review import AuditView
-    from spectrum_core.interventions import compile_plan, save_plan, shape_pairs
     from spectrum_core.metrics.config import EvalConfig
     from spectrum_core.metrics.evaluate import run_evaluation
     from spectrum_core.tuning.config import DPORunConfig
     from spectrum_core.tuning.runs import run_tuning
 
     workspace, outcome = copy_small_audit(small_audit_source, tmp_path_factory.mktemp("evaluated"))
-    view = AuditView.load(workspace.find_artifact(outcome.artifact_key))
-    target = view.concepts[(view.concepts["mode"] == "token") & (view.concepts["direction"] != "none")]
-    workspace.decide(outcome.job_id, target.sort_values("rank")["concept_id"].iloc[0], "suppress", user="ana")
-    plan = compile_plan(workspace, outcome.job_id, view)
-    dataset = workspace.load_dataset(workspace.job(outcome.job_id)["dataset_id"])
-    shaped = shape_pairs(plan, pd.Index(dataset.pairs["pair_id"]), view.pair_ids, view.delta_array)
-    saved = save_plan(workspace, plan, shaped, dataset)
+    saved = save_suppress_top_plan(workspace, outcome)
     run_tuning(workspace, DPORunConfig(plan_id=saved.plan_id, max_steps=2, batch_size=2, max_length=384,
                                        save_steps=10))
     tune_job = workspace.jobs("tune")[0]["id"]

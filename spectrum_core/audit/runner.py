@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..models import pick_device, pick_dtype
+from ..jobs import recording
 from ..progress import ProgressLog, combine
 from ..workspace import Workspace, artifact_key
 from ..workspace.workspace import utc_now
@@ -112,25 +113,13 @@ def run_audit_in_workspace(workspace: Workspace, dataset: str | int, config: Aud
 
     if job_id is None:
         job_id = workspace.create_job("audit", inputs, dataset_id=record["id"])
-    job_dir = workspace.root / "jobs" / str(job_id)
-    job_dir.mkdir(parents=True, exist_ok=True)
-    progress_path = job_dir / "progress.jsonl"
-    workspace.update_job(job_id, status="running", pid=os.getpid(), started_at=utc_now(),
-                         progress_path=str(progress_path.relative_to(workspace.root)))
     act_key, act_inputs = activations_key(record, config)
     staging = workspace.staging_path(key)
-    try:
+    with recording(workspace, job_id) as progress_path:
         pairs = workspace.load_dataset(record["id"]).pairs
         result = run_audit(pairs, config, staging, activations_dir=workspace.artifact_path(act_key),
                            progress=combine(progress, ProgressLog(progress_path)), log=log,
                            distributed=state)
-    except KeyboardInterrupt:
-        workspace.update_job(job_id, status="stopped", finished_at=utc_now())
-        raise
-    except BaseException as exc:
-        workspace.update_job(job_id, status="failed", finished_at=utc_now(),
-                             error=f"{type(exc).__name__}: {exc}")
-        raise
     workspace.register_artifact(act_key, "activations", act_inputs)
     if existing is not None:  # --force: the new result replaces the old one
         shutil.rmtree(existing)

@@ -15,7 +15,6 @@ decided concepts, base vs tuned), ``faithfulness.parquet`` (one row per checkpoi
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import pandas as pd
 import yaml
 
 from ..models import load_model
+from ..jobs import recording
 from ..progress import ProgressLog, combine
 from ..workspace import Workspace
 from ..workspace.artifacts import artifact_key
@@ -32,16 +32,13 @@ from . import alignment, steerability
 from .config import EvalConfig
 from .coverage import coverage_metrics
 from .diversity import diversity_metrics
+from .errors import EvaluationError
 from .faithfulness import faithfulness_metrics
 from .generation import sample_responses
 from .preference import implicit_reward_accuracy, reward_comparison
 from .prevalence import Generations, compare_prevalence, encode_generations, held_out_prompts
 
 BASE = "base"
-
-
-class EvaluationError(ValueError):
-    """An evaluation that cannot run as asked (unknown run, run without an adapter, ...)."""
 
 
 @dataclass
@@ -312,14 +309,10 @@ def run_evaluation(workspace: Workspace, run: str | int, config: EvalConfig, *, 
         workspace.update_job(job_id, status="succeeded", artifact_key=key, finished_at=utc_now())
         return existing
     folder = workspace.root / "jobs" / str(job_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    progress_path = folder / "progress.jsonl"
-    workspace.update_job(job_id, status="running", pid=os.getpid(), started_at=utc_now(), error=None,
-                         progress_path=str(progress_path.relative_to(workspace.root)))
-    if not (folder / "config.yaml").exists():  # what `spectrum eval --resume` reads
-        write_job_config(folder, [str(run)], target.audit_job_id, config)
-    log = combine(progress, ProgressLog(progress_path, interval=0.0))
-    try:
+    with recording(workspace, job_id) as progress_path:
+        if not (folder / "config.yaml").exists():  # what `spectrum eval --resume` reads
+            write_job_config(folder, [str(run)], target.audit_job_id, config)
+        log = combine(progress, ProgressLog(progress_path, interval=0.0))
         base_folder = None
         if not target.is_base and target.audit_job_id is not None:
             # The base evaluation with the same settings: prevalence and win rate compare against it.
@@ -330,12 +323,6 @@ def run_evaluation(workspace: Workspace, run: str | int, config: EvalConfig, *, 
         report["job_id"] = job_id
         (staging / "report.json").write_text(json.dumps(report, indent=1, default=str))
         result = workspace.publish_artifact(staging, key, "eval", inputs)
-    except KeyboardInterrupt:
-        workspace.update_job(job_id, status="stopped", finished_at=utc_now())
-        raise
-    except BaseException as exc:
-        workspace.update_job(job_id, status="failed", finished_at=utc_now(), error=f"{type(exc).__name__}: {exc}")
-        raise
     workspace.update_job(job_id, status="succeeded", artifact_key=key, finished_at=utc_now())
     return result
 

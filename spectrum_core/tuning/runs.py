@@ -9,7 +9,6 @@ job's JSON-lines log, checkpoints under the job's folder, and on success an arti
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from contextlib import nullcontext
 from pathlib import Path
@@ -20,6 +19,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from ..interventions import load_plan
 from ..models import load_model
+from ..jobs import recording
 from ..progress import ProgressLog, combine
 from ..workspace import Workspace
 from ..workspace.artifacts import artifact_key
@@ -288,20 +288,10 @@ def run_tuning(workspace: Workspace, config: TuningConfig, *, job_id: int | None
         workspace.update_job(job_id, status="succeeded", artifact_key=key, finished_at=utc_now())
         return existing
     folder = workspace.root / "jobs" / str(job_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    progress_path = folder / "progress.jsonl"
-    workspace.update_job(job_id, status="running", pid=os.getpid(), started_at=utc_now(), error=None,
-                         progress_path=str(progress_path.relative_to(workspace.root)))
-    (folder / "config.yaml").write_text(config.to_yaml())
-    try:
+    with recording(workspace, job_id) as progress_path:
+        (folder / "config.yaml").write_text(config.to_yaml())
         model, tokenizer = TRAINERS[config.method](workspace, config, folder / "checkpoints",
                                                    combine(progress, ProgressLog(progress_path, interval=0.0)))
-    except KeyboardInterrupt:
-        workspace.update_job(job_id, status="stopped", finished_at=utc_now())
-        raise
-    except BaseException as exc:
-        workspace.update_job(job_id, status="failed", finished_at=utc_now(), error=f"{type(exc).__name__}: {exc}")
-        raise
     if state is not None:
         state.wait_for_everyone()
     staging = workspace.staging_path(key)

@@ -6,7 +6,6 @@ import gzip
 import json
 
 import pandas as pd
-import pytest
 
 from spectrum_core.data import PreferenceDataset, load_preferences
 from spectrum_core.data.report import EMPTY_RESPONSE, MULTI_TURN

@@ -9,30 +9,22 @@ import os
 import signal
 import time
 
-import pandas as pd
 import pytest
 import torch
 import yaml
 
 from spectrum_core import jobs
-from spectrum_core.audit.review import AuditView
-from spectrum_core.interventions import compile_plan, save_plan, shape_pairs
 from spectrum_core.progress import read_progress
 from spectrum_core.tuning.caft import concept_ablation
 from spectrum_core.tuning.config import DPORunConfig, ReSetRunConfig, SpectrumRunConfig, config_from_dict
 from spectrum_core.tuning.runs import run_tuning
+from tests.conftest import save_suppress_top_plan
 
 
 @pytest.fixture
 def planned(small_audit):
     workspace, outcome = small_audit
-    view = AuditView.load(workspace.find_artifact(outcome.artifact_key))
-    target = view.concepts[(view.concepts["mode"] == "token") & (view.concepts["direction"] != "none")]
-    workspace.decide(outcome.job_id, target.sort_values("rank")["concept_id"].iloc[0], "suppress", user="ana")
-    plan = compile_plan(workspace, outcome.job_id, view)
-    dataset = workspace.load_dataset(workspace.job(outcome.job_id)["dataset_id"])
-    shaped = shape_pairs(plan, pd.Index(dataset.pairs["pair_id"]), view.pair_ids, view.delta_array)
-    return workspace, save_plan(workspace, plan, shaped, dataset)
+    return workspace, save_suppress_top_plan(workspace, outcome)
 
 
 def wait_for(predicate, timeout: float, what: str):
