@@ -78,7 +78,7 @@ def time_page(name: str, audit_id: int, runs: int = 4) -> list[float]:
 
     times = []
     for _ in range(runs):  # a new session each time, like a reload
-        at = AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=600)
+        at = AppTest.from_file(str(ROOT / "app_pages" / f"{name}.py"), default_timeout=600)
         at.query_params["audit"] = str(audit_id)
         started = time.perf_counter()
         at.run()

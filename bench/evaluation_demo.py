@@ -57,7 +57,8 @@ def main() -> None:
         started = time.perf_counter()
         run_tuning(workspace, config)
         key = tuning_key(config, saved.plan.plan_hash)[0]
-        runs[name] = next(j["id"] for j in workspace.jobs("tune") if j["artifact_key"] == key)
+        # the job that trained it (a later identical request makes a job that only reuses it)
+        runs[name] = min(j["id"] for j in workspace.jobs("tune") if j["artifact_key"] == key)
         print(f"{name}: run {runs[name]} ({time.perf_counter() - started:.0f} s)", flush=True)
 
     config = eval_preset("cpu-demo")
@@ -73,7 +74,11 @@ def main() -> None:
                         load_audit_saes(folder))
     table = comparison_table(comparison.reports)
     table.columns = ["base", f"shaped (run {runs['shaped']})", f"unshaped twin (run {runs['twin']})"]
-    print("\n" + table.to_markdown(floatfmt=".3f"))
+    print("\n| metric | " + " | ".join(table.columns) + " |")
+    print("|---" * (len(table.columns) + 1) + "|")
+    for metric, row in table.iterrows():
+        cells = ["–" if v is None or v != v else (f"{v:.3f}" if isinstance(v, float) else str(v)) for v in row]
+        print(f"| {metric} | " + " | ".join(cells) + " |")
     for name, prevalence in comparison.prevalence.items():
         print(f"\n{name}: concept prevalence (mean activation, paired change with 95% CI, firing rate)")
         for row in prevalence.itertuples():

@@ -16,10 +16,14 @@ from .report import load_report
 
 
 def tuning_runs(workspace: Workspace, audit_job_id: int | None) -> list[dict]:
-    """Finished tuning runs of an audit, newest first."""
-    return [j for j in workspace.jobs("tune")
-            if j["status"] == "succeeded" and j["artifact_key"] and
-            (audit_job_id is None or j["parent_job_id"] == audit_job_id)]
+    """Finished tuning runs of an audit, newest first, one per trained model: a later request for
+    the same run only reused it, so the job that trained it stands for it."""
+    first: dict[str, dict] = {}
+    for job in workspace.jobs("tune"):  # newest first: the last one kept per key is the oldest
+        if job["status"] == "succeeded" and job["artifact_key"] and \
+                (audit_job_id is None or job["parent_job_id"] == audit_job_id):
+            first[job["artifact_key"]] = job
+    return sorted(first.values(), key=lambda j: -j["id"])
 
 
 def evaluation_settings(workspace: Workspace) -> tuple[dict[str, EvalConfig], str | None]:

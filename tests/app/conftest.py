@@ -30,6 +30,6 @@ def audited_page(small_audit, monkeypatch):
     monkeypatch.chdir(ROOT)
 
     def open_page(name: str):
-        return AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=60), workspace, outcome
+        return AppTest.from_file(str(ROOT / "app_pages" / f"{name}.py"), default_timeout=60), workspace, outcome
 
     return open_page

@@ -19,7 +19,7 @@ def page(tmp_path, monkeypatch, bundled_model):
     monkeypatch.chdir(ROOT)
     workspace = Workspace(tmp_path / "ws")
     record = workspace.add_dataset(LLAMAFACTORY_FILE)
-    at = AppTest.from_file(str(ROOT / "pages" / "audit.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "app_pages" / "audit.py"), default_timeout=60)
     yield at, workspace, record
     for job in workspace.jobs("audit"):  # never leave a job running after the test
         jobs.stop_job(workspace, job["id"], grace_seconds=2)

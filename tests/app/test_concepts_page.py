@@ -42,7 +42,7 @@ def test_label_edit_persists(page):
     at.text_input(key=f"label-{first}").input("apologises before answering")
     at.run()
     assert workspace.labels(outcome.job_id)[first] == "apologises before answering"
-    again = AppTest.from_file(str(ROOT / "pages" / "concepts.py"), default_timeout=60)
+    again = AppTest.from_file(str(ROOT / "app_pages" / "concepts.py"), default_timeout=60)
     again.run()
     assert again.text_input(key=f"label-{first}").value == "apologises before answering"
 
@@ -54,7 +54,7 @@ def test_two_sessions_deciding_at_once_lose_nothing(page):
     ids = list(outcome.concepts["concept_id"][:2])
     sessions = {}
     for user in ("ana", "ben"):
-        at = AppTest.from_file(str(ROOT / "pages" / "concepts.py"), default_timeout=60)
+        at = AppTest.from_file(str(ROOT / "app_pages" / "concepts.py"), default_timeout=60)
         at.session_state["user"] = user
         at.run()
         sessions[user] = at

@@ -55,7 +55,7 @@ def test_choose_preview_save_and_export(page):
     assert [b.label for b in at.get("download_button")] == [
         "Download plan.yaml", "Download shaped.jsonl", "Download shaped.parquet"]
     # A fresh session (a reload) finds the choice and the saved plan.
-    again = AppTest.from_file(str(ROOT / "pages" / "interventions.py"), default_timeout=60)
+    again = AppTest.from_file(str(ROOT / "app_pages" / "interventions.py"), default_timeout=60)
     again.run()
     assert again.selectbox(key=f"intervention-{decision}").value == "drop"
     assert "This plan is saved" in again.success[0].value

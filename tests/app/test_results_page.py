@@ -18,7 +18,7 @@ def page(evaluated, monkeypatch):
     workspace, outcome, tune_job = evaluated
     monkeypatch.setenv("SPECTRUM_WORKSPACE", str(workspace.root))
     monkeypatch.chdir(ROOT)
-    at = AppTest.from_file(str(ROOT / "pages" / "results.py"), default_timeout=120)
+    at = AppTest.from_file(str(ROOT / "app_pages" / "results.py"), default_timeout=120)
     yield at, workspace, outcome, tune_job
     for job in workspace.jobs("eval"):
         jobs.stop_job(workspace, job["id"], grace_seconds=2)
@@ -49,3 +49,10 @@ def test_unevaluated_models_get_a_command_and_a_button(page):
     command = at.code[0].value
     assert command.startswith("spectrum eval --run base --run") and "--preset gpu" in command
     assert at.button[0].label.startswith("Evaluate 2 model")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    job = workspace.jobs("eval")[0]
+    assert job["status"] in jobs.ACTIVE and job["config"]["runs"] == ["base", str(tune_job)]
+    log = (workspace.root / job["log_path"]).read_text()
+    assert "eval --run base --run" in log and "--preset gpu" in log
+    assert "Evaluation job #" in " ".join(m.value for m in at.markdown)

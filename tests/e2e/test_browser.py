@@ -180,8 +180,9 @@ def test_demo_audit_decide_reload_and_safe_text(app_server, shots, tmp_path):
 
 
 def test_results_page_in_a_browser(evaluated, app_server, shots):
-    """The Results page on the small audit's base and weighted-DPO evaluations: the overview
-    table and the concept-prevalence chart render (and give the README its screenshot)."""
+    """The Results page on the small audit's base and weighted-DPO evaluations, opened by its URL:
+    the app's own navigation, the overview table and the concept-prevalence chart render (and
+    give the README its screenshot)."""
     from playwright.sync_api import expect, sync_playwright
 
     workspace, _, tune_job = evaluated
@@ -190,8 +191,10 @@ def test_results_page_in_a_browser(evaluated, app_server, shots):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1500})
-        open_page(page, base + "/results")
+        open_page(page, base + "/results")  # a first request straight to a page (a reload, a shared link)
         expect(page.get_by_text("Overview")).to_be_visible(timeout=120_000)
+        navigation = page.locator("[data-testid=stSidebarNav]").inner_text()
+        assert "Evaluate" in navigation and "Results" in navigation and "frame" not in navigation
         expect(page.get_by_text(f"run {tune_job} (dpo)").first).to_be_visible(timeout=60_000)
         page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
         settle(page)

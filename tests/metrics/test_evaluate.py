@@ -115,3 +115,17 @@ def test_reset_run_gets_one_faithfulness_point_per_checkpoint(evaluated):
     # the final adapter is the last checkpoint's: same greedy answers, same point
     assert points[1]["faithfulness"] == points[2]["faithfulness"]
     assert report["reward"]["reward"] == "the run's reward" and report["preference"] is None
+
+
+def test_a_run_requested_twice_is_listed_once(evaluated):
+    import yaml
+
+    from spectrum_core.metrics.results import tuning_runs
+    from spectrum_core.tuning.config import config_from_dict
+    from spectrum_core.tuning.runs import run_tuning
+
+    workspace, outcome, tune_job = evaluated
+    folder = workspace.find_artifact(workspace.job(tune_job)["artifact_key"])
+    run_tuning(workspace, config_from_dict(yaml.safe_load((folder / "config.yaml").read_text())))  # reused
+    assert len(workspace.jobs("tune")) == 2
+    assert [j["id"] for j in tuning_runs(workspace, outcome.job_id)] == [tune_job]

@@ -11,7 +11,7 @@ import streamlit as st
 import torch
 import yaml
 
-from pages.frame import build_frame, job_log_and_refresh
+from app_pages.frame import build_frame, job_log_and_refresh
 from spectrum_core import jobs
 from spectrum_core.charts import training_curves
 from spectrum_core.interventions import InterventionPlan

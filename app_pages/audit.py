@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from pages.frame import build_frame, job_log_and_refresh
+from app_pages.frame import build_frame, job_log_and_refresh
 from spectrum_core import jobs
 from spectrum_core.audit.pipeline import MODES, AuditConfig
 from spectrum_core.audit.runner import audit_cli_args, audit_key, resolved_config

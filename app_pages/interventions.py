@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages.frame import build_frame, load_audit_view
+from app_pages.frame import build_frame, load_audit_view
 from spectrum_core.charts import association_shift
 from spectrum_core.interventions import (DATA_INTERVENTIONS, INTERVENTION_HELP, association_table,
                                          compile_plan, save_plan, shape_pairs)

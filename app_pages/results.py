@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from pages.frame import build_frame, job_log_and_refresh
+from app_pages.frame import build_frame, job_log_and_refresh
 from spectrum_core import jobs
 from spectrum_core.metrics.config import PRESETS, eval_preset
 from spectrum_core.metrics.evaluate import BASE

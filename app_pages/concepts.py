@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.frame import build_frame, load_audit_view
+from app_pages.frame import build_frame, load_audit_view
 from spectrum_core.audit.pipeline import describe_concept
 from spectrum_core.audit.review import highlight_tokens
 

@@ -9,7 +9,7 @@ import re
 import pandas as pd
 import streamlit as st
 
-from pages.frame import BUNDLED_DATA, build_frame, select_dataset
+from app_pages.frame import BUNDLED_DATA, build_frame, select_dataset
 from spectrum_core.charts import length_histogram, length_scatter
 from spectrum_core.data import SCHEMAS, DataLoadError, SchemaError
 from spectrum_core.data.messages import render_plain
