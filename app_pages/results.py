@@ -90,6 +90,10 @@ def show_job(job_id: int) -> None:
     if view.active and st.button("Stop", key=f"stop-eval-{job_id}"):
         jobs.stop_job(workspace, job_id)
         st.rerun()
+    if view.status in ("stopped", "failed") and st.button("Resume", key=f"resume-eval-{job_id}",
+                                                          help="Run the job again: finished models are reused"):
+        jobs.resume_job(workspace, job_id, ["eval", "--resume", str(job_id)])
+        st.rerun()
     if view.status == "failed":
         st.error(view.job["error"] or "The evaluation failed; see its log.")
     job_log_and_refresh(view, f"eval-{job_id}")

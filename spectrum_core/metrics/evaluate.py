@@ -39,6 +39,9 @@ from .preference import implicit_reward_accuracy, reward_comparison
 from .prevalence import Generations, compare_prevalence, encode_generations, held_out_prompts
 
 BASE = "base"
+# Part of every evaluation's key: raise it when a metric's definition changes, so evaluations made
+# by the old definition are not reused for the new one.
+METRICS_VERSION = 1
 
 
 @dataclass
@@ -90,7 +93,7 @@ def resolve_target(workspace: Workspace, run: str | int, audit_job_id: int | Non
 def eval_key(workspace: Workspace, target: EvalTarget, config: EvalConfig) -> tuple[str, dict]:
     audit = workspace.job(target.audit_job_id)["artifact_key"] if target.audit_job_id else None
     inputs = {"model": target.model, "tune_artifact": target.tune_artifact, "audit": audit,
-              "config": config.identity()}
+              "config": config.identity(), "metrics_version": METRICS_VERSION}
     return artifact_key("eval", inputs), inputs
 
 
@@ -167,13 +170,13 @@ def _coverage(models, tokenizer, config, progress):
                                    max_new_tokens=config.coverage_max_new_tokens,
                                    batch_size=max(config.batch_size, 50), seed=config.seed + index)[0]
         records.append({"prompt": request, "valid_set_size": len(set(targets)), **coverage_metrics(samples, targets),
-                        "samples": samples})
+                        **diversity_metrics(samples), "samples": samples})
         progress("coverage", index + 1, len(rows), unit="prompts")
     table = pd.DataFrame(records)
-    summary = {k: float(table[k].mean()) for k in ("valid_share", "yield", "coverage", "uniqueness")} if len(table) else {}
+    means = ("valid_share", "yield", "coverage", "uniqueness", "distinct_1", "distinct_2", "embedding_diversity")
+    summary = {k: float(table[k].mean()) for k in means} if len(table) else {}
     if len(table):
         summary["prompts"] = len(table)
-        summary["diversity"] = diversity_metrics([s for samples in table["samples"] for s in samples])
     return summary, table
 
 
@@ -362,6 +365,11 @@ def _evaluate(workspace, target, config, staging: Path, base_folder: Path | None
         report["audit_artifact"] = audit_folder.name
         saes = load_audit_saes(audit_folder)
         layer = int(AuditView.load(audit_folder).report["layer"])
+        dataset_id = workspace.job(target.audit_job_id)["dataset_id"]
+        if not len(held_out_prompts(workspace.load_dataset(dataset_id).pairs, 1, config.seed)):
+            report["prevalence"] = {"skipped": "the audited dataset has no held-out prompts"}
+            report["runtime_seconds"] = runtime
+            return report
         generations = timed("generations", lambda: _generations(workspace, models, target, config, saes, layer,
                                                                 progress))
         generations.save(staging / "generations")

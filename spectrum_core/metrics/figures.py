@@ -16,7 +16,7 @@ METRIC_GROUPS = {
     "Distributional alignment (JS, lower is better)": ["Polis JS", "Polis JS, closest group", "AmbiEnt JS"],
     "Alignment: mode match": ["Polis mode match", "AmbiEnt mode match"],
     "Faithfulness and instruction following": ["HaluEval accuracy", "faithfulness", "constraints satisfied"],
-    "Diversity of generations": ["distinct-2", "embedding diversity"],
+    "Diversity of generations": ["distinct-2", "embedding diversity", "embedding diversity, per diffuse prompt"],
     "Preference and reward": ["implicit reward accuracy", "win rate vs base"],
 }
 

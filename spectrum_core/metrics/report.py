@@ -39,6 +39,7 @@ def headline(report: dict) -> dict:
         "HaluEval accuracy": final.get("answer_accuracy"), "faithfulness": final.get("faithfulness"),
         "constraints satisfied": final.get("constraints_satisfied"),
         "distinct-2": diversity.get("distinct_2"), "embedding diversity": diversity.get("embedding_diversity"),
+        "embedding diversity, per diffuse prompt": cov.get("embedding_diversity"),
         "implicit reward accuracy": preference.get("accuracy"),
         "shaped reward (mean)": reward.get("tuned_mean"), "win rate vs base": reward.get("win_rate"),
         "suppressed concepts that rose": len(report["prevalence"]["flagged"])

@@ -56,3 +56,6 @@ def test_unevaluated_models_get_a_command_and_a_button(page):
     log = (workspace.root / job["log_path"]).read_text()
     assert "eval --run base --run" in log and "--preset gpu" in log
     assert "Evaluation job #" in " ".join(m.value for m in at.markdown)
+    jobs.stop_job(workspace, job["id"], grace_seconds=2)
+    at.run()
+    assert "Resume" in [b.label for b in at.button]  # a stopped evaluation can be started again

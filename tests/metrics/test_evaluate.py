@@ -28,6 +28,7 @@ def test_base_report_has_every_section(evaluated_source):
     assert 0 <= steer["calibration_error"] <= 1 and [r["i"] for r in steer["curve"]] == [0, 1, 2, 3]
     coverage = pd.read_parquet(base / "coverage.parquet")
     assert len(coverage) == 1 and len(coverage["samples"].iloc[0]) == 8
+    assert 0 <= report["coverage"]["embedding_diversity"] <= 2 and "distinct_2" in coverage
     assert set(report["alignment"]) == {"polis", "ambient"}
     assert 0 <= report["alignment"]["ambient"]["js"] <= 1
     assert report["faithfulness"][0]["checkpoint"] == "base"
