@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app_pages.frame import build_frame, job_log_and_refresh
+from app_pages.frame import build_frame, job_controls, job_log_and_refresh
 from spectrum_core import jobs
 from spectrum_core.audit.pipeline import MODES, AuditConfig
 from spectrum_core.audit.runner import audit_cli_args, audit_key, resolved_config
@@ -84,12 +84,7 @@ def show_job(job_id: int) -> None:
         suffix = f" · about {eta:.0f} s left" if eta and view.active else ""
         st.progress(min(1.0, record_["done"] / total),
                     text=f"{stage}: {record_['done']:,} / {record_['total']:,} {record_.get('unit', '')}{suffix}")
-    if view.active and st.button("Stop", key=f"stop-{job_id}"):
-        jobs.stop_job(workspace, job_id)
-        st.rerun()
-    if job["status"] == "failed":
-        st.error("The audit failed.")
-        st.code(job["error"] or "(no message)", language=None, wrap_lines=True)
+    job_controls(workspace, view, f"audit-{job_id}", "The audit failed.")
     if job["status"] == "succeeded" and job["artifact_key"]:
         folder = workspace.find_artifact(job["artifact_key"])
         if folder is not None:

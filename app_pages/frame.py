@@ -12,6 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from spectrum_core import jobs
 from spectrum_core.audit.review import AuditView
 from spectrum_core.data import PreferenceDataset
 from spectrum_core.workspace import Workspace, default_user
@@ -131,6 +132,21 @@ def select_dataset(dataset_id: int) -> None:
     """Make a newly added dataset the current one (before the sidebar widget is drawn again)."""
     st.session_state["current_dataset"] = dataset_id
     st.query_params["dataset"] = str(dataset_id)
+
+
+def job_controls(workspace: Workspace, view, key: str, failed: str, resume_args: list[str] | None = None) -> None:
+    """Stop while the job runs, Resume once it stopped or failed (for jobs that can resume), and a
+    failed job's error."""
+    job = view.job
+    if view.active and st.button("Stop", key=f"stop-{key}"):
+        jobs.stop_job(workspace, job["id"])
+        st.rerun()
+    if resume_args and job["status"] in ("stopped", "failed") and st.button("Resume", key=f"resume-{key}"):
+        jobs.resume_job(workspace, job["id"], resume_args)
+        st.rerun()
+    if job["status"] == "failed":
+        st.error(failed)
+        st.code(job["error"] or "(no message)", language=None, wrap_lines=True)
 
 
 def job_log_and_refresh(view, key: str) -> None:

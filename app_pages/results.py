@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from app_pages.frame import build_frame, job_log_and_refresh
+from app_pages.frame import build_frame, job_controls, job_log_and_refresh
 from spectrum_core import jobs
 from spectrum_core.metrics.config import PRESETS, eval_preset
 from spectrum_core.metrics.evaluate import BASE
@@ -87,15 +87,7 @@ def show_job(job_id: int) -> None:
         current = view.current
         st.progress(min(1.0, current["done"] / max(1, current["total"] or 1)),
                     text=f"{current['stage']}: {current['done']} / {current['total']} {current.get('unit', '')}")
-    if view.active and st.button("Stop", key=f"stop-eval-{job_id}"):
-        jobs.stop_job(workspace, job_id)
-        st.rerun()
-    if view.status in ("stopped", "failed") and st.button("Resume", key=f"resume-eval-{job_id}",
-                                                          help="Run the job again: finished models are reused"):
-        jobs.resume_job(workspace, job_id, ["eval", "--resume", str(job_id)])
-        st.rerun()
-    if view.status == "failed":
-        st.error(view.job["error"] or "The evaluation failed; see its log.")
+    job_controls(workspace, view, f"eval-{job_id}", "The evaluation failed.", ["eval", "--resume", str(job_id)])
     job_log_and_refresh(view, f"eval-{job_id}")
 
 

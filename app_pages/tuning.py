@@ -11,7 +11,7 @@ import streamlit as st
 import torch
 import yaml
 
-from app_pages.frame import build_frame, job_log_and_refresh
+from app_pages.frame import build_frame, job_controls, job_log_and_refresh
 from spectrum_core import jobs
 from spectrum_core.charts import training_curves
 from spectrum_core.interventions import InterventionPlan
@@ -127,16 +127,7 @@ def show_run(job_id: int) -> None:
         metrics = {"dpo": ("loss", "rewards_margins"), "reset": ("loss", "acceptance", "score_kept")}.get(
             job["config"].get("config", {}).get("method"), ("loss",))
         st.plotly_chart(training_curves(records, metrics), width="stretch", key=f"curves-{job_id}")
-    buttons = st.columns(4)
-    if view.active and buttons[0].button("Stop", key=f"stop-tune-{job_id}"):
-        jobs.stop_job(workspace, job_id)
-        st.rerun()
-    if job["status"] in ("stopped", "failed") and buttons[0].button("Resume", key=f"resume-{job_id}"):
-        jobs.resume_job(workspace, job_id, ["tune", "--resume", str(job_id)])
-        st.rerun()
-    if job["status"] == "failed":
-        st.error("The run failed.")
-        st.code(job["error"] or "(no message)", language=None, wrap_lines=True)
+    job_controls(workspace, view, f"tune-{job_id}", "The run failed.", ["tune", "--resume", str(job_id)])
     if job["status"] == "succeeded" and job["artifact_key"]:
         folder = workspace.find_artifact(job["artifact_key"])
         st.success(f"Adapter and configuration: {folder}")

@@ -208,6 +208,7 @@ def cmd_tune(args) -> int:
 
 def cmd_eval(args) -> int:
     from .metrics.config import eval_config_from_dict, eval_preset
+    from .metrics.evaluate import evaluate_runs
     from .progress import TqdmProgress
     from .workspace import Workspace
 
@@ -234,39 +235,6 @@ def cmd_eval(args) -> int:
         for line in summary_lines(report):
             print("  " + line)
     return 0
-
-
-def evaluate_runs(workspace, runs: list[str], config, audit_job_id, job_id, bars) -> list[Path]:
-    """Evaluate several models in turn. With a job id (the app's job), the earlier ones log into
-    that job's progress and a failure of any marks the job failed."""
-    from .metrics.evaluate import run_evaluation
-    from .progress import ProgressLog, combine
-    from .workspace.workspace import utc_now
-
-    from .metrics.evaluate import write_job_config
-
-    folders = []
-    log = None
-    if job_id is not None:
-        write_job_config(workspace.root / "jobs" / str(job_id), runs, audit_job_id, config)
-    if job_id is not None and len(runs) > 1:
-        progress_path = workspace.root / "jobs" / str(job_id) / "progress.jsonl"
-        workspace.update_job(job_id, status="running", pid=os.getpid(), started_at=utc_now(),
-                             progress_path=str(progress_path.relative_to(workspace.root)))
-        log = ProgressLog(progress_path, interval=0.0)
-    try:
-        for run in runs[:-1]:
-            prefixed = (lambda r: lambda stage, *a, **k: log(f"{r}: {stage}", *a, **k))(run) if log else None
-            folders.append(run_evaluation(workspace, run, config, audit_job_id=audit_job_id,
-                                          progress=combine(bars, prefixed)))
-    except BaseException as exc:
-        if job_id is not None:
-            workspace.update_job(job_id, status="stopped" if isinstance(exc, KeyboardInterrupt) else "failed",
-                                 finished_at=utc_now(), error=f"{type(exc).__name__}: {exc}")
-        raise
-    folders.append(run_evaluation(workspace, runs[-1], config, audit_job_id=audit_job_id, job_id=job_id,
-                                  progress=bars))
-    return folders
 
 
 def cmd_audit(args) -> int:
@@ -321,6 +289,15 @@ def cmd_app(args) -> int:
     # Become the Streamlit process (rather than wait on a child), so stopping `spectrum app`
     # stops the server too.
     os.execve(sys.executable, command, env)
+
+
+def _add_job_arguments(parser: argparse.ArgumentParser, example: str, resume_help: str) -> None:
+    """--preset, --set, --resume and the app's hidden --job-id, shared by tune and eval."""
+    parser.add_argument("--preset", choices=["cpu-demo", "gpu"], default="cpu-demo")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"override one setting, e.g. --set {example} (repeatable)")
+    parser.add_argument("--resume", type=int, metavar="JOB", help=resume_help)
+    parser.add_argument("--job-id", type=int, help=argparse.SUPPRESS)  # set by the app's job runner
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -380,11 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune = commands.add_parser("tune", help="fine-tune on a saved intervention plan (weighted DPO, ...)")
     tune.add_argument("--plan", type=int, help="saved plan id (the Interventions page's Save)")
     tune.add_argument("--method", default="dpo", help="dpo")
-    tune.add_argument("--preset", choices=["cpu-demo", "gpu"], default="cpu-demo")
-    tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                      help="override one setting, e.g. --set max_steps=50 (repeatable)")
-    tune.add_argument("--resume", type=int, metavar="JOB", help="resume that tuning job from its last checkpoint")
-    tune.add_argument("--job-id", type=int, help=argparse.SUPPRESS)
+    _add_job_arguments(tune, "max_steps=50", "resume that tuning job from its last checkpoint")
     tune.set_defaults(func=cmd_tune)
 
     evaluate = commands.add_parser("eval", help="evaluate the base model or a tuning run (steerability, "
@@ -393,11 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "(repeatable; the base model is evaluated first)")
     evaluate.add_argument("--audit", type=int, help="audit job whose SAE reads the generations (the base model's "
                           "evaluation needs it for concept prevalence; a run brings its own)")
-    evaluate.add_argument("--preset", choices=["cpu-demo", "gpu"], default="cpu-demo")
-    evaluate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                          help="override one setting, e.g. --set coverage_prompts=2 (repeatable)")
-    evaluate.add_argument("--resume", type=int, metavar="JOB", help="run that evaluation job again")
-    evaluate.add_argument("--job-id", type=int, help=argparse.SUPPRESS)
+    _add_job_arguments(evaluate, "coverage_prompts=2", "run that evaluation job again")
     evaluate.set_defaults(func=cmd_eval)
 
     app = commands.add_parser("app", help="open the Spectrum app in the browser")

@@ -1,4 +1,7 @@
-"""Expected calibration error of a model's top-token confidence."""
+"""Expected calibration error of a model's top-token confidence.
+
+Written here because scikit-learn's calibration_curve gives the binned curve but not the error
+weighted by how many tokens fall in each bin, which is the standard definition."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from .coverage import coverage_metrics
 from .diversity import diversity_metrics
 from .errors import EvaluationError
 from .faithfulness import faithfulness_metrics
-from .generation import sample_responses
+from ..sampling import sample_responses
 from .preference import implicit_reward_accuracy, reward_comparison
 from .prevalence import Generations, compare_prevalence, encode_generations, held_out_prompts
 
@@ -199,10 +200,7 @@ def _alignment(models, tokenizer, config, progress):
     return (alignment.summarise(table) if len(table) else {}), table
 
 
-def _generations(workspace, models, target, config, saes, layer, progress) -> Generations:
-    dataset_id = workspace.job(target.audit_job_id)["dataset_id"]
-    prompts = held_out_prompts(workspace.load_dataset(dataset_id).pairs, config.prevalence_prompts, config.seed)
-    messages = [list(p) for p in prompts["prompt"]]
+def _generations(models, config, messages: list[list[dict]], saes, layer: int, progress) -> Generations:
     responses = sample_responses(models.policy, models.loaded.tokenizer, messages,
                                  temperature=config.prevalence_temperature,
                                  max_new_tokens=config.prevalence_max_new_tokens, batch_size=config.batch_size,
@@ -330,6 +328,25 @@ def run_evaluation(workspace: Workspace, run: str | int, config: EvalConfig, *, 
     return result
 
 
+def evaluate_runs(workspace: Workspace, runs: list[str], config: EvalConfig, audit_job_id: int | None,
+                  job_id: int | None, progress=None) -> list[Path]:
+    """Evaluate several models in turn (one ``spectrum eval`` job). With a job id, the earlier
+    models log into that job's progress as ``"<run>: <stage>"``, a failure of any of them ends the
+    job, and the last model's evaluation is the job itself."""
+    if job_id is not None:
+        write_job_config(workspace.root / "jobs" / str(job_id), runs, audit_job_id, config)
+    folders = []
+    with (recording(workspace, job_id) if job_id is not None and len(runs) > 1 else nullcontext()) as progress_path:
+        log = ProgressLog(progress_path, interval=0.0) if progress_path else None
+        for run in runs[:-1]:
+            prefixed = (lambda r: lambda stage, *a, **k: log(f"{r}: {stage}", *a, **k))(run) if log else None
+            folders.append(run_evaluation(workspace, run, config, audit_job_id=audit_job_id,
+                                          progress=combine(progress, prefixed)))
+    folders.append(run_evaluation(workspace, runs[-1], config, audit_job_id=audit_job_id, job_id=job_id,
+                                  progress=progress))
+    return folders
+
+
 def _evaluate(workspace, target, config, staging: Path, base_folder: Path | None, progress) -> dict:
     models = load_models(workspace, target, config)
     tokenizer = models.loaded.tokenizer
@@ -358,32 +375,41 @@ def _evaluate(workspace, target, config, staging: Path, base_folder: Path | None
     report["faithfulness"] = faithful.to_dict("records")
     report["preference"] = timed("preference", lambda: _preference(workspace, models, target, config))
     if target.audit_job_id is not None:
-        from ..audit.review import AuditView
-        from ..reward.shaped import load_audit_saes
-
-        audit_folder = workspace.find_artifact(workspace.job(target.audit_job_id)["artifact_key"])
-        report["audit_artifact"] = audit_folder.name
-        saes = load_audit_saes(audit_folder)
-        layer = int(AuditView.load(audit_folder).report["layer"])
-        dataset_id = workspace.job(target.audit_job_id)["dataset_id"]
-        if not len(held_out_prompts(workspace.load_dataset(dataset_id).pairs, 1, config.seed)):
-            report["prevalence"] = {"skipped": "the audited dataset has no held-out prompts"}
-            report["runtime_seconds"] = runtime
-            return report
-        generations = timed("generations", lambda: _generations(workspace, models, target, config, saes, layer,
-                                                                progress))
-        generations.save(staging / "generations")
-        report["diversity"] = timed("diversity", lambda: diversity_metrics(generations.responses))
-        base = Generations.load(base_folder / "generations") if base_folder is not None else None
-        concepts = plan_concepts(workspace, target)
-        if concepts:
-            table = compare_prevalence(base or generations, generations if base is not None else None, concepts, saes)
-            table.to_parquet(staging / "prevalence.parquet", index=False)
-            report["prevalence"] = {"concepts": len(table), "compared": base is not None,
-                                    "flagged": table.loc[table["flagged"], "concept_id"].tolist()
-                                    if "flagged" in table else []}
-        if base is not None:
-            report["reward"] = timed("reward", lambda: _reward(workspace, models, target, config, base,
-                                                               generations, progress))
+        report.update(_closed_loop(workspace, models, target, config, staging, base_folder, timed, progress))
     report["runtime_seconds"] = runtime
     return report
+
+
+def _closed_loop(workspace, models, target, config, staging: Path, base_folder: Path | None, timed,
+                 progress) -> dict:
+    """Generations on held-out prompts of the audited dataset, read through the audit's layer and
+    SAE: their diversity, the decided concepts' prevalence (against the base model's generations on
+    the same prompts) and the shaped reward's win rate."""
+    from ..reward.shaped import load_audit_saes
+
+    audit = workspace.job(target.audit_job_id)
+    audit_folder = workspace.find_artifact(audit["artifact_key"])
+    sections: dict = {"audit_artifact": audit_folder.name}
+    prompts = held_out_prompts(workspace.load_dataset(audit["dataset_id"]).pairs, config.prevalence_prompts,
+                               config.seed)
+    if prompts.empty:
+        sections["prevalence"] = {"skipped": "the audited dataset has no held-out prompts"}
+        return sections
+    saes = load_audit_saes(audit_folder)
+    layer = int(json.loads((audit_folder / "report.json").read_text())["layer"])
+    messages = [list(p) for p in prompts["prompt"]]
+    generations = timed("generations", lambda: _generations(models, config, messages, saes, layer, progress))
+    generations.save(staging / "generations")
+    sections["diversity"] = timed("diversity", lambda: diversity_metrics(generations.responses))
+    base = Generations.load(base_folder / "generations") if base_folder is not None else None
+    concepts = plan_concepts(workspace, target)
+    if concepts:
+        table = compare_prevalence(base or generations, generations if base is not None else None, concepts, saes)
+        table.to_parquet(staging / "prevalence.parquet", index=False)
+        sections["prevalence"] = {"concepts": len(table), "compared": base is not None,
+                                  "flagged": table.loc[table["flagged"], "concept_id"].tolist()
+                                  if "flagged" in table else []}
+    if base is not None:
+        sections["reward"] = timed("reward", lambda: _reward(workspace, models, target, config, base,
+                                                             generations, progress))
+    return sections

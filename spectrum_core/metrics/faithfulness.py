@@ -12,7 +12,7 @@ import numpy as np
 
 from ..tuning.reset import halueval_prompts
 from ..tuning.scorers import answer_matches, constraints_satisfied, faithfulness, pick_constraints
-from .generation import sample_responses
+from ..sampling import sample_responses
 
 
 def constraint_prompts(n: int, seed: int, offset: int) -> list[tuple[list[dict], list[str]]]:

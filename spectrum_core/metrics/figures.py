@@ -60,10 +60,10 @@ def prevalence_bars(tables: dict[str, pd.DataFrame], value: str = "mean") -> go.
     intervals. Suppressed concepts are labelled in red; a suppressed concept that rose gets ▲."""
     figure = go.Figure()
     first = next(iter(tables.values()))
+    flagged = {c for t in tables.values() for c in t.loc[t["flagged"], "concept_id"]}
 
     def label(row) -> str:
-        mark = " ▲" if any(t.set_index("concept_id").get("flagged", pd.Series(dtype=bool)).get(row.concept_id, False)
-                          for t in tables.values()) else ""
+        mark = " ▲" if row.concept_id in flagged else ""
         text = f"{row.action}: {row.label[:40]}{mark}"
         return f"<span style='color:{SUPPRESSED}'>{text}</span>" if row.action == "suppress" else text
 

@@ -27,9 +27,6 @@ from scipy import stats
 from ..reward.encoder import EncodedResponses, ResponseEncoder
 from ..reward.shaped import TOKEN_SAE, concept_activation
 
-Z95 = 1.959963984540054
-
-
 def held_out_prompts(pairs: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     """Up to ``n`` distinct prompts of the dataset's held-out split (seeded), with their pair ids."""
     held = pairs[pairs["split"] != "train"].copy()
@@ -76,10 +73,8 @@ def concept_values(generations: Generations, concept_id: str, saes: dict) -> np.
 def wilson_interval(successes: int, n: int) -> tuple[float, float]:
     if n == 0:
         return float("nan"), float("nan")
-    p = successes / n
-    centre = (p + Z95 ** 2 / (2 * n)) / (1 + Z95 ** 2 / n)
-    half = Z95 * np.sqrt(p * (1 - p) / n + Z95 ** 2 / (4 * n * n)) / (1 + Z95 ** 2 / n)
-    return float(centre - half), float(centre + half)
+    interval = stats.binomtest(successes, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(interval.low), float(interval.high)
 
 
 def mean_interval(values: np.ndarray) -> tuple[float, float, float]:

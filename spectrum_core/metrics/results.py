@@ -71,25 +71,26 @@ def gather(workspace: Workspace, runs: list[str], config: EvalConfig, audit_job_
         targets[run] = target
     folders = {run: workspace.find_artifact(eval_key(workspace, t, config)[0]) for run, t in targets.items()}
     comparison = Comparison(folders=folders)
-    comparison.reports = [load_report(f) for f in folders.values() if f is not None]
-    comparison.report_folders = {r["target"]: f for r, f in
-                                 zip(comparison.reports, [f for f in folders.values() if f is not None])}
+    names = {}  # run → its report's target name
+    for run, folder in folders.items():
+        if folder is not None:
+            report = load_report(folder)
+            comparison.reports.append(report)
+            comparison.report_folders[report["target"]] = folder
+            names[run] = report["target"]
     base_folder = folders[BASE]
     if saes is None or base_folder is None or not (base_folder / "generations").exists():
         return comparison
+    tuned = [run for run in names if run != BASE]
     concepts: dict[str, dict] = {}
-    for run, target in targets.items():
-        if run != BASE and folders[run] is not None:
-            for concept in plan_concepts(workspace, target):
-                concepts.setdefault(concept["concept_id"], concept)  # the first run's decision labels it
+    for run in tuned:
+        for concept in plan_concepts(workspace, targets[run]):
+            concepts.setdefault(concept["concept_id"], concept)  # the first run's decision labels it
     base = Generations.load(base_folder / "generations")
-    for run, target in targets.items():
-        if run == BASE or folders[run] is None:
-            continue
-        report = load_report(folders[run])
-        comparison.prevalence[report["target"]] = compare_prevalence(
+    for run in tuned:
+        comparison.prevalence[names[run]] = compare_prevalence(
             base, Generations.load(folders[run] / "generations"), list(concepts.values()), saes)
-    if not comparison.prevalence:
+    if not tuned:
         current = plan_concepts(workspace, targets[BASE])
         if current:
             comparison.base_prevalence = compare_prevalence(base, None, current, saes)

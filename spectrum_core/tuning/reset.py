@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .scorers import constraints_satisfied, faithfulness, pick_constraints
+from .spectrum_format import in_split
 
 DATA = Path(__file__).resolve().parent.parent.parent / "data"
 CONTEXT_INSTRUCTION = "Answer the question using only the passage below.\n\nPassage: {context}\n\nQuestion: {question}"
@@ -36,10 +36,8 @@ class ReSetPrompt:
 def halueval_prompts(n: int, seed: int, *, offset: int = 0, split: str = "train") -> list[ReSetPrompt]:
     """``n`` HaluEval QA items of the split in a seeded order, from ``offset`` on. The evaluation
     quarter (by a hash of the question, as for the Spectrum families) is never trained on."""
-    from .spectrum_format import _in_split
-
     rows = [json.loads(line) for line in open(DATA / "halueval-qa-500.jsonl", encoding="utf-8")]
-    rows = [r for r in rows if _in_split(f"halueval:{r['question']}", split)]
+    rows = [r for r in rows if in_split(f"halueval:{r['question']}", split)]
     random.Random(seed).shuffle(rows)
     return [ReSetPrompt([{"role": "user", "content": CONTEXT_INSTRUCTION.format(context=r["context"],
                                                                                  question=r["question"])}],
@@ -59,28 +57,6 @@ def build_prompts(records: list[dict], n_preference: int, n_context: int, n_cons
         messages[-1]["content"] += "\n\n" + " ".join(c.instruction for c in constraints)
         prompts.append(ReSetPrompt(messages, "constraints", constraints=[c.name for c in constraints]))
     return prompts + halueval_prompts(n_context, seed)
-
-
-@torch.no_grad()
-def generate(model, tokenizer, prompts: list[list[dict]], temperature: float, max_new_tokens: int,
-             batch_size: int = 8) -> list[str]:
-    device = next(model.parameters()).device
-    texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
-    outputs = []
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    try:
-        for start in range(0, len(texts), batch_size):
-            batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
-                              add_special_tokens=False).to(device)
-            generated = model.generate(**batch, do_sample=True, temperature=temperature, top_p=1.0,
-                                       max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                       eos_token_id=tokenizer.eos_token_id)
-            new = generated[:, batch["input_ids"].shape[1]:]
-            outputs += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
-    finally:
-        tokenizer.padding_side = side
-    return outputs
 
 
 def task_score(prompt: ReSetPrompt, response: str) -> float:

@@ -188,7 +188,8 @@ def train_reset(workspace: Workspace, config: ReSetRunConfig, output_dir: Path, 
 
     from ..reward import RewardConfig, fit_shaped_reward
     from ..reward.shaped import save_report
-    from .reset import build_prompts, combine_scores, generate, select_best, sft_example, task_score
+    from ..sampling import sample_responses
+    from .reset import build_prompts, combine_scores, select_best, sft_example, task_score
 
     from ..audit.runner import distributed_state
 
@@ -226,8 +227,10 @@ def train_reset(workspace: Workspace, config: ReSetRunConfig, output_dir: Path, 
             owners, candidates = [], []
             for temperature in config.temperature_list():
                 for _ in range(config.candidates_per_temperature):
-                    candidates += generate(model, loaded.tokenizer, [p.messages for p in prompts], temperature,
-                                           config.max_new_tokens)
+                    # unseeded, top-k from the model's generation config: ReSet's own sampling
+                    candidates += [r[0] for r in sample_responses(
+                        model, loaded.tokenizer, [p.messages for p in prompts], temperature=temperature,
+                        max_new_tokens=config.max_new_tokens, batch_size=8, seed=None, top_k=None)]
                     owners += list(range(len(prompts)))
             owners = np.array(owners)
             with (model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext()):

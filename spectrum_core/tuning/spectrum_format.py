@@ -47,7 +47,7 @@ def is_eval_item(key: str) -> bool:
     return int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:8], 16) / 0xFFFFFFFF < EVAL_SHARE
 
 
-def _in_split(key: str, split: str) -> bool:
+def in_split(key: str, split: str) -> bool:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     return is_eval_item(key) == (split == "eval")
@@ -62,7 +62,7 @@ def polis_rows(split: str = "train") -> list[dict]:
     # The bundled subset: statements with a vote distribution and at least 10 votes.
     with gzip.open(DATA / "polis-comment-votes-min10.jsonl.gz", "rt", encoding="utf-8") as handle:
         rows = [json.loads(line) for line in handle]
-    return [r for r in rows if _in_split(f"polis:{r['conversation']}:{r['comment_id']}", split)]
+    return [r for r in rows if in_split(f"polis:{r['conversation']}:{r['comment_id']}", split)]
 
 
 def polis_description(row: dict) -> str:
@@ -72,7 +72,7 @@ def polis_description(row: dict) -> str:
 
 def ambient_rows(split: str = "train") -> list[dict]:
     rows = [json.loads(line) for line in open(DATA / "ambient-nli-label-distributions.jsonl", encoding="utf-8")]
-    return [r for r in rows if r.get("q0_label_counts") and _in_split(f"ambient:{r['id']}", split)]
+    return [r for r in rows if r.get("q0_label_counts") and in_split(f"ambient:{r['id']}", split)]
 
 
 def ambient_description(row: dict) -> str:
@@ -87,7 +87,7 @@ def diffuse_rows(split: str = "train") -> list[tuple[str, list[str]]]:
         row = json.loads(line)
         targets = json.loads(row["targets"]) if isinstance(row["targets"], str) else row["targets"]
         # open-ended prompts (e.g. fictitious biographies) list no valid set to sample from
-        if targets and _in_split(f"diffuse:{row['request']}", split):
+        if targets and in_split(f"diffuse:{row['request']}", split):
             rows.append((row["request"], targets))
     return rows
 

@@ -1,4 +1,5 @@
-"""Sampling chat responses for evaluation: seeded, batched, left-padded, greedy at temperature 0."""
+"""Sampling chat responses (ReSet's candidates, the evaluation's generations): batched,
+left-padded, optionally seeded, greedy at temperature 0."""
 
 from __future__ import annotations
 
@@ -7,15 +8,20 @@ import torch
 
 @torch.no_grad()
 def sample_responses(model, tokenizer, prompts: list[list[dict]], *, n: int = 1, temperature: float = 1.0,
-                     max_new_tokens: int = 64, batch_size: int = 16, seed: int = 0,
-                     on_batch=None) -> list[list[str]]:
-    """``n`` responses per prompt (chat messages), each as decoded text without special tokens."""
+                     max_new_tokens: int = 64, batch_size: int = 16, seed: int | None = 0,
+                     top_k: int | None = 0, on_batch=None) -> list[list[str]]:
+    """``n`` responses per prompt (chat messages), each as decoded text without special tokens.
+
+    ``seed``: sample from this seed (the global RNG state is restored after); None samples from
+    the current state. ``top_k``: 0 samples from the whole distribution; None leaves the model's
+    generation config to decide."""
     device = next(model.parameters()).device
     texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
     jobs = [(i, text) for i, text in enumerate(texts) for _ in range(n)]
     results: list[list[str]] = [[] for _ in prompts]
     generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
+    if seed is not None:
+        torch.manual_seed(seed)
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     try:
@@ -23,8 +29,10 @@ def sample_responses(model, tokenizer, prompts: list[list[dict]], *, n: int = 1,
             chunk = jobs[start:start + batch_size]
             batch = tokenizer([t for _, t in chunk], return_tensors="pt", padding=True,
                               add_special_tokens=False).to(device)
-            sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0} \
-                if temperature > 0 else {"do_sample": False}
+            sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0} if temperature > 0 \
+                else {"do_sample": False}
+            if temperature > 0 and top_k is not None:
+                sampling["top_k"] = top_k
             generated = model.generate(**batch, **sampling, max_new_tokens=max_new_tokens,
                                        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
             new = generated[:, batch["input_ids"].shape[1]:]
@@ -34,5 +42,6 @@ def sample_responses(model, tokenizer, prompts: list[list[dict]], *, n: int = 1,
                 on_batch(min(start + batch_size, len(jobs)), len(jobs))
     finally:
         tokenizer.padding_side = side
-        torch.random.set_rng_state(generator_state)
+        if seed is not None:
+            torch.random.set_rng_state(generator_state)
     return results
