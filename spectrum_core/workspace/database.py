@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -26,10 +27,38 @@ def connect(path: Path) -> sqlite3.Connection:
                            check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA journal_mode = WAL")
+    _use_wal(conn)
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
     return conn
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch a new database to WAL (the mode is stored in the file, so this happens once).
+
+    Switching needs an exclusive lock, and SQLite answers "database is locked" at once, without
+    waiting out the busy timeout, when another process opening the same brand-new database holds a
+    lock (waiting could deadlock). So the switch is retried here until the busy timeout is spent.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] == "wal":
+                return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) and "busy" not in str(error):
+                raise
+        if time.monotonic() > deadline:
+            raise sqlite3.OperationalError(
+                f"database is locked: could not switch {_database_file(conn)} to WAL mode within "
+                f"{BUSY_TIMEOUT_MS / 1000:.0f} s; another process holds it")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
+def _database_file(conn: sqlite3.Connection) -> str:
+    return conn.execute("PRAGMA database_list").fetchone()["file"]
 
 
 @contextmanager

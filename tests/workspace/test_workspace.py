@@ -23,6 +23,28 @@ def _decide_many(root: str, name: str, start_event) -> None:
                          reason=f"{name} {i}", stats={"q": i / 1000})
 
 
+def _open_when_told(root: str, start_event) -> None:
+    start_event.wait()
+    Workspace(root, user="opener")
+
+
+def test_many_processes_opening_a_new_workspace_at_once_all_succeed(tmp_path):
+    """Switching a brand-new database to WAL cannot wait on SQLite's busy handler; CI once saw one
+    of two processes fail there with "database is locked". Thirty rounds of six openers each."""
+    context = multiprocessing.get_context("fork")  # fork: no re-import per process, 180 openers in seconds
+    for round_ in range(30):
+        root = str(tmp_path / f"new-{round_}")
+        start = context.Event()
+        openers = [context.Process(target=_open_when_told, args=(root, start)) for _ in range(6)]
+        for opener in openers:
+            opener.start()
+        start.set()
+        for opener in openers:
+            opener.join(timeout=60)
+        assert [opener.exitcode for opener in openers] == [0] * 6, f"round {round_}"
+        assert Workspace(root).current_schema_version() == SCHEMA_VERSION
+
+
 def test_two_processes_at_once_lose_nothing(tmp_path):
     root = str(tmp_path / "shared")
     context = multiprocessing.get_context("spawn")
