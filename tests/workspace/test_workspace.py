@@ -31,7 +31,10 @@ def _open_when_told(root: str, start_event) -> None:
 def test_many_processes_opening_a_new_workspace_at_once_all_succeed(tmp_path):
     """Switching a brand-new database to WAL cannot wait on SQLite's busy handler; CI once saw one
     of two processes fail there with "database is locked". Thirty rounds of six openers each."""
-    context = multiprocessing.get_context("fork")  # fork: no re-import per process, 180 openers in seconds
+    # forkserver: children fork from a clean server that imported this module once (180 openers in
+    # seconds, and none inherits the test process's threads)
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
     for round_ in range(30):
         root = str(tmp_path / f"new-{round_}")
         start = context.Event()
