@@ -79,6 +79,25 @@ def test_load_with_explicit_dtype_and_local_folder(bundled_model):
     assert loaded.tokenizer.eos_token == IM_END and loaded.tokenizer.pad_token == ENDOFTEXT
 
 
+def test_frozen_model_computes_last_position_logits_as_one_product(bundled_model):
+    """A frozen model's generate must not expand the LM head's weight per sequence (PyTorch's
+    batched path for a strided [batch, 1, hidden] slice): one product, no vocab-sized copy."""
+    from torch.profiler import ProfilerActivity, profile
+
+    loaded = load_model(str(bundled_model.path), progress=lambda m: None)
+    loaded.model.requires_grad_(False)  # as under LoRA, or after a merge
+    tokenizer = loaded.tokenizer
+    batch = tokenizer(["Name a colour.", "Name a colour that is often used for a flag."],
+                      return_tensors="pt", padding=True)
+    vocab = loaded.model.get_output_embeddings().weight.shape[0]
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU], record_shapes=True) as trace:
+        loaded.model.generate(**batch, max_new_tokens=2, do_sample=False,
+                              pad_token_id=tokenizer.pad_token_id)
+    expanded = [event.input_shapes for event in trace.events() if event.name in ("aten::bmm", "aten::copy_")
+                and any(len(shape) == 3 and vocab in shape for shape in event.input_shapes)]
+    assert expanded == []
+
+
 def test_tiny_random_model_from_a_local_folder(tmp_path, bundled_model):
     from transformers import LlamaConfig, LlamaForCausalLM
 

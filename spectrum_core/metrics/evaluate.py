@@ -113,7 +113,7 @@ class EvalModels:
 
     def with_adapter(self, folder: Path):
         """A fresh copy of the base model with a peft adapter merged in (merged weights sample
-        about twice as fast as LoRA layers on a CPU; the base model stays as it is)."""
+        about 1.2x as fast as LoRA layers on a CPU; the base model stays as it is)."""
         from peft import PeftModel
 
         copy = load_model(self.loaded.spec, device=self.config.device, dtype=self.config.dtype,
