@@ -38,7 +38,9 @@ def _saved_job_config(workspace, job_id: int) -> dict:
     """The configuration a job wrote when it started (what --resume runs again)."""
     import yaml
 
-    saved = workspace.root / "jobs" / str(job_id) / "config.yaml"
+    from .jobs import job_dir
+
+    saved = job_dir(workspace, job_id) / "config.yaml"
     if not saved.exists():
         raise UsageError(f"job {job_id} has no config.yaml to resume from")
     return yaml.safe_load(saved.read_text())

@@ -306,8 +306,7 @@ def fold_output_projection_input(model) -> None:
     (pytorch/pytorch#186148). The hook stays on the module, so peft wrappers and merged copies
     keep it."""
     head = model.get_output_embeddings()
-    if head is not None and _contiguous_first_input not in [
-            hook for hook in head._forward_pre_hooks.values()]:
+    if head is not None:
         head.register_forward_pre_hook(_contiguous_first_input)
 
 

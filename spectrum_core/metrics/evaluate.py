@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from contextlib import nullcontext
+from copy import deepcopy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import pandas as pd
 import yaml
 
 from ..models import load_model
-from ..jobs import recording
+from ..jobs import job_dir, recording
 from ..progress import ProgressLog, combine
 from ..workspace import Workspace
 from ..workspace.artifacts import artifact_key
@@ -109,21 +110,19 @@ def find_evaluation(workspace: Workspace, run: str | int, config: EvalConfig,
 class EvalModels:
     loaded: object  # the base model, untouched: it reads concepts, encodes for the reward, is the DPO reference
     policy: object  # the model whose behaviour is measured (a run's adapter merged into its own copy)
-    config: EvalConfig | None = None
 
     def with_adapter(self, folder: Path):
-        """A fresh copy of the base model with a peft adapter merged in (merged weights sample
-        about 1.2x as fast as LoRA layers on a CPU; the base model stays as it is)."""
+        """A copy of the base model with a peft adapter merged in (merged weights sample about
+        1.2x as fast as LoRA layers on a CPU; the base model stays as it is)."""
         from peft import PeftModel
 
-        copy = load_model(self.loaded.spec, device=self.config.device, dtype=self.config.dtype,
-                          progress=lambda m: None)
-        return PeftModel.from_pretrained(copy.model, str(folder), is_trainable=False).merge_and_unload().eval()
+        copy = deepcopy(self.loaded.model)
+        return PeftModel.from_pretrained(copy, str(folder), is_trainable=False).merge_and_unload().eval()
 
 
 def load_models(workspace: Workspace, target: EvalTarget, config: EvalConfig) -> EvalModels:
     loaded = load_model(target.model, device=config.device, dtype=config.dtype, progress=lambda m: None)
-    models = EvalModels(loaded, loaded.model, config)
+    models = EvalModels(loaded, loaded.model)
     if target.is_base:
         return models
     folder = workspace.find_artifact(target.tune_artifact)
@@ -137,7 +136,7 @@ def load_models(workspace: Workspace, target: EvalTarget, config: EvalConfig) ->
 
 def reset_checkpoints(workspace: Workspace, target: EvalTarget) -> list[tuple[str, Path]]:
     """(label, folder) of a ReSet run's saved adapter checkpoints, in training order."""
-    root = workspace.root / "jobs" / str(target.tune_job_id) / "checkpoints"
+    root = job_dir(workspace, target.tune_job_id) / "checkpoints"
     found = []
     for path in root.glob("round-*/checkpoint-*"):
         if (path / "adapter_model.safetensors").exists():
@@ -309,7 +308,7 @@ def run_evaluation(workspace: Workspace, run: str | int, config: EvalConfig, *, 
     if existing is not None:
         workspace.update_job(job_id, status="succeeded", artifact_key=key, finished_at=utc_now())
         return existing
-    folder = workspace.root / "jobs" / str(job_id)
+    folder = job_dir(workspace, job_id)
     with recording(workspace, job_id) as progress_path:
         if not (folder / "config.yaml").exists():  # what `spectrum eval --resume` reads
             write_job_config(folder, [str(run)], target.audit_job_id, config)
@@ -334,7 +333,7 @@ def evaluate_runs(workspace: Workspace, runs: list[str], config: EvalConfig, aud
     models log into that job's progress as ``"<run>: <stage>"``, a failure of any of them ends the
     job, and the last model's evaluation is the job itself."""
     if job_id is not None:
-        write_job_config(workspace.root / "jobs" / str(job_id), runs, audit_job_id, config)
+        write_job_config(job_dir(workspace, job_id), runs, audit_job_id, config)
     folders = []
     with (recording(workspace, job_id) if job_id is not None and len(runs) > 1 else nullcontext()) as progress_path:
         log = ProgressLog(progress_path, interval=0.0) if progress_path else None

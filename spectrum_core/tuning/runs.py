@@ -19,7 +19,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from ..interventions import load_plan
 from ..models import load_model
-from ..jobs import recording
+from ..jobs import job_dir, recording
 from ..progress import ProgressLog, combine
 from ..workspace import Workspace
 from ..workspace.artifacts import artifact_key
@@ -280,7 +280,7 @@ def run_tuning(workspace: Workspace, config: TuningConfig, *, job_id: int | None
     if state is not None and not state.is_main_process:
         # A helper process of `accelerate launch`: train its share; the main process records.
         if existing is None:
-            folder = workspace.root / "jobs" / str(job_id)
+            folder = job_dir(workspace, job_id)
             TRAINERS[config.method](workspace, config, folder / "checkpoints", None)
             state.wait_for_everyone()  # the main process's barrier before it saves
         return existing or workspace.artifact_path(key)
@@ -290,7 +290,7 @@ def run_tuning(workspace: Workspace, config: TuningConfig, *, job_id: int | None
     if existing is not None:
         workspace.update_job(job_id, status="succeeded", artifact_key=key, finished_at=utc_now())
         return existing
-    folder = workspace.root / "jobs" / str(job_id)
+    folder = job_dir(workspace, job_id)
     with recording(workspace, job_id) as progress_path:
         (folder / "config.yaml").write_text(config.to_yaml())
         model, tokenizer = TRAINERS[config.method](workspace, config, folder / "checkpoints",

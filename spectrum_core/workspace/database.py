@@ -27,13 +27,13 @@ def connect(path: Path) -> sqlite3.Connection:
                            check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    _use_wal(conn)
+    _use_wal(conn, path)
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
     return conn
 
 
-def _use_wal(conn: sqlite3.Connection) -> None:
+def _use_wal(conn: sqlite3.Connection, path: Path) -> None:
     """Switch a new database to WAL (the mode is stored in the file, so this happens once).
 
     Switching needs an exclusive lock, and SQLite answers "database is locked" at once, without
@@ -51,14 +51,10 @@ def _use_wal(conn: sqlite3.Connection) -> None:
                 raise
         if time.monotonic() > deadline:
             raise sqlite3.OperationalError(
-                f"database is locked: could not switch {_database_file(conn)} to WAL mode within "
+                f"database is locked: could not switch {path} to WAL mode within "
                 f"{BUSY_TIMEOUT_MS / 1000:.0f} s; another process holds it")
         time.sleep(delay)
         delay = min(delay * 2, 0.2)
-
-
-def _database_file(conn: sqlite3.Connection) -> str:
-    return conn.execute("PRAGMA database_list").fetchone()["file"]
 
 
 @contextmanager
