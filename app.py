@@ -8,12 +8,16 @@ st.set_page_config(page_title="Spectrum", page_icon="🌈", layout="wide")
 # The pages live in app_pages/, not pages/: Streamlit serves a pages/ folder as legacy
 # auto-discovered pages, and a first request for /concepts (a reload, a shared link) then ran the
 # page without this frame and listed every file of the folder as a page.
-navigation = st.navigation({
-    "Data": [st.Page("app_pages/dataset.py", title="Dataset", icon=":material/dataset:", default=True)],
-    "Audit": [st.Page("app_pages/audit.py", title="Audit", icon=":material/biotech:"),
-              st.Page("app_pages/concepts.py", title="Concepts", icon=":material/lightbulb:"),
-              st.Page("app_pages/interventions.py", title="Interventions", icon=":material/tune:")],
-    "Train": [st.Page("app_pages/tuning.py", title="Tuning", icon=":material/model_training:")],
-    "Evaluate": [st.Page("app_pages/results.py", title="Results", icon=":material/insights:")],
-})
+navigation = st.navigation(
+    {
+        "Data": [st.Page("app_pages/dataset.py", title="Dataset", icon=":material/dataset:", default=True)],
+        "Audit": [
+            st.Page("app_pages/audit.py", title="Audit", icon=":material/biotech:"),
+            st.Page("app_pages/concepts.py", title="Concepts", icon=":material/lightbulb:"),
+            st.Page("app_pages/interventions.py", title="Interventions", icon=":material/tune:"),
+        ],
+        "Train": [st.Page("app_pages/tuning.py", title="Tuning", icon=":material/model_training:")],
+        "Evaluate": [st.Page("app_pages/results.py", title="Results", icon=":material/insights:")],
+    }
+)
 navigation.run()

@@ -35,21 +35,46 @@ with st.expander("Filters", expanded=False):
     min_prevalence = c2.slider("Prevalence at least", 0.0, 1.0, 0.0, 0.01)
     decided = c3.radio("Decided", ["all", "undecided", "decided"], horizontal=True)
     sort = c3.selectbox("Sort by", ["rank", "q_value", "coef", "prevalence", "share_chosen_more"])
-shown = concepts[concepts["direction"].isin(direction) & concepts["kind"].isin(kinds)
-                 & (concepts["q_value"] <= max_q) & (concepts["prevalence"] >= min_prevalence)]
+shown = concepts[
+    concepts["direction"].isin(direction)
+    & concepts["kind"].isin(kinds)
+    & (concepts["q_value"] <= max_q)
+    & (concepts["prevalence"] >= min_prevalence)
+]
 if decided != "all":
     shown = shown[(shown["decision"] != "") == (decided == "decided")]
 ascending = sort in ("rank", "q_value")
 shown = shown.sort_values(sort, ascending=ascending, key=(lambda s: s.abs()) if sort == "coef" else None)
 st.caption(f"{len(shown):,} of {len(concepts):,} concepts. Select one to open its card.")
-table = shown[["rank", "concept_id", "label", "direction", "share_chosen_more", "n_differ", "q_value",
-               "coef", "prevalence", "decision"]]
-selection = st.dataframe(table, hide_index=True, width="stretch", height=300, on_select="rerun",
-                         selection_mode="single-row", key="concept_table",
-                         column_config={"share_chosen_more": st.column_config.NumberColumn(format="%.2f"),
-                                        "q_value": st.column_config.NumberColumn(format="%.2e"),
-                                        "coef": st.column_config.NumberColumn(format="%+.2f"),
-                                        "prevalence": st.column_config.NumberColumn(format="%.2f")})
+table = shown[
+    [
+        "rank",
+        "concept_id",
+        "label",
+        "direction",
+        "share_chosen_more",
+        "n_differ",
+        "q_value",
+        "coef",
+        "prevalence",
+        "decision",
+    ]
+]
+selection = st.dataframe(
+    table,
+    hide_index=True,
+    width="stretch",
+    height=300,
+    on_select="rerun",
+    selection_mode="single-row",
+    key="concept_table",
+    column_config={
+        "share_chosen_more": st.column_config.NumberColumn(format="%.2f"),
+        "q_value": st.column_config.NumberColumn(format="%.2e"),
+        "coef": st.column_config.NumberColumn(format="%+.2f"),
+        "prevalence": st.column_config.NumberColumn(format="%.2f"),
+    },
+)
 rows = selection.selection.rows if selection else []
 if rows:
     st.session_state["concept"] = shown.iloc[rows[0]]["concept_id"]
@@ -78,8 +103,12 @@ stats[4].metric("Prevalence", f"{row['prevalence']:.0%}")
 deltas = view.deltas(concept_id)
 nonzero = deltas[deltas != 0]
 figure = go.Figure(go.Histogram(x=nonzero, nbinsx=40, marker_color="#264653"))
-figure.update_layout(xaxis_title="Δ = chosen − rejected (pairs where it differs)", yaxis_title="pairs",
-                     height=260, margin=dict(t=10, b=10))
+figure.update_layout(
+    xaxis_title="Δ = chosen − rejected (pairs where it differs)",
+    yaxis_title="pairs",
+    height=260,
+    margin=dict(t=10, b=10),
+)
 left, right = st.columns([3, 2])
 left.plotly_chart(figure, width="stretch")
 correlations = view.probe_correlations(concept_id).head(5)
@@ -92,8 +121,9 @@ if len(card):
     pairs = frame.dataset().pairs.set_index("pair_id")
     for _, example in card.head(4).iterrows():
         pair = pairs.loc[example["pair_id"]]
-        st.caption(f"pair {example['pair_id']} · fires on the {example['side']} response "
-                   f"(max {example['activation']:.2f})")
+        st.caption(
+            f"pair {example['pair_id']} · fires on the {example['side']} response (max {example['activation']:.2f})"
+        )
         chosen_col, rejected_col = st.columns(2)
         for column, side in ((chosen_col, "chosen"), (rejected_col, "rejected")):
             column.markdown(f"*{side}*")
@@ -105,27 +135,39 @@ if len(card):
 st.markdown("**Decision**")
 current = decisions.get(concept_id)
 if current:
-    st.info(f"Current decision: {current['action']}"
-            + (f" (strength {current['strength']:g})" if current["strength"] else "")
-            + f" by {current['decided_by']} at {current['decided_at'][:19].replace('T', ' ')}"
-            + (f": {current['reason']}" if current["reason"] else ""))
+    st.info(
+        f"Current decision: {current['action']}"
+        + (f" (strength {current['strength']:g})" if current["strength"] else "")
+        + f" by {current['decided_by']} at {current['decided_at'][:19].replace('T', ' ')}"
+        + (f": {current['reason']}" if current["reason"] else "")
+    )
 reason = st.text_input("Reason (optional)", key=f"reason-{concept_id}")
 strength = st.slider("Strength (amplify)", 0.1, 5.0, 1.0, 0.1, key=f"strength-{concept_id}")
-shown_stats = {k: (None if pd.isna(row[k]) else float(row[k])) for k in
-               ("q_value", "p_sign", "coef", "ci_low", "ci_high", "share_chosen_more", "prevalence", "n_differ")}
+shown_stats = {
+    k: (None if pd.isna(row[k]) else float(row[k]))
+    for k in ("q_value", "p_sign", "coef", "ci_low", "ci_high", "share_chosen_more", "prevalence", "n_differ")
+}
 buttons = st.columns(3)
 for column, action in zip(buttons, ("keep", "suppress", "amplify")):
     if column.button(action.capitalize(), key=f"{action}-{concept_id}", width="stretch"):
-        workspace.decide(audit_id, concept_id, action, reason=reason,
-                         strength=strength if action == "amplify" else None,
-                         stats=shown_stats, user=frame.user)
+        workspace.decide(
+            audit_id,
+            concept_id,
+            action,
+            reason=reason,
+            strength=strength if action == "amplify" else None,
+            stats=shown_stats,
+            user=frame.user,
+        )
         st.rerun()
 
 with st.expander("Audit log: every decision, newest first"):
     history = workspace.decisions(audit_id)[::-1]
     for decision in history:
-        line = (f"{decision['decided_at'][:19].replace('T', ' ')} · {decision['decided_by']} · "
-                f"{decision['action']} {decision['concept_id']}")
+        line = (
+            f"{decision['decided_at'][:19].replace('T', ' ')} · {decision['decided_by']} · "
+            f"{decision['action']} {decision['concept_id']}"
+        )
         if decision["reason"]:
             line += f" · {decision['reason']}"
         cols = st.columns([5, 1])

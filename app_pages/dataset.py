@@ -36,8 +36,10 @@ def add(source: str) -> None:
     and make it current, or keep the error to show."""
     st.session_state.pop("add_error", None)
     try:
-        options = {"schema": None if st.session_state["schema"] == "detect" else st.session_state["schema"],
-                   "column_map": parse_column_map(st.session_state["column_map"]) or None}
+        options = {
+            "schema": None if st.session_state["schema"] == "detect" else st.session_state["schema"],
+            "column_map": parse_column_map(st.session_state["column_map"]) or None,
+        }
         if source == "bundled":
             choice = st.session_state["bundled_choice"]
             path, name = BUNDLED_DATA[choice], choice.split(" (")[0]
@@ -60,10 +62,14 @@ def add(source: str) -> None:
 
 st.title("Dataset")
 with st.expander("Add preference data", expanded=frame.dataset_id is None or "add_error" in st.session_state):
-    st.selectbox("Schema", ["detect", *SCHEMAS], key="schema",
-                 help="Leave on detect unless detection picks the wrong one.")
-    st.text_input("Column map (optional)", key="column_map",
-                  help="Your columns for the fields, e.g. prompt=question, chosen=good, rejected=bad")
+    st.selectbox(
+        "Schema", ["detect", *SCHEMAS], key="schema", help="Leave on detect unless detection picks the wrong one."
+    )
+    st.text_input(
+        "Column map (optional)",
+        key="column_map",
+        help="Your columns for the fields, e.g. prompt=question, chosen=good, rejected=bad",
+    )
     bundled, local, upload = st.tabs(["Bundled", "Local file", "Upload"])
     with bundled:
         st.selectbox("Bundled dataset", list(BUNDLED_DATA), key="bundled_choice")
@@ -72,9 +78,12 @@ with st.expander("Add preference data", expanded=frame.dataset_id is None or "ad
         path = st.text_input("Path to a file or a save_to_disk folder on this machine", key="local_path")
         st.button("Load local file", disabled=not path.strip(), on_click=add, args=("local",))
     with upload:
-        uploaded = st.file_uploader(f"JSONL, JSON, CSV, TSV or Parquet, optionally .gz (up to "
-                                    f"{MAX_UPLOAD_MB} MB)", type=UPLOAD_TYPES, key="upload",
-                                    max_upload_size=MAX_UPLOAD_MB)
+        uploaded = st.file_uploader(
+            f"JSONL, JSON, CSV, TSV or Parquet, optionally .gz (up to {MAX_UPLOAD_MB} MB)",
+            type=UPLOAD_TYPES,
+            key="upload",
+            max_upload_size=MAX_UPLOAD_MB,
+        )
         st.button("Load uploaded file", disabled=uploaded is None, on_click=add, args=("upload",))
     if "add_error" in st.session_state:
         st.error("This file could not be used. Nothing was added to the workspace.")
@@ -89,8 +98,10 @@ record = workspace.dataset(frame.dataset_id)
 report = dataset.report
 
 st.subheader(record["name"])
-st.caption(f"{record['source_path']} · {report.file_format} · schema {report.schema} · "
-           f"added {record['created_at'][:16].replace('T', ' ')} by {record['created_by']}")
+st.caption(
+    f"{record['source_path']} · {report.file_format} · schema {report.schema} · "
+    f"added {record['created_at'][:16].replace('T', ' ')} by {record['created_by']}"
+)
 read, kept, rejected, merged = st.columns(4)
 read.metric("Rows read", f"{report.rows_read:,}")
 kept.metric("Pairs kept", f"{report.rows_kept:,}")
@@ -103,15 +114,29 @@ if report.pairs_without_prompt:
 if report.conflicting_pairs:
     st.caption(f"{report.conflicting_pairs:,} pairs also appear with chosen and rejected swapped.")
 if report.rejections:
-    with st.expander(f"Rejected rows ({report.rows_rejected:,}): "
-                     + ", ".join(f"{reason} {n}" for reason, n in report.rejection_counts().items())):
-        st.dataframe(pd.DataFrame([{"where": r.location, "field": r.field or "", "reason": r.reason,
-                                    "detail": r.detail} for r in report.rejections]),
-                     hide_index=True, width="stretch")
+    with st.expander(
+        f"Rejected rows ({report.rows_rejected:,}): "
+        + ", ".join(f"{reason} {n}" for reason, n in report.rejection_counts().items())
+    ):
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {"where": r.location, "field": r.field or "", "reason": r.reason, "detail": r.detail}
+                    for r in report.rejections
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+        )
 if report.duplicates:
     with st.expander(f"Merged duplicates ({report.duplicates_merged:,})"):
-        st.dataframe(pd.DataFrame([{"where": d.location, "same as": d.kept_location, "pair": d.pair_id}
-                                   for d in report.duplicates]), hide_index=True, width="stretch")
+        st.dataframe(
+            pd.DataFrame(
+                [{"where": d.location, "same as": d.kept_location, "pair": d.pair_id} for d in report.duplicates]
+            ),
+            hide_index=True,
+            width="stretch",
+        )
 
 pairs = dataset.pairs
 st.subheader("Response lengths")
@@ -123,27 +148,43 @@ right.plotly_chart(length_scatter(pairs, unit), width="stretch")
 st.subheader("Pairs")
 split_counts = pairs["split"].value_counts()
 filter_col, search_col = st.columns([1, 2])
-split = filter_col.radio("Split", ["all", "train", "held_out"], horizontal=True,
-                         format_func=lambda s: f"{s} ({split_counts.get(s, len(pairs)) if s != 'all' else len(pairs):,})")
+split = filter_col.radio(
+    "Split",
+    ["all", "train", "held_out"],
+    horizontal=True,
+    format_func=lambda s: f"{s} ({split_counts.get(s, len(pairs)) if s != 'all' else len(pairs):,})",
+)
 query = search_col.text_input("Search prompt and responses", help="Case-insensitive text, e.g. sorry")
 view = pairs if split == "all" else pairs[pairs["split"] == split]
 if query:
     needle = query.lower()
-    hits = (view["chosen"].str.lower().str.contains(needle, regex=False)
-            | view["rejected"].str.lower().str.contains(needle, regex=False)
-            | view["prompt"].map(lambda p: needle in render_plain(p).lower()))
+    hits = (
+        view["chosen"].str.lower().str.contains(needle, regex=False)
+        | view["rejected"].str.lower().str.contains(needle, regex=False)
+        | view["prompt"].map(lambda p: needle in render_plain(p).lower())
+    )
     view = view[hits]
-table = pd.DataFrame({
-    "pair": view["pair_id"],
-    "split": view["split"],
-    "last user turn": view["prompt"].map(lambda p: next((m["content"] for m in reversed(p)
-                                                         if m["role"] == "user"), "")),
-    "chosen": view["chosen"],
-    "rejected": view["rejected"],
-})
+table = pd.DataFrame(
+    {
+        "pair": view["pair_id"],
+        "split": view["split"],
+        "last user turn": view["prompt"].map(
+            lambda p: next((m["content"] for m in reversed(p) if m["role"] == "user"), "")
+        ),
+        "chosen": view["chosen"],
+        "rejected": view["rejected"],
+    }
+)
 st.caption(f"{len(view):,} pairs. Select a row to read it in full.")
-selection = st.dataframe(table, hide_index=True, width="stretch", height=320, on_select="rerun",
-                         selection_mode="single-row", key="pairs_table")
+selection = st.dataframe(
+    table,
+    hide_index=True,
+    width="stretch",
+    height=320,
+    on_select="rerun",
+    selection_mode="single-row",
+    key="pairs_table",
+)
 rows = selection.selection.rows if selection else []
 if rows:
     pair = view.iloc[rows[0]]

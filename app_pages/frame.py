@@ -12,15 +12,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from spectrum_core import jobs
 from spectrum_core.audit.review import AuditView
+from spectrum_core.bundled import HH_DEMO, LLAMAFACTORY_DEMO, bundled_file
 from spectrum_core.data import PreferenceDataset
 from spectrum_core.workspace import Workspace, default_user
 
-ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_DATA = {
-    "HH-RLHF harmless-base (test, 2,312 rows)": ROOT / "data" / "hh-rlhf-harmless-base-test.jsonl.gz",
-    "LLaMA-Factory DPO demo (300 rows)": ROOT / "data" / "llamafactory-dpo-en-demo.jsonl",
+    "HH-RLHF harmless-base (test, 2,312 rows)": bundled_file(HH_DEMO),
+    "LLaMA-Factory DPO demo (300 rows)": bundled_file(LLAMAFACTORY_DEMO),
 }
 DEMO_NAME = "HH-RLHF harmless-base (demo)"
 
@@ -35,7 +34,7 @@ class Frame:
     def audit_folder(self) -> Path | None:
         if self.audit_id is None:
             return None
-        key = self.workspace.job(self.audit_id)["artifact_key"]
+        key = self.workspace.job(self.audit_id).artifact_key
         return self.workspace.find_artifact(key) if key else None
 
     def dataset(self) -> PreferenceDataset | None:
@@ -74,8 +73,11 @@ def build_frame() -> Frame:
         if "user" not in st.session_state:
             st.session_state["user"] = default_user()
         st.session_state["user_input"] = st.session_state["user"]
-        st.text_input("Your name (recorded with every decision)", key="user_input",
-                      on_change=lambda: st.session_state.update(user=st.session_state["user_input"]))
+        st.text_input(
+            "Your name (recorded with every decision)",
+            key="user_input",
+            on_change=lambda: st.session_state.update(user=st.session_state["user_input"]),
+        )
         user = st.session_state["user"].strip() or default_user()
         datasets = {d["id"]: d for d in workspace.datasets()}
         wanted = st.query_params.get("dataset")
@@ -85,8 +87,11 @@ def build_frame() -> Frame:
             current = int(wanted) if wanted and wanted.isdigit() and int(wanted) in datasets else ids[0]
         # No widget key: the choice lives in "current_dataset", which other pages may also set.
         dataset_id = st.selectbox(
-            "Dataset", ids, index=ids.index(current),
-            format_func=lambda i: f"{datasets[i]['name']} · {datasets[i]['rows_kept']:,} pairs (#{i})")
+            "Dataset",
+            ids,
+            index=ids.index(current),
+            format_func=lambda i: f"{datasets[i]['name']} · {datasets[i]['rows_kept']:,} pairs (#{i})",
+        )
         st.session_state["current_dataset"] = dataset_id
         st.query_params["dataset"] = str(dataset_id)
         audits = finished_audits(workspace, dataset_id)
@@ -96,8 +101,7 @@ def build_frame() -> Frame:
             current = st.session_state.get("current_audit")
             if current not in audits:
                 current = int(wanted) if wanted and wanted.isdigit() and int(wanted) in audits else list(audits)[0]
-            audit_id = st.selectbox("Audit", list(audits), index=list(audits).index(current),
-                                    format_func=audits.get)
+            audit_id = st.selectbox("Audit", list(audits), index=list(audits).index(current), format_func=audits.get)
             st.session_state["current_audit"] = audit_id
             st.query_params["audit"] = str(audit_id)
     # The user is passed to every write explicitly: the cached Workspace is shared by sessions.
@@ -115,16 +119,18 @@ def finished_audits(workspace: Workspace, dataset_id: int) -> dict[int, str]:
     result is the same audit, so decisions attach to the job that produced it."""
     first_job: dict[str, dict] = {}
     for job in workspace.jobs("audit"):  # newest first, so the last seen is the oldest
-        if job["dataset_id"] == dataset_id and job["status"] == "succeeded" and job["artifact_key"]:
-            first_job[job["artifact_key"]] = job
+        if job.dataset_id == dataset_id and job.status == "succeeded" and job.artifact_key:
+            first_job[job.artifact_key] = job
     audits = {}
-    for key, job in sorted(first_job.items(), key=lambda item: -item[1]["id"]):
+    for key, job in sorted(first_job.items(), key=lambda item: -item[1].id):
         if workspace.find_artifact(key) is None:
             continue
-        config = job["config"].get("config", {})
+        config = job.settings
         pairs = config.get("max_pairs") or "all"
-        audits[job["id"]] = (f"#{job['id']} · {pairs} pairs · layer {config.get('layer') or 'mid'} · "
-                             f"{job['created_at'][:16].replace('T', ' ')}")
+        audits[job.id] = (
+            f"#{job.id} · {pairs} pairs · layer {config.get('layer') or 'mid'} · "
+            f"{job.created_at[:16].replace('T', ' ')}"
+        )
     return audits
 
 
@@ -132,31 +138,3 @@ def select_dataset(dataset_id: int) -> None:
     """Make a newly added dataset the current one (before the sidebar widget is drawn again)."""
     st.session_state["current_dataset"] = dataset_id
     st.query_params["dataset"] = str(dataset_id)
-
-
-def job_controls(workspace: Workspace, view, key: str, failed: str, resume_args: list[str] | None = None) -> None:
-    """Stop while the job runs, Resume once it stopped or failed (for jobs that can resume), and a
-    failed job's error."""
-    job = view.job
-    if view.active and st.button("Stop", key=f"stop-{key}"):
-        jobs.stop_job(workspace, job["id"])
-        st.rerun()
-    if resume_args and job["status"] in ("stopped", "failed") and st.button("Resume", key=f"resume-{key}"):
-        jobs.resume_job(workspace, job["id"], resume_args)
-        st.rerun()
-    if job["status"] == "failed":
-        st.error(failed)
-        st.code(job["error"] or "(no message)", language=None, wrap_lines=True)
-
-
-def job_log_and_refresh(view, key: str) -> None:
-    """Inside a polling fragment: the job's log tail, and one full rerun of the page when the job
-    it watches ends, so the parts of the page outside the fragment catch up."""
-    if view.log_tail:
-        with st.expander("Log", expanded=view.status == "failed"):
-            st.code(view.log_tail, language=None)
-    flag = f"job_active-{key}"
-    if not view.active and st.session_state.get(flag):
-        st.session_state[flag] = False
-        st.rerun()
-    st.session_state[flag] = view.active

@@ -8,24 +8,34 @@ import streamlit as st
 
 from app_pages.frame import build_frame, load_audit_view
 from spectrum_core.charts import association_shift
-from spectrum_core.interventions import (DATA_INTERVENTIONS, INTERVENTION_HELP, association_table,
-                                         compile_plan, save_plan, shape_pairs)
-from spectrum_core.interventions.export import JSONL_FILE, PARQUET_FILE, PLAN_FILE
+from spectrum_core.constants import PLAN_FILE, SHAPED_JSONL_FILE, SHAPED_PARQUET_FILE
+from spectrum_core.interventions import (
+    DATA_INTERVENTIONS,
+    INTERVENTION_HELP,
+    association_table,
+    compile_plan,
+    save_plan,
+    shape_pairs,
+)
 
 frame = build_frame()
 workspace = frame.workspace
 st.title("Interventions")
 folder = frame.audit_folder()
 if folder is None:
-    st.info("Run an audit on the Audit page and decide on some concepts on the Concepts page; "
-            "their interventions are previewed here.")
+    st.info(
+        "Run an audit on the Audit page and decide on some concepts on the Concepts page; "
+        "their interventions are previewed here."
+    )
     st.stop()
 view = load_audit_view(str(folder))
 audit_id = frame.audit_id
 decisions = workspace.current_decisions(audit_id)
 if not decisions:
-    st.info("No concept has been kept, suppressed or amplified yet. Decide on the Concepts page; "
-            "each decision shows up here with a choice of how it acts on the data.")
+    st.info(
+        "No concept has been kept, suppressed or amplified yet. Decide on the Concepts page; "
+        "each decision shows up here with a choice of how it acts on the data."
+    )
     st.stop()
 
 st.markdown("**How each decision acts on the data** (saved as soon as you choose)")
@@ -34,14 +44,20 @@ for concept_id, decision in sorted(decisions.items(), key=lambda item: item[1]["
     options = DATA_INTERVENTIONS[decision["action"]]
     current = decision["intervention"] or options[0]
     left, middle, right = st.columns([4, 1, 3])
-    label = labels.get(concept_id) or (view.concepts.loc[concept_id, "label"]
-                                       if concept_id in view.concepts.index else concept_id)
+    label = labels.get(concept_id) or (
+        view.concepts.loc[concept_id, "label"] if concept_id in view.concepts.index else concept_id
+    )
     left.text(f"{concept_id} · {label}" + (f"\nreason: {decision['reason']}" if decision["reason"] else ""))
     middle.text(decision["action"] + (f" ×{decision['strength']:g}" if decision["strength"] else ""))
-    choice = right.selectbox("Intervention", options, index=options.index(current),
-                             key=f"intervention-{decision['id']}", label_visibility="collapsed",
-                             format_func=lambda o: f"{o}: {INTERVENTION_HELP[o]}",
-                             disabled=len(options) == 1)
+    choice = right.selectbox(
+        "Intervention",
+        options,
+        index=options.index(current),
+        key=f"intervention-{decision['id']}",
+        label_visibility="collapsed",
+        format_func=lambda o: f"{o}: {INTERVENTION_HELP[o]}",
+        disabled=len(options) == 1,
+    )
     if choice != current:
         workspace.set_intervention(decision["id"], choice, user=frame.user)
         st.rerun()
@@ -68,8 +84,11 @@ cols[0].metric("Pairs changed", f"{summary['changed']:,} of {summary['pairs']:,}
 cols[1].metric("Dropped", f"{summary['dropped']:,}")
 cols[2].metric("Flipped", f"{summary['flipped']:,}")
 cols[3].metric("Reweighted", f"{summary['reweighted']:,}")
-cols[4].metric("Effective pairs", f"{summary['effective_pairs']:,.0f}",
-               help="(Σw)² / Σw²: how many equally weighted pairs the weighted data is worth")
+cols[4].metric(
+    "Effective pairs",
+    f"{summary['effective_pairs']:,.0f}",
+    help="(Σw)² / Σw²: how many equally weighted pairs the weighted data is worth",
+)
 for note in summary["notes"]:
     st.warning(note)
 
@@ -78,39 +97,63 @@ undecided = [c for c in view.concepts.sort_values("rank")["concept_id"] if c not
 watched = list(decisions) + undecided
 association = association_table(shaped, view.pair_ids, view.delta_array, watched)
 display_labels = {c: labels.get(c, view.concepts.loc[c, "label"]) for c in watched if c in view.concepts.index}
-st.plotly_chart(association_shift(association, display_labels,
-                                  {c: d["action"] for c, d in decisions.items()}), width="stretch")
+st.plotly_chart(
+    association_shift(association, display_labels, {c: d["action"] for c, d in decisions.items()}), width="stretch"
+)
 with st.expander("Association before and after, as numbers"):
-    st.dataframe(association.assign(label=[display_labels.get(c, c) for c in association["concept_id"]]),
-                 hide_index=True, width="stretch",
-                 column_config={k: st.column_config.NumberColumn(format="%.3f")
-                                for k in ("share_before", "share_after", "effect_before", "effect_after")})
+    st.dataframe(
+        association.assign(label=[display_labels.get(c, c) for c in association["concept_id"]]),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            k: st.column_config.NumberColumn(format="%.3f")
+            for k in ("share_before", "share_after", "effect_before", "effect_after")
+        },
+    )
 with st.expander(f"Changed pairs ({summary['changed']:,})"):
-    st.dataframe(shaped.changed(), hide_index=True, width="stretch",
-                 column_config={"weight": st.column_config.NumberColumn(format="%.3f")})
+    st.dataframe(
+        shaped.changed(),
+        hide_index=True,
+        width="stretch",
+        column_config={"weight": st.column_config.NumberColumn(format="%.3f")},
+    )
 
 st.divider()
 st.subheader("Save and export")
 key = f"plan-{plan.plan_hash[:16]}"
 saved_folder = workspace.find_artifact(key)
 if saved_folder is None:
-    st.caption("Saving records the plan in the workspace (the Tuning stage trains on a saved plan) and "
-               "writes the shaped dataset in TRL's preference format with a `weight` column.")
+    st.caption(
+        "Saving records the plan in the workspace (the Tuning stage trains on a saved plan) and "
+        "writes the shaped dataset in TRL's preference format with a `weight` column."
+    )
     if st.button("Save plan", type="primary"):
         save_plan(workspace, plan, shaped, dataset, user=frame.user)
         st.rerun()
 else:
     st.success(f"This plan is saved in {saved_folder}.")
     downloads = st.columns(3)
-    for column, (name, mime) in zip(downloads, ((PLAN_FILE, "application/yaml"),
-                                                (JSONL_FILE, "application/jsonl"),
-                                                (PARQUET_FILE, "application/octet-stream"))):
-        column.download_button(f"Download {name}", (saved_folder / name).read_bytes(), file_name=name,
-                               mime=mime, width="stretch", key=f"download-{name}")
+    for column, (name, mime) in zip(
+        downloads,
+        (
+            (PLAN_FILE, "application/yaml"),
+            (SHAPED_JSONL_FILE, "application/jsonl"),
+            (SHAPED_PARQUET_FILE, "application/octet-stream"),
+        ),
+    ):
+        column.download_button(
+            f"Download {name}",
+            (saved_folder / name).read_bytes(),
+            file_name=name,
+            mime=mime,
+            width="stretch",
+            key=f"download-{name}",
+        )
 with st.expander("The plan as YAML"):
     st.code(plan.to_yaml(summary), language="yaml")
 history = workspace.plans(audit_id)
 if history:
     with st.expander(f"Saved plans of this audit ({len(history)})"):
-        st.dataframe(pd.DataFrame(history)[["id", "created_at", "created_by", "plan_hash"]],
-                     hide_index=True, width="stretch")
+        st.dataframe(
+            pd.DataFrame(history)[["id", "created_at", "created_by", "plan_hash"]], hide_index=True, width="stretch"
+        )

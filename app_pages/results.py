@@ -4,26 +4,35 @@ diversity; evaluations run as jobs and are cached; the report exports as HTML an
 
 from __future__ import annotations
 
-import dataclasses
-
 import pandas as pd
 import streamlit as st
 import torch
 
-from app_pages.frame import build_frame, job_controls, job_log_and_refresh
-from spectrum_core import jobs
+from app_pages.frame import build_frame
+from app_pages.job_panel import watch
+from spectrum_core import jobs, settings
+from spectrum_core.artifacts import EvaluationArtifact
 from spectrum_core.metrics.config import PRESETS, eval_preset
-from spectrum_core.metrics.evaluate import BASE
-from spectrum_core.metrics.figures import (METRIC_GROUPS, alignment_by_group, all_figures, faithfulness_points,
-                                           metric_bars, prevalence_bars, steerability_curve)
+from spectrum_core.metrics.figures import (
+    METRIC_GROUPS,
+    alignment_by_group,
+    all_figures,
+    faithfulness_points,
+    metric_bars,
+    prevalence_bars,
+    steerability_curve,
+)
 from spectrum_core.metrics.report import comparison_table, export_html, export_json
 from spectrum_core.metrics.results import evaluation_settings, gather, tuning_runs
+from spectrum_core.metrics.targets import BASE
 
 frame = build_frame()
 workspace = frame.workspace
 st.title("Results")
-st.caption("What the tuned models learned: each metric for the base model and the runs you pick, on the same "
-           "held-out prompts, distributions and questions.")
+st.caption(
+    "What the tuned models learned: each metric for the base model and the runs you pick, on the same "
+    "held-out prompts, distributions and questions."
+)
 
 
 @st.cache_resource(show_spinner="Reading the audit's SAEs ...", max_entries=2)
@@ -34,66 +43,71 @@ def audit_saes(path: str) -> dict:
 
 
 runs = tuning_runs(workspace, frame.audit_id)
-labels = {str(j["id"]): f"run #{j['id']} · {j['config'].get('config', {}).get('method', '?')} · plan "
-                        f"#{j['plan_id']} · {(j['finished_at'] or '')[:16].replace('T', ' ')}" for j in runs}
+labels = {
+    str(j.id): f"run #{j.id} · {j.config.get('config', {}).get('method', '?')} · plan "
+    f"#{j.plan_id} · {(j.finished_at or '')[:16].replace('T', ' ')}"
+    for j in runs
+}
 left, right = st.columns([3, 1])
-picked = left.multiselect("Tuned runs to compare with the base model", list(labels), format_func=labels.get,
-                          default=list(labels)[:2],
-                          help="Finished tuning runs of the audit chosen in the sidebar. The base model is "
-                               "always shown.")
-settings, newest = evaluation_settings(workspace)
+picked = left.multiselect(
+    "Tuned runs to compare with the base model",
+    list(labels),
+    format_func=labels.get,
+    default=list(labels)[:2],
+    help="Finished tuning runs of the audit chosen in the sidebar. The base model is always shown.",
+)
+presets, newest = evaluation_settings(workspace)
 default = newest or ("gpu" if torch.cuda.is_available() else "cpu-demo")
-preset_name = right.radio("Evaluation settings", list(settings), index=list(settings).index(default),
-                          help="cpu-demo: minutes per model on a laptop CPU; gpu: every held-out item; custom: "
-                               "settings of evaluations already in the workspace (e.g. from `spectrum eval --set`)")
-config = settings[preset_name]
+preset_name = right.radio(
+    "Evaluation settings",
+    list(presets),
+    index=list(presets).index(default),
+    help="cpu-demo: minutes per model on a laptop CPU; gpu: every held-out item; custom: "
+    "settings of evaluations already in the workspace (e.g. from `spectrum eval --set`)",
+)
+config = presets[preset_name]
 if frame.audit_id is None:
-    st.info("No finished audit for this dataset: the base model can be evaluated, but concept prevalence and "
-            "the reward need an audit (run one on the Audit page).")
+    st.info(
+        "No finished audit for this dataset: the base model can be evaluated, but concept prevalence and "
+        "the reward need an audit (run one on the Audit page)."
+    )
 
 audit_folder = frame.audit_folder()
 saes = audit_saes(str(audit_folder)) if audit_folder is not None else None
 comparison = gather(workspace, picked, config, frame.audit_id, saes)
 names = {BASE: "base", **{r: labels[r] for r in picked}}
-st.dataframe([{"model": names[run], "evaluation": str(folder.name) if folder else "not evaluated yet"}
-              for run, folder in comparison.folders.items()], hide_index=True, width="stretch")
+st.dataframe(
+    [
+        {"model": names[run], "evaluation": str(folder.name) if folder else "not evaluated yet"}
+        for run, folder in comparison.folders.items()
+    ],
+    hide_index=True,
+    width="stretch",
+)
 
 missing = comparison.missing
-active = [j for j in workspace.jobs("eval") if jobs.refresh(workspace, j["id"])["status"] in jobs.ACTIVE]
+active = [j for j in workspace.jobs("eval") if jobs.refresh(workspace, j.id).active]
 if missing and not active:
-    if preset_name in PRESETS:
-        options = ["--preset", preset_name]
-    else:  # the custom settings, spelled out
-        options = ["--preset", "cpu-demo", *[a for k, v in dataclasses.asdict(config).items()
-                                             if v != getattr(eval_preset("cpu-demo"), k)
-                                             for a in ("--set", f"{k}={v}")]]
+    options = ["--preset", preset_name if preset_name in PRESETS else "cpu-demo"]
+    if preset_name not in PRESETS:  # the custom settings, spelled out
+        options += settings.cli_args(config, eval_preset("cpu-demo"))
     command = ["eval", *[a for run in missing for a in ("--run", run)], *options]
     if frame.audit_id is not None:
         command += ["--audit", str(frame.audit_id)]
     st.code("spectrum " + " ".join(command), language="bash")
     if st.button(f"Evaluate {len(missing)} model(s)", type="primary"):
-        job_id = jobs.start_job(workspace, "eval", command, {"runs": missing, "audit": frame.audit_id,
-                                                             "preset": preset_name},
-                                parent_job_id=frame.audit_id, user=frame.user)
-        st.session_state["watch_eval"] = job_id
+        st.session_state["watch_eval"] = jobs.start_job(
+            workspace,
+            "eval",
+            command,
+            {"runs": missing, "audit": frame.audit_id, "preset": preset_name},
+            parent_job_id=frame.audit_id,
+            user=frame.user,
+        )
         st.rerun()
-
-
-@st.fragment(run_every=2.0)
-def show_job(job_id: int) -> None:
-    view = jobs.view(workspace, job_id)
-    st.markdown(f"**Evaluation job #{job_id}: {view.status}**")
-    if view.current:
-        current = view.current
-        st.progress(min(1.0, current["done"] / max(1, current["total"] or 1)),
-                    text=f"{current['stage']}: {current['done']} / {current['total']} {current.get('unit', '')}")
-    job_controls(workspace, view, f"eval-{job_id}", "The evaluation failed.", ["eval", "--resume", str(job_id)])
-    job_log_and_refresh(view, f"eval-{job_id}")
-
-
-watched = active[0]["id"] if active else st.session_state.get("watch_eval")
+watched = active[0].id if active else st.session_state.get("watch_eval")
 if watched is not None:
-    show_job(watched)
+    watch(workspace, watched, title="Evaluation job", resume_args=["eval", "--resume", str(watched)])
 
 reports = comparison.reports
 if not reports:
@@ -102,8 +116,18 @@ st.divider()
 st.subheader("Overview")
 st.dataframe(comparison_table(reports).style.format(precision=3, na_rep="–"), width="stretch")
 
-tabs = st.tabs(["Concepts", "Steerability", "Coverage", "Alignment", "Reward and preference",
-                "Faithfulness", "Diversity", "Export"])
+tabs = st.tabs(
+    [
+        "Concepts",
+        "Steerability",
+        "Coverage",
+        "Alignment",
+        "Reward and preference",
+        "Faithfulness",
+        "Diversity",
+        "Export",
+    ]
+)
 with tabs[0]:
     if comparison.prevalence:
         flagged = {name: t.loc[t["flagged"], "label"].tolist() for name, t in comparison.prevalence.items()}
@@ -112,8 +136,12 @@ with tabs[0]:
                 st.error(f"{name}: suppressed concept(s) rose in its generations: " + "; ".join(concepts))
             else:
                 st.success(f"{name}: no suppressed concept rose (95% interval of the paired change).")
-        value = st.radio("Measure", ["mean", "rate"], horizontal=True,
-                         format_func={"mean": "mean activation", "rate": "firing rate"}.get)
+        value = st.radio(
+            "Measure",
+            ["mean", "rate"],
+            horizontal=True,
+            format_func={"mean": "mean activation", "rate": "firing rate"}.get,
+        )
         st.plotly_chart(prevalence_bars(comparison.prevalence, value), width="stretch")
         for name, table in comparison.prevalence.items():
             with st.expander(f"Numbers: {name}"):
@@ -128,13 +156,15 @@ with tabs[1]:
     st.plotly_chart(metric_bars(reports, METRIC_GROUPS["Steerability (lower is better)"]), width="stretch")
 with tabs[2]:
     st.plotly_chart(metric_bars(reports, METRIC_GROUPS["Valid output coverage"]), width="stretch")
-    st.caption(f"{config.coverage_samples} samples at temperature {config.coverage_temperature:g} per held-out "
-               "diffuse-distribution prompt; yield is the mean number of distinct valid outputs per prompt.")
+    st.caption(
+        f"{config.coverage_samples} samples at temperature {config.coverage_temperature:g} per held-out "
+        "diffuse-distribution prompt; yield is the mean number of distinct valid outputs per prompt."
+    )
 with tabs[3]:
     for title in ("Distributional alignment (JS, lower is better)", "Alignment: mode match"):
         st.plotly_chart(metric_bars(reports, METRIC_GROUPS[title], title), width="stretch")
     which = st.selectbox("Per opinion group for", list(comparison.report_folders))
-    table = pd.read_parquet(comparison.report_folders[which] / "alignment.parquet")
+    table = EvaluationArtifact(comparison.report_folders[which]).table("alignment")
     if len(table):
         st.plotly_chart(alignment_by_group(table), width="stretch")
 with tabs[4]:
@@ -142,24 +172,40 @@ with tabs[4]:
     for report in reports:
         if report.get("reward"):
             reward = report["reward"]
-            st.markdown(f"**{report['target']}**: shaped reward ({reward['reward']}) mean {reward['tuned_mean']:+.3f} "
-                        f"vs base {reward['base_mean']:+.3f}; win rate {reward['win_rate']:.2f} over "
-                        f"{reward['prompts']} prompts.")
+            st.markdown(
+                f"**{report['target']}**: shaped reward ({reward['reward']}) mean {reward['tuned_mean']:+.3f} "
+                f"vs base {reward['base_mean']:+.3f}; win rate {reward['win_rate']:.2f} over "
+                f"{reward['prompts']} prompts."
+            )
         if report.get("preference"):
             p = report["preference"]
-            st.markdown(f"**{report['target']}**: implicit reward accuracy {p['accuracy']:.2f} on {p['pairs']} "
-                        f"held-out pairs (β = {p['beta']:g}).")
+            st.markdown(
+                f"**{report['target']}**: implicit reward accuracy {p['accuracy']:.2f} on {p['pairs']} "
+                f"held-out pairs (β = {p['beta']:g})."
+            )
 with tabs[5]:
     st.plotly_chart(faithfulness_points(reports), width="stretch")
 with tabs[6]:
     st.plotly_chart(metric_bars(reports, METRIC_GROUPS["Diversity of generations"]), width="stretch")
 with tabs[7]:
-    prevalence = (pd.concat([t.assign(model=n) for n, t in comparison.prevalence.items()], ignore_index=True)
-                  if comparison.prevalence else comparison.base_prevalence)
+    prevalence = (
+        pd.concat([t.assign(model=n) for n, t in comparison.prevalence.items()], ignore_index=True)
+        if comparison.prevalence
+        else comparison.base_prevalence
+    )
     # Built when clicked (the HTML carries plotly.js inline, several MB), not on every rerun.
-    st.download_button("Report (HTML)", lambda: export_html(reports, all_figures(reports, comparison.prevalence),
-                                                            prevalence),
-                       file_name="spectrum-evaluation.html", mime="text/html", on_click="ignore")
-    st.download_button("Report (JSON)", lambda: export_json(reports, prevalence), file_name="spectrum-evaluation.json",
-                       mime="application/json", on_click="ignore")
+    st.download_button(
+        "Report (HTML)",
+        lambda: export_html(reports, all_figures(reports, comparison.prevalence), prevalence),
+        file_name="spectrum-evaluation.html",
+        mime="text/html",
+        on_click="ignore",
+    )
+    st.download_button(
+        "Report (JSON)",
+        lambda: export_json(reports, prevalence),
+        file_name="spectrum-evaluation.json",
+        mime="application/json",
+        on_click="ignore",
+    )
     st.caption("Both carry each model's run configuration, plan and audit identifiers and the evaluation settings.")

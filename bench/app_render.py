@@ -27,17 +27,18 @@ PAGES = ["dataset", "audit", "concepts", "interventions"]
 
 def ensure_full_audit(root: Path) -> int:
     from spectrum_core.audit.pipeline import AuditConfig
-    from spectrum_core.audit.runner import run_audit_in_workspace
     from spectrum_core.audit.review import AuditView
+    from spectrum_core.audit.runner import run_audit_in_workspace
     from spectrum_core.workspace import Workspace
 
     workspace = Workspace(root)
     started = time.perf_counter()
-    outcome = run_audit_in_workspace(workspace, HH, AuditConfig(), log=lambda m: None)
+    outcome = run_audit_in_workspace(workspace, HH, AuditConfig())
     if not outcome.reused:
         print(f"made the full HH audit in {time.perf_counter() - started:.0f} s")
-    audit_id = min(j["id"] for j in workspace.jobs("audit") if j["artifact_key"] == outcome.artifact_key
-                   and j["status"] == "succeeded")
+    audit_id = min(
+        j.id for j in workspace.jobs("audit") if j.artifact_key == outcome.artifact_key and j.status == "succeeded"
+    )
     if not workspace.current_decisions(audit_id):
         view = AuditView.load(outcome.folder)
         directed = view.concepts[view.concepts["direction"] != "none"].sort_values("rank")["concept_id"]
@@ -60,9 +61,9 @@ def full_audit_plan(root: Path, newest: bool = True):
 
     audit_id = ensure_full_audit(root)
     workspace = Workspace(root)
-    folder = workspace.find_artifact(workspace.job(audit_id)["artifact_key"])
+    folder = workspace.find_artifact(workspace.job(audit_id).artifact_key)
     view = AuditView.load(folder)
-    dataset = workspace.load_dataset(workspace.job(audit_id)["dataset_id"])
+    dataset = workspace.load_dataset(workspace.job(audit_id).dataset_id)
     plans = workspace.plans(audit_id)  # newest first
     if plans:
         saved = load_plan(workspace, plans[0 if newest else -1]["id"])
@@ -90,8 +91,7 @@ def time_page(name: str, audit_id: int, runs: int = 4) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--workspace", type=Path,
-                        default=Path(tempfile.gettempdir()) / "spectrum-bench-full-hh")
+    parser.add_argument("--workspace", type=Path, default=Path(tempfile.gettempdir()) / "spectrum-bench-full-hh")
     args = parser.parse_args()
     os.environ["SPECTRUM_WORKSPACE"] = str(args.workspace)
     os.chdir(ROOT)

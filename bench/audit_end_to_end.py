@@ -19,9 +19,23 @@ HH = ROOT / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
 def timed_audit(extra: list[str]) -> tuple[float, str]:
     with tempfile.TemporaryDirectory() as workspace:
         started = time.perf_counter()
-        result = subprocess.run([sys.executable, "-m", "spectrum_core.cli", "--workspace", workspace,
-                                 "audit", str(HH), "--top", "10", *extra],
-                                capture_output=True, text=True, check=True)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "spectrum_core.cli",
+                "--workspace",
+                workspace,
+                "audit",
+                str(HH),
+                "--top",
+                "10",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return time.perf_counter() - started, result.stdout
 
 

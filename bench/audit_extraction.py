@@ -24,8 +24,7 @@ def matmul_rate(model, layer: int, n_tokens: int = 8192) -> float:
     """FLOP/s of the pass's own linear layers applied to ``n_tokens`` tokens, in its dtype."""
     from spectrum_core.audit.activations import decoder_layers
 
-    weights = [p for block in decoder_layers(model)[: layer + 1]
-               for p in block.parameters() if p.dim() == 2]
+    weights = [p for block in decoder_layers(model)[: layer + 1] for p in block.parameters() if p.dim() == 2]
     inputs = {w.shape[1]: torch.randn(n_tokens, w.shape[1], dtype=w.dtype) for w in weights}
 
     def run():
@@ -49,7 +48,7 @@ def main() -> None:
     from spectrum_core.models import load_model
 
     n_pairs = int(sys.argv[1]) if len(sys.argv) > 1 else 500
-    loaded = load_model("bundled", progress=lambda m: None)
+    loaded = load_model("bundled")
     layer = default_layer(loaded.model)
     params = matmul_params(loaded.model, layer)
     rate = matmul_rate(loaded.model, layer)
@@ -66,18 +65,26 @@ def main() -> None:
         started = time.perf_counter()
         _, metrics = train_sae(training, Path(folder) / "sae", SAETrainingConfig(), device=loaded.device)
         sae_seconds = time.perf_counter() - started
-    print(f"model: bundled SmolLM2-135M-Instruct, blocks 0..{layer}, {params / 1e6:.1f}M matmul "
-          f"weights, {loaded.dtype}, {torch.get_num_threads()} threads")
+    print(
+        f"model: bundled SmolLM2-135M-Instruct, blocks 0..{layer}, {params / 1e6:.1f}M matmul "
+        f"weights, {loaded.dtype}, {torch.get_num_threads()} threads"
+    )
     print(f"matmul rate: {rate / 1e9:.0f} GFLOP/s before, {rate_after / 1e9:.0f} after extraction")
     print("| measurement | result |\n|---|---|")
-    print(f"| extraction, {n_pairs} HH pairs ({tokens:,} real tokens, {store.manifest['n_response_tokens']:,} "
-          f"response tokens kept) | {seconds:.1f} s, {measured:,.0f} tokens/s |")
-    print(f"| matmul floor (2 FLOPs × {params / 1e6:.1f}M weights per token at {rate / 1e9:.0f} GFLOP/s) "
-          f"| {floor:,.0f} tokens/s |")
+    print(
+        f"| extraction, {n_pairs} HH pairs ({tokens:,} real tokens, {store.manifest['n_response_tokens']:,} "
+        f"response tokens kept) | {seconds:.1f} s, {measured:,.0f} tokens/s |"
+    )
+    print(
+        f"| matmul floor (2 FLOPs × {params / 1e6:.1f}M weights per token at {rate / 1e9:.0f} GFLOP/s) "
+        f"| {floor:,.0f} tokens/s |"
+    )
     print(f"| ratio measured / floor (target ≥ 0.6) | {measured / floor:.2f} |")
-    print(f"| SAE training, {info['n_tokens']:,} tokens, {metrics['width']} latents, k={metrics['k']}, "
-          f"{metrics['training_samples']:,} samples | {sae_seconds:.1f} s (explained variance "
-          f"{metrics['explained_variance']:.3f}, dead {metrics['dead_fraction']:.1%}) |")
+    print(
+        f"| SAE training, {info['n_tokens']:,} tokens, {metrics['width']} latents, k={metrics['k']}, "
+        f"{metrics['training_samples']:,} samples | {sae_seconds:.1f} s (explained variance "
+        f"{metrics['explained_variance']:.3f}, dead {metrics['dead_fraction']:.1%}) |"
+    )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ n, folder = int(sys.argv[1]), sys.argv[2]
 pairs = load_preferences(sys.argv[3]).pairs
 pairs = pd.concat([pairs] * (n // len(pairs) + 1), ignore_index=True).head(n)
 pairs["pair_id"] = [f"{i:016x}" for i in range(n)]
-loaded = load_model("bundled", progress=lambda m: None)
+loaded = load_model("bundled")
 started = time.perf_counter()
 store = extract_activations(loaded, pairs, folder)
 print(store.manifest["n_tokens_total"], time.perf_counter() - started)
@@ -39,16 +39,28 @@ def main() -> None:
     n_pairs = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
-        result = subprocess.run([sys.executable, "-c", CHILD, str(n_pairs), folder,
-                                 str(ROOT / "data" / "hh-rlhf-harmless-base-test.jsonl.gz")],
-                                capture_output=True, text=True, check=True)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                CHILD,
+                str(n_pairs),
+                folder,
+                str(ROOT / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         wall = time.perf_counter() - started
         disk = sum(p.stat().st_size for p in Path(folder).glob("*"))
     tokens, seconds = result.stdout.split()[-2:]
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 / 1024  # KiB -> GiB
     print("| measurement | result |\n|---|---|")
-    print(f"| peak memory extracting {n_pairs:,} pairs ({int(tokens):,} tokens, "
-          f"{float(seconds):.0f} s, {disk / 1e9:.1f} GB of shards) | {peak:.2f} GiB |")
+    print(
+        f"| peak memory extracting {n_pairs:,} pairs ({int(tokens):,} tokens, "
+        f"{float(seconds):.0f} s, {disk / 1e9:.1f} GB of shards) | {peak:.2f} GiB |"
+    )
     print(f"(wall time including model load: {wall:.0f} s)")
 
 

@@ -28,9 +28,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["SPECTRUM_WORKSPACE"] = str(args.workspace)
     sys.path.insert(0, str(ROOT / "bench"))
-    from app_render import full_audit_plan
-
     import pandas as pd
+    from app_render import full_audit_plan
 
     from spectrum_core.interventions import save_plan, shape_pairs
     from spectrum_core.metrics.config import eval_preset
@@ -44,10 +43,16 @@ def main() -> None:
     # The oldest plan: the decisions bench/app_render.py made (the twin below is saved after it).
     workspace, audit_id, folder, view, dataset, shaped_plan = full_audit_plan(args.workspace, newest=False)
     # The unshaped twin: the same decisions, every data intervention "none" (DPO sees the original pairs).
-    twin = dataclasses.replace(shaped_plan.plan, concepts=[dataclasses.replace(c, intervention="none")
-                                                            for c in shaped_plan.plan.concepts])
-    twin_plan = save_plan(workspace, twin, shape_pairs(twin, pd.Index(dataset.pairs["pair_id"]), view.pair_ids,
-                                                       view.delta_array), dataset, user="bench")
+    twin = dataclasses.replace(
+        shaped_plan.plan, concepts=[dataclasses.replace(c, intervention="none") for c in shaped_plan.plan.concepts]
+    )
+    twin_plan = save_plan(
+        workspace,
+        twin,
+        shape_pairs(twin, pd.Index(dataset.pairs["pair_id"]), view.pair_ids, view.delta_array),
+        dataset,
+        user="bench",
+    )
     print("plan:", [(c.concept_id, c.action, c.intervention, c.label[:40]) for c in shaped_plan.plan.concepts])
 
     runs = {}
@@ -56,9 +61,9 @@ def main() -> None:
         config.plan_id = saved.plan_id
         started = time.perf_counter()
         run_tuning(workspace, config)
-        key = tuning_key(config, saved.plan.plan_hash)[0]
+        key = tuning_key(workspace, config)
         # the job that trained it (a later identical request makes a job that only reuses it)
-        runs[name] = min(j["id"] for j in workspace.jobs("tune") if j["artifact_key"] == key)
+        runs[name] = min(j.id for j in workspace.jobs("tune") if j.artifact_key == key)
         print(f"{name}: run {runs[name]} ({time.perf_counter() - started:.0f} s)", flush=True)
 
     config = eval_preset("cpu-demo")
@@ -68,10 +73,13 @@ def main() -> None:
         result = run_evaluation(workspace, run, config, audit_job_id=audit_id)
         times[run] = time.perf_counter() - started
         report = load_report(result)
-        print(f"evaluated {report['target']} in {times[run]:.0f} s (sections: "
-              + ", ".join(f"{k} {v:.0f} s" for k, v in report["runtime_seconds"].items()) + ")", flush=True)
-    comparison = gather(workspace, [str(runs["shaped"]), str(runs["twin"])], config, audit_id,
-                        load_audit_saes(folder))
+        print(
+            f"evaluated {report['target']} in {times[run]:.0f} s (sections: "
+            + ", ".join(f"{k} {v:.0f} s" for k, v in report["runtime_seconds"].items())
+            + ")",
+            flush=True,
+        )
+    comparison = gather(workspace, [str(runs["shaped"]), str(runs["twin"])], config, audit_id, load_audit_saes(folder))
     table = comparison_table(comparison.reports)
     table.columns = ["base", f"shaped (run {runs['shaped']})", f"unshaped twin (run {runs['twin']})"]
     print("\n| metric | " + " | ".join(table.columns) + " |")
@@ -82,9 +90,11 @@ def main() -> None:
     for name, prevalence in comparison.prevalence.items():
         print(f"\n{name}: concept prevalence (mean activation, paired change with 95% CI, firing rate)")
         for row in prevalence.itertuples():
-            print(f"| {row.concept_id} | {row.action} | {row.label[:40]} | {row.base_mean:.3f} → {row.tuned_mean:.3f} "
-                  f"| {row.difference:+.3f} [{row.difference_low:+.3f}, {row.difference_high:+.3f}] | "
-                  f"{row.base_rate:.2f} → {row.tuned_rate:.2f} | {'FLAGGED' if row.flagged else ''} |")
+            print(
+                f"| {row.concept_id} | {row.action} | {row.label[:40]} | {row.base_mean:.3f} → {row.tuned_mean:.3f} "
+                f"| {row.difference:+.3f} [{row.difference_low:+.3f}, {row.difference_high:+.3f}] | "
+                f"{row.base_rate:.2f} → {row.tuned_rate:.2f} | {'FLAGGED' if row.flagged else ''} |"
+            )
     print("\n" + json.dumps({k: round(v, 1) for k, v in times.items()}))
 
 

@@ -37,17 +37,21 @@ def main() -> None:
     plan = saved.plan
     print("plan:", [(c.concept_id, c.action, c.intervention, c.label) for c in plan.concepts])
 
-    loaded = load_model("bundled", progress=lambda m: None)
+    loaded = load_model("bundled")
     started = time.perf_counter()
     _, report = fit_shaped_reward(loaded, folder, plan, dataset.pairs, saved.shaping(), RewardConfig())
     seconds = time.perf_counter() - started
-    print(f"\n| shaped reward on the full HH audit ({report.n_train} train pairs, {report.n_held_out} held out; "
-          f"fit {seconds:.0f} s) | before | after |\n|---|---|---|")
+    print(
+        f"\n| shaped reward on the full HH audit ({report.n_train} train pairs, {report.n_held_out} held out; "
+        f"fit {seconds:.0f} s) | before | after |\n|---|---|---|"
+    )
     print(f"| held-out pairwise accuracy | {report.accuracy_before:.3f} | {report.accuracy_after:.3f} |")
     for row in report.dependence:
         label = next(c.label for c in plan.concepts if c.concept_id == row["concept_id"])
-        print(f"| dependence on {row['concept_id']} ({row['action']}; {label[:40]}) | {row['before']:+.3f} | "
-              f"{row['after']:+.3f} |")
+        print(
+            f"| dependence on {row['concept_id']} ({row['action']}; {label[:40]}) | {row['before']:+.3f} | "
+            f"{row['after']:+.3f} |"
+        )
 
     print("\n| method, cpu-demo preset, bundled model | wall time |\n|---|---|")
     for method in [m for m in args.methods.split(",") if m]:
@@ -56,8 +60,11 @@ def main() -> None:
         config.seed = int(time.time()) % 100_000  # a fresh run, not a reused one
         started = time.perf_counter()
         run_tuning(workspace, config)
-        print(f"| {method} ({config.max_steps} steps, batch {config.batch_size}) | "
-              f"{(time.perf_counter() - started) / 60:.1f} min |", flush=True)
+        print(
+            f"| {method} ({config.max_steps} steps, batch {config.batch_size}) | "
+            f"{(time.perf_counter() - started) / 60:.1f} min |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

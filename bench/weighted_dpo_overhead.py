@@ -48,24 +48,49 @@ def main() -> None:
     from spectrum_core.models import load_model
     from spectrum_core.tuning.weighted_dpo import WeightedDPOTrainer, weighted_dpo_config
 
-    loaded = load_model("bundled", progress=lambda m: None)
+    loaded = load_model("bundled")
     pairs = load_preferences(ROOT / "data" / "hh-rlhf-harmless-base-test.jsonl.gz").pairs.head(64)
-    records = [{"prompt": list(r.prompt), "chosen": [{"role": "assistant", "content": r.chosen}],
-                "rejected": [{"role": "assistant", "content": r.rejected}]} for r in pairs.itertuples()]
+    records = [
+        {
+            "prompt": list(r.prompt),
+            "chosen": [{"role": "assistant", "content": r.chosen}],
+            "rejected": [{"role": "assistant", "content": r.rejected}],
+        }
+        for r in pairs.itertuples()
+    ]
     results: dict[str, list[float]] = {"TRL DPOTrainer": [], "WeightedDPOTrainer": []}
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(2):
-            for name, cls, rows in (("TRL DPOTrainer", DPOTrainer, records),
-                                    ("WeightedDPOTrainer", WeightedDPOTrainer, [dict(r, weight=1.0) for r in records])):
-                model = get_peft_model(copy.deepcopy(loaded.model),
-                                       LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM"))
-                config = weighted_dpo_config(output_dir=f"{tmp}/{name}-{repeat}", max_steps=args.steps,
-                                             per_device_train_batch_size=4, max_length=384, learning_rate=1e-4,
-                                             bf16=True, use_cpu=True, seed=0, save_strategy="no",
-                                             logging_steps=1000, disable_tqdm=True, precompute_ref_batch_size=8)
+            for name, cls, rows in (
+                ("TRL DPOTrainer", DPOTrainer, records),
+                ("WeightedDPOTrainer", WeightedDPOTrainer, [dict(r, weight=1.0) for r in records]),
+            ):
+                model = get_peft_model(
+                    copy.deepcopy(loaded.model),
+                    LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM"),
+                )
+                config = weighted_dpo_config(
+                    output_dir=f"{tmp}/{name}-{repeat}",
+                    max_steps=args.steps,
+                    per_device_train_batch_size=4,
+                    max_length=384,
+                    learning_rate=1e-4,
+                    bf16=True,
+                    use_cpu=True,
+                    seed=0,
+                    save_strategy="no",
+                    logging_steps=1000,
+                    disable_tqdm=True,
+                    precompute_ref_batch_size=8,
+                )
                 timer = StepTimer()
-                trainer = cls(model, args=config, train_dataset=Dataset.from_list(rows),
-                              processing_class=loaded.tokenizer, callbacks=[timer])
+                trainer = cls(
+                    model,
+                    args=config,
+                    train_dataset=Dataset.from_list(rows),
+                    processing_class=loaded.tokenizer,
+                    callbacks=[timer],
+                )
                 trainer.train()
                 results[name] += timer.times[2:]
                 print(f"{name} run {repeat + 1}: median step {statistics.median(timer.times[2:]):.3f} s")

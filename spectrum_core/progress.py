@@ -1,5 +1,7 @@
 """Progress reporting shared by long work: a callback ``progress(stage, done, total, **info)``.
 
+This is the one progress contract in Spectrum (messages for people go through ``logging``).
+
 The CLI shows it as a progress bar per stage; a job writes it as JSON lines that the app reads
 to draw the same numbers (stage, counts, elapsed and remaining time).
 """
@@ -8,8 +10,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 
 class Progress(Protocol):
@@ -47,8 +50,14 @@ class ProgressLog:
         self._last_write[stage] = now
         elapsed = now - started
         eta = elapsed / done * (total - done) if done and total else None
-        record = {"t": round(now, 3), "stage": stage, "done": done, "total": total,
-                  "elapsed": round(elapsed, 2), "eta": None if eta is None else round(eta, 2)}
+        record = {
+            "t": round(now, 3),
+            "stage": stage,
+            "done": done,
+            "total": total,
+            "elapsed": round(elapsed, 2),
+            "eta": None if eta is None else round(eta, 2),
+        }
         record.update({k: v for k, v in info.items() if k != "elapsed"})
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, default=str) + "\n")
@@ -80,8 +89,9 @@ class TqdmProgress:
 
         bar = self.bars.get(stage)
         if bar is None:
-            bar = self.bars[stage] = tqdm(total=total, desc=stage, unit=info.get("unit", "it"),
-                                          unit_scale=True, **self.kwargs)
+            bar = self.bars[stage] = tqdm(
+                total=total, desc=stage, unit=info.get("unit", "it"), unit_scale=True, **self.kwargs
+            )
         bar.total = total
         bar.update(done - bar.n)
         if total and done >= total:
@@ -90,3 +100,7 @@ class TqdmProgress:
     def close(self) -> None:
         for bar in self.bars.values():
             bar.close()
+
+
+def quiet(stage: str, done: int, total: int, **info) -> None:
+    """A progress callback that reports nothing."""

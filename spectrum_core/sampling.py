@@ -7,9 +7,19 @@ import torch
 
 
 @torch.no_grad()
-def sample_responses(model, tokenizer, prompts: list[list[dict]], *, n: int = 1, temperature: float = 1.0,
-                     max_new_tokens: int = 64, batch_size: int = 16, seed: int | None = 0,
-                     top_k: int | None = 0, on_batch=None) -> list[list[str]]:
+def sample_responses(
+    model,
+    tokenizer,
+    prompts: list[list[dict]],
+    *,
+    n: int = 1,
+    temperature: float = 1.0,
+    max_new_tokens: int = 64,
+    batch_size: int = 16,
+    seed: int | None = 0,
+    top_k: int | None = 0,
+    on_batch=None,
+) -> list[list[str]]:
     """``n`` responses per prompt (chat messages), each as decoded text without special tokens.
 
     ``seed``: sample from this seed (the global RNG state is restored after); None samples from
@@ -26,16 +36,25 @@ def sample_responses(model, tokenizer, prompts: list[list[dict]], *, n: int = 1,
     tokenizer.padding_side = "left"
     try:
         for start in range(0, len(jobs), batch_size):
-            chunk = jobs[start:start + batch_size]
-            batch = tokenizer([t for _, t in chunk], return_tensors="pt", padding=True,
-                              add_special_tokens=False).to(device)
-            sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0} if temperature > 0 \
+            chunk = jobs[start : start + batch_size]
+            batch = tokenizer([t for _, t in chunk], return_tensors="pt", padding=True, add_special_tokens=False).to(
+                device
+            )
+            sampling = (
+                {"do_sample": True, "temperature": temperature, "top_p": 1.0}
+                if temperature > 0
                 else {"do_sample": False}
+            )
             if temperature > 0 and top_k is not None:
                 sampling["top_k"] = top_k
-            generated = model.generate(**batch, **sampling, max_new_tokens=max_new_tokens,
-                                       pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-            new = generated[:, batch["input_ids"].shape[1]:]
+            generated = model.generate(
+                **batch,
+                **sampling,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+            new = generated[:, batch["input_ids"].shape[1] :]
             for (owner, _), text in zip(chunk, tokenizer.batch_decode(new, skip_special_tokens=True)):
                 results[owner].append(text.strip())
             if on_batch:

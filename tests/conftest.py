@@ -23,7 +23,7 @@ def bundled_model():
     """SmolLM2-135M-Instruct, converted once into the model cache and loaded from there."""
     from spectrum_core.models import load_model
 
-    return load_model("bundled", progress=lambda message: None)
+    return load_model("bundled")
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +35,7 @@ def small_audit_source(tmp_path_factory, bundled_model):
 
     root = tmp_path_factory.mktemp("small-audit")
     config = AuditConfig(max_pairs=60, max_prompt_tokens=96, max_response_tokens=96, sae_training_tokens=60_000)
-    outcome = run_audit_in_workspace(Workspace(root), LLAMAFACTORY_FILE, config, log=lambda m: None)
+    outcome = run_audit_in_workspace(Workspace(root), LLAMAFACTORY_FILE, config)
     return root, outcome
 
 
@@ -65,13 +65,25 @@ def tiny_model(bundled_model, tmp_path_factory):
     from spectrum_core.models import LoadedModel
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(bundled_model.tokenizer), hidden_size=64,
-                         intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
-                         num_key_value_heads=2, max_position_embeddings=2048)
+    config = LlamaConfig(
+        vocab_size=len(bundled_model.tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+    )
     model = LlamaForCausalLM(config).eval()
     folder = tmp_path_factory.mktemp("tiny-llama")
-    return LoadedModel(model=model, tokenizer=bundled_model.tokenizer, spec="tiny-random",
-                       path=folder, device="cpu", dtype=torch.float32)
+    return LoadedModel(
+        model=model,
+        tokenizer=bundled_model.tokenizer,
+        spec="tiny-random",
+        path=folder,
+        device="cpu",
+        dtype=torch.float32,
+    )
 
 
 def save_suppress_top_plan(workspace, outcome):
@@ -85,16 +97,28 @@ def save_suppress_top_plan(workspace, outcome):
     target = view.concepts[(view.concepts["mode"] == "token") & (view.concepts["direction"] != "none")]
     workspace.decide(outcome.job_id, target.sort_values("rank")["concept_id"].iloc[0], "suppress", user="ana")
     plan = compile_plan(workspace, outcome.job_id, view)
-    dataset = workspace.load_dataset(workspace.job(outcome.job_id)["dataset_id"])
+    dataset = workspace.load_dataset(workspace.job(outcome.job_id).dataset_id)
     shaped = shape_pairs(plan, pd.Index(dataset.pairs["pair_id"]), view.pair_ids, view.delta_array)
     return save_plan(workspace, plan, shaped, dataset)
 
 
 # Evaluation settings small enough for tests: every section runs, on a handful of items.
-TINY_EVAL = dict(steer_families="coin,polis", steer_tasks_per_family=1, steer_samples=4, coverage_prompts=1,
-                 coverage_samples=8, polis_statements=2, ambient_items=2, prevalence_prompts=6,
-                 prevalence_max_new_tokens=12, preference_pairs=4, reward_pairs=30, grounded_questions=2,
-                 constraint_prompts=2, answer_max_new_tokens=12)
+TINY_EVAL = dict(
+    steer_families="coin,polis",
+    steer_tasks_per_family=1,
+    steer_samples=4,
+    coverage_prompts=1,
+    coverage_samples=8,
+    polis_statements=2,
+    ambient_items=2,
+    prevalence_prompts=6,
+    prevalence_max_new_tokens=12,
+    preference_pairs=4,
+    reward_pairs=30,
+    grounded_questions=2,
+    constraint_prompts=2,
+    answer_max_new_tokens=12,
+)
 
 
 @pytest.fixture(scope="session")
@@ -108,9 +132,8 @@ def evaluated_source(small_audit_source, tmp_path_factory):
 
     workspace, outcome = copy_small_audit(small_audit_source, tmp_path_factory.mktemp("evaluated"))
     saved = save_suppress_top_plan(workspace, outcome)
-    run_tuning(workspace, DPORunConfig(plan_id=saved.plan_id, max_steps=2, batch_size=2, max_length=384,
-                                       save_steps=10))
-    tune_job = workspace.jobs("tune")[0]["id"]
+    run_tuning(workspace, DPORunConfig(plan_id=saved.plan_id, max_steps=2, batch_size=2, max_length=384, save_steps=10))
+    tune_job = workspace.jobs("tune")[0].id
     config = EvalConfig(**TINY_EVAL)
     base = run_evaluation(workspace, "base", config, audit_job_id=outcome.job_id)
     tuned = run_evaluation(workspace, tune_job, config)

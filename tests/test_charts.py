@@ -17,10 +17,12 @@ def test_lengths_and_figures(hh_dataset):
 def test_training_curves_follow_the_progress_log():
     from spectrum_core.charts import training_curves
 
-    records = [{"stage": "train", "done": 0, "total": 3, "started_at_step": 0},
-               {"stage": "train", "done": 1, "total": 3, "loss": 0.69, "rewards_margins": 0.0},
-               {"stage": "train", "done": 2, "total": 3, "loss": 0.61, "rewards_margins": 0.2},
-               {"stage": "reset", "done": 1, "total": 1, "acceptance": 0.75}]
+    records = [
+        {"stage": "train", "done": 0, "total": 3, "started_at_step": 0},
+        {"stage": "train", "done": 1, "total": 3, "loss": 0.69, "rewards_margins": 0.0},
+        {"stage": "train", "done": 2, "total": 3, "loss": 0.61, "rewards_margins": 0.2},
+        {"stage": "reset", "done": 1, "total": 1, "acceptance": 0.75},
+    ]
     figure = training_curves(records, ("loss", "rewards_margins", "acceptance"))
     assert [list(trace.y) for trace in figure.data] == [[0.69, 0.61], [0.0, 0.2], [0.75]]
     assert figure.layout.xaxis3.title.text == "round" and figure.layout.xaxis.title.text == "step"

@@ -28,8 +28,22 @@ def test_bad_file_is_a_clean_error(tmp_path, capsys):
     assert main(["data", "inspect", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {path}: No accepted schema") and "Traceback" not in err
-    assert main(["data", "inspect", str(path), "--map", "prompt=question", "--map", "chosen=answer",
-                 "--map", "rejected=question"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "inspect",
+                str(path),
+                "--map",
+                "prompt=question",
+                "--map",
+                "chosen=answer",
+                "--map",
+                "rejected=question",
+            ]
+        )
+        == 0
+    )
 
 
 def test_data_add_and_workspace_info(tmp_path, capsys):
@@ -57,9 +71,22 @@ def test_unreachable_hub_model_is_one_line(capsys):
 
 
 def test_audit_command_runs_then_reuses(tmp_path, capsys, bundled_model):
-    args = ["--workspace", str(tmp_path / "ws"), "audit", str(LLAMAFACTORY_FILE), "--max-pairs", "40",
-            "--max-prompt-tokens", "96", "--max-response-tokens", "96", "--training-tokens", "60000",
-            "--top", "5"]
+    args = [
+        "--workspace",
+        str(tmp_path / "ws"),
+        "audit",
+        str(LLAMAFACTORY_FILE),
+        "--max-pairs",
+        "40",
+        "--max-prompt-tokens",
+        "96",
+        "--max-response-tokens",
+        "96",
+        "--training-tokens",
+        "60000",
+        "--top",
+        "5",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "Audit finished" in out and "Top 5 of" in out and "Joint L1 model on token" in out
@@ -74,13 +101,28 @@ def test_audit_with_too_few_pairs_is_a_clean_error(tmp_path, capsys):
     assert "at least 10 pairs" in capsys.readouterr().err
 
 
+def audit_cli_args(dataset_id: int, config) -> list[str]:
+    from spectrum_core.audit.config import AuditConfig
+    from spectrum_core.settings import cli_args
+
+    return ["audit", str(dataset_id), *cli_args(config, AuditConfig())]
+
+
 def test_audit_cli_args_round_trip():
-    from spectrum_core.audit.pipeline import AuditConfig
-    from spectrum_core.audit.runner import audit_cli_args
+    from spectrum_core.audit.config import AuditConfig
     from spectrum_core.cli import _audit_config, build_parser
 
-    config = AuditConfig(layer=10, sae="/tmp/sae", max_pairs=300, modes=("token",), pooling="mean",
-                         seed=3, dtype="bfloat16", sae_width=1024, max_prompt_tokens=256)
+    config = AuditConfig(
+        layer=10,
+        sae="/tmp/sae",
+        max_pairs=300,
+        modes=("token",),
+        pooling="mean",
+        seed=3,
+        dtype="bfloat16",
+        sae_width=1024,
+        max_prompt_tokens=256,
+    )
     parsed = _audit_config(build_parser().parse_args(audit_cli_args(7, config)))
     assert parsed == config
     assert audit_cli_args(7, AuditConfig()) == ["audit", "7"]

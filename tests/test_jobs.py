@@ -38,16 +38,21 @@ def workspace(tmp_path, bundled_model):
     workspace = Workspace(tmp_path / "ws")
     yield workspace
     for job in workspace.jobs():  # never leave a job running after the test
-        jobs.stop_job(workspace, job["id"], grace_seconds=2)
+        jobs.stop_job(workspace, job.id, grace_seconds=2)
 
 
 def test_job_runs_to_the_end_and_reports(workspace):
     record = workspace.add_dataset(LLAMAFACTORY_FILE)
-    job_id = jobs.start_job(workspace, "audit", ["audit", str(record["id"]), "--max-pairs", "30", *SMALL],
-                            {"test": "finish"}, dataset_id=record["id"])
+    job_id = jobs.start_job(
+        workspace,
+        "audit",
+        ["audit", str(record["id"]), "--max-pairs", "30", *SMALL],
+        {"test": "finish"},
+        dataset_id=record["id"],
+    )
     final = wait_for(lambda: (v := jobs.view(workspace, job_id)) and not v.active and v)
     assert final.status == "succeeded", final.log_tail
-    assert workspace.find_artifact(final.job["artifact_key"]) is not None
+    assert workspace.find_artifact(final.job.artifact_key) is not None
     assert {"activations", "sae", "statistics"} <= set(final.stages)
     assert final.stages["statistics"]["done"] == final.stages["statistics"]["total"]
     assert "Audit finished" in final.log_tail
@@ -57,9 +62,12 @@ def test_stop_ends_the_process_tree_and_resume_continues(workspace):
     record = workspace.add_dataset(HH_FILE)
     args = ["audit", str(record["id"]), "--max-pairs", "600", *SMALL]
     job_id = jobs.start_job(workspace, "audit", args, {"test": "stop"}, dataset_id=record["id"])
-    pid = workspace.job(job_id)["pid"]
+    pid = workspace.job(job_id).pid
     pgid = os.getpgid(pid)
-    shards = lambda: sorted(workspace.artifacts_dir.glob("activations-*/shard-*.safetensors"))
+
+    def shards():
+        return sorted(workspace.artifacts_dir.glob("activations-*/shard-*.safetensors"))
+
     wait_for(lambda: len(shards()) >= 1)
     stopped = jobs.stop_job(workspace, job_id)
     assert stopped["status"] == "stopped" and not group_alive(pgid)
@@ -77,12 +85,17 @@ def test_stop_ends_the_process_tree_and_resume_continues(workspace):
 
 def test_killed_job_shows_as_failed(workspace):
     record = workspace.add_dataset(HH_FILE)
-    job_id = jobs.start_job(workspace, "audit", ["audit", str(record["id"]), "--max-pairs", "600", *SMALL],
-                            {"test": "kill"}, dataset_id=record["id"])
-    wait_for(lambda: workspace.job(job_id)["status"] == "running")
-    os.killpg(os.getpgid(workspace.job(job_id)["pid"]), signal.SIGKILL)
+    job_id = jobs.start_job(
+        workspace,
+        "audit",
+        ["audit", str(record["id"]), "--max-pairs", "600", *SMALL],
+        {"test": "kill"},
+        dataset_id=record["id"],
+    )
+    wait_for(lambda: workspace.job(job_id).status == "running")
+    os.killpg(os.getpgid(workspace.job(job_id).pid), signal.SIGKILL)
     job = wait_for(lambda: (j := jobs.refresh(workspace, job_id))["status"] == "failed" and j)
-    assert "ended without reporting" in job["error"]
+    assert "ended without reporting" in job.error
 
 
 def test_stop_leaves_the_process_of_a_finished_job_alone(tmp_path):

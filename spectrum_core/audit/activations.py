@@ -18,9 +18,9 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -52,9 +52,15 @@ class _StopForward(Exception):
 
 def decoder_layers(model) -> torch.nn.ModuleList:
     """The list of transformer blocks of a Hugging Face causal LM, for the common layouts."""
-    for path in ("model.layers", "model.model.layers", "base_model.model.model.layers", "transformer.h",
-                 "gpt_neox.layers",
-                 "model.decoder.layers", "transformer.blocks"):
+    for path in (
+        "model.layers",
+        "model.model.layers",
+        "base_model.model.model.layers",
+        "transformer.h",
+        "gpt_neox.layers",
+        "model.decoder.layers",
+        "transformer.blocks",
+    ):
         module = model
         for name in path.split("."):
             module = getattr(module, name, None)
@@ -82,8 +88,12 @@ def _base_model(model):
 def matmul_params(model, layer: int) -> int:
     """Parameters the pass multiplies each token by: the weights of blocks 0..layer. The
     embedding is a lookup, not a multiply, and the head never runs."""
-    return sum(p.numel() for block in decoder_layers(model)[: layer + 1]
-               for name, p in block.named_parameters() if p.dim() == 2)
+    return sum(
+        p.numel()
+        for block in decoder_layers(model)[: layer + 1]
+        for name, p in block.named_parameters()
+        if p.dim() == 2
+    )
 
 
 def tokenize_responses(tokenizer, prompts, responses, config: ActivationConfig) -> list[dict]:
@@ -98,7 +108,7 @@ def tokenize_responses(tokenizer, prompts, responses, config: ActivationConfig) 
         if key not in rendered:
             messages = list(prompt) or [{"role": "user", "content": ""}]
             prefix = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-            rendered[key] = tokenizer(prefix, add_special_tokens=False)["input_ids"][-config.max_prompt_tokens:]
+            rendered[key] = tokenizer(prefix, add_special_tokens=False)["input_ids"][-config.max_prompt_tokens :]
         prefix_ids = rendered[key]
         response_ids = tokenizer(text, add_special_tokens=False)["input_ids"][: config.max_response_tokens]
         if not response_ids:  # an empty generation; keep one token so spans exist
@@ -119,7 +129,7 @@ def tokenize_pairs(tokenizer, pairs, config: ActivationConfig) -> list[dict]:
 def _plan(records: list[dict], config: ActivationConfig) -> list[list[int]]:
     """Responses sorted by length (stable), cut into shards of ``shard_size``."""
     order = sorted(range(len(records)), key=lambda i: (len(records[i]["ids"]), i))
-    return [order[i:i + config.shard_size] for i in range(0, len(order), config.shard_size)]
+    return [order[i : i + config.shard_size] for i in range(0, len(order), config.shard_size)]
 
 
 def _batches(indices: list[int], records: list[dict], tokens_per_batch: int) -> Iterator[list[int]]:
@@ -141,12 +151,16 @@ def _manifest(loaded: LoadedModel, pairs, records, shards, config: ActivationCon
     pair_ids = list(pairs["pair_id"])
     return {
         "format": "spectrum-activations-v1",
-        "model": loaded.spec, "model_path": str(loaded.path), "layer": layer,
-        "hook_name": hook_name(layer), "d_model": int(loaded.model.config.hidden_size),
+        "model": loaded.spec,
+        "model_path": str(loaded.path),
+        "layer": layer,
+        "hook_name": hook_name(layer),
+        "d_model": int(loaded.model.config.hidden_size),
         "dtype": str(loaded.dtype).removeprefix("torch."),
         "config": asdict(config),
         "pair_ids_sha256": hashlib.sha256("\n".join(pair_ids).encode()).hexdigest(),
-        "n_pairs": len(pair_ids), "n_responses": len(records),
+        "n_pairs": len(pair_ids),
+        "n_responses": len(records),
         "n_tokens_total": int(sum(len(r["ids"]) for r in records)),
         "n_response_tokens": int(sum(len(r["ids"]) - r["prefix"] for r in records)),
         "shards": shards,
@@ -154,8 +168,14 @@ def _manifest(loaded: LoadedModel, pairs, records, shards, config: ActivationCon
 
 
 @torch.inference_mode()
-def residuals(loaded: LoadedModel, records: list[dict], indices: list[int], layer: int,
-               config: ActivationConfig, on_batch: Callable[[int], None]) -> dict[str, torch.Tensor]:
+def residuals(
+    loaded: LoadedModel,
+    records: list[dict],
+    indices: list[int],
+    layer: int,
+    config: ActivationConfig,
+    on_batch: Callable[[int], None],
+) -> dict[str, torch.Tensor]:
     """The residual stream after block ``layer`` on the response tokens of ``records[indices]``,
     concatenated (bfloat16, on the CPU), with token ids, per-response offsets and indices."""
     model = loaded.model
@@ -195,14 +215,26 @@ def residuals(loaded: LoadedModel, records: list[dict], indices: list[int], laye
     acts = torch.cat(pieces)
     offsets = torch.zeros(len(lengths) + 1, dtype=torch.int64)
     offsets[1:] = torch.cumsum(torch.tensor(lengths, dtype=torch.int64), 0)
-    return {"acts": acts.contiguous(), "norms": acts.float().norm(dim=-1),
-            "token_ids": torch.cat(token_pieces), "offsets": offsets,
-            "responses": torch.tensor(responses, dtype=torch.int64)}
+    return {
+        "acts": acts.contiguous(),
+        "norms": acts.float().norm(dim=-1),
+        "token_ids": torch.cat(token_pieces),
+        "offsets": offsets,
+        "responses": torch.tensor(responses, dtype=torch.int64),
+    }
 
 
-def extract_activations(loaded: LoadedModel, pairs, out_dir: Path, config: ActivationConfig | None = None,
-                        progress: ProgressFn | None = None, *, rank: int = 0, world_size: int = 1,
-                        stop_after_shards: int | None = None) -> "ActivationStore":
+def extract_activations(
+    loaded: LoadedModel,
+    pairs,
+    out_dir: Path,
+    config: ActivationConfig | None = None,
+    progress: ProgressFn | None = None,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    stop_after_shards: int | None = None,
+) -> ActivationStore:
     """Write response-token activations for ``pairs`` under ``out_dir``; resume if present.
 
     ``stop_after_shards`` ends the run after that many new shards (used to test resuming)."""
@@ -244,8 +276,7 @@ def extract_activations(loaded: LoadedModel, pairs, out_dir: Path, config: Activ
             nonlocal done_tokens
             done_tokens += n_tokens
             if progress:
-                progress("activations", done_tokens, total_tokens, unit="tokens",
-                         elapsed=time.perf_counter() - started)
+                progress("activations", done_tokens, total_tokens, unit="tokens", elapsed=time.perf_counter() - started)
 
         tensors = residuals(loaded, records, shards[shard_index], layer, config, on_batch)
         tmp = path.with_suffix(f".tmp-{os.getpid()}")
@@ -306,5 +337,9 @@ class ActivationStore:
         norms = torch.cat([s["norms"] for s in shards])
         limit = float(norms.median()) * outlier_ratio
         acts = torch.cat([s["acts"][s["norms"] <= limit] for s in shards])
-        return acts, {"n_tokens": int(norms.numel()), "n_outliers": int((norms > limit).sum()),
-                      "median_norm": float(norms.median()), "outlier_norm_limit": limit}
+        return acts, {
+            "n_tokens": int(norms.numel()),
+            "n_outliers": int((norms > limit).sum()),
+            "median_norm": float(norms.median()),
+            "outlier_norm_limit": limit,
+        }

@@ -41,8 +41,7 @@ class ResponseFeatures:
     def pooled(self, pooling: str) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         if pooling not in ("max", "mean"):
             raise ValueError(f"pooling is max or mean, not {pooling!r}")
-        return ((self.chosen_max, self.rejected_max) if pooling == "max"
-                else (self.chosen_mean, self.rejected_mean))
+        return (self.chosen_max, self.rejected_max) if pooling == "max" else (self.chosen_mean, self.rejected_mean)
 
 
 @torch.no_grad()
@@ -62,12 +61,12 @@ def encode_responses(store: ActivationStore, sae, *, chunk: int = 8192, progress
         owner = np.repeat(np.arange(len(responses)), lengths)  # row within shard per token
         position = np.arange(len(owner)) - np.repeat(offsets[:-1].numpy(), lengths)
         for row, response in enumerate(responses.tolist()):
-            token_ids[response] = shard["token_ids"][offsets[row]:offsets[row + 1]].numpy()
+            token_ids[response] = shard["token_ids"][offsets[row] : offsets[row + 1]].numpy()
             response_tokens[response] = lengths[row]
         pooled_max = torch.zeros(len(responses), d_sae)
         pooled_sum = torch.zeros(len(responses), d_sae)
         for start in range(0, acts.shape[0], chunk):
-            x = acts[start:start + chunk].float().to(device)
+            x = acts[start : start + chunk].float().to(device)
             features = sae.encode(x).float().cpu()
             token_index, latent = features.nonzero(as_tuple=True)
             values = features[token_index, latent]
@@ -96,11 +95,15 @@ def encode_responses(store: ActivationStore, sae, *, chunk: int = 8192, progress
     full_max = sp.csr_matrix((np.concatenate(vals_max), (rows, cols)), shape=(n_responses, d_sae))
     full_mean = sp.csr_matrix((np.concatenate(vals_mean), (rows, cols)), shape=(n_responses, d_sae))
     return ResponseFeatures(
-        chosen_max=full_max[0::2], rejected_max=full_max[1::2],
-        chosen_mean=full_mean[0::2], rejected_mean=full_mean[1::2],
+        chosen_max=full_max[0::2],
+        rejected_max=full_max[1::2],
+        chosen_mean=full_mean[0::2],
+        rejected_mean=full_mean[1::2],
         response_tokens=response_tokens,
-        token_response=np.concatenate(t_resp), token_position=np.concatenate(t_pos),
-        token_latent=np.concatenate(t_lat), token_value=np.concatenate(t_val),
+        token_response=np.concatenate(t_resp),
+        token_position=np.concatenate(t_pos),
+        token_latent=np.concatenate(t_lat),
+        token_value=np.concatenate(t_val),
         token_ids=token_ids,
     )
 
@@ -150,7 +153,8 @@ def token_activations(features: ResponseFeatures, wanted: list[tuple[int, int, f
     token_keys = features.token_latent.astype(np.int64) * n_responses + features.token_response
     hit = np.isin(token_keys, keys)
     result = {(f, r): np.zeros(features.response_tokens[r], dtype=np.float32) for f, r, _ in wanted}
-    for key, pos, value in zip(token_keys[hit].tolist(), features.token_position[hit].tolist(),
-                               features.token_value[hit].tolist()):
+    for key, pos, value in zip(
+        token_keys[hit].tolist(), features.token_position[hit].tolist(), features.token_value[hit].tolist()
+    ):
         result[(key // n_responses, key % n_responses)][pos] = value
     return result

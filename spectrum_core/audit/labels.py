@@ -32,9 +32,18 @@ import numpy as np
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.metrics import roc_auc_score
 
+from ..errors import SpectrumError
+
 __all__ = [
-    "LLMEndpoint", "LLMLabeler", "LabelCache", "LabelingError", "contrastive_ngrams",
-    "offline_label", "parse_annotations", "parse_label_list", "top_activating_tokens",
+    "LLMEndpoint",
+    "LLMLabeler",
+    "LabelCache",
+    "LabelingError",
+    "contrastive_ngrams",
+    "offline_label",
+    "parse_annotations",
+    "parse_label_list",
+    "top_activating_tokens",
 ]
 
 logger = logging.getLogger(__name__)
@@ -90,14 +99,17 @@ def contrastive_ngrams(
     if top_k <= 0 or not (high or low):
         return []
     vectorizer = CountVectorizer(
-        lowercase=True, token_pattern=TOKEN_PATTERN, ngram_range=ngram_range, dtype=np.int64,
+        lowercase=True,
+        token_pattern=TOKEN_PATTERN,
+        ngram_range=ngram_range,
+        dtype=np.int64,
     )
     try:
         counts = vectorizer.fit_transform(high + low)
     except ValueError:  # empty vocabulary: no text had a single word in it
         return []
     y_high = np.asarray(counts[: len(high)].sum(axis=0), dtype=np.float64).ravel()
-    y_low = np.asarray(counts[len(high):].sum(axis=0), dtype=np.float64).ravel()
+    y_low = np.asarray(counts[len(high) :].sum(axis=0), dtype=np.float64).ravel()
     pooled = y_high + y_low
     alpha = prior_scale * pooled
     alpha_0 = alpha.sum()
@@ -125,7 +137,8 @@ def normalise_token(token: str) -> str:
 
 
 def top_activating_tokens(
-    token_records: Iterable[tuple[str, float]], top_k: int = 10,
+    token_records: Iterable[tuple[str, float]],
+    top_k: int = 10,
 ) -> list[tuple[str, float]]:
     """The tokens with the highest *total* activation across a feature's top examples.
 
@@ -213,7 +226,7 @@ def offline_label(
 # --------------------------------------------------------------------------------------------
 
 
-class LabelingError(RuntimeError):
+class LabelingError(SpectrumError, RuntimeError):
     """An LLM labelling call failed; the message names the endpoint URL, never the key."""
 
 
@@ -250,9 +263,15 @@ class LLMEndpoint:
 def cache_key(base_url: str, model: str, messages: Sequence[dict[str, str]], temperature: float) -> str:
     """sha256 of the request's identity: endpoint, model, messages, temperature (never the key)."""
     payload = json.dumps(
-        {"base_url": base_url.rstrip("/"), "model": model, "messages": list(messages),
-         "temperature": float(temperature)},
-        sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+        {
+            "base_url": base_url.rstrip("/"),
+            "model": model,
+            "messages": list(messages),
+            "temperature": float(temperature),
+        },
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
     )
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
@@ -521,7 +540,10 @@ class LLMLabeler:
             raw = str(response.text)
         else:
             request = urllib.request.Request(
-                url, data=json.dumps(body).encode("utf-8"), headers=headers, method="POST",
+                url,
+                data=json.dumps(body).encode("utf-8"),
+                headers=headers,
+                method="POST",
             )
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
@@ -547,12 +569,14 @@ class LLMLabeler:
 
     def _examples(self, texts: Sequence[str]) -> str:
         return "\n".join(
-            f"{i}. {' '.join(_truncate(t, self.max_example_chars).split())}"
-            for i, t in enumerate(texts, 1)
+            f"{i}. {' '.join(_truncate(t, self.max_example_chars).split())}" for i, t in enumerate(texts, 1)
         )
 
     def propose_labels(
-        self, examples_high: Sequence[str], examples_low: Sequence[str], n_candidates: int = 3,
+        self,
+        examples_high: Sequence[str],
+        examples_low: Sequence[str],
+        n_candidates: int = 3,
     ) -> list[str]:
         """Up to ``n_candidates`` short labels (<= 8 words) from one chat call."""
         user = (
@@ -567,8 +591,7 @@ class LLMLabeler:
 
     def _annotate_batch(self, label: str, texts: Sequence[str]) -> list[bool | None]:
         numbered = "\n\n".join(
-            f"[{i}] {' '.join(_truncate(t, self.max_example_chars).split())}"
-            for i, t in enumerate(texts, 1)
+            f"[{i}] {' '.join(_truncate(t, self.max_example_chars).split())}" for i, t in enumerate(texts, 1)
         )
         user = (
             f"Concept: {label}\n\nTexts:\n{numbered}\n\n"
@@ -595,8 +618,9 @@ class LLMLabeler:
                 answers[i] = answer
         unanswered = sum(a is None for a in answers)
         if unanswered:
-            logger.warning("LLM gave no yes/no for %d of %d texts (label %r); counted as no",
-                           unanswered, len(texts), label)
+            logger.warning(
+                "LLM gave no yes/no for %d of %d texts (label %r); counted as no", unanswered, len(texts), label
+            )
         return [bool(a) for a in answers]
 
     def fidelity(self, label: str, texts: Sequence[str], activations: Sequence[float]) -> float:
@@ -634,6 +658,7 @@ class LLMLabeler:
             {"label": label, "fidelity": self.fidelity(label, heldout_texts, heldout_activations)}
             for label in self.propose_labels(high_texts, low_texts, n_candidates=n_candidates)
         ]
+
         def order(result: dict[str, Any]) -> tuple[bool, float]:
             score = result["fidelity"]
             return (math.isnan(score), 0.0 if math.isnan(score) else -score)

@@ -17,61 +17,32 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .. import constants as names
 from ..models import LoadedModel, load_model
+from ..progress import Progress
 from . import labels as labelling
-from .activations import ActivationConfig, default_layer, extract_activations, hook_name
+from .activations import default_layer, extract_activations, hook_name
+from .config import MODES, AuditConfig
 from .errors import AuditInputError
 from .features import (
-    ResponseFeatures, difference_vectors, encode_differences, encode_responses, pooled_residuals,
-    token_activations, top_responses,
+    ResponseFeatures,
+    difference_vectors,
+    encode_differences,
+    encode_responses,
+    pooled_residuals,
+    token_activations,
+    top_responses,
 )
 from .probes import PROBES, compute_probes, probe_correlations
 from .sae import SAETrainingConfig, evaluate_sae, load_pretrained_sae, train_sae
 from .stats import adjust_pvalues, feature_statistics, rank_concepts
-
-MODES = ("token", "difference")
-
-
-@dataclass
-class AuditConfig:
-    model: str = "bundled"
-    layer: int | None = None
-    sae: str = "train"  # "train", a folder with a sae-lens SAE, or RELEASE:ID
-    modes: tuple[str, ...] = MODES
-    max_pairs: int | None = None  # a seeded sample of this many pairs
-    pooling: str = "max"  # how token activations become one number per response
-    correction: str = "bh"  # or "bonferroni"
-    seed: int = 0
-    device: str | None = None
-    dtype: str | None = None
-    max_prompt_tokens: int = 512
-    max_response_tokens: int = 512
-    tokens_per_batch: int = 2048
-    sae_width: int | None = None
-    sae_k: int | None = None
-    sae_training_tokens: int | None = None
-    top_examples: int = 8  # strongest responses kept per feature for its card
-    labelled_concepts: int = 300  # SAE concepts, best ranked first, that get offline labels
-    llm_labelled_concepts: int = 20  # ... and LLM labels, when an endpoint is configured
-
-    def identity(self) -> dict:
-        """What determines the result (so the artifact key): everything but the device."""
-        data = asdict(self)
-        data.pop("device")
-        data["modes"] = list(self.modes)
-        return data
-
-    def activation_config(self) -> ActivationConfig:
-        return ActivationConfig(layer=self.layer, max_prompt_tokens=self.max_prompt_tokens,
-                                max_response_tokens=self.max_response_tokens,
-                                tokens_per_batch=self.tokens_per_batch)
 
 
 @dataclass
@@ -107,8 +78,8 @@ class _Timer:
                 self.started = time.perf_counter()
 
             def __exit__(self, *exc):
-                timer.seconds[stage] = round(timer.seconds.get(stage, 0.0)
-                                             + time.perf_counter() - self.started, 2)
+                timer.seconds[stage] = round(timer.seconds.get(stage, 0.0) + time.perf_counter() - self.started, 2)
+
         return _Stage()
 
 
@@ -125,10 +96,17 @@ def _texts(pairs: pd.DataFrame, responses: list[int]) -> list[str]:
     return [pairs["chosen"].iat[r // 2] if r % 2 == 0 else pairs["rejected"].iat[r // 2] for r in responses]
 
 
-def _mode_table(mode: str, chosen: sp.csr_matrix, rejected: sp.csr_matrix, lengths: tuple,
-                train_mask: np.ndarray, config: AuditConfig) -> tuple[pd.DataFrame, dict]:
-    table, joint = feature_statistics(chosen, rejected, lengths[0], lengths[1], train_mask,
-                                      seed=config.seed, correction=config.correction)
+def _mode_table(
+    mode: str,
+    chosen: sp.csr_matrix,
+    rejected: sp.csr_matrix,
+    lengths: tuple,
+    train_mask: np.ndarray,
+    config: AuditConfig,
+) -> tuple[pd.DataFrame, dict]:
+    table, joint = feature_statistics(
+        chosen, rejected, lengths[0], lengths[1], train_mask, seed=config.seed, correction=config.correction
+    )
     table = table.reset_index(drop=True)
     table.insert(0, "feature", np.arange(len(table)))
     table.insert(0, "mode", mode)
@@ -136,8 +114,9 @@ def _mode_table(mode: str, chosen: sp.csr_matrix, rejected: sp.csr_matrix, lengt
     return table, joint
 
 
-def _cards(mode: str, features: ResponseFeatures | None, chosen, rejected, pairs, tokenizer,
-           n_top: int) -> pd.DataFrame:
+def _cards(
+    mode: str, features: ResponseFeatures | None, chosen, rejected, pairs, tokenizer, n_top: int
+) -> pd.DataFrame:
     """Rows (concept_id, rank, pair_id, side, activation, tokens, token_activations)."""
     wanted = top_responses(chosen, rejected, n_top)
     per_token = token_activations(features, wanted) if features is not None else {}
@@ -150,26 +129,48 @@ def _cards(mode: str, features: ResponseFeatures | None, chosen, rejected, pairs
         if features is not None:
             tokens = _token_strings(tokenizer, features.token_ids[response], decode_cache)
             acts = per_token[(feature, response)].tolist()
-        rows.append({"concept_id": f"{mode}:{feature}", "rank": rank_in_feature[feature],
-                     "pair_id": pairs["pair_id"].iat[response // 2],
-                     "side": "chosen" if response % 2 == 0 else "rejected",
-                     "activation": float(value), "tokens": tokens, "token_activations": acts})
-    return pd.DataFrame(rows, columns=["concept_id", "rank", "pair_id", "side", "activation",
-                                       "tokens", "token_activations"])
+        rows.append(
+            {
+                "concept_id": f"{mode}:{feature}",
+                "rank": rank_in_feature[feature],
+                "pair_id": pairs["pair_id"].iat[response // 2],
+                "side": "chosen" if response % 2 == 0 else "rejected",
+                "activation": float(value),
+                "tokens": tokens,
+                "token_activations": acts,
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["concept_id", "rank", "pair_id", "side", "activation", "tokens", "token_activations"]
+    )
 
 
-def _long_matrix(concept_prefix: str, chosen: sp.csr_matrix, rejected: sp.csr_matrix,
-                 pair_ids: np.ndarray, names: list[str] | None = None) -> pd.DataFrame:
+def _long_matrix(
+    concept_prefix: str,
+    chosen: sp.csr_matrix,
+    rejected: sp.csr_matrix,
+    pair_ids: np.ndarray,
+    names: list[str] | None = None,
+) -> pd.DataFrame:
     """Nonzero (pair, concept) cells of chosen and rejected, with Δ."""
     union = (abs(chosen) + abs(rejected)).tocoo()
     rows, cols = union.row, union.col
     c = np.asarray(chosen[rows, cols]).ravel()
     r = np.asarray(rejected[rows, cols]).ravel()
-    concept = (np.array([f"{concept_prefix}:{n}" for n in names])[cols] if names is not None
-               else np.char.add(f"{concept_prefix}:", cols.astype(str)))
-    return pd.DataFrame({"pair_id": pair_ids[rows], "concept_id": concept,
-                         "chosen": c.astype(np.float32), "rejected": r.astype(np.float32),
-                         "delta": (c - r).astype(np.float32)})
+    concept = (
+        np.array([f"{concept_prefix}:{n}" for n in names])[cols]
+        if names is not None
+        else np.char.add(f"{concept_prefix}:", cols.astype(str))
+    )
+    return pd.DataFrame(
+        {
+            "pair_id": pair_ids[rows],
+            "concept_id": concept,
+            "chosen": c.astype(np.float32),
+            "rejected": r.astype(np.float32),
+            "delta": (c - r).astype(np.float32),
+        }
+    )
 
 
 def describe_concept(row) -> str:
@@ -180,14 +181,23 @@ def describe_concept(row) -> str:
     share = row["share_chosen_more"] if row["direction"] == "chosen" else 1 - row["share_chosen_more"]
     q = row["q_value"]
     q_text = "q < 1e-6" if q < 1e-6 else f"q = {q:.2g}"
-    return (f"{side} responses have more of “{row['label']}” ({q_text}; {share:.0%} of the "
-            f"{int(row['n_differ'])} pairs where it differs; length-controlled coefficient "
-            f"{row['coef']:+.2f} [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}])")
+    return (
+        f"{side} responses have more of “{row['label']}” ({q_text}; {share:.0%} of the "
+        f"{int(row['n_differ'])} pairs where it differs; length-controlled coefficient "
+        f"{row['coef']:+.2f} [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}])"
+    )
 
 
-def run_audit(pairs: pd.DataFrame, config: AuditConfig, out_dir: Path, *, activations_dir: Path,
-              loaded: LoadedModel | None = None, progress=None, log=print,
-              distributed=None) -> AuditResult | None:
+def run_audit(
+    pairs: pd.DataFrame,
+    config: AuditConfig,
+    out_dir: Path,
+    *,
+    activations_dir: Path,
+    loaded: LoadedModel | None = None,
+    progress: Progress | None = None,
+    distributed=None,
+) -> AuditResult | None:
     """Run the whole audit into ``out_dir``. With ``distributed`` (accelerate's PartialState)
     each process extracts its share of the shards; only the main process goes on past the
     extraction, and the others return None."""
@@ -202,33 +212,46 @@ def run_audit(pairs: pd.DataFrame, config: AuditConfig, out_dir: Path, *, activa
         raise AuditInputError(f"modes must include one of {MODES}; got {config.modes}")
 
     with timer("load_model"):
-        loaded = loaded or load_model(config.model, device=config.device, dtype=config.dtype,
-                                      progress=log)
+        loaded = loaded or load_model(config.model, device=config.device, dtype=config.dtype)
     layer = default_layer(loaded.model) if config.layer is None else config.layer
     hook = hook_name(layer)
     device = loaded.device
     pretrained = None
     if "token" in modes and config.sae != "train":
         # Check a pretrained SAE fits this model and layer before spending time on activations.
-        pretrained = load_pretrained_sae(config.sae, d_model=int(loaded.model.config.hidden_size),
-                                         hook=hook, device=device)
-    rank, world = ((distributed.process_index, distributed.num_processes) if distributed
-                   else (0, 1))
+        pretrained = load_pretrained_sae(
+            config.sae, d_model=int(loaded.model.config.hidden_size), hook=hook, device=device
+        )
+    rank, world = (distributed.process_index, distributed.num_processes) if distributed else (0, 1)
     with timer("activations"):
-        store = extract_activations(loaded, pairs, activations_dir,
-                                    replace(config.activation_config(), layer=layer), progress,
-                                    rank=rank, world_size=world)
+        store = extract_activations(
+            loaded,
+            pairs,
+            activations_dir,
+            replace(config.activation_config(), layer=layer),
+            progress,
+            rank=rank,
+            world_size=world,
+        )
         if distributed is not None:
             distributed.wait_for_everyone()
             if not distributed.is_main_process:
                 return None
     train_mask = (pairs["split"] == "train").to_numpy()
-    report: dict = {"config": config.identity(), "model_path": str(loaded.path), "layer": layer,
-                    "hook_name": hook, "n_pairs": len(pairs),
-                    "n_train": int(train_mask.sum()), "n_held_out": int((~train_mask).sum()),
-                    "activations": {k: store.manifest[k] for k in
-                                    ("n_tokens_total", "n_response_tokens", "n_responses", "d_model")},
-                    "sae": {}, "joint_models": {}}
+    report: dict = {
+        "config": config.identity(),
+        "model_path": str(loaded.path),
+        "layer": layer,
+        "hook_name": hook,
+        "n_pairs": len(pairs),
+        "n_train": int(train_mask.sum()),
+        "n_held_out": int((~train_mask).sum()),
+        "activations": {
+            k: store.manifest[k] for k in ("n_tokens_total", "n_response_tokens", "n_responses", "d_model")
+        },
+        "sae": {},
+        "joint_models": {},
+    }
 
     tables, joints = [], {}
     mode_data: dict[str, tuple] = {}
@@ -238,15 +261,24 @@ def run_audit(pairs: pd.DataFrame, config: AuditConfig, out_dir: Path, *, activa
             if config.sae == "train":
                 tokens, token_info = store.training_tokens()
                 sae, metrics = train_sae(
-                    tokens, out_dir / "sae",
-                    SAETrainingConfig(width=config.sae_width, k=config.sae_k,
-                                      training_tokens=config.sae_training_tokens, seed=config.seed),
-                    model_name=config.model, hook=hook, device=device, progress=progress)
+                    tokens,
+                    out_dir / names.TOKEN_SAE_DIR,
+                    SAETrainingConfig(
+                        width=config.sae_width,
+                        k=config.sae_k,
+                        training_tokens=config.sae_training_tokens,
+                        seed=config.seed,
+                    ),
+                    model_name=config.model,
+                    hook=hook,
+                    device=device,
+                    progress=progress,
+                )
                 metrics.update(token_info)
                 del tokens
             else:
                 sae = pretrained
-                sae.save_model(str(out_dir / "sae"))
+                sae.save_model(str(out_dir / names.TOKEN_SAE_DIR))
                 tokens, token_info = store.training_tokens()
                 metrics = evaluate_sae(sae, tokens)
                 metrics.update(token_info, source=config.sae)
@@ -265,11 +297,20 @@ def run_audit(pairs: pd.DataFrame, config: AuditConfig, out_dir: Path, *, activa
             vectors = difference_vectors(pooled)
             width = difference_width(len(pairs))
             diff_sae, diff_metrics = train_sae(
-                vectors, out_dir / "sae_difference",
-                SAETrainingConfig(width=width, k=max(2, min(8, width // 16)), batch_size=256,
-                                  training_tokens=max(50_000, 50 * len(vectors)), seed=config.seed),
-                model_name=config.model, hook=hook + ".pooled_difference", device=device,
-                progress=progress)
+                vectors,
+                out_dir / names.DIFFERENCE_SAE_DIR,
+                SAETrainingConfig(
+                    width=width,
+                    k=max(2, min(8, width // 16)),
+                    batch_size=256,
+                    training_tokens=max(50_000, 50 * len(vectors)),
+                    seed=config.seed,
+                ),
+                model_name=config.model,
+                hook=hook + ".pooled_difference",
+                device=device,
+                progress=progress,
+            )
             report["sae"]["difference"] = diff_metrics
             mode_data["difference"] = encode_differences(pooled, diff_sae)
 
@@ -278,15 +319,16 @@ def run_audit(pairs: pd.DataFrame, config: AuditConfig, out_dir: Path, *, activa
         probe_chosen = compute_probes(texts_chosen, chosen_len)
         probe_rejected = compute_probes(texts_rejected, rejected_len)
         probe_delta = probe_chosen - probe_rejected
-        mode_data["probe"] = (sp.csr_matrix(probe_chosen.to_numpy(np.float32)),
-                              sp.csr_matrix(probe_rejected.to_numpy(np.float32)))
+        mode_data["probe"] = (
+            sp.csr_matrix(probe_chosen.to_numpy(np.float32)),
+            sp.csr_matrix(probe_rejected.to_numpy(np.float32)),
+        )
 
     with timer("statistics"):
         for mode, (chosen, rejected) in mode_data.items():
             if progress:
                 progress("statistics", len(tables), len(mode_data), unit="modes")
-            table, joint = _mode_table(mode, chosen, rejected, (chosen_len, rejected_len),
-                                       train_mask, config)
+            table, joint = _mode_table(mode, chosen, rejected, (chosen_len, rejected_len), train_mask, config)
             if mode == "probe":
                 table["concept_id"] = [f"probe:{name}" for name in PROBES]
                 table["label"] = list(PROBES)
@@ -307,16 +349,26 @@ def run_audit(pairs: pd.DataFrame, config: AuditConfig, out_dir: Path, *, activa
         # One family of hypotheses: q-values across every concept of every mode.
         concepts["q_value"] = adjust_pvalues(concepts["p_sign"].to_numpy(), method=config.correction)
         concepts = rank_concepts(concepts)
-    report["joint_models"] = {mode: {k: v for k, v in joint.items()
-                                     if not isinstance(v, np.ndarray)} for mode, joint in joints.items()}
+    report["joint_models"] = {
+        mode: {k: v for k, v in joint.items() if not isinstance(v, np.ndarray)} for mode, joint in joints.items()
+    }
 
     with timer("cards"):
         card_tables = []
         for mode in ("token", "difference"):
             if mode in mode_data:
                 chosen, rejected = mode_data[mode]
-                card_tables.append(_cards(mode, features if mode == "token" else None, chosen,
-                                          rejected, pairs, loaded.tokenizer, config.top_examples))
+                card_tables.append(
+                    _cards(
+                        mode,
+                        features if mode == "token" else None,
+                        chosen,
+                        rejected,
+                        pairs,
+                        loaded.tokenizer,
+                        config.top_examples,
+                    )
+                )
         cards = pd.concat(card_tables, ignore_index=True) if card_tables else pd.DataFrame()
 
     with timer("labels"):
@@ -324,24 +376,31 @@ def run_audit(pairs: pd.DataFrame, config: AuditConfig, out_dir: Path, *, activa
 
     with timer("write"):
         pair_ids = pairs["pair_id"].to_numpy()
-        long_parts = [_long_matrix(mode, *mode_data[mode], pair_ids) for mode in mode_data
-                      if mode != "probe"]
+        long_parts = [_long_matrix(mode, *mode_data[mode], pair_ids) for mode in mode_data if mode != "probe"]
         long_parts.append(_long_matrix("probe", *mode_data["probe"], pair_ids, names=list(PROBES)))
-        pd.concat(long_parts, ignore_index=True).to_parquet(out_dir / "pair_features.parquet", index=False)
-        cards.to_parquet(out_dir / "feature_cards.parquet", index=False)
-        concepts.to_parquet(out_dir / "concepts.parquet", index=False)
-        pairs[["pair_id", "split"]].to_parquet(out_dir / "pairs.parquet", index=False)
+        pd.concat(long_parts, ignore_index=True).to_parquet(out_dir / names.PAIR_FEATURES_FILE, index=False)
+        cards.to_parquet(out_dir / names.FEATURE_CARDS_FILE, index=False)
+        concepts.to_parquet(out_dir / names.CONCEPTS_FILE, index=False)
+        pairs[["pair_id", "split"]].to_parquet(out_dir / names.AUDITED_PAIRS_FILE, index=False)
 
     report["timings"] = timer.seconds
     report["n_concepts"] = {mode: int((concepts["mode"] == mode).sum()) for mode in mode_data}
-    report["n_significant"] = {mode: int(((concepts["mode"] == mode) & (concepts["q_value"] < 0.05)).sum())
-                               for mode in mode_data}
-    (out_dir / "report.json").write_text(json.dumps(report, indent=1, default=float))
+    report["n_significant"] = {
+        mode: int(((concepts["mode"] == mode) & (concepts["q_value"] < 0.05)).sum()) for mode in mode_data
+    }
+    (out_dir / names.REPORT_FILE).write_text(json.dumps(report, indent=1, default=float))
     return AuditResult(out_dir, concepts, report)
 
 
-def _label_concepts(concepts: pd.DataFrame, cards: pd.DataFrame, pairs: pd.DataFrame,
-                    mode_data: dict, config: AuditConfig, out_dir: Path, progress) -> pd.DataFrame:
+def _label_concepts(
+    concepts: pd.DataFrame,
+    cards: pd.DataFrame,
+    pairs: pd.DataFrame,
+    mode_data: dict,
+    config: AuditConfig,
+    out_dir: Path,
+    progress,
+) -> pd.DataFrame:
     """Offline labels for the best-ranked SAE concepts; LLM labels on top when configured."""
     concepts = concepts.copy()
     concepts["label_source"] = np.where(concepts["kind"] == "probe", "probe", "")
@@ -353,8 +412,11 @@ def _label_concepts(concepts: pd.DataFrame, cards: pd.DataFrame, pairs: pd.DataF
     rng = np.random.default_rng(config.seed)
     n_pairs = len(pairs)
     endpoint = labelling.LLMEndpoint.from_env()
-    labeler = (labelling.LLMLabeler(endpoint, out_dir / "llm_label_cache.jsonl")
-               if endpoint and config.llm_labelled_concepts else None)
+    labeler = (
+        labelling.LLMLabeler(endpoint, out_dir / names.LLM_LABEL_CACHE_FILE)
+        if endpoint and config.llm_labelled_concepts
+        else None
+    )
     texts = list(pairs["chosen"]) + list(pairs["rejected"])
     # Both sides stacked (chosen rows, then rejected), column-major so each feature is one slice.
     stacked = {mode: sp.vstack([c, r]).tocsc() for mode, (c, r) in mode_data.items() if mode != "probe"}
@@ -374,16 +436,14 @@ def _label_concepts(concepts: pd.DataFrame, cards: pd.DataFrame, pairs: pd.DataF
             for tokens, acts in zip(card["tokens"], card["token_activations"]):
                 token_records.extend(zip(tokens, acts))
         top_tokens = labelling.top_activating_tokens(token_records, top_k=8) if token_records else []
-        label = labelling.offline_label(top_tokens, ngrams, row.get("nearest_probe") or None,
-                                        row.get("probe_r"))
+        label = labelling.offline_label(top_tokens, ngrams, row.get("nearest_probe") or None, row.get("probe_r"))
         concepts.at[index, "label"] = label
         concepts.at[index, "label_source"] = "offline"
         concepts.at[index, "top_ngrams"] = ", ".join(g for g, _ in ngrams)
         concepts.at[index, "top_tokens"] = ", ".join(t for t, _ in top_tokens)
         if labeler is not None and count < config.llm_labelled_concepts and high:
             held = rng.choice(2 * n_pairs, size=min(40, 2 * n_pairs), replace=False)
-            candidates = labeler.label_feature(high[:10], low[:10], [texts[i] for i in held],
-                                               column[held].tolist())
+            candidates = labeler.label_feature(high[:10], low[:10], [texts[i] for i in held], column[held].tolist())
             if candidates and not math.isnan(candidates[0]["fidelity"]):
                 concepts.at[index, "label"] = candidates[0]["label"]
                 concepts.at[index, "label_source"] = "llm"
@@ -391,11 +451,12 @@ def _label_concepts(concepts: pd.DataFrame, cards: pd.DataFrame, pairs: pd.DataF
         if progress:
             progress("labels", count + 1, len(sae_rows), unit="concepts")
     unlabelled = (concepts["kind"] == "sae") & (concepts["label_source"] == "")
-    concepts.loc[unlabelled, "label"] = [f"{m} feature {f}" for m, f in
-                                         zip(concepts.loc[unlabelled, "mode"], concepts.loc[unlabelled, "feature"])]
+    concepts.loc[unlabelled, "label"] = [
+        f"{m} feature {f}" for m, f in zip(concepts.loc[unlabelled, "mode"], concepts.loc[unlabelled, "feature"])
+    ]
     concepts.loc[unlabelled, "label_source"] = "none"
     return concepts
 
 
 def load_concepts(folder: Path) -> pd.DataFrame:
-    return pd.read_parquet(Path(folder) / "concepts.parquet")
+    return pd.read_parquet(Path(folder) / names.CONCEPTS_FILE)

@@ -271,12 +271,33 @@ _APOLOGY = _phrases(
 )
 
 _HEDGING = _phrases(
-    r"might", r"perhaps", r"possibly", r"probably", r"maybe", r"likely", r"unlikely",
-    r"it (?:all )?depends", r"that depends", r"depends on", r"depending on",
-    r"i think", r"i believe", r"i guess", r"i suppose",
-    r"it seems", r"seems like", r"seems to", r"it appears",
-    r"not sure", r"not certain", r"uncertain",
-    r"could be", r"in some cases", r"in most cases", r"in general", r"generally",
+    r"might",
+    r"perhaps",
+    r"possibly",
+    r"probably",
+    r"maybe",
+    r"likely",
+    r"unlikely",
+    r"it (?:all )?depends",
+    r"that depends",
+    r"depends on",
+    r"depending on",
+    r"i think",
+    r"i believe",
+    r"i guess",
+    r"i suppose",
+    r"it seems",
+    r"seems like",
+    r"seems to",
+    r"it appears",
+    r"not sure",
+    r"not certain",
+    r"uncertain",
+    r"could be",
+    r"in some cases",
+    r"in most cases",
+    r"in general",
+    r"generally",
     r"(may)",
 )
 
@@ -319,7 +340,7 @@ def _is_month(plain: str, at: int) -> bool:
     """Whether the "may" at `plain[at]` is the month: "May" not opening a sentence, or "May 5"."""
     if plain[at] != "M":
         return False
-    if re.match(r"May\s*\d", plain[at:at + 8]):
+    if re.match(r"May\s*\d", plain[at : at + 8]):
         return True
     before = plain[:at].rstrip(" \t\"'\u201c(*_")
     return bool(before) and before[-1] not in ".!?:\n"
@@ -332,21 +353,23 @@ def _praise_of_user(v: _Views) -> float:
 # Enthusiastic openings. "Absolutely not" / "Of course not" are refusals, not affirmations; a
 # plain "Sure," is compliance, so "Sure" counts only as "Sure!" or before another enthusiastic
 # phrase ("Sure, I'd be happy to").
-_ENTHUSIASM = "|".join((
-    rf"what an? (?:really |very )?{_PRAISE_ADJ}\b",
-    rf"{_PRAISE_ADJ} (?:question|point|idea|observation|thinking|choice|request|topic)s?\b",
-    rf"(?:{_PRAISE_ADJ}|perfect)!",
-    r"(?:absolutely|of course|certainly|definitely|totally)\b(?![\s,!.]*not\b)",
-    r"sure(?: thing)?!",
-    r"i(?:'d| would)(?: be)? (?:so |really |more than )?"
-    r"(?:happy|glad|delighted|thrilled|love) to\b",
-    r"i(?:'m| am) (?:so |really |more than )?(?:happy|glad|delighted|thrilled|excited) to "
-    r"(?:help|assist|answer|share|hear|explain)\b",
-    r"(?:happy|glad) to help\b",
-    r"glad you asked\b",
-    rf"(?:thank you|thanks) (?:so much )?for (?:asking|(?:the|your|this|such an?) "
-    rf"(?:{_PRAISE_ADJ} )?question)\b",
-))
+_ENTHUSIASM = "|".join(
+    (
+        rf"what an? (?:really |very )?{_PRAISE_ADJ}\b",
+        rf"{_PRAISE_ADJ} (?:question|point|idea|observation|thinking|choice|request|topic)s?\b",
+        rf"(?:{_PRAISE_ADJ}|perfect)!",
+        r"(?:absolutely|of course|certainly|definitely|totally)\b(?![\s,!.]*not\b)",
+        r"sure(?: thing)?!",
+        r"i(?:'d| would)(?: be)? (?:so |really |more than )?"
+        r"(?:happy|glad|delighted|thrilled|love) to\b",
+        r"i(?:'m| am) (?:so |really |more than )?(?:happy|glad|delighted|thrilled|excited) to "
+        r"(?:help|assist|answer|share|hear|explain)\b",
+        r"(?:happy|glad) to help\b",
+        r"glad you asked\b",
+        rf"(?:thank you|thanks) (?:so much )?for (?:asking|(?:the|your|this|such an?) "
+        rf"(?:{_PRAISE_ADJ} )?question)\b",
+    )
+)
 _OPENER = re.compile(
     r"(?:(?:hi|hello|hey|oh|wow|ah|ooh)(?: there)?[!,.]*\s+)?"
     r"(?:(?:sure|okay|ok|yes|yeah)(?: thing)?[!,.]*\s+)?"
@@ -401,35 +424,103 @@ _ASTRAL_EMOJI_BLOCKS = (
 # Pictographs in the Basic Multilingual Plane (Unicode's Extended_Pictographic there, ⌚ to ⭕),
 # minus arrows and plain geometric shapes, which are text unless followed by VS16 (below).
 _BMP_EMOJI = (
-    (0x231A, 0x231B), (0x2328, 0x2328), (0x23CF, 0x23CF), (0x23E9, 0x23F3), (0x23F8, 0x23FA),
-    (0x2600, 0x2604), (0x260E, 0x260E), (0x2611, 0x2611), (0x2614, 0x2615), (0x2618, 0x2618),
-    (0x261D, 0x261D), (0x2620, 0x2620), (0x2622, 0x2623), (0x2626, 0x2626), (0x262A, 0x262A),
-    (0x262E, 0x262F), (0x2638, 0x263A), (0x2640, 0x2640), (0x2642, 0x2642), (0x2648, 0x2653),
-    (0x265F, 0x2660), (0x2663, 0x2663), (0x2665, 0x2666), (0x2668, 0x2668), (0x267B, 0x267B),
-    (0x267E, 0x267F), (0x2692, 0x2697), (0x2699, 0x2699), (0x269B, 0x269C), (0x26A0, 0x26A1),
-    (0x26A7, 0x26A7), (0x26AA, 0x26AB), (0x26B0, 0x26B1), (0x26BD, 0x26BE), (0x26C4, 0x26C5),
-    (0x26C8, 0x26C8), (0x26CE, 0x26CF), (0x26D1, 0x26D1), (0x26D3, 0x26D4), (0x26E9, 0x26EA),
-    (0x26F0, 0x26F5), (0x26F7, 0x26FA), (0x26FD, 0x26FD), (0x2702, 0x2702), (0x2705, 0x2705),
-    (0x2708, 0x270D), (0x270F, 0x270F), (0x2712, 0x2712), (0x2714, 0x2714), (0x2716, 0x2716),
-    (0x271D, 0x271D), (0x2721, 0x2721), (0x2728, 0x2728), (0x2733, 0x2734), (0x2744, 0x2744),
-    (0x2747, 0x2747), (0x274C, 0x274C), (0x274E, 0x274E), (0x2753, 0x2755), (0x2757, 0x2757),
-    (0x2763, 0x2764), (0x2795, 0x2797), (0x27A1, 0x27A1), (0x27B0, 0x27B0), (0x27BF, 0x27BF),
-    (0x2B1B, 0x2B1C), (0x2B50, 0x2B50), (0x2B55, 0x2B55),
+    (0x231A, 0x231B),
+    (0x2328, 0x2328),
+    (0x23CF, 0x23CF),
+    (0x23E9, 0x23F3),
+    (0x23F8, 0x23FA),
+    (0x2600, 0x2604),
+    (0x260E, 0x260E),
+    (0x2611, 0x2611),
+    (0x2614, 0x2615),
+    (0x2618, 0x2618),
+    (0x261D, 0x261D),
+    (0x2620, 0x2620),
+    (0x2622, 0x2623),
+    (0x2626, 0x2626),
+    (0x262A, 0x262A),
+    (0x262E, 0x262F),
+    (0x2638, 0x263A),
+    (0x2640, 0x2640),
+    (0x2642, 0x2642),
+    (0x2648, 0x2653),
+    (0x265F, 0x2660),
+    (0x2663, 0x2663),
+    (0x2665, 0x2666),
+    (0x2668, 0x2668),
+    (0x267B, 0x267B),
+    (0x267E, 0x267F),
+    (0x2692, 0x2697),
+    (0x2699, 0x2699),
+    (0x269B, 0x269C),
+    (0x26A0, 0x26A1),
+    (0x26A7, 0x26A7),
+    (0x26AA, 0x26AB),
+    (0x26B0, 0x26B1),
+    (0x26BD, 0x26BE),
+    (0x26C4, 0x26C5),
+    (0x26C8, 0x26C8),
+    (0x26CE, 0x26CF),
+    (0x26D1, 0x26D1),
+    (0x26D3, 0x26D4),
+    (0x26E9, 0x26EA),
+    (0x26F0, 0x26F5),
+    (0x26F7, 0x26FA),
+    (0x26FD, 0x26FD),
+    (0x2702, 0x2702),
+    (0x2705, 0x2705),
+    (0x2708, 0x270D),
+    (0x270F, 0x270F),
+    (0x2712, 0x2712),
+    (0x2714, 0x2714),
+    (0x2716, 0x2716),
+    (0x271D, 0x271D),
+    (0x2721, 0x2721),
+    (0x2728, 0x2728),
+    (0x2733, 0x2734),
+    (0x2744, 0x2744),
+    (0x2747, 0x2747),
+    (0x274C, 0x274C),
+    (0x274E, 0x274E),
+    (0x2753, 0x2755),
+    (0x2757, 0x2757),
+    (0x2763, 0x2764),
+    (0x2795, 0x2797),
+    (0x27A1, 0x27A1),
+    (0x27B0, 0x27B0),
+    (0x27BF, 0x27BF),
+    (0x2B1B, 0x2B1C),
+    (0x2B50, 0x2B50),
+    (0x2B55, 0x2B55),
 )
 # Symbols that are text by default (© ® ™ ‼ ⁉ ℹ arrows, squares, ...) and emoji only when followed
 # by the emoji variation selector U+FE0F.
 _TEXT_DEFAULT_EMOJI = (
-    (0x00A9, 0x00A9), (0x00AE, 0x00AE), (0x203C, 0x203C), (0x2049, 0x2049), (0x2122, 0x2122),
-    (0x2139, 0x2139), (0x2194, 0x2199), (0x21A9, 0x21AA), (0x24C2, 0x24C2), (0x25AA, 0x25AB),
-    (0x25B6, 0x25B6), (0x25C0, 0x25C0), (0x25FB, 0x25FE), (0x2934, 0x2935), (0x2B05, 0x2B07),
-    (0x3030, 0x3030), (0x303D, 0x303D), (0x3297, 0x3297), (0x3299, 0x3299),
+    (0x00A9, 0x00A9),
+    (0x00AE, 0x00AE),
+    (0x203C, 0x203C),
+    (0x2049, 0x2049),
+    (0x2122, 0x2122),
+    (0x2139, 0x2139),
+    (0x2194, 0x2199),
+    (0x21A9, 0x21AA),
+    (0x24C2, 0x24C2),
+    (0x25AA, 0x25AB),
+    (0x25B6, 0x25B6),
+    (0x25C0, 0x25C0),
+    (0x25FB, 0x25FE),
+    (0x2934, 0x2935),
+    (0x2B05, 0x2B07),
+    (0x3030, 0x3030),
+    (0x303D, 0x303D),
+    (0x3297, 0x3297),
+    (0x3299, 0x3299),
 )
 
 
 def _char_class(ranges: Iterable[tuple[int, int]]) -> str:
     return "".join(
-        re.escape(chr(lo)) if lo == hi else f"{re.escape(chr(lo))}-{re.escape(chr(hi))}"
-        for lo, hi in ranges
+        re.escape(chr(lo)) if lo == hi else f"{re.escape(chr(lo))}-{re.escape(chr(hi))}" for lo, hi in ranges
     )
 
 
@@ -473,33 +564,51 @@ def _emoji(v: _Views) -> float:
 # --------------------------------------------------------------------------------------------
 
 _BUILTIN: tuple[tuple[str, str, Callable[[_Views], float]], ...] = (
-    ("length_tokens", "Tokens in the response (the model's count when given; else word pieces: "
-     "runs of word characters plus each punctuation mark).", _length_tokens),
-    ("markdown_list", "Lines that are bullet or numbered list items (-, *, +, 1., 1)).",
-     _markdown_list),
-    ("markdown_header", "Lines that are markdown headers (1 to 6 # and a space).",
-     _markdown_header),
+    (
+        "length_tokens",
+        "Tokens in the response (the model's count when given; else word pieces: "
+        "runs of word characters plus each punctuation mark).",
+        _length_tokens,
+    ),
+    ("markdown_list", "Lines that are bullet or numbered list items (-, *, +, 1., 1)).", _markdown_list),
+    ("markdown_header", "Lines that are markdown headers (1 to 6 # and a space).", _markdown_header),
     ("markdown_bold", "Bold spans (**x** or __x__).", _markdown_bold),
-    ("code_block", "Fenced code blocks (``` or ~~~; an unclosed fence counts as one).",
-     _code_block),
+    ("code_block", "Fenced code blocks (``` or ~~~; an unclosed fence counts as one).", _code_block),
     ("inline_code", "Inline `code` spans outside fenced blocks.", _inline_code),
-    ("refusal", "Refusal phrases: declining or inability (\"I can't help\", \"I'm not able "
-     "to\"), \"I'm sorry, but\", discomfort, \"as an AI\", moral or legal objections "
-     "(\"that's illegal\").", _refusal),
-    ("deflection", "Deflecting: claiming not to understand or know, asking why the user wants it, "
-     "asking for clarification, changing the subject.", _deflection),
+    (
+        "refusal",
+        'Refusal phrases: declining or inability ("I can\'t help", "I\'m not able '
+        'to"), "I\'m sorry, but", discomfort, "as an AI", moral or legal objections '
+        '("that\'s illegal").',
+        _refusal,
+    ),
+    (
+        "deflection",
+        "Deflecting: claiming not to understand or know, asking why the user wants it, "
+        "asking for clarification, changing the subject.",
+        _deflection,
+    ),
     ("apology", "Apologies: sorry, I apologize, (my) apologies.", _apology),
-    ("hedging", "Hedges: might, may, perhaps, probably, I think, it seems, not sure, it depends, "
-     "generally, ...", _hedging),
-    ("praise_of_user", "Praise of the user or their question: \"great question\", "
-     "\"you're right\", \"what a wonderful idea\".", _praise_of_user),
-    ("sycophantic_opener", "1 if the response opens with enthusiastic affirmation or praise "
-     "(\"Great question!\", \"Absolutely!\", \"I'd be happy to\"), else 0.", _sycophantic_opener),
+    (
+        "hedging",
+        "Hedges: might, may, perhaps, probably, I think, it seems, not sure, it depends, generally, ...",
+        _hedging,
+    ),
+    (
+        "praise_of_user",
+        'Praise of the user or their question: "great question", "you\'re right", "what a wonderful idea".',
+        _praise_of_user,
+    ),
+    (
+        "sycophantic_opener",
+        "1 if the response opens with enthusiastic affirmation or praise "
+        '("Great question!", "Absolutely!", "I\'d be happy to"), else 0.',
+        _sycophantic_opener,
+    ),
     ("question_back", "Questions in the response (sentences ending with ?).", _question_back),
     ("exclamation", "Exclamation marks outside code.", _exclamation),
     ("emoji", "Emoji (pictographs, flags, keycaps; not plain symbols such as ©).", _emoji),
-    ("second_person", "Second-person words: you, your, yours, yourself, yourselves.",
-     _second_person),
+    ("second_person", "Second-person words: you, your, yours, yourself, yourselves.", _second_person),
 )
 
 
@@ -515,9 +624,7 @@ def _on_text(fn: Callable[[_Views], float]) -> Callable[[str], float]:
 PROBES: dict[str, Probe] = {name: Probe(name, desc, _on_text(fn)) for name, desc, fn in _BUILTIN}
 # compute_probes measures each text once into _Views and runs these on it; a probe that was
 # replaced or added in PROBES is measured through its own `measure` instead.
-_FAST: dict[str, tuple[Probe, Callable[[_Views], float]]] = {
-    name: (PROBES[name], fn) for name, _, fn in _BUILTIN
-}
+_FAST: dict[str, tuple[Probe, Callable[[_Views], float]]] = {name: (PROBES[name], fn) for name, _, fn in _BUILTIN}
 
 
 # --------------------------------------------------------------------------------------------
@@ -549,9 +656,7 @@ def compute_probes(texts: Sequence[str], token_counts: Sequence[int] | None = No
             raise ValueError(f"token_counts has {len(token_counts)} values for {len(texts)} texts")
     probes = list(PROBES.values())
     values = np.zeros((len(texts), len(probes)), dtype=np.float64)
-    fast = [
-        _FAST[p.name][1] if p.name in _FAST and _FAST[p.name][0] is p else None for p in probes
-    ]
+    fast = [_FAST[p.name][1] if p.name in _FAST and _FAST[p.name][0] is p else None for p in probes]
     for i, text in enumerate(texts):
         text = _as_text(text)
         views = _views(text)

@@ -4,13 +4,14 @@ and token highlighting that is safe to put in a page (every token is HTML-escape
 from __future__ import annotations
 
 import html
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from ..artifacts import AuditArtifact
 
 
 @dataclass
@@ -23,15 +24,16 @@ class AuditView:
     report: dict
 
     @classmethod
-    def load(cls, folder: Path) -> "AuditView":
-        folder = Path(folder)
-        pairs = pd.read_parquet(folder / "pairs.parquet")
-        return cls(folder=folder,
-                   concepts=pd.read_parquet(folder / "concepts.parquet").set_index("concept_id", drop=False),
-                   cards=pd.read_parquet(folder / "feature_cards.parquet"),
-                   pair_features=pd.read_parquet(folder / "pair_features.parquet"),
-                   pair_ids=pd.Index(pairs["pair_id"]),
-                   report=json.loads((folder / "report.json").read_text()))
+    def load(cls, folder: Path) -> AuditView:
+        artifact = AuditArtifact(Path(folder))
+        return cls(
+            folder=artifact.folder,
+            concepts=artifact.concepts().set_index("concept_id", drop=False),
+            cards=artifact.cards(),
+            pair_features=artifact.pair_features(),
+            pair_ids=pd.Index(artifact.audited_pairs()["pair_id"]),
+            report=artifact.report,
+        )
 
     @cached_property
     def _concept_rows(self) -> tuple[dict[str, tuple[int, int]], np.ndarray, np.ndarray]:
@@ -83,7 +85,7 @@ def highlight_tokens(tokens: list[str], activations: list[float], rgb: tuple[int
     for token, value in zip(tokens, activations):
         alpha = max(0.0, min(1.0, value / top))
         title = f' title="{value:.2f}"' if value > 0 else ""
-        spans.append(f'<span style="background: rgba({rgb[0]},{rgb[1]},{rgb[2]},{alpha:.2f})"{title}>'
-                     f"{html.escape(token)}</span>")
-    return ('<div style="white-space: pre-wrap; font-family: monospace; line-height: 1.6">'
-            + "".join(spans) + "</div>")
+        spans.append(
+            f'<span style="background: rgba({rgb[0]},{rgb[1]},{rgb[2]},{alpha:.2f})"{title}>{html.escape(token)}</span>'
+        )
+    return '<div style="white-space: pre-wrap; font-family: monospace; line-height: 1.6">' + "".join(spans) + "</div>"

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 
@@ -58,15 +58,16 @@ def default_training_tokens(n_tokens: int) -> int:
     return int(min(8_000_000, max(300_000, 8 * n_tokens)))
 
 
-def _batches(tokens: torch.Tensor, batch_size: int, seed: int,
-             on_batch: Callable[[int], None] | None) -> Iterator[torch.Tensor]:
+def _batches(
+    tokens: torch.Tensor, batch_size: int, seed: int, on_batch: Callable[[int], None] | None
+) -> Iterator[torch.Tensor]:
     """Endless random batches (with replacement across batches, none within one), float32."""
     generator = torch.Generator().manual_seed(seed)
     n = tokens.shape[0]
     while True:
         order = torch.randperm(n, generator=generator)
         for start in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
-            batch = tokens[order[start:start + batch_size]].float()
+            batch = tokens[order[start : start + batch_size]].float()
             if on_batch:
                 on_batch(batch.shape[0])
             yield batch
@@ -80,7 +81,7 @@ def evaluate_sae(sae, tokens: torch.Tensor, chunk: int = 8192) -> dict:
     l0_sum = 0.0
     mean = tokens[: min(len(tokens), 65536)].float().mean(0)
     for start in range(0, tokens.shape[0], chunk):
-        x = tokens[start:start + chunk].float().to(sae.device)
+        x = tokens[start : start + chunk].float().to(sae.device)
         features = sae.encode(x)
         recon = sae.decode(features)
         squared_error += float(((x - recon) ** 2).sum())
@@ -103,9 +104,16 @@ def _autocast_default(device: str) -> bool:
     return pick_dtype(device) == torch.bfloat16
 
 
-def train_sae(tokens: torch.Tensor, out_dir: Path, config: SAETrainingConfig | None = None, *,
-              model_name: str = "", hook: str = "", device: str = "cpu",
-              progress: ProgressFn | None = None) -> tuple[object, dict]:
+def train_sae(
+    tokens: torch.Tensor,
+    out_dir: Path,
+    config: SAETrainingConfig | None = None,
+    *,
+    model_name: str = "",
+    hook: str = "",
+    device: str = "cpu",
+    progress: ProgressFn | None = None,
+) -> tuple[object, dict]:
     """Train a TopK SAE on ``tokens`` (n × d_model) and save it to ``out_dir`` in sae-lens's
     inference format. Returns the loaded inference SAE and its quality metrics."""
     from sae_lens import SAE, LoggingConfig, SAETrainer
@@ -125,17 +133,25 @@ def train_sae(tokens: torch.Tensor, out_dir: Path, config: SAETrainingConfig | N
     torch.manual_seed(config.seed)
 
     sae_config = TopKTrainingSAEConfig(
-        d_in=d_in, d_sae=width, k=k, dtype="float32", device=device,
-        normalize_activations="expected_average_only_in", rescale_acts_by_decoder_norm=False,
+        d_in=d_in,
+        d_sae=width,
+        k=k,
+        dtype="float32",
+        device=device,
+        normalize_activations="expected_average_only_in",
+        rescale_acts_by_decoder_norm=False,
         metadata=SAEMetadata(model_name=model_name, hook_name=hook),
     )
     training_sae = TopKTrainingSAE(sae_config)
     trainer_config = SAETrainerConfig(
-        total_training_samples=total, train_batch_size_samples=batch_size, lr=config.lr,
+        total_training_samples=total,
+        train_batch_size_samples=batch_size,
+        lr=config.lr,
         lr_end=config.lr / 10,
         lr_warm_up_steps=max(1, total // batch_size // 20),
         lr_decay_steps=max(1, total // batch_size // 5),
-        device=device, autocast=autocast,
+        device=device,
+        autocast=autocast,
         # The default norm estimate pulls 1,000 batches (millions of samples) before training.
         n_batches_for_norm_estimate=8,
         dead_feature_window=max(50, total // batch_size // 4),
@@ -149,8 +165,7 @@ def train_sae(tokens: torch.Tensor, out_dir: Path, config: SAETrainingConfig | N
         nonlocal seen
         seen += n
         if progress:
-            progress("sae", min(seen, total), total, unit="samples",
-                     elapsed=time.perf_counter() - started)
+            progress("sae", min(seen, total), total, unit="samples", elapsed=time.perf_counter() - started)
 
     provider = _batches(tokens, batch_size, config.seed, on_batch)
     SAETrainer(trainer_config, training_sae, provider).fit()
@@ -160,9 +175,16 @@ def train_sae(tokens: torch.Tensor, out_dir: Path, config: SAETrainingConfig | N
     training_sae.save_inference_model(str(out_dir))
     sae = SAE.load_from_disk(str(out_dir), device=device)
     metrics = evaluate_sae(sae, tokens)
-    metrics.update(width=width, k=k, training_samples=total, batch_size=batch_size,
-                   n_training_tokens=n_tokens, train_seconds=round(train_seconds, 2),
-                   autocast=autocast, config=asdict(config))
+    metrics.update(
+        width=width,
+        k=k,
+        training_samples=total,
+        batch_size=batch_size,
+        n_training_tokens=n_tokens,
+        train_seconds=round(train_seconds, 2),
+        autocast=autocast,
+        config=asdict(config),
+    )
     return sae, metrics
 
 
@@ -185,10 +207,13 @@ def load_pretrained_sae(spec: str, *, d_model: int, hook: str, device: str = "cp
     except Exception as exc:  # noqa: BLE001 - sae-lens raises many types; say which SAE failed
         raise SAELoadError(f"Could not load SAE {spec}: {type(exc).__name__}: {exc}") from None
     if sae.cfg.d_in != d_model:
-        raise SAELoadError(f"SAE {spec} reads {sae.cfg.d_in}-dimensional activations but the "
-                           f"model's residual stream has {d_model}; pick an SAE for this model.")
+        raise SAELoadError(
+            f"SAE {spec} reads {sae.cfg.d_in}-dimensional activations but the "
+            f"model's residual stream has {d_model}; pick an SAE for this model."
+        )
     sae_hook = getattr(sae.cfg.metadata, "hook_name", None)
     if sae_hook and sae_hook != hook:
-        raise SAELoadError(f"SAE {spec} was trained on {sae_hook}, but the audit reads {hook}; "
-                           "pass the matching --layer.")
+        raise SAELoadError(
+            f"SAE {spec} was trained on {sae_hook}, but the audit reads {hook}; pass the matching --layer."
+        )
     return sae

@@ -254,7 +254,7 @@ def _segment_sum(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
 
 def _block_layout(indptr: np.ndarray, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Columns of block [c0, c1) with nonzeros, their counts and segment starts in the block."""
-    counts = np.diff(indptr[c0:c1 + 1])
+    counts = np.diff(indptr[c0 : c1 + 1])
     present = counts > 0
     cols = np.flatnonzero(present) + c0
     return cols, counts[present], indptr[cols] - indptr[c0]
@@ -268,27 +268,31 @@ def _column_moments(csc: sp.csc_matrix) -> dict[str, np.ndarray]:
     """
     n_pairs, n_features = csc.shape
     indptr = csc.indptr.astype(np.int64)
-    out = {"n_pos": np.zeros(n_features, dtype=np.int64), "n_neg": np.zeros(n_features, dtype=np.int64),
-           "sum": np.zeros(n_features), "sd": np.zeros(n_features)}
+    out = {
+        "n_pos": np.zeros(n_features, dtype=np.int64),
+        "n_neg": np.zeros(n_features, dtype=np.int64),
+        "sum": np.zeros(n_features),
+        "sd": np.zeros(n_features),
+    }
     for c0, c1 in _column_blocks(indptr):
         cols, counts, starts = _block_layout(indptr, c0, c1)
         if cols.size == 0:
             continue
-        values = csc.data[indptr[c0]:indptr[c1]].astype(np.float64)
+        values = csc.data[indptr[c0] : indptr[c1]].astype(np.float64)
         total = _segment_sum(values, starts)
         mean = total / n_pairs
         centred = values - np.repeat(mean, counts)
         centred *= centred
-        out["sd"][cols] = np.sqrt((_segment_sum(centred, starts) + (n_pairs - counts) * mean * mean)
-                                  / n_pairs)
+        out["sd"][cols] = np.sqrt((_segment_sum(centred, starts) + (n_pairs - counts) * mean * mean) / n_pairs)
         out["sum"][cols] = total
         out["n_pos"][cols] = _segment_sum((values > 0).astype(np.float64), starts).astype(np.int64)
         out["n_neg"][cols] = _segment_sum((values < 0).astype(np.float64), starts).astype(np.int64)
     return out
 
 
-def _newton_block(z: np.ndarray, a: np.ndarray, counts: np.ndarray, zmax: np.ndarray,
-                  max_iter: int, tol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _newton_block(
+    z: np.ndarray, a: np.ndarray, counts: np.ndarray, zmax: np.ndarray, max_iter: int, tol: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One-parameter logits for the features of a block, all at once.
 
     ``z`` holds the nonzero standardised Δ of the block's features (feature after feature, each
@@ -339,25 +343,30 @@ def _feature_logits(csc: sp.csc_matrix, sd: np.ndarray, row_term: np.ndarray) ->
     """Length-controlled logit of every feature with a nonzero Δ, block of columns by block."""
     n_features = csc.shape[1]
     indptr = csc.indptr.astype(np.int64)
-    out = {"beta": np.full(n_features, np.nan), "hessian": np.full(n_features, np.nan),
-           "converged": np.zeros(n_features, dtype=bool)}
+    out = {
+        "beta": np.full(n_features, np.nan),
+        "hessian": np.full(n_features, np.nan),
+        "converged": np.zeros(n_features, dtype=bool),
+    }
     for c0, c1 in _column_blocks(indptr):
         cols, counts, starts = _block_layout(indptr, c0, c1)
         if cols.size == 0:
             continue
-        z = csc.data[indptr[c0]:indptr[c1]].astype(np.float64)
+        z = csc.data[indptr[c0] : indptr[c1]].astype(np.float64)
         z /= np.repeat(sd[cols], counts)
         zmax = np.maximum.reduceat(np.abs(z), starts)
-        beta, hessian, converged = _newton_block(z, row_term[csc.indices[indptr[c0]:indptr[c1]]],
-                                                 counts, zmax, LOGIT_MAX_ITER, LOGIT_TOL)
+        beta, hessian, converged = _newton_block(
+            z, row_term[csc.indices[indptr[c0] : indptr[c1]]], counts, zmax, LOGIT_MAX_ITER, LOGIT_TOL
+        )
         out["beta"][cols] = beta
         out["hessian"][cols] = hessian
         out["converged"][cols] = converged
     return out
 
 
-def _logit_table(logits: dict[str, np.ndarray], n_pos: np.ndarray, n_neg: np.ndarray,
-                 null_converged: bool) -> pd.DataFrame:
+def _logit_table(
+    logits: dict[str, np.ndarray], n_pos: np.ndarray, n_neg: np.ndarray, null_converged: bool
+) -> pd.DataFrame:
     beta = logits["beta"]
     with np.errstate(divide="ignore", invalid="ignore"):
         se = 1.0 / np.sqrt(logits["hessian"])
@@ -366,14 +375,16 @@ def _logit_table(logits: dict[str, np.ndarray], n_pos: np.ndarray, n_neg: np.nda
     # maximum is at infinity whatever Newton reports, so such fits are never "converged"; nor is
     # any fit whose offset comes from a null model that length alone separates.
     two_sided = (n_pos > 0) & (n_neg > 0) & null_converged
-    return pd.DataFrame({
-        "coef": beta,
-        "ci_low": beta - Z_95 * se,
-        "ci_high": beta + Z_95 * se,
-        "se": se,
-        "p_logit": 2.0 * sps.norm.sf(np.abs(z)),
-        "converged": logits["converged"] & two_sided,
-    }).rename_axis("feature")
+    return pd.DataFrame(
+        {
+            "coef": beta,
+            "ci_low": beta - Z_95 * se,
+            "ci_high": beta + Z_95 * se,
+            "se": se,
+            "p_logit": 2.0 * sps.norm.sf(np.abs(z)),
+            "converged": logits["converged"] & two_sided,
+        }
+    ).rename_axis("feature")
 
 
 def _null_row_term(dlen: np.ndarray, signs: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
@@ -385,8 +396,7 @@ def _null_row_term(dlen: np.ndarray, signs: np.ndarray) -> tuple[np.ndarray, dic
     return signs * offset, info
 
 
-def length_controlled_logit(delta: Matrix, chosen_len: Any, rejected_len: Any,
-                            seed: int) -> pd.DataFrame:
+def length_controlled_logit(delta: Matrix, chosen_len: Any, rejected_len: Any, seed: int) -> pd.DataFrame:
     """Per-feature logistic regression of the randomised label on Δ_j, controlling for length.
 
     Design (fast enough for 100k pairs × 16k sparse features): a null model
@@ -414,8 +424,9 @@ def length_controlled_logit(delta: Matrix, chosen_len: Any, rejected_len: Any,
     row_term, info = _null_row_term(_lengths(chosen_len, rejected_len, d.shape[0]), signs)
     csc = d.tocsc()
     moments = _column_moments(csc)
-    table = _logit_table(_feature_logits(csc, moments["sd"], row_term), moments["n_pos"],
-                         moments["n_neg"], info["null_converged"])
+    table = _logit_table(
+        _feature_logits(csc, moments["sd"], row_term), moments["n_pos"], moments["n_neg"], info["null_converged"]
+    )
     table.attrs.update(info)
     return table
 
@@ -431,8 +442,7 @@ class _Design:
     (one sparse mat-vec) and the values of a small working set of columns.
     """
 
-    def __init__(self, csc: sp.csc_matrix, signs: np.ndarray, inv_sd: np.ndarray,
-                 length: np.ndarray) -> None:
+    def __init__(self, csc: sp.csc_matrix, signs: np.ndarray, inv_sd: np.ndarray, length: np.ndarray) -> None:
         self.csc = csc
         self.signs = signs.astype(csc.dtype)
         self.inv_sd = inv_sd
@@ -457,16 +467,14 @@ class _Design:
         data *= self.inv_sd[features].astype(np.float32)[block.indices]
         X = sp.csr_matrix((data, block.indices, block.indptr), shape=block.shape)
         if cols.size and cols[-1] == self.n_features:
-            X = sp.hstack([X, sp.csr_matrix(self.length[rows].astype(np.float32)[:, None])],
-                          format="csr")
+            X = sp.hstack([X, sp.csr_matrix(self.length[rows].astype(np.float32)[:, None])], format="csr")
         return X
 
 
 def _fit_l1(X: sp.csr_matrix, y: np.ndarray, C: float, seed: int, tol: float):
     from sklearn.linear_model import LogisticRegression
 
-    model = LogisticRegression(C=C, solver="liblinear", tol=tol, random_state=seed,
-                               **_sklearn_l1_kwargs())
+    model = LogisticRegression(C=C, solver="liblinear", tol=tol, random_state=seed, **_sklearn_l1_kwargs())
     return model.fit(X, y.astype(np.int8))
 
 
@@ -480,8 +488,9 @@ def _c_min(gradient_at_zero: np.ndarray, y: np.ndarray) -> float:
     return 1.0 / den if den > 0 else 1.0
 
 
-def _fit_working_set(design: _Design, rows: np.ndarray, y: np.ndarray, C: float, seed: int,
-                     tol: float, start: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+def _fit_working_set(
+    design: _Design, rows: np.ndarray, y: np.ndarray, C: float, seed: int, tol: float, start: np.ndarray
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
     """L1 logistic on all columns, solved on a growing working set of columns.
 
     liblinear on the full 16k-column design spends most of its time on columns that stay at
@@ -544,8 +553,7 @@ def _choose_multiplier(design: _Design, y: np.ndarray, seed: int) -> float:
         train, test = folds[i]
         C = multiplier * c_mins[i]
         start = working[i] | (C * np.abs(gradients[i]) > START_NEAR)
-        weights, intercept, _, working[i] = _fit_working_set(design, train, y[train], C, seed,
-                                                             CV_TOL, start)
+        weights, intercept, _, working[i] = _fit_working_set(design, train, y[train], C, seed, CV_TOL, start)
         cols = np.flatnonzero(weights)
         scores = design.columns(cols, test) @ weights[cols] + intercept
         return _auc(y[test], scores)
@@ -565,24 +573,22 @@ def _choose_multiplier(design: _Design, y: np.ndarray, seed: int) -> float:
     return best_multiplier
 
 
-def _grouped_pair_credit(ga: np.ndarray, va: np.ndarray, gb: np.ndarray, vb: np.ndarray,
-                         n_groups: int) -> np.ndarray:
+def _grouped_pair_credit(ga: np.ndarray, va: np.ndarray, gb: np.ndarray, vb: np.ndarray, n_groups: int) -> np.ndarray:
     """Per group g: Σ over a in group g of A, b in group g of B of [va > vb] + ½·[va = vb]."""
     if ga.size == 0 or gb.size == 0:
         return np.zeros(n_groups)
     _, ranks = np.unique(np.concatenate([va, vb]), return_inverse=True)
     ranks = ranks.astype(np.int64).ravel()
     width = int(ranks.max()) + 1
-    ka = ga.astype(np.int64) * width + ranks[:va.size]
-    kb = np.sort(gb.astype(np.int64) * width + ranks[va.size:])
+    ka = ga.astype(np.int64) * width + ranks[: va.size]
+    kb = np.sort(gb.astype(np.int64) * width + ranks[va.size :])
     left = np.searchsorted(kb, ka, "left")
     below = left - np.searchsorted(kb, ga.astype(np.int64) * width, "left")
     equal = np.searchsorted(kb, ka, "right") - left
     return np.bincount(ga, weights=below + 0.5 * equal, minlength=n_groups)
 
 
-def _auc_without_each(y: np.ndarray, scores: np.ndarray, X_sel: sp.csc_matrix,
-                      coef_sel: np.ndarray) -> np.ndarray:
+def _auc_without_each(y: np.ndarray, scores: np.ndarray, X_sel: sp.csc_matrix, coef_sel: np.ndarray) -> np.ndarray:
     """Held-out AUC after zeroing each selected column, for all columns at once, without refits.
 
     Zeroing column k changes the score only of the pairs where that column is nonzero (set C_k),
@@ -611,18 +617,28 @@ def _auc_without_each(y: np.ndarray, scores: np.ndarray, X_sel: sp.csc_matrix,
     old_p, new_p, old_n, new_n = old[is_pos], new[is_pos], old[~is_pos], new[~is_pos]
     # U' − U = Σ_{i∈P∩C} [credit(s'_i) − credit(s_i)] vs all N, Σ_{j∈N∩C} likewise vs all P,
     # then correct the (P∩C) × (N∩C) comparisons, which those two sums take against old scores.
-    change = (np.bincount(gp, weights=credit_vs_neg(new_p) - credit_vs_neg(old_p), minlength=k)
-              + np.bincount(gn, weights=credit_vs_pos(new_n) - credit_vs_pos(old_n), minlength=k)
-              + _grouped_pair_credit(gp, new_p, gn, new_n, k)
-              - _grouped_pair_credit(gp, new_p, gn, old_n, k)
-              - _grouped_pair_credit(gp, old_p, gn, new_n, k)
-              + _grouped_pair_credit(gp, old_p, gn, old_n, k))
+    change = (
+        np.bincount(gp, weights=credit_vs_neg(new_p) - credit_vs_neg(old_p), minlength=k)
+        + np.bincount(gn, weights=credit_vs_pos(new_n) - credit_vs_pos(old_n), minlength=k)
+        + _grouped_pair_credit(gp, new_p, gn, new_n, k)
+        - _grouped_pair_credit(gp, new_p, gn, old_n, k)
+        - _grouped_pair_credit(gp, old_p, gn, new_n, k)
+        + _grouped_pair_credit(gp, old_p, gn, old_n, k)
+    )
     u_base = float(np.sum(credit_vs_neg(scores[y])))
     return (u_base + change) / (n_p * neg_sorted.size)
 
 
-def _joint(d: sp.csr_matrix, csc: sp.csc_matrix, sd: np.ndarray, signs: np.ndarray,
-           dlen: np.ndarray, train_mask: np.ndarray, seed: int, C: float | None) -> dict[str, Any]:
+def _joint(
+    d: sp.csr_matrix,
+    csc: sp.csc_matrix,
+    sd: np.ndarray,
+    signs: np.ndarray,
+    dlen: np.ndarray,
+    train_mask: np.ndarray,
+    seed: int,
+    C: float | None,
+) -> dict[str, Any]:
     n_pairs, n_features = d.shape
     y = signs > 0
     length_sd = float(np.std(dlen))
@@ -631,8 +647,12 @@ def _joint(d: sp.csr_matrix, csc: sp.csc_matrix, sd: np.ndarray, signs: np.ndarr
     design = _Design(csc, signs, inv_sd, length)
     train, held = np.flatnonzero(train_mask), np.flatnonzero(~train_mask)
     result: dict[str, Any] = {
-        "auc_held_out": float("nan"), "auc_train": float("nan"), "C": float("nan"),
-        "coef": np.zeros(n_features), "length_coef": float("nan"), "n_selected": 0,
+        "auc_held_out": float("nan"),
+        "auc_train": float("nan"),
+        "C": float("nan"),
+        "coef": np.zeros(n_features),
+        "length_coef": float("nan"),
+        "n_selected": 0,
         "auc_contribution": np.zeros(n_features),
     }
     y_train = y[train]
@@ -648,11 +668,19 @@ def _joint(d: sp.csr_matrix, csc: sp.csc_matrix, sd: np.ndarray, signs: np.ndarr
         C = _choose_multiplier(sub_design, y[sub], seed) * _c_min(gradient, y_train)
     C = float(C)
     weights, intercept, train_scores, _ = _fit_working_set(
-        design, train, y_train, C, seed, FINAL_TOL, C * np.abs(gradient) > START_NEAR)
+        design, train, y_train, C, seed, FINAL_TOL, C * np.abs(gradient) > START_NEAR
+    )
     coef = weights[:n_features]
     selected = np.flatnonzero(coef)
-    result.update({"C": C, "coef": coef, "length_coef": float(weights[n_features]),
-                   "n_selected": int(selected.size), "auc_train": _auc(y_train, train_scores)})
+    result.update(
+        {
+            "C": C,
+            "coef": coef,
+            "length_coef": float(weights[n_features]),
+            "n_selected": int(selected.size),
+            "auc_train": _auc(y_train, train_scores),
+        }
+    )
     if held.size == 0:
         result["auc_contribution"] = np.where(coef != 0, np.nan, 0.0)
         return result
@@ -666,14 +694,14 @@ def _joint(d: sp.csr_matrix, csc: sp.csc_matrix, sd: np.ndarray, signs: np.ndarr
             contribution[selected] = np.nan
         else:
             X_sel = design.columns(selected, held).tocsc()
-            contribution[selected] = auc - _auc_without_each(y_held, held_scores, X_sel,
-                                                             coef[selected])
+            contribution[selected] = auc - _auc_without_each(y_held, held_scores, X_sel, coef[selected])
         result["auc_contribution"] = contribution
     return result
 
 
-def joint_model(delta: Matrix, chosen_len: Any, rejected_len: Any, train_mask: Any, seed: int,
-                C: float | None = None) -> dict[str, Any]:
+def joint_model(
+    delta: Matrix, chosen_len: Any, rejected_len: Any, train_mask: Any, seed: int, C: float | None = None
+) -> dict[str, Any]:
     """L1 logistic regression of the randomised label on all features and length, jointly.
 
     Columns: sign·Δ_j / SD(Δ_j) for every feature (the scale of :func:`length_controlled_logit`,
@@ -717,9 +745,15 @@ def _side_statistics(c: sp.csr_matrix, r: sp.csr_matrix) -> tuple[np.ndarray, np
     union = np.zeros(n_features, dtype=np.int64)
     sums = [np.zeros(n_features), np.zeros(n_features)]
     c_ptr, r_ptr = c.indptr.astype(np.int64), r.indptr.astype(np.int64)
-    bounds = np.unique(np.concatenate([
-        [0], np.searchsorted(c_ptr + r_ptr, np.arange(BLOCK_NNZ, int(c_ptr[-1] + r_ptr[-1]), BLOCK_NNZ)),
-        [n_pairs]]))
+    bounds = np.unique(
+        np.concatenate(
+            [
+                [0],
+                np.searchsorted(c_ptr + r_ptr, np.arange(BLOCK_NNZ, int(c_ptr[-1] + r_ptr[-1]), BLOCK_NNZ)),
+                [n_pairs],
+            ]
+        )
+    )
     for r0, r1 in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
         patterns = []
         for side, (m, ptr) in enumerate(((c, c_ptr), (r, r_ptr))):
@@ -728,16 +762,25 @@ def _side_statistics(c: sp.csr_matrix, r: sp.csr_matrix) -> tuple[np.ndarray, np
             sums[side] += np.bincount(indices, weights=data, minlength=n_features)
             nonzero = data != 0
             union += np.bincount(indices[nonzero], minlength=n_features)
-            patterns.append(sp.csr_matrix((nonzero.astype(np.int8), indices, ptr[r0:r1 + 1] - e0),
-                                          shape=(r1 - r0, n_features)))
+            patterns.append(
+                sp.csr_matrix((nonzero.astype(np.int8), indices, ptr[r0 : r1 + 1] - e0), shape=(r1 - r0, n_features))
+            )
         both = patterns[0].multiply(patterns[1]).tocsr()
         union -= np.bincount(both.indices[both.data != 0], minlength=n_features)
     return union, sums[0], sums[1]
 
 
-def feature_statistics(chosen: Matrix, rejected: Matrix, chosen_len: Any, rejected_len: Any,
-                       train_mask: Any, *, seed: int = 0, correction: str = "bh",
-                       C: float | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+def feature_statistics(
+    chosen: Matrix,
+    rejected: Matrix,
+    chosen_len: Any,
+    rejected_len: Any,
+    train_mask: Any,
+    *,
+    seed: int = 0,
+    correction: str = "bh",
+    C: float | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """All per-feature statistics, one row per feature (index = feature number).
 
     Columns: prevalence (share of pairs where chosen or rejected is nonzero), n_differ,
@@ -779,22 +822,24 @@ def feature_statistics(chosen: Matrix, rejected: Matrix, chosen_len: Any, reject
     direction[share < 0.5] = "rejected"
     p_sign = _sign_pvalues(n_pos, n_neg)
     logit = _logit_table(logits, n_pos, n_neg, null_info["null_converged"])
-    table = pd.DataFrame({
-        "prevalence": union * per_pair,
-        "n_differ": n_differ,
-        "n_chosen_more": n_pos,
-        "n_rejected_more": n_neg,
-        "share_chosen_more": share,
-        "direction": direction,
-        "mean_delta": moments["sum"] * per_pair,
-        "mean_chosen": sum_chosen * per_pair,
-        "mean_rejected": sum_rejected * per_pair,
-        "p_sign": p_sign,
-        "q_value": adjust_pvalues(p_sign, correction),
-        **{name: logit[name].to_numpy() for name in logit.columns},
-        "joint_coef": joint["coef"],
-        "auc_contribution": joint["auc_contribution"],
-    }).rename_axis("feature")
+    table = pd.DataFrame(
+        {
+            "prevalence": union * per_pair,
+            "n_differ": n_differ,
+            "n_chosen_more": n_pos,
+            "n_rejected_more": n_neg,
+            "share_chosen_more": share,
+            "direction": direction,
+            "mean_delta": moments["sum"] * per_pair,
+            "mean_chosen": sum_chosen * per_pair,
+            "mean_rejected": sum_rejected * per_pair,
+            "p_sign": p_sign,
+            "q_value": adjust_pvalues(p_sign, correction),
+            **{name: logit[name].to_numpy() for name in logit.columns},
+            "joint_coef": joint["coef"],
+            "auc_contribution": joint["auc_contribution"],
+        }
+    ).rename_axis("feature")
     summary = {key: value for key, value in joint.items() if not isinstance(value, np.ndarray)}
     summary.update(null_info)
     return table, summary
@@ -821,24 +866,28 @@ def rank_concepts(table: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
         strength = np.maximum(np.maximum(low, -high), 0.0)
     else:
         strength = np.abs(table["coef"].to_numpy(dtype=np.float64))
-    converged = (table["converged"].to_numpy(dtype=bool) if "converged" in table.columns
-                 else np.ones(len(table), dtype=bool))
+    converged = (
+        table["converged"].to_numpy(dtype=bool) if "converged" in table.columns else np.ones(len(table), dtype=bool)
+    )
     has_logit = "p_logit" in table.columns
     evidence = table["p_logit"].to_numpy(dtype=np.float64) if has_logit else -strength
     significant = q < alpha
     # Significant by the sign test and with a length-controlled interval that excludes zero
     # first; significant by the sign test alone next; the rest last.
     confirmed = significant & (evidence < alpha) if has_logit else significant
-    key = pd.DataFrame({
-        "group": np.where(confirmed, 0, np.where(significant, 1, 2)),
-        "unconverged": ~converged,
-        "first": np.where(significant, -np.nan_to_num(strength, nan=-np.inf), q),
-        # Among the rest, a large but uncertain coefficient (few differing pairs) should not
-        # lead: order by the length-controlled p-value instead.
-        "second": np.where(significant, q, evidence),
-    })
-    order = key.sort_values(["group", "unconverged", "first", "second"], na_position="last",
-                            kind="mergesort").index.to_numpy()
+    key = pd.DataFrame(
+        {
+            "group": np.where(confirmed, 0, np.where(significant, 1, 2)),
+            "unconverged": ~converged,
+            "first": np.where(significant, -np.nan_to_num(strength, nan=-np.inf), q),
+            # Among the rest, a large but uncertain coefficient (few differing pairs) should not
+            # lead: order by the length-controlled p-value instead.
+            "second": np.where(significant, q, evidence),
+        }
+    )
+    order = key.sort_values(
+        ["group", "unconverged", "first", "second"], na_position="last", kind="mergesort"
+    ).index.to_numpy()
     ranked = table.iloc[order].copy()
     ranked["rank"] = np.arange(1, len(ranked) + 1)
     return ranked

@@ -7,7 +7,16 @@ from .schemas import SCHEMAS, SchemaError
 from .split import assign_split
 
 __all__ = [
-    "DEFAULT_MAX_TEXT_CHARS", "FORMATS", "SCHEMAS", "DataLoadError", "LoadReport",
-    "PreferenceDataset", "Rejection", "SchemaError", "assign_split", "describe_pair",
-    "load_preferences", "make_pair_id",
+    "DEFAULT_MAX_TEXT_CHARS",
+    "FORMATS",
+    "SCHEMAS",
+    "DataLoadError",
+    "LoadReport",
+    "PreferenceDataset",
+    "Rejection",
+    "SchemaError",
+    "assign_split",
+    "describe_pair",
+    "load_preferences",
+    "make_pair_id",
 ]

@@ -26,8 +26,15 @@ import pandas as pd
 from .messages import render_plain, shared_prefix_length, split_shared_text_prefix
 from .readers import BadRow, read_rows
 from .report import (
-    BAD_MESSAGES, EMPTY_RESPONSE, IDENTICAL, MULTI_TURN, TOO_LARGE, UNDECODABLE, DataLoadError,
-    DuplicateMerge, LoadReport,
+    BAD_MESSAGES,
+    EMPTY_RESPONSE,
+    IDENTICAL,
+    MULTI_TURN,
+    TOO_LARGE,
+    UNDECODABLE,
+    DataLoadError,
+    DuplicateMerge,
+    LoadReport,
 )
 from .schemas import RawPair, RowError, SchemaError, detect_schema, resolve_columns
 from .split import assign_split
@@ -73,18 +80,19 @@ def make_pair_id(prompt: list[dict], chosen: str, rejected: str) -> str:
 
 
 def prompt_key(prompt: list[dict]) -> str:
-    return hashlib.sha256(json.dumps(prompt, ensure_ascii=False, sort_keys=True)
-                          .encode("utf-8")).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(prompt, ensure_ascii=False, sort_keys=True).encode("utf-8")).hexdigest()[:16]
 
 
 def _final_turns(raw: RawPair, chosen_field: str, rejected_field: str) -> tuple[list[dict], str, str]:
     """Move what chosen and rejected share into the prompt; each must then be one assistant turn."""
-    if (not raw.prompt and len(raw.chosen) == len(raw.rejected) == 1
-            and raw.chosen[0]["role"] == raw.rejected[0]["role"] == "assistant"):
+    if (
+        not raw.prompt
+        and len(raw.chosen) == len(raw.rejected) == 1
+        and raw.chosen[0]["role"] == raw.rejected[0]["role"] == "assistant"
+    ):
         # Two plain texts (TRL implicit prompt without speaker markers): the prompt is their
         # shared leading text.
-        prefix, chosen, rejected = split_shared_text_prefix(raw.chosen[0]["content"],
-                                                            raw.rejected[0]["content"])
+        prefix, chosen, rejected = split_shared_text_prefix(raw.chosen[0]["content"], raw.rejected[0]["content"])
         prompt = [{"role": "user", "content": prefix.strip()}] if prefix.strip() else []
         return prompt, chosen.strip(), rejected.strip()
     shared = shared_prefix_length(raw.chosen, raw.rejected)
@@ -96,12 +104,13 @@ def _final_turns(raw: RawPair, chosen_field: str, rejected_field: str) -> tuple[
                 raise RowError(chosen_field, IDENTICAL, "the two conversations are the same")
             raise RowError(field, EMPTY_RESPONSE, "nothing after the turns both sides share")
         if len(rest) > 1:
-            raise RowError(field, MULTI_TURN,
-                           f"{len(rest)} turns after the shared prompt; Spectrum compares one final "
-                           "assistant turn per side")
+            raise RowError(
+                field,
+                MULTI_TURN,
+                f"{len(rest)} turns after the shared prompt; Spectrum compares one final assistant turn per side",
+            )
         if rest[0]["role"] != "assistant":
-            raise RowError(field, BAD_MESSAGES,
-                           f"the response turn is from '{rest[0]['role']}', not the assistant")
+            raise RowError(field, BAD_MESSAGES, f"the response turn is from '{rest[0]['role']}', not the assistant")
         sides.append(rest[0]["content"].strip())
     return prompt, sides[0], sides[1]
 
@@ -122,12 +131,15 @@ class PreferenceDataset:
     def to_trl_records(self, split: str | None = None) -> list[dict]:
         """TRL's explicit-prompt conversational format: prompt, chosen, rejected as messages."""
         frame = self.pairs if split is None else self.split(split)
-        return [{
-            "pair_id": row.pair_id,
-            "prompt": list(row.prompt),
-            "chosen": [{"role": "assistant", "content": row.chosen}],
-            "rejected": [{"role": "assistant", "content": row.rejected}],
-        } for row in frame.itertuples()]
+        return [
+            {
+                "pair_id": row.pair_id,
+                "prompt": list(row.prompt),
+                "chosen": [{"role": "assistant", "content": row.chosen}],
+                "rejected": [{"role": "assistant", "content": row.rejected}],
+            }
+            for row in frame.itertuples()
+        ]
 
     def save(self, folder: Path) -> None:
         """pairs.parquet (prompt and metadata as JSON text) and report.json."""
@@ -137,11 +149,12 @@ class PreferenceDataset:
         frame["prompt"] = [json.dumps(p, ensure_ascii=False) for p in frame["prompt"]]
         frame["metadata"] = [json.dumps(m, ensure_ascii=False, default=str) for m in frame["metadata"]]
         frame.to_parquet(folder / "pairs.parquet", index=False)
-        (folder / "report.json").write_text(json.dumps(self.report.to_dict(), indent=1,
-                                                       ensure_ascii=False, default=str))
+        (folder / "report.json").write_text(
+            json.dumps(self.report.to_dict(), indent=1, ensure_ascii=False, default=str)
+        )
 
     @classmethod
-    def load(cls, folder: Path) -> "PreferenceDataset":
+    def load(cls, folder: Path) -> PreferenceDataset:
         folder = Path(folder)
         frame = pd.read_parquet(folder / "pairs.parquet")
         frame["prompt"] = [json.loads(p) for p in frame["prompt"]]
@@ -223,32 +236,47 @@ def load_preferences(
             metadata = _repair(metadata)
             repaired_metadata += 1
         seen[pair_id] = len(records)
-        records.append({"pair_id": pair_id, "prompt": prompt, "chosen": chosen,
-                        "rejected": rejected, "source": row.location, "duplicates": 0,
-                        "metadata": metadata})
+        records.append(
+            {
+                "pair_id": pair_id,
+                "prompt": prompt,
+                "chosen": chosen,
+                "rejected": rejected,
+                "source": row.location,
+                "duplicates": 0,
+                "metadata": metadata,
+            }
+        )
 
     report.rows_kept = len(records)
     report.pairs_without_prompt = sum(1 for r in records if not r["prompt"])
     swapped = {make_pair_id(r["prompt"], r["rejected"], r["chosen"]) for r in records}
     report.conflicting_pairs = sum(1 for r in records if r["pair_id"] in swapped)
     if repaired_metadata:
-        report.warnings.append(f"{repaired_metadata} rows had invalid UTF-8 in metadata columns; "
-                               "those bytes were replaced with U+FFFD (the pairs themselves are intact)")
+        report.warnings.append(
+            f"{repaired_metadata} rows had invalid UTF-8 in metadata columns; "
+            "those bytes were replaced with U+FFFD (the pairs themselves are intact)"
+        )
     if not records:
         raise DataLoadError(f"{path}: no usable pairs.\n{report.summary()}", report)
     pairs = pd.DataFrame.from_records(records)
-    pairs["split"] = assign_split([prompt_key(p) for p in pairs["prompt"]],
-                                  held_out_fraction=held_out_fraction, seed=seed)
+    pairs["split"] = assign_split(
+        [prompt_key(p) for p in pairs["prompt"]], held_out_fraction=held_out_fraction, seed=seed
+    )
     return PreferenceDataset(pairs[PAIR_COLUMNS], report)
 
 
 def describe_pair(row: Any, max_chars: int = 400) -> str:
     """A short printable view of one pair, for the CLI."""
+
     def clip(text: str) -> str:
         return text if len(text) <= max_chars else text[:max_chars] + " …"
-    return "\n".join([
-        f"pair {row['pair_id']} ({row['source']}, {row['split']})",
-        "  PROMPT:   " + clip(render_plain(row["prompt"]) or "(none)").replace("\n", "\n            "),
-        "  CHOSEN:   " + clip(row["chosen"]).replace("\n", "\n            "),
-        "  REJECTED: " + clip(row["rejected"]).replace("\n", "\n            "),
-    ])
+
+    return "\n".join(
+        [
+            f"pair {row['pair_id']} ({row['source']}, {row['split']})",
+            "  PROMPT:   " + clip(render_plain(row["prompt"]) or "(none)").replace("\n", "\n            "),
+            "  CHOSEN:   " + clip(row["chosen"]).replace("\n", "\n            "),
+            "  REJECTED: " + clip(row["rejected"]).replace("\n", "\n            "),
+        ]
+    )

@@ -12,24 +12,39 @@ import json
 import re
 from typing import Any
 
+from ..errors import SpectrumError
+
 ROLE_ALIASES = {
-    "user": "user", "human": "user", "prompter": "user", "question": "user",
-    "assistant": "assistant", "gpt": "assistant", "bot": "assistant", "model": "assistant",
-    "chatgpt": "assistant", "answer": "assistant",
+    "user": "user",
+    "human": "user",
+    "prompter": "user",
+    "question": "user",
+    "assistant": "assistant",
+    "gpt": "assistant",
+    "bot": "assistant",
+    "model": "assistant",
+    "chatgpt": "assistant",
+    "answer": "assistant",
     "system": "system",
-    "tool": "tool", "function": "tool", "observation": "tool", "ipython": "tool",
+    "tool": "tool",
+    "function": "tool",
+    "observation": "tool",
+    "ipython": "tool",
 }
 
 # Speaker markers at the start of a transcript or after a blank line. HH-RLHF uses
 # "\n\nHuman: " and "\n\nAssistant: "; ICAI-style AlpacaEval texts use "Instruction:" / "Output:".
 _TRANSCRIPT_MARKERS = {
-    "Human": "user", "User": "user", "Assistant": "assistant", "Instruction": "user",
+    "Human": "user",
+    "User": "user",
+    "Assistant": "assistant",
+    "Instruction": "user",
     "Output": "assistant",
 }
 _TRANSCRIPT_SPLIT = re.compile(r"(?:^|\n\n+)(Human|User|Assistant|Instruction|Output):[ \t]?\n?")
 
 
-class MessageError(ValueError):
+class MessageError(SpectrumError, ValueError):
     """A value that should be a conversation is malformed; the message says how."""
 
 
@@ -74,11 +89,14 @@ def _maybe_json(value: str) -> Any:
             decoded = json.loads(stripped)
         except json.JSONDecodeError:
             return value
-        if isinstance(decoded, dict) and ({"role", "content"} <= decoded.keys()
-                                          or {"from", "value"} <= decoded.keys()):
+        if isinstance(decoded, dict) and ({"role", "content"} <= decoded.keys() or {"from", "value"} <= decoded.keys()):
             return decoded
-        if isinstance(decoded, list) and decoded and all(isinstance(d, dict) for d in decoded) \
-                and all(("role" in d or "from" in d) for d in decoded):
+        if (
+            isinstance(decoded, list)
+            and decoded
+            and all(isinstance(d, dict) for d in decoded)
+            and all(("role" in d or "from" in d) for d in decoded)
+        ):
             return decoded
         if decoded == []:
             return decoded

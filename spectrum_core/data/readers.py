@@ -14,15 +14,23 @@ import io
 import json
 import math
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .report import NOT_AN_OBJECT, UNPARSEABLE, DataLoadError
 
 FORMATS = ("jsonl", "json", "csv", "tsv", "parquet", "hf-datasets")
-_SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
-                   ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
+_SUFFIX_FORMATS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 
 
 @dataclass
@@ -115,15 +123,17 @@ def _json_rows(path: Path, text: str) -> Iterator[RawRow | BadRow]:
             yield from _jsonl_rows(path, text)
             return
         raise DataLoadError(
-            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
-            "the file may be truncated."
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); the file may be truncated."
         ) from None
     records = document
     if isinstance(document, dict):
         lists = [v for v in document.values() if isinstance(v, list)]
-        columnar = (len(document) > 1 and len(lists) == len(document)
-                    and len({len(v) for v in lists}) == 1
-                    and not any(isinstance(v[0], dict) for v in lists if v))
+        columnar = (
+            len(document) > 1
+            and len(lists) == len(document)
+            and len({len(v) for v in lists}) == 1
+            and not any(isinstance(v[0], dict) for v in lists if v)
+        )
         if columnar:
             # {"prompt": [...], "chosen": [...], "rejected": [...]}
             keys = list(document)
@@ -166,8 +176,7 @@ def _csv_rows(path: Path, text: str, delimiter: str) -> Iterator[RawRow | BadRow
         if not fields or all(not f.strip() for f in fields) and len(fields) <= 1:
             continue
         if len(fields) != len(header):
-            yield BadRow(f"line {start_line}", UNPARSEABLE,
-                         f"{len(fields)} fields where the header has {len(header)}")
+            yield BadRow(f"line {start_line}", UNPARSEABLE, f"{len(fields)} fields where the header has {len(header)}")
             continue
         yield RawRow(f"line {start_line}", {h: (f if f != "" else None) for h, f in zip(header, fields)})
 
@@ -194,8 +203,9 @@ def _parquet_rows(path: Path, data: bytes) -> Iterator[RawRow | BadRow]:
 def _hf_rows(path: Path) -> Iterator[RawRow | BadRow]:
     import datasets
 
-    if not ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()
-            or (path / "state.json").exists()):
+    if not (
+        (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists() or (path / "state.json").exists()
+    ):
         raise DataLoadError(
             f"{path}: a folder, but not one written by datasets' save_to_disk "
             "(no dataset_info.json, state.json or dataset_dict.json)."
@@ -234,8 +244,9 @@ def read_rows(path: Path, file_format: str | None = None) -> tuple[str, Iterator
     try:
         text = decode_text(data)
     except UnicodeDecodeError as exc:
-        raise DataLoadError(f"{path}: starts with a UTF-16 byte-order mark but is not valid "
-                            f"UTF-16 ({exc.reason}).") from None
+        raise DataLoadError(
+            f"{path}: starts with a UTF-16 byte-order mark but is not valid UTF-16 ({exc.reason})."
+        ) from None
     if fmt == "jsonl":
         return label, _jsonl_rows(path, text)
     if fmt == "json":

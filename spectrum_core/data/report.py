@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
+from ..errors import SpectrumError
+
 # Reasons a row is rejected. Tests and the UI group rejections by these strings.
 MISSING_FIELD = "missing field"
 EMPTY_RESPONSE = "empty response"
@@ -88,8 +90,7 @@ class LoadReport:
         if self.pairs_without_prompt:
             lines.append(f"Pairs with no prompt (the texts share no prefix): {self.pairs_without_prompt}")
         if self.conflicting_pairs:
-            lines.append(f"Pairs that also appear with chosen and rejected swapped: "
-                         f"{self.conflicting_pairs}")
+            lines.append(f"Pairs that also appear with chosen and rejected swapped: {self.conflicting_pairs}")
         for reason, count in self.rejection_counts().items():
             lines.append(f"  rejected, {reason}: {count}")
         for rejection in self.rejections[:max_examples]:
@@ -101,19 +102,22 @@ class LoadReport:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        data.update(rows_rejected=self.rows_rejected, duplicates_merged=self.duplicates_merged,
-                    rejection_counts=self.rejection_counts())
+        data.update(
+            rows_rejected=self.rows_rejected,
+            duplicates_merged=self.duplicates_merged,
+            rejection_counts=self.rejection_counts(),
+        )
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "LoadReport":
+    def from_dict(cls, data: dict) -> LoadReport:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["rejections"] = [Rejection(**r) for r in known.get("rejections", [])]
         known["duplicates"] = [DuplicateMerge(**d) for d in known.get("duplicates", [])]
         return cls(**known)
 
 
-class DataLoadError(ValueError):
+class DataLoadError(SpectrumError, ValueError):
     """The file as a whole cannot be used. The message names the file and says why."""
 
     def __init__(self, message: str, report: LoadReport | None = None):

@@ -7,20 +7,22 @@ into the prompt and requires what is left of each to be a single assistant turn.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
+from ..errors import SpectrumError
 from .messages import MessageError, is_missing, to_messages
 from .report import BAD_LABEL, BAD_MESSAGES, MISSING_FIELD
 
 
-class RowError(ValueError):
+class RowError(SpectrumError, ValueError):
     def __init__(self, field: str | None, reason: str, detail: str = ""):
         super().__init__(f"{field}: {reason} {detail}".strip())
         self.field, self.reason, self.detail = field, reason, detail
 
 
-class SchemaError(ValueError):
+class SchemaError(SpectrumError, ValueError):
     """No accepted schema matches the columns; the message lists both."""
 
 
@@ -52,8 +54,7 @@ def _get(row: dict, cols: dict[str, str], name: str) -> Any:
     return value
 
 
-def _messages(row: dict, cols: dict[str, str], name: str, default_role: str,
-              transcripts: bool = True) -> list[dict]:
+def _messages(row: dict, cols: dict[str, str], name: str, default_role: str, transcripts: bool = True) -> list[dict]:
     value = _get(row, cols, name)
     try:
         return to_messages(value, default_role, transcripts=transcripts)
@@ -103,8 +104,7 @@ def parse_ab_label(value: Any, field: str) -> str:
         raise RowError(field, BAD_LABEL, f"{value!r} is a tie: no preference to learn from")
     if text in {"nan", "none", "null", ""}:
         raise RowError(field, MISSING_FIELD, f"label is {value!r}")
-    raise RowError(field, BAD_LABEL,
-                   f"{value!r}; use A/B, response_A/response_B, or 1 (A preferred) / 0 (B preferred)")
+    raise RowError(field, BAD_LABEL, f"{value!r}; use A/B, response_A/response_B, or 1 (A preferred) / 0 (B preferred)")
 
 
 def _ab_label(row: dict, cols: dict[str, str]) -> RawPair:
@@ -114,8 +114,13 @@ def _ab_label(row: dict, cols: dict[str, str]) -> RawPair:
     names = (cols["response_a"], cols["response_b"])
     chosen, rejected = (a, b) if winner == "A" else (b, a)
     fields = names if winner == "A" else names[::-1]
-    return RawPair(_messages(row, cols, "prompt", "user"), chosen, rejected,
-                   _used(cols, "prompt", "response_a", "response_b", "label"), *fields)
+    return RawPair(
+        _messages(row, cols, "prompt", "user"),
+        chosen,
+        rejected,
+        _used(cols, "prompt", "response_a", "response_b", "label"),
+        *fields,
+    )
 
 
 def _icai(row: dict, cols: dict[str, str]) -> RawPair:
@@ -169,29 +174,65 @@ def _llamafactory(row: dict, cols: dict[str, str]) -> RawPair:
         prompt=prompt,
         chosen=_messages(row, cols, "chosen", "assistant", transcripts=False),
         rejected=_messages(row, cols, "rejected", "assistant", transcripts=False),
-        used_columns=_used(cols, conv_name, "instruction", "input", "prompt", "system",
-                           "chosen", "rejected"),
+        used_columns=_used(cols, conv_name, "instruction", "input", "prompt", "system", "chosen", "rejected"),
     )
 
 
 # In detection order: the most specific column sets first.
-SCHEMAS: dict[str, Schema] = {s.name: s for s in [
-    Schema("ab-label", "WIMHF A/B with a label: prompt, response_A, response_B, label",
-           ("prompt", "response_a", "response_b", "label"), _ab_label),
-    Schema("icai", "Inverse Constitutional AI: text_a, text_b, preferred_text",
-           ("text_a", "text_b", "preferred_text"), _icai),
-    Schema("llamafactory", "LLaMA-Factory: conversation(s) or instruction/input, chosen, rejected",
-           ("chosen", "rejected"), _llamafactory, one_of=("conversation", "conversations", "instruction")),
-    Schema("trl-explicit", "TRL explicit prompt: prompt, chosen, rejected (text or messages)",
-           ("prompt", "chosen", "rejected"), _trl_explicit),
-    Schema("trl-implicit", "TRL implicit prompt: chosen, rejected as whole conversations "
-           "(messages or transcripts such as HH-RLHF's Human:/Assistant:)",
-           ("chosen", "rejected"), _trl_implicit),
-]}
+SCHEMAS: dict[str, Schema] = {
+    s.name: s
+    for s in [
+        Schema(
+            "ab-label",
+            "WIMHF A/B with a label: prompt, response_A, response_B, label",
+            ("prompt", "response_a", "response_b", "label"),
+            _ab_label,
+        ),
+        Schema(
+            "icai",
+            "Inverse Constitutional AI: text_a, text_b, preferred_text",
+            ("text_a", "text_b", "preferred_text"),
+            _icai,
+        ),
+        Schema(
+            "llamafactory",
+            "LLaMA-Factory: conversation(s) or instruction/input, chosen, rejected",
+            ("chosen", "rejected"),
+            _llamafactory,
+            one_of=("conversation", "conversations", "instruction"),
+        ),
+        Schema(
+            "trl-explicit",
+            "TRL explicit prompt: prompt, chosen, rejected (text or messages)",
+            ("prompt", "chosen", "rejected"),
+            _trl_explicit,
+        ),
+        Schema(
+            "trl-implicit",
+            "TRL implicit prompt: chosen, rejected as whole conversations "
+            "(messages or transcripts such as HH-RLHF's Human:/Assistant:)",
+            ("chosen", "rejected"),
+            _trl_implicit,
+        ),
+    ]
+}
 
-CANONICAL_COLUMNS = ("prompt", "chosen", "rejected", "response_a", "response_b", "label", "text_a",
-                     "text_b", "preferred_text", "conversation", "conversations", "instruction",
-                     "input", "system")
+CANONICAL_COLUMNS = (
+    "prompt",
+    "chosen",
+    "rejected",
+    "response_a",
+    "response_b",
+    "label",
+    "text_a",
+    "text_b",
+    "preferred_text",
+    "conversation",
+    "conversations",
+    "instruction",
+    "input",
+    "system",
+)
 
 
 def resolve_columns(columns: list[str], column_map: dict[str, str] | None = None) -> dict[str, str]:
@@ -199,12 +240,14 @@ def resolve_columns(columns: list[str], column_map: dict[str, str] | None = None
     column_map = dict(column_map or {})
     unknown = [c for c in column_map if c.lower() not in CANONICAL_COLUMNS]
     if unknown:
-        raise SchemaError(f"Column map names unknown fields {unknown}; map any of "
-                          f"{', '.join(CANONICAL_COLUMNS)} to your columns.")
+        raise SchemaError(
+            f"Column map names unknown fields {unknown}; map any of {', '.join(CANONICAL_COLUMNS)} to your columns."
+        )
     missing = [v for v in column_map.values() if v not in columns]
     if missing:
-        raise SchemaError(f"Column map refers to columns {missing} that are not in the file; "
-                          f"columns found: {', '.join(columns)}.")
+        raise SchemaError(
+            f"Column map refers to columns {missing} that are not in the file; columns found: {', '.join(columns)}."
+        )
     resolved = {}
     mapped_sources = set(column_map.values())
     by_lower = {c.lower(): c for c in columns if c not in mapped_sources}
@@ -223,12 +266,13 @@ def detect_schema(columns: list[str], cols: dict[str, str], forced: str | None =
         schema = SCHEMAS[forced]
         missing = [c for c in schema.required if c not in cols]
         if missing:
-            raise SchemaError(f"Schema {forced} needs columns {missing}; columns found: "
-                              f"{', '.join(columns)}. Map them with --map FIELD=COLUMN.")
+            raise SchemaError(
+                f"Schema {forced} needs columns {missing}; columns found: "
+                f"{', '.join(columns)}. Map them with --map FIELD=COLUMN."
+            )
         return schema
     for schema in SCHEMAS.values():
-        if all(c in cols for c in schema.required) and (
-                not schema.one_of or any(c in cols for c in schema.one_of)):
+        if all(c in cols for c in schema.required) and (not schema.one_of or any(c in cols for c in schema.one_of)):
             return schema
     accepted = "\n".join(f"  - {s.name}: {s.description}" for s in SCHEMAS.values())
     raise SchemaError(

@@ -1,10 +1,31 @@
 """From concept decisions to interventions on the data: the plan, its application, its export."""
 
 from .export import SavedPlan, load_plan, save_plan, shaped_records
-from .plan import (DATA_INTERVENTIONS, INTERVENTION_HELP, ConceptChoice, InterventionPlan, PlanError,
-                   compile_plan, default_intervention)
+from .plan import (
+    DATA_INTERVENTIONS,
+    INTERVENTION_HELP,
+    ConceptChoice,
+    InterventionPlan,
+    PlanError,
+    compile_plan,
+    default_intervention,
+)
 from .shaping import ShapedPairs, association, association_table, shape_pairs
 
-__all__ = ["DATA_INTERVENTIONS", "INTERVENTION_HELP", "ConceptChoice", "InterventionPlan", "PlanError",
-           "SavedPlan", "ShapedPairs", "association", "association_table", "compile_plan",
-           "default_intervention", "load_plan", "save_plan", "shape_pairs", "shaped_records"]
+__all__ = [
+    "DATA_INTERVENTIONS",
+    "INTERVENTION_HELP",
+    "ConceptChoice",
+    "InterventionPlan",
+    "PlanError",
+    "SavedPlan",
+    "ShapedPairs",
+    "association",
+    "association_table",
+    "compile_plan",
+    "default_intervention",
+    "load_plan",
+    "save_plan",
+    "shape_pairs",
+    "shaped_records",
+]

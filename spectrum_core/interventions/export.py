@@ -14,15 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..constants import PLAN_FILE, SHAPED_JSONL_FILE, SHAPED_PARQUET_FILE, SHAPING_FILE
 from ..data import PreferenceDataset
+from ..errors import NotFoundError
 from ..workspace import Workspace
 from .plan import InterventionPlan
 from .shaping import ShapedPairs
-
-PLAN_FILE = "plan.yaml"
-JSONL_FILE = "shaped.jsonl"
-PARQUET_FILE = "shaped.parquet"
-SHAPING_FILE = "shaping.parquet"
 
 
 def shaped_records(dataset: PreferenceDataset, shaped: ShapedPairs) -> list[dict]:
@@ -33,16 +30,18 @@ def shaped_records(dataset: PreferenceDataset, shaped: ShapedPairs) -> list[dict
             continue
         pair = pairs.loc[row.pair_id]
         chosen, rejected = (pair["rejected"], pair["chosen"]) if row.flipped else (pair["chosen"], pair["rejected"])
-        records.append({
-            "pair_id": row.pair_id,
-            "prompt": list(pair["prompt"]),
-            "chosen": [{"role": "assistant", "content": chosen}],
-            "rejected": [{"role": "assistant", "content": rejected}],
-            "weight": float(row.weight),
-            "split": pair["split"],
-            "flipped": bool(row.flipped),
-            "audited": bool(row.audited),
-        })
+        records.append(
+            {
+                "pair_id": row.pair_id,
+                "prompt": list(pair["prompt"]),
+                "chosen": [{"role": "assistant", "content": chosen}],
+                "rejected": [{"role": "assistant", "content": rejected}],
+                "weight": float(row.weight),
+                "split": pair["split"],
+                "flipped": bool(row.flipped),
+                "audited": bool(row.audited),
+            }
+        )
     return records
 
 
@@ -53,8 +52,9 @@ def write_jsonl(records: list[dict], path: Path) -> None:
 
 
 def write_parquet(records: list[dict], path: Path) -> None:
-    pd.DataFrame.from_records(records, columns=["pair_id", "prompt", "chosen", "rejected", "weight",
-                                                "split", "flipped", "audited"]).to_parquet(path, index=False)
+    pd.DataFrame.from_records(
+        records, columns=["pair_id", "prompt", "chosen", "rejected", "weight", "split", "flipped", "audited"]
+    ).to_parquet(path, index=False)
 
 
 @dataclass
@@ -65,11 +65,11 @@ class SavedPlan:
 
     @property
     def jsonl(self) -> Path:
-        return self.folder / JSONL_FILE
+        return self.folder / SHAPED_JSONL_FILE
 
     @property
     def parquet(self) -> Path:
-        return self.folder / PARQUET_FILE
+        return self.folder / SHAPED_PARQUET_FILE
 
     @property
     def yaml(self) -> Path:
@@ -79,8 +79,14 @@ class SavedPlan:
         return pd.read_parquet(self.folder / SHAPING_FILE)
 
 
-def save_plan(workspace: Workspace, plan: InterventionPlan, shaped: ShapedPairs,
-              dataset: PreferenceDataset, *, user: str | None = None) -> SavedPlan:
+def save_plan(
+    workspace: Workspace,
+    plan: InterventionPlan,
+    shaped: ShapedPairs,
+    dataset: PreferenceDataset,
+    *,
+    user: str | None = None,
+) -> SavedPlan:
     """Store the plan in the database and its shaped dataset as an artifact keyed by the plan."""
     text = plan.to_yaml(shaped.summary())
     plan_id = workspace.save_plan(plan.audit_job_id, text, user=user)
@@ -90,11 +96,12 @@ def save_plan(workspace: Workspace, plan: InterventionPlan, shaped: ShapedPairs,
         staging = workspace.staging_path(key)
         records = shaped_records(dataset, shaped)
         (staging / PLAN_FILE).write_text(text, encoding="utf-8")
-        write_jsonl(records, staging / JSONL_FILE)
-        write_parquet(records, staging / PARQUET_FILE)
+        write_jsonl(records, staging / SHAPED_JSONL_FILE)
+        write_parquet(records, staging / SHAPED_PARQUET_FILE)
         shaped.table.to_parquet(staging / SHAPING_FILE, index=False)
-        folder = workspace.publish_artifact(staging, key, "plan", {"plan_hash": plan.plan_hash,
-                                                                   "audit_job_id": plan.audit_job_id})
+        folder = workspace.publish_artifact(
+            staging, key, "plan", {"plan_hash": plan.plan_hash, "audit_job_id": plan.audit_job_id}
+        )
     return SavedPlan(plan_id=plan_id, plan=plan, folder=folder)
 
 
@@ -104,6 +111,8 @@ def load_plan(workspace: Workspace, plan_id: int) -> SavedPlan:
     plan = InterventionPlan.from_yaml(record["plan_yaml"])
     folder = workspace.find_artifact(f"plan-{plan.plan_hash[:16]}")
     if folder is None:
-        raise FileNotFoundError(f"plan {plan_id}: its shaped dataset is missing from {workspace.root}; "
-                                "save the plan again from the Interventions page")
+        raise NotFoundError(
+            f"plan {plan_id}: its shaped dataset is missing from {workspace.root}; "
+            "save the plan again from the Interventions page"
+        )
     return SavedPlan(plan_id=plan_id, plan=plan, folder=folder)

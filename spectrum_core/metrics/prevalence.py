@@ -27,6 +27,7 @@ from scipy import stats
 from ..reward.encoder import EncodedResponses, ResponseEncoder
 from ..reward.shaped import TOKEN_SAE, concept_activation
 
+
 def held_out_prompts(pairs: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     """Up to ``n`` distinct prompts of the dataset's held-out split (seeded), with their pair ids."""
     held = pairs[pairs["split"] != "train"].copy()
@@ -53,15 +54,19 @@ class Generations:
         np.save(folder / "lengths.npy", self.encoded.lengths)
 
     @classmethod
-    def load(cls, folder: Path) -> "Generations":
+    def load(cls, folder: Path) -> Generations:
         frame = pd.read_parquet(folder / "generations.parquet")
-        encoded = EncodedResponses(features=sp.load_npz(folder / "features.npz").tocsr(),
-                                   pooled=np.load(folder / "pooled.npy"), lengths=np.load(folder / "lengths.npy"))
+        encoded = EncodedResponses(
+            features=sp.load_npz(folder / "features.npz").tocsr(),
+            pooled=np.load(folder / "pooled.npy"),
+            lengths=np.load(folder / "lengths.npy"),
+        )
         return cls([list(p) for p in frame["prompt"]], frame["response"].tolist(), encoded)
 
 
-def encode_generations(loaded, saes: dict, layer: int, prompts: list[list[dict]], responses: list[str],
-                       progress=None) -> Generations:
+def encode_generations(
+    loaded, saes: dict, layer: int, prompts: list[list[dict]], responses: list[str], progress=None
+) -> Generations:
     encoder = ResponseEncoder(loaded, saes[TOKEN_SAE], layer)
     return Generations(prompts, responses, encoder.encode(prompts, responses, progress))
 
@@ -91,20 +96,24 @@ def firing_threshold(concept_id: str, base_values: np.ndarray) -> float:
     return float(np.median(base_values)) if concept_id.startswith("difference:") else 0.0
 
 
-def compare_prevalence(base: Generations, tuned: Generations | None, concepts: list[dict],
-                       saes: dict) -> pd.DataFrame:
+def compare_prevalence(base: Generations, tuned: Generations | None, concepts: list[dict], saes: dict) -> pd.DataFrame:
     """One row per concept (``concepts``: dicts with concept_id, label, action). With no tuned
     generations, the base columns only. Base and tuned must answer the same prompts, in order."""
     if tuned is not None and [repr(p) for p in base.prompts] != [repr(p) for p in tuned.prompts]:
-        raise ValueError("base and tuned generations answer different prompts; evaluate both with the "
-                         "same evaluation settings")
+        raise ValueError(
+            "base and tuned generations answer different prompts; evaluate both with the same evaluation settings"
+        )
     rows = []
     for concept in concepts:
         concept_id = concept["concept_id"]
         base_values = concept_values(base, concept_id, saes)
         threshold = firing_threshold(concept_id, base_values)
-        row = {"concept_id": concept_id, "label": concept.get("label", concept_id),
-               "action": concept.get("action", ""), "threshold": threshold}
+        row = {
+            "concept_id": concept_id,
+            "label": concept.get("label", concept_id),
+            "action": concept.get("action", ""),
+            "threshold": threshold,
+        }
         sides = [("base", base_values)]
         if tuned is not None:
             sides.append(("tuned", concept_values(tuned, concept_id, saes)))
@@ -116,8 +125,7 @@ def compare_prevalence(base: Generations, tuned: Generations | None, concepts: l
         if tuned is not None:
             difference = sides[1][1] - base_values
             row["difference"], row["difference_low"], row["difference_high"] = mean_interval(difference)
-            row["p_value"] = (float(stats.ttest_rel(sides[1][1], base_values).pvalue)
-                              if difference.std() > 0 else 1.0)
+            row["p_value"] = float(stats.ttest_rel(sides[1][1], base_values).pvalue) if difference.std() > 0 else 1.0
             row["rose"] = bool(row["difference_low"] > 0)
             row["fell"] = bool(row["difference_high"] < 0)
             row["flagged"] = bool(row["action"] == "suppress" and row["rose"])

@@ -31,19 +31,28 @@ def headline(report: dict) -> dict:
         "steerability loss ≥ 1 (nats)": steer.get("loss_ge1"),
         "steerability floor (nats)": steer.get("ideal_loss_ge1"),
         "token calibration error": steer.get("calibration_error"),
-        "valid share": cov.get("valid_share"), "yield": cov.get("yield"), "coverage": cov.get("coverage"),
+        "valid share": cov.get("valid_share"),
+        "yield": cov.get("yield"),
+        "coverage": cov.get("coverage"),
         "uniqueness": cov.get("uniqueness"),
-        "Polis JS": polis.get("js"), "Polis JS, closest group": polis.get("js_closest_group"),
-        "Polis mode match": polis.get("mode_match"), "Polis log10 mass on options": polis.get("log10_mass"),
-        "AmbiEnt JS": ambient.get("js"), "AmbiEnt mode match": ambient.get("mode_match"),
-        "HaluEval accuracy": final.get("answer_accuracy"), "faithfulness": final.get("faithfulness"),
+        "Polis JS": polis.get("js"),
+        "Polis JS, closest group": polis.get("js_closest_group"),
+        "Polis mode match": polis.get("mode_match"),
+        "Polis log10 mass on options": polis.get("log10_mass"),
+        "AmbiEnt JS": ambient.get("js"),
+        "AmbiEnt mode match": ambient.get("mode_match"),
+        "HaluEval accuracy": final.get("answer_accuracy"),
+        "faithfulness": final.get("faithfulness"),
         "constraints satisfied": final.get("constraints_satisfied"),
-        "distinct-2": diversity.get("distinct_2"), "embedding diversity": diversity.get("embedding_diversity"),
+        "distinct-2": diversity.get("distinct_2"),
+        "embedding diversity": diversity.get("embedding_diversity"),
         "embedding diversity, per diffuse prompt": cov.get("embedding_diversity"),
         "implicit reward accuracy": preference.get("accuracy"),
-        "shaped reward (mean)": reward.get("tuned_mean"), "win rate vs base": reward.get("win_rate"),
+        "shaped reward (mean)": reward.get("tuned_mean"),
+        "win rate vs base": reward.get("win_rate"),
         "suppressed concepts that rose": len(report["prevalence"]["flagged"])
-        if (report.get("prevalence") or {}).get("compared") else None,
+        if (report.get("prevalence") or {}).get("compared")
+        else None,
     }
 
 
@@ -61,26 +70,35 @@ def summary_lines(report: dict) -> list[str]:
             continue
         lines.append(f"{name}: {_fmt(value) if isinstance(value, float) else value}")
     runtime = report.get("runtime_seconds") or {}
-    lines.append("runtime: " + ", ".join(f"{k} {v:.0f} s" for k, v in runtime.items())
-                 + f" (total {sum(runtime.values()):.0f} s)")
+    lines.append(
+        "runtime: "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in runtime.items())
+        + f" (total {sum(runtime.values()):.0f} s)"
+    )
     return lines
 
 
 def export_json(reports: list[dict], prevalence: pd.DataFrame | None) -> str:
     """Every report in full (ids, run config, plan and audit, settings, summaries) and the
     prevalence comparison."""
-    return json.dumps({"reports": reports,
-                       "prevalence": [] if prevalence is None else prevalence.to_dict("records")},
-                      indent=1, default=str, ensure_ascii=False)
+    return json.dumps(
+        {"reports": reports, "prevalence": [] if prevalence is None else prevalence.to_dict("records")},
+        indent=1,
+        default=str,
+        ensure_ascii=False,
+    )
 
 
 def export_html(reports: list[dict], figures: dict, prevalence: pd.DataFrame | None) -> str:
     """One page: the comparison table, every chart (plotly.js inline, so it opens offline) and
     the identifiers of each evaluated model."""
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>Spectrum evaluation</title>",
-             "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}</style></head><body>",
-             "<h1>Spectrum evaluation</h1>", comparison_table(reports).to_html(float_format=lambda v: f"{v:.3f}")]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>Spectrum evaluation</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}</style></head><body>",
+        "<h1>Spectrum evaluation</h1>",
+        comparison_table(reports).to_html(float_format=lambda v: f"{v:.3f}"),
+    ]
     first = True
     for title, figure in figures.items():
         parts.append(f"<h2>{html.escape(title)}</h2>")
@@ -90,10 +108,32 @@ def export_html(reports: list[dict], figures: dict, prevalence: pd.DataFrame | N
         parts += ["<h2>Concept prevalence</h2>", prevalence.to_html(index=False, float_format=lambda v: f"{v:.3f}")]
     parts.append("<h2>Identifiers</h2>")
     for report in reports:
-        ids = {k: report.get(k) for k in ("target", "model", "tune_job_id", "tune_artifact", "method", "plan_id",
-                                          "plan_hash", "audit_job_id", "audit_artifact", "dataset_id", "job_id")}
-        parts.append("<pre>" + html.escape(json.dumps({**ids, "run_config": report.get("run_config"),
-                                                        "evaluation": report.get("evaluation")}, indent=1,
-                                                       default=str)) + "</pre>")
+        ids = {
+            k: report.get(k)
+            for k in (
+                "target",
+                "model",
+                "tune_job_id",
+                "tune_artifact",
+                "method",
+                "plan_id",
+                "plan_hash",
+                "audit_job_id",
+                "audit_artifact",
+                "dataset_id",
+                "job_id",
+            )
+        }
+        parts.append(
+            "<pre>"
+            + html.escape(
+                json.dumps(
+                    {**ids, "run_config": report.get("run_config"), "evaluation": report.get("evaluation")},
+                    indent=1,
+                    default=str,
+                )
+            )
+            + "</pre>"
+        )
     parts.append("</body></html>")
     return "\n".join(parts)

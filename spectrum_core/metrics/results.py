@@ -8,11 +8,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..artifacts import EvaluationArtifact
+from ..constants import GENERATIONS_DIR
 from ..workspace import Workspace
 from .config import PRESETS, EvalConfig, eval_config_from_dict, eval_preset
-from .evaluate import BASE, EvaluationError, eval_key, plan_concepts, resolve_target
+from .errors import EvaluationError
+from .evaluate import eval_key
 from .prevalence import Generations, compare_prevalence
 from .report import load_report
+from .targets import BASE, plan_concepts, resolve_target
 
 
 def tuning_runs(workspace: Workspace, audit_job_id: int | None) -> list[dict]:
@@ -20,10 +24,13 @@ def tuning_runs(workspace: Workspace, audit_job_id: int | None) -> list[dict]:
     the same run only reused it, so the job that trained it stands for it."""
     first: dict[str, dict] = {}
     for job in workspace.jobs("tune"):  # newest first: the last one kept per key is the oldest
-        if job["status"] == "succeeded" and job["artifact_key"] and \
-                (audit_job_id is None or job["parent_job_id"] == audit_job_id):
-            first[job["artifact_key"]] = job
-    return sorted(first.values(), key=lambda j: -j["id"])
+        if (
+            job.status == "succeeded"
+            and job.artifact_key
+            and (audit_job_id is None or job.parent_job_id == audit_job_id)
+        ):
+            first[job.artifact_key] = job
+    return sorted(first.values(), key=lambda j: -j.id)
 
 
 def evaluation_settings(workspace: Workspace) -> tuple[dict[str, EvalConfig], str | None]:
@@ -34,13 +41,13 @@ def evaluation_settings(workspace: Workspace) -> tuple[dict[str, EvalConfig], st
     labels = {str(c.identity()): name for name, c in settings.items()}
     newest = None
     for job in workspace.jobs("eval"):  # newest first
-        folder = workspace.find_artifact(job["artifact_key"]) if job["artifact_key"] else None
-        if folder is None or not (folder / "report.json").exists():
+        folder = workspace.find_artifact(job.artifact_key) if job.artifact_key else None
+        if folder is None or not EvaluationArtifact(folder).complete:
             continue
         config = eval_config_from_dict(load_report(folder)["evaluation"])
         identity = str(config.identity())
         if identity not in labels:
-            labels[identity] = f"custom (eval job #{job['id']})"
+            labels[identity] = f"custom (eval job #{job.id})"
             settings[labels[identity]] = config
         newest = newest or labels[identity]
     return settings, newest
@@ -59,8 +66,9 @@ class Comparison:
         return [name for name, folder in self.folders.items() if folder is None]
 
 
-def gather(workspace: Workspace, runs: list[str], config: EvalConfig, audit_job_id: int | None,
-           saes: dict | None = None) -> Comparison:
+def gather(
+    workspace: Workspace, runs: list[str], config: EvalConfig, audit_job_id: int | None, saes: dict | None = None
+) -> Comparison:
     """The base model and ``runs`` (tuning job ids): which are evaluated with ``config``, their
     reports, and prevalence tables over the union of the runs' decided concepts."""
     targets = {}
@@ -79,17 +87,18 @@ def gather(workspace: Workspace, runs: list[str], config: EvalConfig, audit_job_
             comparison.report_folders[report["target"]] = folder
             names[run] = report["target"]
     base_folder = folders[BASE]
-    if saes is None or base_folder is None or not (base_folder / "generations").exists():
+    if saes is None or base_folder is None or not (base_folder / GENERATIONS_DIR).exists():
         return comparison
     tuned = [run for run in names if run != BASE]
     concepts: dict[str, dict] = {}
     for run in tuned:
         for concept in plan_concepts(workspace, targets[run]):
             concepts.setdefault(concept["concept_id"], concept)  # the first run's decision labels it
-    base = Generations.load(base_folder / "generations")
+    base = Generations.load(base_folder / GENERATIONS_DIR)
     for run in tuned:
         comparison.prevalence[names[run]] = compare_prevalence(
-            base, Generations.load(folders[run] / "generations"), list(concepts.values()), saes)
+            base, Generations.load(folders[run] / GENERATIONS_DIR), list(concepts.values()), saes
+        )
     if not tuned:
         current = plan_concepts(workspace, targets[BASE])
         if current:

@@ -15,13 +15,14 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..tuning.spectrum_format import SpectrumTask, render_outputs
+from ..tasks.spectrum_format import SpectrumTask, render_outputs
 from .calibration import expected_calibration_error
 from .scoring import score_tokens
 
 
-def output_losses(model, tokenizer, tasks: list[SpectrumTask], max_length: int = 1024, batch_size: int = 4,
-                  on_batch=None) -> tuple[pd.DataFrame, dict]:
+def output_losses(
+    model, tokenizer, tasks: list[SpectrumTask], max_length: int = 1024, batch_size: int = 4, on_batch=None
+) -> tuple[pd.DataFrame, dict]:
     """One row per (task, output): family, task index, i, loss, ideal loss; and the pooled
     top-token confidences and hits of outputs with i ≥ 1 (for calibration)."""
     rendered = []
@@ -42,8 +43,15 @@ def output_losses(model, tokenizer, tasks: list[SpectrumTask], max_length: int =
                 mask = owner == i
                 output = task.samples[i][1]
                 p_true = (task.distribution or {}).get(output)
-                rows.append({"family": task.family, "task": t, "i": i, "loss": float(-score.logprob[mask].sum()),
-                             "ideal_loss": -math.log(p_true) if p_true else float("nan")})
+                rows.append(
+                    {
+                        "family": task.family,
+                        "task": t,
+                        "i": i,
+                        "loss": float(-score.logprob[mask].sum()),
+                        "ideal_loss": -math.log(p_true) if p_true else float("nan"),
+                    }
+                )
                 if i >= 1:
                     confidence += score.top_prob[mask].tolist()
                     correct += score.top_correct[mask].tolist()
@@ -54,13 +62,22 @@ def output_losses(model, tokenizer, tasks: list[SpectrumTask], max_length: int =
 
 def summarise(losses: pd.DataFrame, calibration: dict) -> dict:
     later = losses[losses["i"] >= 1]
-    curve = losses.groupby("i").agg(loss=("loss", "mean"), ideal_loss=("ideal_loss", "mean"),
-                                    outputs=("loss", "size")).reset_index()
-    by_family = later.groupby("family").agg(loss_ge1=("loss", "mean"), ideal_loss_ge1=("ideal_loss", "mean"),
-                                            outputs=("loss", "size")).reset_index()
-    return {"loss_ge1": float(later["loss"].mean()) if len(later) else float("nan"),
-            "ideal_loss_ge1": float(later["ideal_loss"].mean()) if len(later) else float("nan"),
-            "loss_first": float(losses.loc[losses["i"] == 0, "loss"].mean()) if len(losses) else float("nan"),
-            "calibration_error": expected_calibration_error(calibration["confidence"], calibration["correct"]),
-            "tasks": int(losses["task"].nunique()) if len(losses) else 0,
-            "curve": curve.to_dict("records"), "by_family": by_family.to_dict("records")}
+    curve = (
+        losses.groupby("i")
+        .agg(loss=("loss", "mean"), ideal_loss=("ideal_loss", "mean"), outputs=("loss", "size"))
+        .reset_index()
+    )
+    by_family = (
+        later.groupby("family")
+        .agg(loss_ge1=("loss", "mean"), ideal_loss_ge1=("ideal_loss", "mean"), outputs=("loss", "size"))
+        .reset_index()
+    )
+    return {
+        "loss_ge1": float(later["loss"].mean()) if len(later) else float("nan"),
+        "ideal_loss_ge1": float(later["ideal_loss"].mean()) if len(later) else float("nan"),
+        "loss_first": float(losses.loc[losses["i"] == 0, "loss"].mean()) if len(losses) else float("nan"),
+        "calibration_error": expected_calibration_error(calibration["confidence"], calibration["correct"]),
+        "tasks": int(losses["task"].nunique()) if len(losses) else 0,
+        "curve": curve.to_dict("records"),
+        "by_family": by_family.to_dict("records"),
+    }

@@ -3,5 +3,14 @@
 from .encoder import EncodedResponses, ResponseEncoder, orthonormal_basis, project_out
 from .shaped import RewardConfig, RewardReport, ShapedReward, fit_shaped_reward, load_audit_saes
 
-__all__ = ["EncodedResponses", "ResponseEncoder", "RewardConfig", "RewardReport", "ShapedReward",
-           "fit_shaped_reward", "load_audit_saes", "orthonormal_basis", "project_out"]
+__all__ = [
+    "EncodedResponses",
+    "ResponseEncoder",
+    "RewardConfig",
+    "RewardReport",
+    "ShapedReward",
+    "fit_shaped_reward",
+    "load_audit_saes",
+    "orthonormal_basis",
+    "project_out",
+]

@@ -45,8 +45,14 @@ class EncodedResponses:
 
 
 class ResponseEncoder:
-    def __init__(self, loaded: LoadedModel, sae, layer: int, basis: torch.Tensor | None = None,
-                 config: ActivationConfig | None = None):
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        sae,
+        layer: int,
+        basis: torch.Tensor | None = None,
+        config: ActivationConfig | None = None,
+    ):
         self.loaded, self.sae, self.layer, self.basis = loaded, sae, layer, basis
         self.config = config or ActivationConfig(layer=layer)
 
@@ -55,8 +61,9 @@ class ResponseEncoder:
         return self.encode_with(prompts, responses, [self.basis], progress)[0]
 
     @torch.no_grad()
-    def encode_with(self, prompts: list, responses: list[str], bases: list[torch.Tensor | None],
-                    progress=None) -> list[EncodedResponses]:
+    def encode_with(
+        self, prompts: list, responses: list[str], bases: list[torch.Tensor | None], progress=None
+    ) -> list[EncodedResponses]:
         """One forward pass, encoded once per projection basis (e.g. without and with shaping)."""
         records = tokenize_responses(self.loaded.tokenizer, prompts, responses, self.config)
         order = sorted(range(len(records)), key=lambda i: (len(records[i]["ids"]), i))
@@ -80,10 +87,15 @@ class ResponseEncoder:
             pooled_features = torch.zeros(n, d_sae)
             pooled_resid = torch.zeros(n, acts.shape[1])
             for row in range(len(owner)):
-                x = project_out(acts[offsets[row]:offsets[row + 1]].float(), basis)
+                x = project_out(acts[offsets[row] : offsets[row + 1]].float(), basis)
                 z = self.sae.encode(x.to(device)).float().cpu()
                 pooled_features[owner[row]] = z.max(dim=0).values.clamp(min=0)
                 pooled_resid[owner[row]] = x.mean(dim=0)
-            results.append(EncodedResponses(features=sp.csr_matrix(pooled_features.numpy()),
-                                            pooled=pooled_resid.numpy(), lengths=lengths.numpy()))
+            results.append(
+                EncodedResponses(
+                    features=sp.csr_matrix(pooled_features.numpy()),
+                    pooled=pooled_resid.numpy(),
+                    lengths=lengths.numpy(),
+                )
+            )
         return results

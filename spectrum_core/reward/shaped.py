@@ -30,12 +30,13 @@ import pandas as pd
 import torch
 from sklearn.linear_model import LogisticRegression
 
+from .. import constants as names
 from ..audit.probes import PROBES, compute_probes
 from ..interventions.plan import InterventionPlan
 from ..models import LoadedModel
 from .encoder import EncodedResponses, ResponseEncoder, orthonormal_basis
 
-TOKEN_SAE, DIFFERENCE_SAE = "sae", "sae_difference"
+TOKEN_SAE, DIFFERENCE_SAE = names.TOKEN_SAE_DIR, names.DIFFERENCE_SAE_DIR
 
 
 @dataclass
@@ -94,9 +95,18 @@ def concept_activation(concept_id: str, encoded: EncodedResponses, texts: list[s
 class ShapedReward:
     """Scores (prompt, response) pairs; higher is preferred."""
 
-    def __init__(self, encoder: ResponseEncoder, saes: dict, coef: np.ndarray, scale: np.ndarray,
-                 covariates: list[str], bonuses: list[tuple[str, float, float]], reward_sd: float,
-                 use_pooled: bool, residualize: list[tuple[str, float]] | None = None):
+    def __init__(
+        self,
+        encoder: ResponseEncoder,
+        saes: dict,
+        coef: np.ndarray,
+        scale: np.ndarray,
+        covariates: list[str],
+        bonuses: list[tuple[str, float, float]],
+        reward_sd: float,
+        use_pooled: bool,
+        residualize: list[tuple[str, float]] | None = None,
+    ):
         self.encoder, self.saes = encoder, saes
         self.residualize = residualize or []  # (suppressed concept, slope) subtracted from the score
         self.coef, self.scale = coef, scale
@@ -128,28 +138,50 @@ class ShapedReward:
     def save(self, folder: Path) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        np.savez(folder / "reward.npz", coef=self.coef, scale=self.scale,
-                 basis=np.zeros((0, 0)) if self.encoder.basis is None else self.encoder.basis.numpy())
-        (folder / "reward.json").write_text(json.dumps({
-            "covariates": self.covariates, "bonuses": self.bonuses, "reward_sd": self.reward_sd,
-            "use_pooled": self.use_pooled, "layer": self.encoder.layer,
-            "residualize": self.residualize}, indent=1))
+        np.savez(
+            folder / names.REWARD_WEIGHTS_FILE,
+            coef=self.coef,
+            scale=self.scale,
+            basis=np.zeros((0, 0)) if self.encoder.basis is None else self.encoder.basis.numpy(),
+        )
+        (folder / "reward.json").write_text(
+            json.dumps(
+                {
+                    "covariates": self.covariates,
+                    "bonuses": self.bonuses,
+                    "reward_sd": self.reward_sd,
+                    "use_pooled": self.use_pooled,
+                    "layer": self.encoder.layer,
+                    "residualize": self.residualize,
+                },
+                indent=1,
+            )
+        )
 
     @classmethod
-    def load(cls, folder: Path, loaded: LoadedModel, audit_folder: Path) -> "ShapedReward":
+    def load(cls, folder: Path, loaded: LoadedModel, audit_folder: Path) -> ShapedReward:
         folder = Path(folder)
-        arrays = np.load(folder / "reward.npz")
+        arrays = np.load(folder / names.REWARD_WEIGHTS_FILE)
         meta = json.loads((folder / "reward.json").read_text())
         saes = load_audit_saes(audit_folder)
         basis = torch.from_numpy(arrays["basis"]) if arrays["basis"].size else None
         encoder = ResponseEncoder(loaded, saes[TOKEN_SAE], meta["layer"], basis)
-        return cls(encoder, saes, arrays["coef"], arrays["scale"], meta["covariates"],
-                   [tuple(b) for b in meta["bonuses"]], meta["reward_sd"], meta["use_pooled"],
-                   [tuple(r) for r in meta["residualize"]])
+        return cls(
+            encoder,
+            saes,
+            arrays["coef"],
+            arrays["scale"],
+            meta["covariates"],
+            [tuple(b) for b in meta["bonuses"]],
+            meta["reward_sd"],
+            meta["use_pooled"],
+            [tuple(r) for r in meta["residualize"]],
+        )
 
 
-def _design(encoded: EncodedResponses, texts: list[str], covariates: list[str], use_pooled: bool,
-            saes: dict) -> np.ndarray:
+def _design(
+    encoded: EncodedResponses, texts: list[str], covariates: list[str], use_pooled: bool, saes: dict
+) -> np.ndarray:
     blocks = [encoded.features.toarray()]
     if use_pooled:
         blocks.append(encoded.pooled)
@@ -176,9 +208,15 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def fit_shaped_reward(loaded: LoadedModel, audit_folder: Path, plan: InterventionPlan, pairs: pd.DataFrame,
-                      shaping: pd.DataFrame, config: RewardConfig | None = None,
-                      progress=None) -> tuple[ShapedReward, RewardReport]:
+def fit_shaped_reward(
+    loaded: LoadedModel,
+    audit_folder: Path,
+    plan: InterventionPlan,
+    pairs: pd.DataFrame,
+    shaping: pd.DataFrame,
+    config: RewardConfig | None = None,
+    progress=None,
+) -> tuple[ShapedReward, RewardReport]:
     """Fit the unshaped and the shaped reward; return the shaped one and the comparison.
 
     ``pairs`` is the dataset's table; ``shaping`` the plan's per-pair outcome (kept, flipped,
@@ -226,7 +264,7 @@ def fit_shaped_reward(loaded: LoadedModel, audit_folder: Path, plan: Interventio
     for feature in suppressed_features:  # in the fit, out of the score
         coef[feature] = 0.0
     d_sae = saes[TOKEN_SAE].cfg.d_sae
-    coef[d_sae + (projected.pooled.shape[1] if config.use_pooled else 0):] = 0.0  # covariates
+    coef[d_sae + (projected.pooled.shape[1] if config.use_pooled else 0) :] = 0.0  # covariates
 
     base_scores = (x_shaped / scale_shaped)[: 2 * n_train] @ coef
     reward_sd = float(base_scores.std() + 1e-6)
@@ -242,13 +280,21 @@ def fit_shaped_reward(loaded: LoadedModel, audit_folder: Path, plan: Interventio
     if suppressed:
         # In pair differences (what a preference depends on): margin ~ Δ activations.
         activations = np.column_stack([concept_activation(c, plain, texts, saes)[: 2 * n_train] for c in suppressed])
-        slopes, *_ = np.linalg.lstsq(pair_delta(activations, train_rows), pair_delta(base_scores, train_rows),
-                                     rcond=None)
+        slopes, *_ = np.linalg.lstsq(
+            pair_delta(activations, train_rows), pair_delta(base_scores, train_rows), rcond=None
+        )
         residualize = [(c, float(b)) for c, b in zip(suppressed, slopes)]
-    reward = ShapedReward(encoder=ResponseEncoder(loaded, saes[TOKEN_SAE], plan.layer, basis), saes=saes,
-                          coef=coef, scale=scale_shaped, covariates=covariates, bonuses=bonuses,
-                          reward_sd=reward_sd, use_pooled=config.use_pooled,
-                          residualize=residualize)
+    reward = ShapedReward(
+        encoder=ResponseEncoder(loaded, saes[TOKEN_SAE], plan.layer, basis),
+        saes=saes,
+        coef=coef,
+        scale=scale_shaped,
+        covariates=covariates,
+        bonuses=bonuses,
+        reward_sd=reward_sd,
+        use_pooled=config.use_pooled,
+        residualize=residualize,
+    )
 
     scores_before = (x_plain / scale_plain) @ coef_plain
     scores_after = reward.score_encoded(projected, plain, texts)
@@ -261,12 +307,21 @@ def fit_shaped_reward(loaded: LoadedModel, audit_folder: Path, plan: Interventio
         except KeyError:
             continue
         concept_delta = pair_delta(values, held_rows)
-        dependence.append({"concept_id": choice.concept_id, "action": choice.action,
-                           "before": _correlation(margin_before, concept_delta),
-                           "after": _correlation(margin_after, concept_delta)})
-    report = RewardReport(n_train=int(kept.sum()), n_held_out=len(held_rows),
-                          accuracy_before=float((margin_before > 0).mean()),
-                          accuracy_after=float((margin_after > 0).mean()), dependence=dependence)
+        dependence.append(
+            {
+                "concept_id": choice.concept_id,
+                "action": choice.action,
+                "before": _correlation(margin_before, concept_delta),
+                "after": _correlation(margin_after, concept_delta),
+            }
+        )
+    report = RewardReport(
+        n_train=int(kept.sum()),
+        n_held_out=len(held_rows),
+        accuracy_before=float((margin_before > 0).mean()),
+        accuracy_after=float((margin_after > 0).mean()),
+        dependence=dependence,
+    )
     return reward, report
 
 

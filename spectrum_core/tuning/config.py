@@ -3,55 +3,68 @@ presets per hardware."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
+from typing import Literal
 
 import yaml
 
+from ..errors import ConfigError
+from ..settings import cli_args, from_dict, plain, setting, validate
+
+Method = Literal["dpo", "spectrum", "reset"]
 
 
 @dataclass
 class TuningConfig:
     """Settings every method shares. LoRA through peft unless ``full_finetune``."""
 
-    plan_id: int = 0
-    model: str = "bundled"
-    full_finetune: bool = False
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    lora_target: str = "all-linear"
-    learning_rate: float = 2e-4
-    max_steps: int = 30
-    batch_size: int = 2
-    grad_accum: int = 1
-    max_length: int = 384
-    max_train_pairs: int | None = 200  # a seeded sample of the plan's train split; None: all
-    seed: int = 0
-    save_steps: int = 10
-    logging_steps: int = 1
-    dtype: str | None = None  # None: bfloat16 where fast, else float32
-    num_processes: int = 1  # > 1: `accelerate launch` with that many processes (GPUs, or CPU processes)
-    caft: bool = False  # project the suppressed concepts out of the residual stream while training
-    # IA2 priming (supervised methods): align attention outputs without demonstrations to those with.
-    ia2_priming: bool = False
-    ia2_steps: int = 20
-    ia2_demos: int = 3
-    ia2_learning_rate: float = 1e-3
-    method: str = field(default="", init=False)
+    plan_id: int = setting(0, "saved plan id (the Interventions page's Save)", flags=("--plan",), form=False)
+    model: str = setting("bundled", "base model: 'bundled', a hub id or a local folder")
+    full_finetune: bool = setting(False, "train every weight instead of a LoRA adapter")
+    lora_r: int = setting(8, "LoRA rank")
+    lora_alpha: int = setting(16, "LoRA scaling alpha")
+    lora_dropout: float = setting(0.0, "LoRA dropout")
+    lora_target: tuple[str, ...] = setting(("all-linear",), "modules that get LoRA: all-linear, or module names")
+    learning_rate: float = setting(2e-4, "learning rate (constant schedule)")
+    max_steps: int = setting(30, "optimizer steps (ReSet: per round)")
+    batch_size: int = setting(2, "examples per device per step")
+    grad_accum: int = setting(1, "gradient accumulation steps")
+    max_length: int = setting(384, "longest tokenized example")
+    max_train_pairs: int | None = setting(200, "a seeded sample of the plan's train split (none: all)")
+    seed: int = setting(0, "seed of sampling, initialisation and data order")
+    save_steps: int = setting(10, "checkpoint every this many steps (a stopped run resumes from the last)")
+    logging_steps: int = setting(1, "log loss and metrics every this many steps")
+    dtype: Literal["float32", "bfloat16", "float16"] | None = setting(
+        None, "training dtype (none: bfloat16 where the hardware is fast at it, else float32)"
+    )
+    num_processes: int = setting(1, "> 1: `accelerate launch` with this many processes (GPUs, or CPU processes)")
+    caft: bool = setting(False, "CAFT: project the suppressed concepts out of the residual stream while training")
+    ia2_priming: bool = setting(
+        False,
+        "IA2 priming (supervised methods): align attention outputs without "
+        "demonstrations to those with them, before tuning",
+    )
+    ia2_steps: int = setting(20, "IA2 priming steps")
+    ia2_demos: int = setting(3, "demonstrations per IA2 priming example")
+    ia2_learning_rate: float = setting(1e-3, "IA2 priming learning rate")
+    method: Method = field(default="dpo", init=False)
+
+    def __post_init__(self):
+        validate(self)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(asdict(self), sort_keys=False)
+        return yaml.safe_dump(plain(self), sort_keys=False)
 
     def identity(self) -> dict:
-        return asdict(self)
+        return plain(self)
 
 
 @dataclass
 class DPORunConfig(TuningConfig):
     """Weighted DPO on the plan's shaped pairs."""
 
-    beta: float = 0.1
-    method: str = field(default="dpo", init=False)
+    beta: float = setting(0.1, "DPO temperature β")
+    method: Method = field(default="dpo", init=False)
 
 
 @dataclass
@@ -59,17 +72,14 @@ class SpectrumRunConfig(TuningConfig):
     """Spectrum Tuning: supervised tuning on a mixture of distribution tasks in the Spectrum format
     plus the plan's shaped chosen responses; whole families held out for evaluation."""
 
-    families: str = "polis,diffuse,coin,urn,categorical,chat"
-    held_out_families: str = "ambient"
-    tasks_per_family: int = 40
-    samples_per_task: int = 12
-    method: str = field(default="spectrum", init=False)
-
-    def family_list(self) -> tuple[str, ...]:
-        return tuple(f.strip() for f in self.families.split(",") if f.strip())
-
-    def held_out_list(self) -> tuple[str, ...]:
-        return tuple(f.strip() for f in self.held_out_families.split(",") if f.strip())
+    families: tuple[str, ...] = setting(
+        ("polis", "diffuse", "coin", "urn", "categorical", "chat"),
+        "task families in the mixture (chat: the plan's chosen responses)",
+    )
+    held_out_families: tuple[str, ...] = setting(("ambient",), "families left out of training for evaluation")
+    tasks_per_family: int = setting(40, "tasks built per family")
+    samples_per_task: int = setting(12, "samples per Spectrum task")
+    method: Method = field(default="spectrum", init=False)
 
 
 @dataclass
@@ -77,21 +87,18 @@ class ReSetRunConfig(TuningConfig):
     """ReSet: sample, score with the shaped reward and the task scorers, keep the best candidate
     over the threshold, tune on the kept set; ``max_steps`` is per round."""
 
-    rounds: int = 1
-    candidates_per_temperature: int = 2
-    temperatures: str = "0.7,1.0"
-    threshold: float = 0.0
-    max_new_tokens: int = 96
-    preference_prompts: int = 12
-    context_prompts: int = 6  # bundled HaluEval QA items (context-grounded)
-    constraint_prompts: int = 6
-    reward_weight: float = 1.0
-    task_weight: float = 1.0
-    reward_pairs: int = 120  # pairs the shaped reward is fitted on
-    method: str = field(default="reset", init=False)
-
-    def temperature_list(self) -> list[float]:
-        return [float(t) for t in self.temperatures.split(",") if t.strip()]
+    rounds: int = setting(1, "sample → score → keep → tune rounds")
+    candidates_per_temperature: int = setting(2, "samples per prompt at each temperature")
+    temperatures: tuple[float, ...] = setting((0.7, 1.0), "sampling temperatures")
+    threshold: float = setting(0.0, "keep a prompt's best candidate only if its score is above this")
+    max_new_tokens: int = setting(96, "longest sampled response")
+    preference_prompts: int = setting(12, "prompts from the plan's train pairs")
+    context_prompts: int = setting(6, "bundled HaluEval questions (context-grounded)")
+    constraint_prompts: int = setting(6, "prompts with checkable constraints")
+    reward_weight: float = setting(1.0, "weight of the shaped reward in the score")
+    task_weight: float = setting(1.0, "weight of the task scorers in the score")
+    reward_pairs: int = setting(120, "pairs the shaped reward is fitted on")
+    method: Method = field(default="reset", init=False)
 
 
 CONFIG_CLASSES = {"dpo": DPORunConfig, "spectrum": SpectrumRunConfig, "reset": ReSetRunConfig}
@@ -102,13 +109,8 @@ def config_from_dict(data: dict) -> TuningConfig:
     data = dict(data)
     method = data.pop("method", "dpo")
     if method not in CONFIG_CLASSES:
-        raise ValueError(f"unknown tuning method {method!r}; choose one of {sorted(CONFIG_CLASSES)}")
-    cls = CONFIG_CLASSES[method]
-    known = {f.name for f in fields(cls) if f.init}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"{method}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return cls(**data)
+        raise ConfigError(f"unknown tuning method {method!r}; choose one of {', '.join(CONFIG_CLASSES)}")
+    return from_dict(CONFIG_CLASSES[method], data, owner=method)
 
 
 def preset(method: str, hardware: str) -> TuningConfig:
@@ -117,18 +119,30 @@ def preset(method: str, hardware: str) -> TuningConfig:
     if hardware == "cpu-demo":
         return cls(max_steps=20, batch_size=2, max_length=320, max_train_pairs=120, save_steps=10)
     if hardware == "gpu":
-        return cls(max_steps=500, batch_size=8, grad_accum=2, max_length=1024, max_train_pairs=None,
-                   save_steps=100, lora_r=16, lora_alpha=32, learning_rate=1e-4)
-    raise ValueError(f"unknown hardware preset {hardware!r}; use cpu-demo or gpu")
+        return cls(
+            max_steps=500,
+            batch_size=8,
+            grad_accum=2,
+            max_length=1024,
+            max_train_pairs=None,
+            save_steps=100,
+            lora_r=16,
+            lora_alpha=32,
+            learning_rate=1e-4,
+        )
+    raise ConfigError(f"unknown hardware preset {hardware!r}; use cpu-demo or gpu")
 
 
 def tune_cli_args(config: TuningConfig, hardware: str) -> list[str]:
     """The ``spectrum tune`` arguments that reproduce ``config``: the preset plus every setting
     that differs from it."""
-    base = asdict(preset(config.method, hardware))
-    args = ["tune", "--plan", str(config.plan_id), "--method", config.method, "--preset", hardware]
-    for key, value in asdict(config).items():
-        if key in ("method", "plan_id") or base.get(key) == value:
-            continue
-        args += ["--set", f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"]
-    return args
+    return [
+        "tune",
+        "--plan",
+        str(config.plan_id),
+        "--method",
+        config.method,
+        "--preset",
+        hardware,
+        *cli_args(config, preset(config.method, hardware), skip=("plan_id",)),
+    ]

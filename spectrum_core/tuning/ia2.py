@@ -64,8 +64,10 @@ def attention_outputs(model):
     captured: list[torch.Tensor] = []
     handles = []
     for layer in decoder_layers(model):
+
         def hook(module, args, output):
             captured.append(output[0] if isinstance(output, tuple) else output)
+
         handles.append(layer.self_attn.register_forward_hook(hook))
     try:
         yield captured
@@ -90,8 +92,7 @@ def ia2_loss(model, item: IA2Item) -> torch.Tensor:
 
 
 def ia2_parameters(model) -> list[torch.nn.Parameter]:
-    return [p for name, p in model.named_parameters()
-            if "lora_" in name and any(f".{m}." in name for m in IA2_MODULES)]
+    return [p for name, p in model.named_parameters() if "lora_" in name and any(f".{m}." in name for m in IA2_MODULES)]
 
 
 def ia2_prime(model, items: list[IA2Item], steps: int, learning_rate: float, progress=None) -> list[float]:

@@ -10,18 +10,13 @@ Acceptance rate and the mean score of kept vs all candidates are logged per roun
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from .scorers import constraints_satisfied, faithfulness, pick_constraints
-from .spectrum_format import in_split
-
-DATA = Path(__file__).resolve().parent.parent.parent / "data"
-CONTEXT_INSTRUCTION = "Answer the question using only the passage below.\n\nPassage: {context}\n\nQuestion: {question}"
+from ..tasks.halueval import halueval_questions
+from ..tasks.scorers import constraints_satisfied, faithfulness, pick_constraints, with_constraints
 
 
 @dataclass
@@ -33,20 +28,9 @@ class ReSetPrompt:
     constraints: list[str] = field(default_factory=list)
 
 
-def halueval_prompts(n: int, seed: int, *, offset: int = 0, split: str = "train") -> list[ReSetPrompt]:
-    """``n`` HaluEval QA items of the split in a seeded order, from ``offset`` on. The evaluation
-    quarter (by a hash of the question, as for the Spectrum families) is never trained on."""
-    rows = [json.loads(line) for line in open(DATA / "halueval-qa-500.jsonl", encoding="utf-8")]
-    rows = [r for r in rows if in_split(f"halueval:{r['question']}", split)]
-    random.Random(seed).shuffle(rows)
-    return [ReSetPrompt([{"role": "user", "content": CONTEXT_INSTRUCTION.format(context=r["context"],
-                                                                                 question=r["question"])}],
-                        "context", context=r["context"], reference=r["grounded_answer"])
-            for r in rows[offset:offset + n]]
-
-
-def build_prompts(records: list[dict], n_preference: int, n_context: int, n_constraint: int,
-                  seed: int) -> list[ReSetPrompt]:
+def build_prompts(
+    records: list[dict], n_preference: int, n_context: int, n_constraint: int, seed: int
+) -> list[ReSetPrompt]:
     """Prompts of the plan's train pairs (some with added constraints) and HaluEval items."""
     rng = random.Random(seed)
     picked = rng.sample(records, min(len(records), n_preference + n_constraint))
@@ -54,9 +38,12 @@ def build_prompts(records: list[dict], n_preference: int, n_context: int, n_cons
     for record in picked[n_preference:]:
         constraints = pick_constraints(rng)
         messages = [dict(m) for m in record["prompt"]]
-        messages[-1]["content"] += "\n\n" + " ".join(c.instruction for c in constraints)
+        messages[-1]["content"] = with_constraints(messages[-1]["content"], constraints)
         prompts.append(ReSetPrompt(messages, "constraints", constraints=[c.name for c in constraints]))
-    return prompts + halueval_prompts(n_context, seed)
+    return prompts + [
+        ReSetPrompt(q.messages, "context", context=q.context, reference=q.grounded_answer)
+        for q in halueval_questions(n_context, seed)
+    ]
 
 
 def task_score(prompt: ReSetPrompt, response: str) -> float:

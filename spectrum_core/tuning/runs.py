@@ -1,318 +1,101 @@
-"""A tuning run in the workspace: plan → model (+ LoRA) → trainer → adapter, as a job.
+"""A tuning run as a stage: plan + configuration → ``tune-<hash>/``.
 
-The run writes its progress (step, loss, learning rate, reward margins, elapsed, time left) to the
-job's JSON-lines log, checkpoints under the job's folder, and on success an artifact
-``tune-<hash>/`` with the adapter in peft format (or the full model), the tokenizer and
-``config.yaml``. Running the same job again resumes from its last checkpoint.
+The run logs its progress (step, loss, learning rate, reward margins, time left) to the job's
+progress file and keeps checkpoints in the job's folder, so running the same job again resumes from
+the last one. The artifact holds the adapter in peft format (or the full model), the tokenizer,
+``config.yaml``, ``run.json`` (what it trained on) and the method's extras (held-out tasks, the
+shaped reward, ReSet's kept rounds).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from contextlib import nullcontext
 from pathlib import Path
 
-import pandas as pd
-from transformers import TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
-
-from ..interventions import load_plan
-from ..models import load_model
-from ..jobs import job_dir, recording
-from ..progress import ProgressLog, combine
+from .. import constants as names
+from ..interventions import SavedPlan, load_plan
+from ..progress import Progress
+from ..stages import JobLinks, Stage, StageContext, run_stage
 from ..workspace import Workspace
-from ..workspace.artifacts import artifact_key
-from ..workspace.workspace import utc_now
-from .caft import concept_ablation, suppressed_basis
-from .config import DPORunConfig, ReSetRunConfig, SpectrumRunConfig, TuningConfig
-from .spectrum_format import build_mixture, render
-from .weighted_dpo import WeightedDPOTrainer, weighted_dpo_config
-
-TRAIN_STAGE = "train"
+from .config import TuningConfig
+from .trainers import TRAINERS
 
 
-class ProgressCallback(TrainerCallback):
-    """Trainer logs → the job's progress log (every logging step, with the metrics)."""
+class TuneStage(Stage):
+    kind = "tune"
 
-    def __init__(self, progress):
-        self.progress = progress
+    def __init__(self, config: TuningConfig):
+        self.config = config
+        self.saved: SavedPlan | None = None
 
-    def on_train_begin(self, args, state, control, **kwargs):
-        # global_step is already the checkpoint's step when a run resumes.
-        self.progress(TRAIN_STAGE, state.global_step, state.max_steps, unit="steps",
-                      started_at_step=state.global_step)
+    def prepare(self, workspace: Workspace) -> None:
+        self.saved = load_plan(workspace, self.config.plan_id)
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        metrics = {k.replace("/", "_"): v for k, v in (logs or {}).items() if isinstance(v, (int, float))}
-        self.progress(TRAIN_STAGE, state.global_step, state.max_steps, unit="steps", **metrics)
+    @property
+    def plan(self):
+        assert self.saved is not None, "prepare() first"
+        return self.saved.plan
 
+    def inputs(self, workspace: Workspace) -> dict:
+        return {"plan": self.plan.plan_hash, "config": self.config.identity()}
 
-def tuning_key(config: TuningConfig, plan_hash: str) -> tuple[str, dict]:
-    inputs = {"plan": plan_hash, "config": config.identity()}
-    return artifact_key("tune", inputs), inputs
+    def links(self, workspace: Workspace) -> JobLinks:
+        return JobLinks(
+            dataset_id=self.plan.dataset_id, parent_job_id=self.plan.audit_job_id, plan_id=self.config.plan_id
+        )
 
+    def job_config(self) -> str:
+        return self.config.to_yaml()
 
-def _train_records(saved, config: TuningConfig) -> list[dict]:
-    frame = pd.read_parquet(saved.parquet)
-    frame = frame[frame["split"] == "train"]
-    # No more pairs than the run will see: reference log-probs are computed for every one of them.
-    needed = config.max_steps * config.batch_size * config.grad_accum
-    limit = min(needed, config.max_train_pairs or needed)
-    if len(frame) > limit:
-        frame = frame.sample(n=limit, random_state=config.seed)
-    return [{"prompt": list(r.prompt), "chosen": list(r.chosen), "rejected": list(r.rejected),
-             "weight": float(r.weight)} for r in frame.itertuples()]
-
-
-def _with_lora(model, config: TuningConfig):
-    if config.full_finetune:
-        return model
-    from peft import LoraConfig, get_peft_model
-
-    target = config.lora_target  # "all-linear", or module names separated by commas
-    modules = target if target == "all-linear" else [m.strip() for m in target.split(",") if m.strip()]
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=modules, task_type="CAUSAL_LM")
-    return get_peft_model(model, lora)
-
-
-def _shared_dataset(records: list[dict], folder: Path):
-    """The training records as a dataset on disk, written by the main process: its cache files
-    (tokenization, TRL's precomputed reference log-probs) then live in one folder that every
-    process of a multi-process run reads (an in-memory dataset caches in a per-process temp dir)."""
-    from datasets import Dataset, load_from_disk
-
-    from ..audit.runner import distributed_state
-
-    state = distributed_state()
-    if (state is None or state.is_main_process) and not (folder / "dataset_info.json").exists():
-        Dataset.from_list(records).save_to_disk(str(folder))
-    if state is not None:
-        state.wait_for_everyone()
-    return load_from_disk(str(folder))
-
-
-def train_dpo(workspace: Workspace, config: DPORunConfig, output_dir: Path, progress=None):
-    """Weighted DPO on the plan's shaped train pairs; returns the trained (peft) model and tokenizer."""
-    saved = load_plan(workspace, config.plan_id)
-    loaded = load_model(config.model, dtype=config.dtype, progress=lambda m: None)
-    model = _with_lora(loaded.model, config)
-    model.train()
-    bf16 = str(loaded.dtype) == "torch.bfloat16"
-    args = weighted_dpo_config(
-        output_dir=str(output_dir), max_steps=config.max_steps, per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum, learning_rate=config.learning_rate, beta=config.beta,
-        max_length=config.max_length, logging_steps=config.logging_steps, save_steps=config.save_steps,
-        save_total_limit=2, seed=config.seed, bf16=bf16, use_cpu=loaded.device == "cpu",
-        lr_scheduler_type="constant", disable_tqdm=True, dataloader_num_workers=0,
-        precompute_ref_batch_size=max(8, config.batch_size))
-    dataset = _shared_dataset(_train_records(saved, config), output_dir.parent / "dpo_pairs")
-    audit_folder = workspace.find_artifact(saved.plan.audit_artifact)
-    basis = suppressed_basis(saved.plan, audit_folder) if config.caft else None
-    with concept_ablation(model, saved.plan.layer, basis):
-        trainer = WeightedDPOTrainer(model, args=args, train_dataset=dataset,
-                                     processing_class=loaded.tokenizer,
-                                     callbacks=[ProgressCallback(progress)] if progress else None)
-        trainer.train(resume_from_checkpoint=get_last_checkpoint(str(output_dir)) if output_dir.exists() else None)
-    return trainer.model, loaded.tokenizer
+    def run(self, context: StageContext) -> None:
+        config, folder = self.config, context.job_folder
+        assert folder is not None, "a tuning run needs its job's folder for checkpoints"
+        model, tokenizer = TRAINERS[config.method](
+            context.workspace, config, folder / names.CHECKPOINTS_DIR, context.progress if context.is_main else None
+        )
+        context.barrier()  # every process has finished training before the main one saves
+        if not context.is_main:
+            return
+        staging = context.staging
+        weights = staging / (names.MODEL_DIR if config.full_finetune else names.ADAPTER_DIR)
+        model.save_pretrained(weights)
+        tokenizer.save_pretrained(weights)
+        (staging / names.CONFIG_FILE).write_text(config.to_yaml())
+        plan = self.plan
+        (staging / names.RUN_FILE).write_text(
+            json.dumps(
+                {
+                    "job_id": context.job_id,
+                    "plan_id": config.plan_id,
+                    "plan_hash": plan.plan_hash,
+                    "audit_job_id": plan.audit_job_id,
+                    "dataset_id": plan.dataset_id,
+                    "model": config.model,
+                    "method": config.method,
+                },
+                indent=1,
+            )
+        )
+        shutil.copy(folder / names.PROGRESS_FILE, staging / names.PROGRESS_FILE)
+        for extra in (names.HELD_OUT_TASKS_FILE, names.REWARD_DIR):
+            if (folder / extra).is_dir():
+                shutil.copytree(folder / extra, staging / extra)
+            elif (folder / extra).exists():
+                shutil.copy(folder / extra, staging / extra)
+        for kept in sorted(folder.glob(names.RESET_ROUND_GLOB)):
+            shutil.copy(kept, staging / kept.name)
 
 
-def _sft_args(config: TuningConfig, output_dir: Path, loaded):
-    from trl import SFTConfig
-
-    return SFTConfig(
-        output_dir=str(output_dir), max_steps=config.max_steps, per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum, learning_rate=config.learning_rate,
-        max_length=config.max_length, logging_steps=config.logging_steps, save_steps=config.save_steps,
-        save_total_limit=2, seed=config.seed, bf16=str(loaded.dtype) == "torch.bfloat16",
-        use_cpu=loaded.device == "cpu", lr_scheduler_type="constant", disable_tqdm=True, report_to=[],
-        dataloader_num_workers=0)
+def tuning_key(workspace: Workspace, config: TuningConfig) -> str:
+    stage = TuneStage(config)
+    stage.prepare(workspace)
+    return stage.key(workspace)[0]
 
 
-def train_sft(workspace: Workspace, config: TuningConfig, output_dir: Path, examples: list[dict], loaded,
-              plan, progress=None, model=None, ia2_records: list[dict] | None = None):
-    """Supervised tuning on pre-tokenized ``input_ids`` / ``labels`` (−100 where unscored) with
-    TRL's SFTTrainer, LoRA (unless ``model`` is already prepared) and the CAFT option; resumes from
-    the last checkpoint."""
-    from datasets import Dataset
-    from trl import SFTTrainer
-
-    model = _with_lora(loaded.model, config) if model is None else model
-    if config.ia2_priming and ia2_records and not (output_dir / "ia2.done").exists():
-        from .ia2 import ia2_items, ia2_prime
-
-        items = ia2_items(loaded.tokenizer, ia2_records, config.ia2_demos, config.seed, config.max_length * 4)
-        ia2_prime(model, items, config.ia2_steps, config.ia2_learning_rate, progress)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "ia2.done").write_text("")
-    model.train()
-    audit_folder = workspace.find_artifact(plan.audit_artifact)
-    basis = suppressed_basis(plan, audit_folder) if config.caft else None
-    with concept_ablation(model, plan.layer, basis):
-        trainer = SFTTrainer(model, args=_sft_args(config, output_dir, loaded), train_dataset=Dataset.from_list(examples),
-                             processing_class=loaded.tokenizer,
-                             callbacks=[ProgressCallback(progress)] if progress else None)
-        trainer.train(resume_from_checkpoint=get_last_checkpoint(str(output_dir)) if output_dir.exists() else None)
-    return trainer.model, loaded.tokenizer
-
-
-def spectrum_examples(config: SpectrumRunConfig, records: list[dict], tokenizer) -> tuple[list[dict], list]:
-    """Training examples of the mixture, and the held-out families' tasks (for evaluation)."""
-    held = set(config.held_out_list())
-    train_families = tuple(f for f in config.family_list() if f not in held)
-    tasks = build_mixture(train_families, config.tasks_per_family, config.samples_per_task, config.seed, records)
-    held_out = build_mixture(tuple(held), config.tasks_per_family, config.samples_per_task, config.seed + 1)
-    examples = [render(tokenizer, task, config.max_length) for task in tasks]
-    return [e for e in examples if any(label != -100 for label in e["labels"])], held_out
-
-
-def train_spectrum(workspace: Workspace, config: SpectrumRunConfig, output_dir: Path, progress=None):
-    saved = load_plan(workspace, config.plan_id)
-    loaded = load_model(config.model, dtype=config.dtype, progress=lambda m: None)
-    records = [{"prompt": list(r.prompt), "chosen": list(r.chosen), "weight": float(r.weight)}
-               for r in pd.read_parquet(saved.parquet).itertuples() if r.split == "train"]
-    examples, held_out = spectrum_examples(config, records, loaded.tokenizer)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with open(output_dir.parent / "held_out_tasks.jsonl", "w", encoding="utf-8") as handle:
-        for task in held_out:
-            handle.write(json.dumps({"family": task.family, "description": task.description,
-                                     "samples": task.samples}, ensure_ascii=False) + "\n")
-    return train_sft(workspace, config, output_dir, examples, loaded, saved.plan, progress,
-                     ia2_records=records[:64])
-
-
-def train_reset(workspace: Workspace, config: ReSetRunConfig, output_dir: Path, progress=None):
-    """Rounds of sample → score → keep the best over the threshold → supervised tuning."""
-    import numpy as np
-
-    from ..reward import RewardConfig, fit_shaped_reward
-    from ..reward.shaped import save_report
-    from ..sampling import sample_responses
-    from .reset import build_prompts, combine_scores, select_best, sft_example, task_score
-
-    from ..audit.runner import distributed_state
-
-    progress = progress or (lambda *a, **k: None)
-    state = distributed_state()
-    main = state is None or state.is_main_process  # only the main process samples and scores
-    saved = load_plan(workspace, config.plan_id)
-    plan = saved.plan
-    loaded = load_model(config.model, dtype=config.dtype, progress=lambda m: None)
-    audit_folder = workspace.find_artifact(plan.audit_artifact)
-    run_dir = output_dir.parent
-    frame = pd.read_parquet(saved.parquet)
-    records = [{"prompt": list(r.prompt), "chosen": list(r.chosen), "weight": float(r.weight)}
-               for r in frame.itertuples() if r.split == "train"]
-    reward = None
-    if main and not (run_dir / "reward" / "reward.npz").exists():
-        dataset = workspace.load_dataset(plan.dataset_id)
-        reward, report = fit_shaped_reward(loaded, audit_folder, plan, dataset.pairs, saved.shaping(),
-                                           RewardConfig(max_train_pairs=config.reward_pairs,
-                                                        max_held_out_pairs=max(20, config.reward_pairs // 4),
-                                                        seed=config.seed), progress=progress)
-        reward.save(run_dir / "reward")
-        save_report(report, run_dir / "reward" / "report.json")
-    prompts = build_prompts(records, config.preference_prompts, config.context_prompts,
-                            config.constraint_prompts, config.seed)
-    model = _with_lora(loaded.model, config)
-    for round_index in range(config.rounds):
-        kept_path = run_dir / f"round-{round_index}.jsonl"
-        if main and not kept_path.exists():  # a resumed run reuses a round's kept set
-            if reward is None:
-                from ..reward import ShapedReward
-
-                reward = ShapedReward.load(run_dir / "reward", loaded, audit_folder)
-            model.eval()
-            owners, candidates = [], []
-            for temperature in config.temperature_list():
-                for _ in range(config.candidates_per_temperature):
-                    # unseeded, top-k from the model's generation config: ReSet's own sampling
-                    candidates += [r[0] for r in sample_responses(
-                        model, loaded.tokenizer, [p.messages for p in prompts], temperature=temperature,
-                        max_new_tokens=config.max_new_tokens, batch_size=8, seed=None, top_k=None)]
-                    owners += list(range(len(prompts)))
-            owners = np.array(owners)
-            with (model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext()):
-                rewards = reward.score([prompts[o].messages for o in owners], candidates)
-            tasks = np.array([task_score(prompts[o], c) for o, c in zip(owners, candidates)])
-            scores = combine_scores(rewards, tasks, config.reward_weight, config.task_weight)
-            kept = select_best(scores, owners, config.threshold)
-            stats = {"round": round_index + 1, "candidates": len(candidates), "kept": len(kept),
-                     "acceptance": len(kept) / len(prompts), "score_all": float(scores.mean()),
-                     "score_kept": float(scores[kept].mean()) if kept else None,
-                     "task_all": float(tasks.mean()), "task_kept": float(tasks[kept].mean()) if kept else None}
-            partial = kept_path.with_suffix(".partial")
-            with open(partial, "w", encoding="utf-8") as handle:
-                handle.write(json.dumps({"stats": stats}) + "\n")
-                for index in kept:
-                    handle.write(json.dumps({"prompt": prompts[owners[index]].messages,
-                                             "kind": prompts[owners[index]].kind, "response": candidates[index],
-                                             "score": float(scores[index])}, ensure_ascii=False) + "\n")
-            partial.replace(kept_path)
-        if state is not None:
-            state.wait_for_everyone()  # helpers read the main process's kept set
-        lines = [json.loads(line) for line in kept_path.read_text(encoding="utf-8").splitlines()]
-        stats, kept_rows = lines[0]["stats"], lines[1:]
-        progress("reset", round_index + 1, config.rounds, unit="rounds",
-                 **{k: v for k, v in stats.items() if v is not None and k != "round"})
-        if not kept_rows:
-            continue
-        examples = [sft_example(loaded.tokenizer, row["prompt"], row["response"], config.max_length)
-                    for row in kept_rows]
-        train_sft(workspace, config, output_dir / f"round-{round_index}", examples, loaded, plan, progress,
-                  model=model, ia2_records=records[:64] if round_index == 0 else None)
-    return model, loaded.tokenizer
-
-
-TRAINERS = {"dpo": train_dpo, "spectrum": train_spectrum, "reset": train_reset}
-
-
-def run_tuning(workspace: Workspace, config: TuningConfig, *, job_id: int | None = None,
-               progress=None) -> Path:
-    """Run (or resume) a tuning job and publish its adapter; returns the artifact folder."""
-    from ..audit.runner import distributed_state
-
-    saved = load_plan(workspace, config.plan_id)
-    key, inputs = tuning_key(config, saved.plan.plan_hash)
-    existing = workspace.find_artifact(key)
-    state = distributed_state()
-    if state is not None and not state.is_main_process:
-        # A helper process of `accelerate launch`: train its share; the main process records.
-        if existing is None:
-            folder = job_dir(workspace, job_id)
-            TRAINERS[config.method](workspace, config, folder / "checkpoints", None)
-            state.wait_for_everyone()  # the main process's barrier before it saves
-        return existing or workspace.artifact_path(key)
-    if job_id is None:
-        job_id = workspace.create_job("tune", inputs, dataset_id=saved.plan.dataset_id,
-                                      parent_job_id=saved.plan.audit_job_id, plan_id=config.plan_id)
-    if existing is not None:
-        workspace.update_job(job_id, status="succeeded", artifact_key=key, finished_at=utc_now())
-        return existing
-    folder = job_dir(workspace, job_id)
-    with recording(workspace, job_id) as progress_path:
-        (folder / "config.yaml").write_text(config.to_yaml())
-        model, tokenizer = TRAINERS[config.method](workspace, config, folder / "checkpoints",
-                                                   combine(progress, ProgressLog(progress_path, interval=0.0)))
-    if state is not None:
-        state.wait_for_everyone()
-    staging = workspace.staging_path(key)
-    model.save_pretrained(staging / ("model" if config.full_finetune else "adapter"))
-    tokenizer.save_pretrained(staging / ("model" if config.full_finetune else "adapter"))
-    (staging / "config.yaml").write_text(config.to_yaml())
-    (staging / "run.json").write_text(json.dumps({
-        "job_id": job_id, "plan_id": config.plan_id, "plan_hash": saved.plan.plan_hash,
-        "audit_job_id": saved.plan.audit_job_id, "dataset_id": saved.plan.dataset_id,
-        "model": config.model, "method": config.method}, indent=1))
-    shutil.copy(progress_path, staging / "progress.jsonl")
-    for extra in ("held_out_tasks.jsonl", "reward"):
-        if (folder / extra).is_dir():
-            shutil.copytree(folder / extra, staging / extra)
-        elif (folder / extra).exists():
-            shutil.copy(folder / extra, staging / extra)
-    for kept in sorted(folder.glob("round-*.jsonl")):
-        shutil.copy(kept, staging / kept.name)
-    result = workspace.publish_artifact(staging, key, "tune", inputs)
-    workspace.update_job(job_id, status="succeeded", artifact_key=key, finished_at=utc_now())
-    return result
+def run_tuning(
+    workspace: Workspace, config: TuningConfig, *, job_id: int | None = None, progress: Progress | None = None
+) -> Path:
+    """Run (or resume, or reuse) a tuning run; returns the artifact folder (in every process)."""
+    outcome = run_stage(workspace, TuneStage(config), job_id=job_id, progress=progress)
+    return outcome.folder if outcome is not None else workspace.artifact_path(tuning_key(workspace, config))

@@ -34,21 +34,43 @@ class WeightedPreferenceCollator(DataCollatorForPreference):
 class WeightedDPOTrainer(DPOTrainer):
     """DPOTrainer whose sigmoid loss is a weighted mean over pairs."""
 
-    def __init__(self, model, ref_model=None, args: DPOConfig | None = None, data_collator=None, *,
-                 processing_class=None, **kwargs):
+    def __init__(
+        self,
+        model,
+        ref_model=None,
+        args: DPOConfig | None = None,
+        data_collator=None,
+        *,
+        processing_class=None,
+        **kwargs,
+    ):
         if data_collator is None:
             if processing_class is None or processing_class.pad_token_id is None:
                 raise ValueError("WeightedDPOTrainer needs a processing_class with a pad token")
             data_collator = WeightedPreferenceCollator(
-                pad_token_id=processing_class.pad_token_id, max_length=getattr(args, "max_length", None),
+                pad_token_id=processing_class.pad_token_id,
+                max_length=getattr(args, "max_length", None),
                 truncation_mode=getattr(args, "truncation_mode", "keep_start"),
-                pad_to_multiple_of=getattr(args, "pad_to_multiple_of", None))
-        super().__init__(model, ref_model=ref_model, args=args, data_collator=data_collator,
-                         processing_class=processing_class, **kwargs)
-        if list(self.loss_types) != ["sigmoid"] or self.f_divergence_type != "reverse_kl" or self.use_weighting \
-                or self.ld_alpha is not None:
-            raise ValueError("WeightedDPOTrainer weights the standard DPO loss only: loss_type='sigmoid', "
-                             "f_divergence_type='reverse_kl', use_weighting=False, ld_alpha=None")
+                pad_to_multiple_of=getattr(args, "pad_to_multiple_of", None),
+            )
+        super().__init__(
+            model,
+            ref_model=ref_model,
+            args=args,
+            data_collator=data_collator,
+            processing_class=processing_class,
+            **kwargs,
+        )
+        if (
+            list(self.loss_types) != ["sigmoid"]
+            or self.f_divergence_type != "reverse_kl"
+            or self.use_weighting
+            or self.ld_alpha is not None
+        ):
+            raise ValueError(
+                "WeightedDPOTrainer weights the standard DPO loss only: loss_type='sigmoid', "
+                "f_divergence_type='reverse_kl', use_weighting=False, ld_alpha=None"
+            )
 
     def compute_ref_log_probs(self, model, inputs):
         return super().compute_ref_log_probs(model, {k: v for k, v in inputs.items() if k != WEIGHT_COLUMN})
@@ -61,8 +83,11 @@ class WeightedDPOTrainer(DPOTrainer):
     def _compute_loss(self, model, inputs, return_outputs):
         mode = "train" if self.model.training else "eval"
         weights = inputs[WEIGHT_COLUMN].to(self.accelerator.device, torch.float32)
-        model_kwargs = {k: v for k, v in inputs.items()
-                        if k not in {"completion_mask", "ref_chosen_logps", "ref_rejected_logps", WEIGHT_COLUMN}}
+        model_kwargs = {
+            k: v
+            for k, v in inputs.items()
+            if k not in {"completion_mask", "ref_chosen_logps", "ref_rejected_logps", WEIGHT_COLUMN}
+        }
         model_kwargs["use_cache"] = False
         completion_mask = inputs["completion_mask"]
         seq_len = completion_mask.size(1) - 1

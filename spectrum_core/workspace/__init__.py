@@ -3,9 +3,17 @@
 from .artifacts import artifact_key, canonical_json, config_hash, file_sha256
 from .database import WorkspaceVersionError
 from .schema import SCHEMA_VERSION
-from .workspace import Workspace, default_user, resolve_root
+from .workspace import JobRecord, Workspace, default_user, resolve_root
 
 __all__ = [
-    "SCHEMA_VERSION", "Workspace", "WorkspaceVersionError", "artifact_key", "canonical_json",
-    "config_hash", "default_user", "file_sha256", "resolve_root",
+    "SCHEMA_VERSION",
+    "JobRecord",
+    "Workspace",
+    "WorkspaceVersionError",
+    "artifact_key",
+    "canonical_json",
+    "config_hash",
+    "default_user",
+    "file_sha256",
+    "resolve_root",
 ]

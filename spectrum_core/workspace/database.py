@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
+from ..errors import SpectrumError
 from .schema import MIGRATIONS, SCHEMA_VERSION
 
 BUSY_TIMEOUT_MS = 30_000
 
 
-class WorkspaceVersionError(RuntimeError):
+class WorkspaceVersionError(SpectrumError, RuntimeError):
     """The database was written by a newer Spectrum than this one."""
 
 
@@ -23,8 +24,7 @@ def connect(path: Path) -> sqlite3.Connection:
     WAL lets readers (the UI) run while a writer (a job) writes; the busy timeout makes
     concurrent writers wait for each other instead of failing with "database is locked".
     """
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                           check_same_thread=False)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     _use_wal(conn, path)
@@ -52,7 +52,8 @@ def _use_wal(conn: sqlite3.Connection, path: Path) -> None:
         if time.monotonic() > deadline:
             raise sqlite3.OperationalError(
                 f"database is locked: could not switch {path} to WAL mode within "
-                f"{BUSY_TIMEOUT_MS / 1000:.0f} s; another process holds it")
+                f"{BUSY_TIMEOUT_MS / 1000:.0f} s; another process holds it"
+            )
         time.sleep(delay)
         delay = min(delay * 2, 0.2)
 
@@ -82,7 +83,8 @@ def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
         if current > SCHEMA_VERSION:
             raise WorkspaceVersionError(
                 f"This workspace uses schema version {current}, newer than this Spectrum "
-                f"understands ({SCHEMA_VERSION}); upgrade Spectrum to open it.")
+                f"understands ({SCHEMA_VERSION}); upgrade Spectrum to open it."
+            )
         for version in range(current, target):
             for statement in MIGRATIONS[version]:
                 conn.execute(statement)

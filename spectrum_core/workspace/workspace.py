@@ -15,21 +15,75 @@ import json
 import os
 import shutil
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Literal, get_args
 
 from ..data import PreferenceDataset, load_preferences
+from ..errors import NotFoundError
 from .artifacts import artifact_key, canonical_json, config_hash, file_sha256
 from .database import connect, migrate, schema_version, transaction
 from .schema import SCHEMA_VERSION
 
 DEFAULT_WORKSPACE = "workspace"
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "stopped")
+JobStatus = Literal["queued", "running", "succeeded", "failed", "stopped"]
+JOB_STATUSES: tuple[str, ...] = get_args(JobStatus)
+ACTIVE_STATUSES = ("queued", "running")
 DECISION_ACTIONS = ("keep", "suppress", "amplify")
-_JOB_FIELDS = {"status", "artifact_key", "pid", "progress_path", "log_path", "error",
-               "started_at", "finished_at", "heartbeat_at"}
+_JOB_FIELDS = {
+    "status",
+    "artifact_key",
+    "pid",
+    "progress_path",
+    "log_path",
+    "error",
+    "started_at",
+    "finished_at",
+    "heartbeat_at",
+}
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One row of the ``jobs`` table: what ran (kind, the inputs its key was made from), for which
+    dataset / audit / plan, and how it went."""
+
+    id: int
+    kind: str
+    config: dict  # the stage's key inputs (the settings are under "config")
+    config_hash: str
+    status: JobStatus
+    dataset_id: int | None
+    parent_job_id: int | None  # the audit a tuning run or evaluation belongs to
+    plan_id: int | None
+    artifact_key: str | None
+    pid: int | None
+    progress_path: str | None  # relative to the workspace root
+    log_path: str | None
+    error: str | None
+    created_at: str
+    created_by: str
+    started_at: str | None
+    finished_at: str | None
+    heartbeat_at: str | None
+
+    @classmethod
+    def from_row(cls, row) -> JobRecord:
+        values = dict(row)
+        values["config"] = json.loads(values.pop("config_json"))
+        return cls(**{f.name: values[f.name] for f in fields(cls)})
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def settings(self) -> dict:
+        """The stage's configuration as recorded in the job's key inputs (empty if none)."""
+        return self.config.get("config", {}) if isinstance(self.config.get("config"), dict) else {}
 
 
 def default_user() -> str:
@@ -40,7 +94,7 @@ def default_user() -> str:
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def resolve_root(root: str | Path | None = None) -> Path:
@@ -49,8 +103,7 @@ def resolve_root(root: str | Path | None = None) -> Path:
 
 
 class Workspace:
-    def __init__(self, root: str | Path | None = None, *, user: str | None = None,
-                 migrate_to: int | None = None):
+    def __init__(self, root: str | Path | None = None, *, user: str | None = None, migrate_to: int | None = None):
         self.root = resolve_root(root).resolve()
         self.artifacts_dir = self.root / "artifacts"
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
@@ -78,14 +131,26 @@ class Workspace:
     @staticmethod
     def _log(conn, user: str, action: str, entity_type: str, entity_id: Any, payload: dict) -> None:
         conn.execute(
-            "INSERT INTO audit_log (at, user, action, entity_type, entity_id, payload_json) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (utc_now(), user, action, entity_type, None if entity_id is None else str(entity_id),
-             canonical_json(payload)),
+            "INSERT INTO audit_log (at, user, action, entity_type, entity_id, payload_json) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                utc_now(),
+                user,
+                action,
+                entity_type,
+                None if entity_id is None else str(entity_id),
+                canonical_json(payload),
+            ),
         )
 
-    def log(self, action: str, entity_type: str, entity_id: Any = None, payload: dict | None = None,
-            *, user: str | None = None) -> None:
+    def log(
+        self,
+        action: str,
+        entity_type: str,
+        entity_id: Any = None,
+        payload: dict | None = None,
+        *,
+        user: str | None = None,
+    ) -> None:
         with self._db() as conn, transaction(conn):
             self._log(conn, user or self.user, action, entity_type, entity_id, payload or {})
 
@@ -122,8 +187,7 @@ class Workspace:
         path = self.artifact_path(key)
         with self._db() as conn, transaction(conn):
             conn.execute(
-                "INSERT OR REPLACE INTO artifacts (key, kind, path, inputs_json, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO artifacts (key, kind, path, inputs_json, created_at) VALUES (?, ?, ?, ?, ?)",
                 (key, kind, str(path.relative_to(self.root)), canonical_json(inputs), utc_now()),
             )
         return path
@@ -145,8 +209,9 @@ class Workspace:
         return self.register_artifact(key, kind, inputs)
 
     # ----------------------------------------------------------------------------- datasets
-    def add_dataset(self, path: str | Path, *, name: str | None = None, user: str | None = None,
-                    **load_options) -> dict:
+    def add_dataset(
+        self, path: str | Path, *, name: str | None = None, user: str | None = None, **load_options
+    ) -> dict:
         """Load a preference file into the workspace, or return the earlier load of the same
         bytes with the same options. The result has ``reused`` set accordingly."""
         path = Path(path)
@@ -168,14 +233,31 @@ class Workspace:
                 "load_options_json, artifact_key, schema_name, file_format, rows_read, rows_kept, "
                 "rows_rejected, duplicates_merged, created_at, created_by) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (name or path.name, str(path.resolve()), inputs["sha256"], canonical_json(options),
-                 key, report.schema, report.file_format, report.rows_read, report.rows_kept,
-                 report.rows_rejected, report.duplicates_merged, utc_now(), user),
+                (
+                    name or path.name,
+                    str(path.resolve()),
+                    inputs["sha256"],
+                    canonical_json(options),
+                    key,
+                    report.schema,
+                    report.file_format,
+                    report.rows_read,
+                    report.rows_kept,
+                    report.rows_rejected,
+                    report.duplicates_merged,
+                    utc_now(),
+                    user,
+                ),
             )
             row = conn.execute("SELECT * FROM datasets WHERE artifact_key = ?", (key,)).fetchone()
-            self._log(conn, user, "dataset.add", "dataset", row["id"],
-                      {"path": str(path), "rows_kept": report.rows_kept,
-                       "rows_rejected": report.rows_rejected})
+            self._log(
+                conn,
+                user,
+                "dataset.add",
+                "dataset",
+                row["id"],
+                {"path": str(path), "rows_kept": report.rows_kept, "rows_rejected": report.rows_rejected},
+            )
         return dict(row, reused=False)
 
     def _dataset_by_key(self, key: str) -> dict | None:
@@ -191,7 +273,7 @@ class Workspace:
         with self._db() as conn:
             row = conn.execute("SELECT * FROM datasets WHERE id = ?", (dataset_id,)).fetchone()
         if row is None:
-            raise KeyError(f"No dataset {dataset_id} in {self.root}")
+            raise NotFoundError(f"No dataset {dataset_id} in {self.root}")
         return dict(row)
 
     def load_dataset(self, dataset_id: int) -> PreferenceDataset:
@@ -199,17 +281,32 @@ class Workspace:
         return PreferenceDataset.load(self.artifact_path(record["artifact_key"]))
 
     # ----------------------------------------------------------------------------- jobs
-    def create_job(self, kind: str, config: dict, *, dataset_id: int | None = None,
-                   parent_job_id: int | None = None, plan_id: int | None = None,
-                   user: str | None = None) -> int:
+    def create_job(
+        self,
+        kind: str,
+        config: dict,
+        *,
+        dataset_id: int | None = None,
+        parent_job_id: int | None = None,
+        plan_id: int | None = None,
+        user: str | None = None,
+    ) -> int:
         """A job row in status ``queued``; the job runner fills in the rest as it goes."""
         user = user or self.user
         with self._db() as conn, transaction(conn):
             cursor = conn.execute(
                 "INSERT INTO jobs (kind, config_json, config_hash, dataset_id, parent_job_id, "
                 "plan_id, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (kind, canonical_json(config), config_hash(config), dataset_id, parent_job_id,
-                 plan_id, utc_now(), user),
+                (
+                    kind,
+                    canonical_json(config),
+                    config_hash(config),
+                    dataset_id,
+                    parent_job_id,
+                    plan_id,
+                    utc_now(),
+                    user,
+                ),
             )
             self._log(conn, user, "job.create", "job", cursor.lastrowid, {"kind": kind})
             return cursor.lastrowid
@@ -224,49 +321,81 @@ class Workspace:
         with self._db() as conn, transaction(conn):
             conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", [*fields.values(), job_id])
             if "status" in fields:
-                self._log(conn, self.user, f"job.{fields['status']}", "job", job_id,
-                          {"error": fields.get("error")} if fields.get("error") else {})
+                self._log(
+                    conn,
+                    self.user,
+                    f"job.{fields['status']}",
+                    "job",
+                    job_id,
+                    {"error": fields.get("error")} if fields.get("error") else {},
+                )
 
-    def job(self, job_id: int) -> dict:
+    def job(self, job_id: int) -> JobRecord:
         with self._db() as conn:
             row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
-            raise KeyError(f"No job {job_id} in {self.root}")
-        return dict(row, config=json.loads(row["config_json"]))
+            raise NotFoundError(f"No job {job_id} in {self.root}")
+        return JobRecord.from_row(row)
 
-    def jobs(self, kind: str | None = None) -> list[dict]:
+    def jobs(self, kind: str | None = None) -> list[JobRecord]:
         query = "SELECT * FROM jobs" + (" WHERE kind = ?" if kind else "") + " ORDER BY id DESC"
         with self._db() as conn:
             rows = conn.execute(query, (kind,) if kind else ()).fetchall()
-        return [dict(r, config=json.loads(r["config_json"])) for r in rows]
+        return [JobRecord.from_row(r) for r in rows]
 
-    def find_job(self, kind: str, config: dict,
-                 statuses: tuple[str, ...] = ("succeeded", "running", "queued")) -> dict | None:
+    def find_job(
+        self, kind: str, config: dict, statuses: tuple[str, ...] = ("succeeded", "running", "queued")
+    ) -> JobRecord | None:
         """The newest job of this kind and exact configuration in one of ``statuses``."""
         marks = ", ".join("?" for _ in statuses)
         with self._db() as conn:
             row = conn.execute(
                 f"SELECT id FROM jobs WHERE kind = ? AND config_hash = ? AND status IN ({marks}) "
-                "ORDER BY id DESC LIMIT 1", (kind, config_hash(config), *statuses)).fetchone()
+                "ORDER BY id DESC LIMIT 1",
+                (kind, config_hash(config), *statuses),
+            ).fetchone()
         return self.job(row["id"]) if row else None
 
     # ----------------------------------------------------------------------------- decisions
-    def decide(self, audit_job_id: int, concept_id: str, action: str, *,
-               strength: float | None = None, intervention: str | None = None, reason: str = "",
-               stats: dict | None = None, user: str | None = None) -> int:
+    def decide(
+        self,
+        audit_job_id: int,
+        concept_id: str,
+        action: str,
+        *,
+        strength: float | None = None,
+        intervention: str | None = None,
+        reason: str = "",
+        stats: dict | None = None,
+        user: str | None = None,
+    ) -> int:
         """Record a keep / suppress / amplify decision, with the statistics shown at the time."""
         if action not in DECISION_ACTIONS:
             raise ValueError(f"Unknown action {action!r}; use one of {DECISION_ACTIONS}")
         user = user or self.user
-        payload = {"concept_id": concept_id, "action": action, "strength": strength,
-                   "intervention": intervention, "reason": reason}
+        payload = {
+            "concept_id": concept_id,
+            "action": action,
+            "strength": strength,
+            "intervention": intervention,
+            "reason": reason,
+        }
         with self._db() as conn, transaction(conn):
             cursor = conn.execute(
                 "INSERT INTO concept_decisions (audit_job_id, concept_id, action, strength, "
                 "intervention, reason, stats_json, decided_by, decided_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (audit_job_id, concept_id, action, strength, intervention, reason,
-                 canonical_json(stats or {}), user, utc_now()),
+                (
+                    audit_job_id,
+                    concept_id,
+                    action,
+                    strength,
+                    intervention,
+                    reason,
+                    canonical_json(stats or {}),
+                    user,
+                    utc_now(),
+                ),
             )
             self._log(conn, user, "decision.add", "decision", cursor.lastrowid, payload)
             return cursor.lastrowid
@@ -276,13 +405,21 @@ class Workspace:
         with self._db() as conn, transaction(conn):
             row = conn.execute("SELECT * FROM concept_decisions WHERE id = ?", (decision_id,)).fetchone()
             if row is None:
-                raise KeyError(f"No decision {decision_id}")
+                raise NotFoundError(f"No decision {decision_id}")
             if row["undone_at"] is not None:
                 raise ValueError(f"Decision {decision_id} was already undone")
-            conn.execute("UPDATE concept_decisions SET undone_at = ?, undone_by = ?, undo_reason = ? "
-                         "WHERE id = ?", (utc_now(), user, reason, decision_id))
-            self._log(conn, user, "decision.undo", "decision", decision_id,
-                      {"concept_id": row["concept_id"], "action": row["action"], "reason": reason})
+            conn.execute(
+                "UPDATE concept_decisions SET undone_at = ?, undone_by = ?, undo_reason = ? WHERE id = ?",
+                (utc_now(), user, reason, decision_id),
+            )
+            self._log(
+                conn,
+                user,
+                "decision.undo",
+                "decision",
+                decision_id,
+                {"concept_id": row["concept_id"], "action": row["action"], "reason": reason},
+            )
 
     def decisions(self, audit_job_id: int, *, include_undone: bool = True) -> list[dict]:
         query = "SELECT * FROM concept_decisions WHERE audit_job_id = ?"
@@ -300,8 +437,9 @@ class Workspace:
         return current
 
     # ----------------------------------------------------------------------------- labels, plans
-    def set_label(self, audit_job_id: int, concept_id: str, label: str, *, source: str = "user",
-                  user: str | None = None) -> None:
+    def set_label(
+        self, audit_job_id: int, concept_id: str, label: str, *, source: str = "user", user: str | None = None
+    ) -> None:
         user = user or self.user
         with self._db() as conn, transaction(conn):
             conn.execute(
@@ -311,13 +449,15 @@ class Workspace:
                 "updated_by = excluded.updated_by, updated_at = excluded.updated_at",
                 (audit_job_id, concept_id, label, source, user, utc_now()),
             )
-            self._log(conn, user, "label.set", "concept", f"{audit_job_id}:{concept_id}",
-                      {"label": label, "source": source})
+            self._log(
+                conn, user, "label.set", "concept", f"{audit_job_id}:{concept_id}", {"label": label, "source": source}
+            )
 
     def labels(self, audit_job_id: int) -> dict[str, str]:
         with self._db() as conn:
-            rows = conn.execute("SELECT concept_id, label FROM concept_labels WHERE audit_job_id = ?",
-                                (audit_job_id,)).fetchall()
+            rows = conn.execute(
+                "SELECT concept_id, label FROM concept_labels WHERE audit_job_id = ?", (audit_job_id,)
+            ).fetchall()
         return {r["concept_id"]: r["label"] for r in rows}
 
     def set_intervention(self, decision_id: int, intervention: str, *, user: str | None = None) -> None:
@@ -326,25 +466,31 @@ class Workspace:
         with self._db() as conn, transaction(conn):
             row = conn.execute("SELECT * FROM concept_decisions WHERE id = ?", (decision_id,)).fetchone()
             if row is None:
-                raise KeyError(f"No decision {decision_id}")
-            conn.execute("UPDATE concept_decisions SET intervention = ? WHERE id = ?",
-                         (intervention, decision_id))
-            self._log(conn, user, "decision.intervention", "decision", decision_id,
-                      {"concept_id": row["concept_id"], "from": row["intervention"], "to": intervention})
+                raise NotFoundError(f"No decision {decision_id}")
+            conn.execute("UPDATE concept_decisions SET intervention = ? WHERE id = ?", (intervention, decision_id))
+            self._log(
+                conn,
+                user,
+                "decision.intervention",
+                "decision",
+                decision_id,
+                {"concept_id": row["concept_id"], "from": row["intervention"], "to": intervention},
+            )
 
     def save_plan(self, audit_job_id: int, plan_yaml: str, *, user: str | None = None) -> int:
         """Store a compiled plan; the same plan text saved again returns the existing id."""
         user = user or self.user
         digest = config_hash(plan_yaml)
         with self._db() as conn, transaction(conn):
-            existing = conn.execute("SELECT id FROM plans WHERE audit_job_id = ? AND plan_hash = ?",
-                                    (audit_job_id, digest)).fetchone()
+            existing = conn.execute(
+                "SELECT id FROM plans WHERE audit_job_id = ? AND plan_hash = ?", (audit_job_id, digest)
+            ).fetchone()
             if existing:
                 return existing["id"]
             cursor = conn.execute(
-                "INSERT INTO plans (audit_job_id, plan_hash, plan_yaml, created_at, created_by) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (audit_job_id, digest, plan_yaml, utc_now(), user))
+                "INSERT INTO plans (audit_job_id, plan_hash, plan_yaml, created_at, created_by) VALUES (?, ?, ?, ?, ?)",
+                (audit_job_id, digest, plan_yaml, utc_now(), user),
+            )
             self._log(conn, user, "plan.save", "plan", cursor.lastrowid, {"audit_job_id": audit_job_id})
             return cursor.lastrowid
 
@@ -352,12 +498,11 @@ class Workspace:
         with self._db() as conn:
             row = conn.execute("SELECT * FROM plans WHERE id = ?", (plan_id,)).fetchone()
         if row is None:
-            raise KeyError(f"No plan {plan_id} in {self.root}")
+            raise NotFoundError(f"No plan {plan_id} in {self.root}")
         return dict(row)
 
     def plans(self, audit_job_id: int | None = None) -> list[dict]:
         query = "SELECT * FROM plans" + (" WHERE audit_job_id = ?" if audit_job_id is not None else "")
         with self._db() as conn:
-            rows = conn.execute(query + " ORDER BY id DESC",
-                                () if audit_job_id is None else (audit_job_id,)).fetchall()
+            rows = conn.execute(query + " ORDER BY id DESC", () if audit_job_id is None else (audit_job_id,)).fetchall()
         return [dict(r) for r in rows]

@@ -22,7 +22,7 @@ def page(tmp_path, monkeypatch, bundled_model):
     at = AppTest.from_file(str(ROOT / "app_pages" / "audit.py"), default_timeout=60)
     yield at, workspace, record
     for job in workspace.jobs("audit"):  # never leave a job running after the test
-        jobs.stop_job(workspace, job["id"], grace_seconds=2)
+        jobs.stop_job(workspace, job.id, grace_seconds=2)
 
 
 def test_start_watch_and_reuse(page):
@@ -32,16 +32,19 @@ def test_start_watch_and_reuse(page):
     at.number_input[1].set_value(30)  # pairs to audit
     at.button[0].click()  # the form's submit button
     at.run()
-    assert at.code[0].value == f"spectrum audit {record['id']} --max-pairs 30 --dtype {at.code[0].value.split('--dtype ')[1]}"
+    assert (
+        at.code[0].value
+        == f"spectrum audit {record['id']} --max-pairs 30 --dtype {at.code[0].value.split('--dtype ')[1]}"
+    )
     [b for b in at.button if b.label == "Start audit"][0].click()
     at.run()
     job = workspace.jobs("audit")[0]
-    assert job["status"] in ("queued", "running")
+    assert job.status in ("queued", "running")
     deadline = time.time() + 600
-    while time.time() < deadline and workspace.job(job["id"])["status"] in ("queued", "running"):
+    while time.time() < deadline and workspace.job(job.id).status in ("queued", "running"):
         time.sleep(2)
         at.run()
-    assert workspace.job(job["id"])["status"] == "succeeded"
+    assert workspace.job(job.id).status == "succeeded"
     at.run()
     assert not at.exception, at.exception
     assert "already run with this configuration" in at.success[0].value

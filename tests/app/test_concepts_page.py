@@ -68,7 +68,10 @@ def test_two_sessions_deciding_at_once_lose_nothing(page):
     sessions["ben"].run()
     history = workspace.decisions(outcome.job_id)
     assert [(d["decided_by"], d["action"], d["concept_id"]) for d in history] == [
-        ("ana", "suppress", ids[0]), ("ben", "keep", ids[0]), ("ben", "amplify", ids[1])]
+        ("ana", "suppress", ids[0]),
+        ("ben", "keep", ids[0]),
+        ("ben", "amplify", ids[1]),
+    ]
     ana = sessions["ana"]
     ana.run()
     assert "Current decision: keep" in ana.info[0].value and "by ben" in ana.info[0].value

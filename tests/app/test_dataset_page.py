@@ -26,8 +26,12 @@ def metric_values(at) -> dict:
 def test_first_open_loads_the_demo(app):
     app.run()
     assert not app.exception, app.exception
-    assert metric_values(app) == {"Rows read": "2,312", "Pairs kept": "2,303", "Rows rejected": "9",
-                                  "Duplicates merged": "0"}
+    assert metric_values(app) == {
+        "Rows read": "2,312",
+        "Pairs kept": "2,303",
+        "Rows rejected": "9",
+        "Duplicates merged": "0",
+    }
     assert app.query_params["dataset"] == "1"
     assert len(app.get("plotly_chart")) == 2
 
@@ -68,8 +72,16 @@ def test_bad_local_file_shows_the_reason(app, tmp_path):
 
 def test_html_in_responses_is_shown_as_text(app, tmp_path):
     evil = tmp_path / "evil.jsonl"
-    evil.write_text(json.dumps({"prompt": "hi", "chosen": "<script>alert(1)</script> **bold** [x](javascript:1)",
-                                "rejected": "<img src=x onerror=alert(2)>"}) + "\n")
+    evil.write_text(
+        json.dumps(
+            {
+                "prompt": "hi",
+                "chosen": "<script>alert(1)</script> **bold** [x](javascript:1)",
+                "rejected": "<img src=x onerror=alert(2)>",
+            }
+        )
+        + "\n"
+    )
     load_local_file(app, evil)
     assert metric_values(app)["Pairs kept"] == "1"
     # Responses reach the page only as dataframe cells and code blocks, which show text verbatim;

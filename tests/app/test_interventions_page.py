@@ -53,7 +53,10 @@ def test_choose_preview_save_and_export(page):
     assert len(plans) == 1 and plans[0]["created_by"]
     assert "intervention: drop" in plans[0]["plan_yaml"]
     assert [b.label for b in at.get("download_button")] == [
-        "Download plan.yaml", "Download shaped.jsonl", "Download shaped.parquet"]
+        "Download plan.yaml",
+        "Download shaped.jsonl",
+        "Download shaped.parquet",
+    ]
     # A fresh session (a reload) finds the choice and the saved plan.
     again = AppTest.from_file(str(ROOT / "app_pages" / "interventions.py"), default_timeout=60)
     again.run()

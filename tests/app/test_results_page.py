@@ -21,7 +21,7 @@ def page(evaluated, monkeypatch):
     at = AppTest.from_file(str(ROOT / "app_pages" / "results.py"), default_timeout=120)
     yield at, workspace, outcome, tune_job
     for job in workspace.jobs("eval"):
-        jobs.stop_job(workspace, job["id"], grace_seconds=2)
+        jobs.stop_job(workspace, job.id, grace_seconds=2)
 
 
 def test_base_and_tuned_side_by_side(page):
@@ -52,10 +52,10 @@ def test_unevaluated_models_get_a_command_and_a_button(page):
     at.button[0].click().run()
     assert not at.exception, at.exception
     job = workspace.jobs("eval")[0]
-    assert job["status"] in jobs.ACTIVE and job["config"]["runs"] == ["base", str(tune_job)]
-    log = (workspace.root / job["log_path"]).read_text()
+    assert job.status in jobs.ACTIVE and job.config["runs"] == ["base", str(tune_job)]
+    log = (workspace.root / job.log_path).read_text()
     assert "eval --run base --run" in log and "--preset gpu" in log
     assert "Evaluation job #" in " ".join(m.value for m in at.markdown)
-    jobs.stop_job(workspace, job["id"], grace_seconds=2)
+    jobs.stop_job(workspace, job.id, grace_seconds=2)
     at.run()
     assert "Resume" in [b.label for b in at.button]  # a stopped evaluation can be started again

@@ -18,7 +18,7 @@ def page(audited_page):
     at, workspace, outcome = audited_page("tuning")
     yield at, workspace, outcome
     for job in workspace.jobs("tune"):
-        jobs.stop_job(workspace, job["id"], grace_seconds=2)
+        jobs.stop_job(workspace, job.id, grace_seconds=2)
 
 
 def test_without_a_saved_plan_the_page_says_so(page):
@@ -33,9 +33,10 @@ def test_configure_start_and_watch_a_run(page):
     view = AuditView.load(workspace.find_artifact(outcome.artifact_key))
     workspace.decide(outcome.job_id, view.concepts.sort_values("rank")["concept_id"].iloc[0], "suppress")
     plan = compile_plan(workspace, outcome.job_id, view)
-    dataset = workspace.load_dataset(workspace.job(outcome.job_id)["dataset_id"])
-    saved = save_plan(workspace, plan, shape_pairs(plan, pd.Index(dataset.pairs["pair_id"]), view.pair_ids,
-                                                   view.delta_array), dataset)
+    dataset = workspace.load_dataset(workspace.job(outcome.job_id).dataset_id)
+    saved = save_plan(
+        workspace, plan, shape_pairs(plan, pd.Index(dataset.pairs["pair_id"]), view.pair_ids, view.delta_array), dataset
+    )
     at.run()
     assert not at.exception, at.exception
     at.number_input(key="cfg-dpo-cpu-demo-max_steps").set_value(2)
@@ -43,16 +44,17 @@ def test_configure_start_and_watch_a_run(page):
     at.button[0].click()  # the form's submit
     at.run()
     command = at.code[0].value
-    assert command == (f"spectrum tune --plan {saved.plan_id} --method dpo --preset cpu-demo "
-                       "--set max_steps=2 --set max_length=512")
+    assert command == (
+        f"spectrum tune --plan {saved.plan_id} --method dpo --preset cpu-demo --max-steps 2 --max-length 512"
+    )
     next(b for b in at.button if b.label == "Start").click()
     at.run()
     job = workspace.jobs("tune")[0]
-    assert job["plan_id"] == saved.plan_id and job["parent_job_id"] == outcome.job_id
+    assert job.plan_id == saved.plan_id and job.parent_job_id == outcome.job_id
     deadline = time.time() + 600
-    while jobs.refresh(workspace, job["id"])["status"] in jobs.ACTIVE and time.time() < deadline:
+    while jobs.refresh(workspace, job.id).status in jobs.ACTIVE and time.time() < deadline:
         time.sleep(1)
-    assert workspace.job(job["id"])["status"] == "succeeded", jobs.view(workspace, job["id"]).log_tail
+    assert workspace.job(job.id).status == "succeeded", jobs.view(workspace, job.id).log_tail
     at.run()
     assert not at.exception, at.exception
     assert any("Adapter and configuration" in s.value for s in at.success)

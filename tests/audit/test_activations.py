@@ -6,8 +6,13 @@ import pytest
 import torch
 
 from spectrum_core.audit.activations import (
-    ActivationConfig, ActivationStore, decoder_layers, default_layer, extract_activations,
-    matmul_params, tokenize_pairs,
+    ActivationConfig,
+    ActivationStore,
+    decoder_layers,
+    default_layer,
+    extract_activations,
+    matmul_params,
+    tokenize_pairs,
 )
 from spectrum_core.audit.errors import AuditInputError
 
@@ -40,16 +45,16 @@ def test_activations_equal_an_unpadded_full_forward(tiny_model, hh_pairs, tmp_pa
         with torch.no_grad():
             hidden = tiny_model.model(input_ids=ids, output_hidden_states=True).hidden_states
         # hidden_states[0] is the embedding, so block 2's output is hidden_states[3].
-        expected = hidden[CONFIG.layer + 1][0, record["prefix"]:]
+        expected = hidden[CONFIG.layer + 1][0, record["prefix"] :]
         torch.testing.assert_close(acts.float(), expected.to(torch.bfloat16).float(), atol=2e-2, rtol=2e-2)
 
 
 def test_later_blocks_and_head_never_run(tiny_model, hh_pairs, tmp_path):
     calls = {"later": 0, "head": 0}
     later = decoder_layers(tiny_model.model)[CONFIG.layer + 1].register_forward_hook(
-        lambda *a: calls.__setitem__("later", calls["later"] + 1))
-    head = tiny_model.model.lm_head.register_forward_hook(
-        lambda *a: calls.__setitem__("head", calls["head"] + 1))
+        lambda *a: calls.__setitem__("later", calls["later"] + 1)
+    )
+    head = tiny_model.model.lm_head.register_forward_hook(lambda *a: calls.__setitem__("head", calls["head"] + 1))
     try:
         extract_activations(tiny_model, hh_pairs.head(4), tmp_path, CONFIG)
     finally:
@@ -105,8 +110,9 @@ def test_layer_checks_and_defaults(tiny_model, bundled_model, hh_pairs, tmp_path
 def test_bundled_model_residual_norms(bundled_model, hh_pairs, tmp_path):
     """The real model's response tokens have norms near 160; the first position (never a
     response token) is the ~25,000-norm attention sink, so it is never stored."""
-    store = extract_activations(bundled_model, hh_pairs.head(4), tmp_path,
-                                ActivationConfig(shard_size=8, max_prompt_tokens=64))
+    store = extract_activations(
+        bundled_model, hh_pairs.head(4), tmp_path, ActivationConfig(shard_size=8, max_prompt_tokens=64)
+    )
     assert 100 < store.median_norm() < 250
     tokens, info = store.training_tokens()
     assert info["n_outliers"] == 0 and tokens.dtype == torch.bfloat16

@@ -56,6 +56,7 @@ def test_contrastive_ngrams_matches_hand_computed_z() -> None:
 
 def _reference_fightin_words(high: list[str], low: list[str], scale: float) -> dict[str, float]:
     """Unigram-only, plain-Python Fightin' Words, written independently of the module."""
+
     def tokens(texts: list[str]) -> Counter[str]:
         return Counter(w for t in texts for w in re.findall(r"\w+(?:'\w+)*", t.lower().replace("’", "'")))
 
@@ -110,15 +111,28 @@ def test_contrastive_ngrams_on_hh_prefers_refusal_markers(hh_dataset) -> None:
 
 
 def test_top_activating_tokens_normalises_and_sums() -> None:
-    records = [("Ġsorry", 1.0), (" sorry ", 2.0), ("▁can", 0.5), ("Ġ", 9.0), ("", 1.0), ("\n", 4.0),
-               ("I", 1.5), ("nan", float("nan"))]
+    records = [
+        ("Ġsorry", 1.0),
+        (" sorry ", 2.0),
+        ("▁can", 0.5),
+        ("Ġ", 9.0),
+        ("", 1.0),
+        ("\n", 4.0),
+        ("I", 1.5),
+        ("nan", float("nan")),
+    ]
     assert top_activating_tokens(records) == [("sorry", 3.0), ("I", 1.5), ("can", 0.5)]
     assert top_activating_tokens(records, top_k=1) == [("sorry", 3.0)]
     assert top_activating_tokens([]) == []
 
 
 HH_LIKE_NGRAMS = [
-    ("i", 7.8), ("sorry", 7.2), ("i'm", 6.8), ("what", 6.7), ("i don't", 6.5), ("i'm sorry", 5.8),
+    ("i", 7.8),
+    ("sorry", 7.2),
+    ("i'm", 6.8),
+    ("what", 6.7),
+    ("i don't", 6.5),
+    ("i'm sorry", 5.8),
 ]
 
 
@@ -166,7 +180,7 @@ def test_parse_annotations_formats() -> None:
     assert parse_annotations("1: yes\n2: no\n3: Yes.", 3) == [True, False, True]
     assert parse_annotations("[1] **Yes**\nText 2 - no\n3. YES", 3) == [True, False, True]
     assert parse_annotations('["yes", "no"]', 2) == [True, False]
-    assert parse_annotations('```json\n[true, false, true]\n```', 3) == [True, False, True]
+    assert parse_annotations("```json\n[true, false, true]\n```", 3) == [True, False, True]
     assert parse_annotations('{"1": "no", "2": "yes"}', 2) == [False, True]
     nested = '{"answers": [{"id": 1, "answer": "yes"}, {"id": 2, "answer": "no"}]}'
     assert parse_annotations(nested, 2) == [True, False]
@@ -217,9 +231,7 @@ class FakeHandler(BaseHTTPRequestHandler):
             label = re.search(r"Concept: (.*)", user).group(1).lower()
             keyword = "sorry" if "apolog" in label else "weather" if "weather" in label else None
             texts = re.findall(r"^\[(\d+)\] (.*)$", user, flags=re.MULTILINE)
-            content = "\n".join(
-                f"{i}: {'yes' if keyword and keyword in text.lower() else 'no'}" for i, text in texts
-            )
+            content = "\n".join(f"{i}: {'yes' if keyword and keyword in text.lower() else 'no'}" for i, text in texts)
         self._reply(200, json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}))
 
 
@@ -265,7 +277,9 @@ def test_label_feature_end_to_end_with_cache(fake_server: FakeServer, tmp_path: 
 
     results = labeler.label_feature(SORRY[5:8], OTHER[5:8], HELDOUT, ACTIVATIONS)
     assert [r["label"] for r in results] == [
-        "Apologises with the word sorry", "Talks about the weather", "Uses formal legal language",
+        "Apologises with the word sorry",
+        "Talks about the weather",
+        "Uses formal legal language",
     ]
     assert results[0]["fidelity"] >= 0.9
     assert results[1]["fidelity"] == pytest.approx(0.5) and results[2]["fidelity"] == pytest.approx(0.5)

@@ -21,10 +21,14 @@ from spectrum_core.workspace import Workspace
 
 N_PAIRS = 400
 PLANTS = {
-    "opener": (lambda text: "What a great question! You're clearly very thoughtful. " + text,
-               ["sycophantic_opener", "praise_of_user"]),
-    "list": (lambda text: text + "\n\nHere is a summary:\n- first point\n- second point\n- third point",
-             ["markdown_list"]),
+    "opener": (
+        lambda text: "What a great question! You're clearly very thoughtful. " + text,
+        ["sycophantic_opener", "praise_of_user"],
+    ),
+    "list": (
+        lambda text: text + "\n\nHere is a summary:\n- first point\n- second point\n- third point",
+        ["markdown_list"],
+    ),
     "emoji": (lambda text: text + " 😊🌟🎉", ["emoji"]),
 }
 CONFIG = dict(max_prompt_tokens=192, max_response_tokens=160, seed=0)
@@ -47,10 +51,9 @@ def planted_audit(hh_pairs, tmp_path_factory, bundled_model):
     path = tmp_path_factory.mktemp("planted") / "planted.jsonl"
     with open(path, "w") as handle:
         for row in pairs.itertuples():
-            handle.write(json.dumps({"prompt": row.prompt, "chosen": row.chosen,
-                                     "rejected": row.rejected}) + "\n")
+            handle.write(json.dumps({"prompt": row.prompt, "chosen": row.chosen, "rejected": row.rejected}) + "\n")
     workspace = Workspace(tmp_path_factory.mktemp("ws"))
-    outcome = run_audit_in_workspace(workspace, path, AuditConfig(**CONFIG), log=lambda m: None)
+    outcome = run_audit_in_workspace(workspace, path, AuditConfig(**CONFIG))
     return workspace, path, outcome, indicators
 
 
@@ -67,8 +70,11 @@ def test_planted_concepts_are_found(planted_audit):
     top_sae = concepts[concepts["kind"] == "sae"].head(10)
     report = []
     for name, indicator in indicators.items():
-        correlations = {cid: np.corrcoef(matrix[cid].to_numpy(), indicator)[0, 1]
-                        for cid in top_sae["concept_id"] if matrix[cid].std() > 0}
+        correlations = {
+            cid: np.corrcoef(matrix[cid].to_numpy(), indicator)[0, 1]
+            for cid in top_sae["concept_id"]
+            if matrix[cid].std() > 0
+        }
         best = max(correlations, key=lambda c: correlations[c])
         report.append(f"{name}: best top-10 feature {best} r={correlations[best]:.2f}")
         assert correlations[best] >= 0.5, "\n".join(report + [describe_concept(r) for _, r in top_sae.iterrows()])
@@ -81,9 +87,25 @@ def test_artifacts_and_report(planted_audit):
     _, _, outcome, _ = planted_audit
     folder = outcome.folder
     concepts = pd.read_parquet(folder / "concepts.parquet")
-    for column in ("concept_id", "kind", "mode", "label", "prevalence", "direction",
-                   "share_chosen_more", "p_sign", "q_value", "coef", "ci_low", "ci_high",
-                   "joint_coef", "auc_contribution", "nearest_probe", "probe_r", "rank"):
+    for column in (
+        "concept_id",
+        "kind",
+        "mode",
+        "label",
+        "prevalence",
+        "direction",
+        "share_chosen_more",
+        "p_sign",
+        "q_value",
+        "coef",
+        "ci_low",
+        "ci_high",
+        "joint_coef",
+        "auc_contribution",
+        "nearest_probe",
+        "probe_r",
+        "rank",
+    ):
         assert column in concepts.columns, column
     assert set(concepts["mode"]) == {"token", "difference", "probe"}
     assert concepts["rank"].tolist() == list(range(1, len(concepts) + 1))
@@ -105,7 +127,7 @@ def test_artifacts_and_report(planted_audit):
 
 def test_same_audit_twice_is_reused(planted_audit):
     workspace, path, outcome, _ = planted_audit
-    again = run_audit_in_workspace(workspace, path, AuditConfig(**CONFIG), log=lambda m: None)
+    again = run_audit_in_workspace(workspace, path, AuditConfig(**CONFIG))
     assert again.reused and again.folder == outcome.folder
     jobs = workspace.jobs("audit")
     assert jobs[0]["status"] == "succeeded" and jobs[0]["artifact_key"] == outcome.artifact_key
@@ -114,7 +136,7 @@ def test_same_audit_twice_is_reused(planted_audit):
 def test_pretrained_sae_from_a_previous_run(planted_audit):
     workspace, path, outcome, _ = planted_audit
     config = AuditConfig(**CONFIG, sae=str(outcome.folder / "sae"), modes=("token",))
-    loaded = run_audit_in_workspace(workspace, path, config, log=lambda m: None)
+    loaded = run_audit_in_workspace(workspace, path, config)
     assert not loaded.reused
     # Same activations (shared artifact), same SAE weights: the same token-mode statistics.
     first = outcome.concepts.set_index("concept_id")
@@ -123,9 +145,7 @@ def test_pretrained_sae_from_a_previous_run(planted_audit):
     np.testing.assert_allclose(second.loc[common, "p_sign"], first.loc[common, "p_sign"], rtol=1e-6)
     assert "activations" not in loaded.report["timings"] or loaded.report["timings"]["activations"] < 5
     with pytest.raises(SAELoadError, match="--layer"):
-        run_audit_in_workspace(workspace, path, AuditConfig(**CONFIG, layer=10,
-                                                            sae=str(outcome.folder / "sae")),
-                               log=lambda m: None)
+        run_audit_in_workspace(workspace, path, AuditConfig(**CONFIG, layer=10, sae=str(outcome.folder / "sae")))
     assert workspace.jobs("audit")[0]["status"] == "failed"
 
 
@@ -138,19 +158,49 @@ def test_two_processes_through_accelerate(tmp_path, bundled_model):
 
     from tests.conftest import LLAMAFACTORY_FILE
 
-    args = ["audit", str(LLAMAFACTORY_FILE), "--max-pairs", "30", "--max-prompt-tokens", "64",
-            "--max-response-tokens", "64", "--training-tokens", "40000", "--modes", "token"]
+    args = [
+        "audit",
+        str(LLAMAFACTORY_FILE),
+        "--max-pairs",
+        "30",
+        "--max-prompt-tokens",
+        "64",
+        "--max-response-tokens",
+        "64",
+        "--training-tokens",
+        "40000",
+        "--modes",
+        "token",
+    ]
     # --multi_gpu is accelerate's multi-process launcher; without GPUs the processes share the CPU
     # (`--cpu` would start a single process).
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                "-m", "spectrum_core.cli"]
-    two = subprocess.run([*launcher, "--workspace", str(tmp_path / "two"), *args],
-                         capture_output=True, text=True, timeout=600)
+    launcher = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "spectrum_core.cli",
+    ]
+    two = subprocess.run(
+        [*launcher, "--workspace", str(tmp_path / "two"), *args], capture_output=True, text=True, timeout=600
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     assert two.stdout.count("Audit finished") == 1  # only the main process reports
-    one = subprocess.run([sys.executable, "-m", "spectrum_core.cli", "--workspace", str(tmp_path / "one"),
-                          *args], capture_output=True, text=True, timeout=600)
+    one = subprocess.run(
+        [sys.executable, "-m", "spectrum_core.cli", "--workspace", str(tmp_path / "one"), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert one.returncode == 0, one.stderr[-3000:]
     results = []
     for name in ("two", "one"):

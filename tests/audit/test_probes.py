@@ -23,9 +23,22 @@ from spectrum_core.data import load_preferences
 from tests.conftest import LLAMAFACTORY_FILE
 
 EXPECTED_PROBES = [
-    "length_tokens", "markdown_list", "markdown_header", "markdown_bold", "code_block",
-    "inline_code", "refusal", "deflection", "apology", "hedging", "praise_of_user",
-    "sycophantic_opener", "question_back", "exclamation", "emoji", "second_person",
+    "length_tokens",
+    "markdown_list",
+    "markdown_header",
+    "markdown_bold",
+    "code_block",
+    "inline_code",
+    "refusal",
+    "deflection",
+    "apology",
+    "hedging",
+    "praise_of_user",
+    "sycophantic_opener",
+    "question_back",
+    "exclamation",
+    "emoji",
+    "second_person",
 ]
 
 
@@ -49,8 +62,7 @@ CASES = [
     ("length_tokens", "", 0),
     # markdown_list
     ("markdown_list", "Steps:\n- one\n* two\n+ three\n1. four\n2) five\n  - nested\n", 6),
-    ("markdown_list",
-     "-not a list\n*emphasis* here\n1.5 is a number\n**bold** start\n2020. A year", 0),
+    ("markdown_list", "-not a list\n*emphasis* here\n1.5 is a number\n**bold** start\n2020. A year", 0),
     # markdown_header
     ("markdown_header", "# Title\n## Sub\n###### Six\nText", 3),
     ("markdown_header", "#hashtag\n####### seven\nNot # a header\n```\n# comment in code\n```", 0),
@@ -72,11 +84,14 @@ CASES = [
     ("refusal", "I can\u2019t assist with that. That\u2019s illegal.", 2),
     ("refusal", "No, I\u2019m not comfortable with that.", 1),
     ("refusal", "I don't think you should do that. It is not appropriate.", 2),
-    ("refusal", "Sure, here is how to bake bread. I can't wait for you to try it! "
-                "I can't help but smile. The harmful effects of smoking are well known.", 0),
+    (
+        "refusal",
+        "Sure, here is how to bake bread. I can't wait for you to try it! "
+        "I can't help but smile. The harmful effects of smoking are well known.",
+        0,
+    ),
     # deflection
-    ("deflection", "I'm not sure what you mean. Why do you want to know? "
-                   "Let's talk about something else.", 3),
+    ("deflection", "I'm not sure what you mean. Why do you want to know? Let's talk about something else.", 3),
     ("deflection", "I don\u2019t understand. Can you explain?", 2),
     ("deflection", "Paris is the capital of France. You can take the train there.", 0),
     # apology
@@ -107,13 +122,16 @@ CASES = [
     ("exclamation", "Wow! Great!! Ok", 3),
     ("exclamation", "Use `a != b` here.", 0),
     # emoji: 😊, 👍 with a skin tone, a flag, a ZWJ family, ❤️, a keycap, ©️ with VS16
-    ("emoji", "Great job \U0001F60A\U0001F44D\U0001F3FD \U0001F1EB\U0001F1F7 "
-              "\U0001F468\u200d\U0001F469\u200d\U0001F467 \u2764\ufe0f 1\ufe0f\u20e3 "
-              "\u00a9\ufe0f", 7),
+    (
+        "emoji",
+        "Great job \U0001f60a\U0001f44d\U0001f3fd \U0001f1eb\U0001f1f7 "
+        "\U0001f468\u200d\U0001f469\u200d\U0001f467 \u2764\ufe0f 1\ufe0f\u20e3 "
+        "\u00a9\ufe0f",
+        7,
+    ),
     ("emoji", "\u00a9 2024 Company\u2122. Check \u2713 and \u2192 arrows \u2605", 0),
     # second_person
-    ("second_person",
-     "You and your friend did it yourself; it's yours. You're welcome, yourselves.", 6),
+    ("second_person", "You and your friend did it yourself; it's yours. You're welcome, yourselves.", 6),
     ("second_person", "Young people value their youth.", 0),
 ]
 
@@ -154,11 +172,13 @@ def test_compute_probes_honours_a_probe_added_to_the_registry(monkeypatch):
 
 
 def test_probe_deltas_indexes_by_pair_id():
-    pairs = pd.DataFrame({
-        "pair_id": ["p1", "p2"],
-        "chosen": ["I can't help with that.", "- a\n- b"],
-        "rejected": ["Sure! Here is how.", "Plain text"],
-    })
+    pairs = pd.DataFrame(
+        {
+            "pair_id": ["p1", "p2"],
+            "chosen": ["I can't help with that.", "- a\n- b"],
+            "rejected": ["Sure! Here is how.", "Plain text"],
+        }
+    )
     chosen, rejected = probe_deltas(pairs, chosen_tokens=[6, 4], rejected_tokens=[5, 2])
     assert list(chosen.index) == ["p1", "p2"] and chosen.index.name == "pair_id"
     assert list(rejected.index) == ["p1", "p2"]
@@ -190,8 +210,7 @@ def test_hh_harmless_prefers_refusing_and_deflecting(hh_probes):
         name: (_share(chosen, name), _share(rejected, name))
         for name in ("refusal", "deflection", "apology", "question_back")
     }
-    shares["refusal|deflection"] = (
-        _share(chosen, "refusal", "deflection"), _share(rejected, "refusal", "deflection"))
+    shares["refusal|deflection"] = (_share(chosen, "refusal", "deflection"), _share(rejected, "refusal", "deflection"))
     message = ", ".join(f"{k}: chosen {c:.1%} vs rejected {r:.1%}" for k, (c, r) in shares.items())
     c, r = shares["refusal|deflection"]
     assert c > r + 0.03, message  # measured: 21.2% vs 14.0%
@@ -227,8 +246,9 @@ def test_ten_thousand_responses(hh_dataset):
     """A 10,000-response batch of real text runs through (its time shows in --durations)."""
     pairs = hh_dataset.pairs
     demo = load_preferences(LLAMAFACTORY_FILE).pairs
-    texts = (pairs["chosen"].tolist() + pairs["rejected"].tolist()
-             + demo["chosen"].tolist() + demo["rejected"].tolist()) * 2
+    texts = (
+        pairs["chosen"].tolist() + pairs["rejected"].tolist() + demo["chosen"].tolist() + demo["rejected"].tolist()
+    ) * 2
     texts = texts[:10_000]
     table = compute_probes(texts)
     assert table.shape == (10_000, len(EXPECTED_PROBES))
@@ -275,8 +295,7 @@ def test_probe_correlations_sparse_equals_dense(kind):
     dense[:, 9] = np.where(probes["b"] > 0, probes["b"] + 10.0, 0.0)  # large offset, sparse
     corr_dense = probe_correlations(dense, probes)
     corr_sparse = probe_correlations(kind(dense), probes)
-    np.testing.assert_allclose(
-        corr_sparse.to_numpy(), corr_dense.to_numpy(), atol=1e-10, equal_nan=True)
+    np.testing.assert_allclose(corr_sparse.to_numpy(), corr_dense.to_numpy(), atol=1e-10, equal_nan=True)
     assert corr_sparse.iloc[[3, 7]].isna().all().all()
     assert corr_sparse["d"].isna().all()
     assert corr_sparse.drop(index=[3, 7]).drop(columns="d").notna().all().all()

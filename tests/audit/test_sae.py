@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from spectrum_core.audit.sae import (
-    SAELoadError, SAETrainingConfig, choose_k, choose_width, evaluate_sae, load_pretrained_sae,
+    SAELoadError,
+    SAETrainingConfig,
+    choose_k,
+    choose_width,
+    evaluate_sae,
+    load_pretrained_sae,
     train_sae,
 )
 
@@ -27,8 +32,13 @@ def planted_tokens(n: int = 20_000, d: int = 64, n_atoms: int = 128, k: int = 4,
 def trained(tmp_path_factory):
     tokens, atoms = planted_tokens()
     folder = tmp_path_factory.mktemp("sae")
-    sae, metrics = train_sae(tokens, folder, SAETrainingConfig(width=256, k=4, training_tokens=400_000),
-                             model_name="synthetic", hook="blocks.2.hook_resid_post")
+    sae, metrics = train_sae(
+        tokens,
+        folder,
+        SAETrainingConfig(width=256, k=4, training_tokens=400_000),
+        model_name="synthetic",
+        hook="blocks.2.hook_resid_post",
+    )
     return sae, metrics, folder, tokens, atoms
 
 

@@ -14,19 +14,24 @@ import scipy.sparse as sp
 from scipy import stats as sps
 
 from spectrum_core.audit import stats
-from spectrum_core.audit.stats import (adjust_pvalues, feature_statistics, joint_model,
-                                       length_controlled_logit, randomised_order, rank_concepts,
-                                       sign_test)
+from spectrum_core.audit.stats import (
+    adjust_pvalues,
+    feature_statistics,
+    joint_model,
+    length_controlled_logit,
+    randomised_order,
+    rank_concepts,
+    sign_test,
+)
 
 
-def random_pairs(n_pairs: int, n_features: int, density: float, seed: int
-                 ) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray, np.ndarray]:
+def random_pairs(
+    n_pairs: int, n_features: int, density: float, seed: int
+) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray, np.ndarray]:
     """Noise activations (nonnegative, float32) and response lengths."""
     rng = np.random.default_rng(seed)
-    chosen = sp.random(n_pairs, n_features, density=density, random_state=rng, format="csr",
-                       dtype=np.float32)
-    rejected = sp.random(n_pairs, n_features, density=density, random_state=rng, format="csr",
-                         dtype=np.float32)
+    chosen = sp.random(n_pairs, n_features, density=density, random_state=rng, format="csr", dtype=np.float32)
+    rejected = sp.random(n_pairs, n_features, density=density, random_state=rng, format="csr", dtype=np.float32)
     chosen_len = rng.integers(20, 400, n_pairs).astype(float)
     rejected_len = rng.integers(20, 400, n_pairs).astype(float)
     return chosen, rejected, chosen_len, rejected_len
@@ -69,8 +74,7 @@ def test_sign_test_equals_binomtest_per_feature():
 
     np.testing.assert_array_equal(n_pos, (delta > 0).sum(axis=0))
     np.testing.assert_array_equal(n_neg, (delta < 0).sum(axis=0))
-    expected = [1.0 if k + m == 0 else sps.binomtest(int(k), int(k + m), 0.5).pvalue
-                for k, m in zip(n_pos, n_neg)]
+    expected = [1.0 if k + m == 0 else sps.binomtest(int(k), int(k + m), 0.5).pvalue for k, m in zip(n_pos, n_neg)]
     np.testing.assert_allclose(p, expected, rtol=1e-10, atol=0)
     assert p[0] == 1.0 and p[1] == 1.0
     assert p[2] == pytest.approx(0.25)
@@ -88,18 +92,19 @@ def test_benjamini_hochberg_matches_statsmodels_and_ignores_nan():
     rng = np.random.default_rng(2)
     p = np.concatenate([rng.uniform(0, 1, 300), rng.uniform(0, 1e-4, 20), [0.5, 0.5, 0.5, 1.0, 0.0]])
     rng.shuffle(p)
-    np.testing.assert_allclose(adjust_pvalues(p, "bh"), multitest.multipletests(p, method="fdr_bh")[1],
-                               rtol=1e-12, atol=0)
-    np.testing.assert_allclose(adjust_pvalues(p, "bonferroni"),
-                               multitest.multipletests(p, method="bonferroni")[1], rtol=1e-12)
+    np.testing.assert_allclose(
+        adjust_pvalues(p, "bh"), multitest.multipletests(p, method="fdr_bh")[1], rtol=1e-12, atol=0
+    )
+    np.testing.assert_allclose(
+        adjust_pvalues(p, "bonferroni"), multitest.multipletests(p, method="bonferroni")[1], rtol=1e-12
+    )
 
     with_nan = p.copy()
     with_nan[::7] = np.nan
     q = adjust_pvalues(with_nan, "bh")
     valid = ~np.isnan(with_nan)
     assert np.isnan(q[~valid]).all()
-    np.testing.assert_allclose(q[valid], multitest.multipletests(with_nan[valid], method="fdr_bh")[1],
-                               rtol=1e-12)
+    np.testing.assert_allclose(q[valid], multitest.multipletests(with_nan[valid], method="fdr_bh")[1], rtol=1e-12)
     order = np.argsort(with_nan[valid])
     assert np.all(np.diff(q[valid][order]) >= 0) and q[valid].max() <= 1.0
     with pytest.raises(ValueError):
@@ -131,20 +136,26 @@ def test_logit_matches_statsmodels_glm_with_null_offset():
 
     null = sm.Logit(y, sm.add_constant(length)).fit(disp=0)
     assert table.attrs["null_converged"]
-    np.testing.assert_allclose([table.attrs["null_intercept"], table.attrs["null_length_coef"]],
-                               null.params, rtol=1e-6, atol=1e-10)
+    np.testing.assert_allclose(
+        [table.attrs["null_intercept"], table.attrs["null_length_coef"]], null.params, rtol=1e-6, atol=1e-10
+    )
     offset = null.params[0] + null.params[1] * length
-    np.testing.assert_allclose(table.attrs["null_intercept"] + table.attrs["null_length_coef"] * length,
-                               offset, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(
+        table.attrs["null_intercept"] + table.attrs["null_length_coef"] * length, offset, rtol=1e-7, atol=1e-9
+    )
 
     assert table["converged"].all()
     for j in range(delta.shape[1]):
         fit = sm.GLM(y, x[:, [j]], family=sm.families.Binomial(), offset=offset).fit()
         row = table.loc[j]
         low, high = fit.conf_int()[0]
-        np.testing.assert_allclose([row["coef"], row["se"], row["ci_low"], row["ci_high"], row["p_logit"]],
-                                   [fit.params[0], fit.bse[0], low, high, fit.pvalues[0]],
-                                   rtol=1e-5, atol=1e-5, err_msg=f"feature {j}")
+        np.testing.assert_allclose(
+            [row["coef"], row["se"], row["ci_low"], row["ci_high"], row["p_logit"]],
+            [fit.params[0], fit.bse[0], low, high, fit.pvalues[0]],
+            rtol=1e-5,
+            atol=1e-5,
+            err_msg=f"feature {j}",
+        )
     assert table.loc[0, "coef"] > 0.5 and table.loc[0, "p_logit"] < 1e-6
 
 
@@ -170,8 +181,7 @@ def test_length_feature_is_explained_by_length():
 def test_separation_stays_finite_and_is_flagged():
     chosen, rejected, chosen_len, rejected_len = random_pairs(300, 5, 0.2, seed=5)
     rng = np.random.default_rng(5)
-    chosen = with_columns(chosen, {0: (rng.random(300) < 0.3) * rng.exponential(1, 300) + 0.0,
-                                   2: np.zeros(300)})
+    chosen = with_columns(chosen, {0: (rng.random(300) < 0.3) * rng.exponential(1, 300) + 0.0, 2: np.zeros(300)})
     rejected = with_columns(rejected, {0: np.zeros(300), 2: np.zeros(300)})
     table = length_controlled_logit(chosen - rejected, chosen_len, rejected_len, seed=1)
 
@@ -207,8 +217,7 @@ def planted_problem(n_pairs: int, n_features: int, seed: int, strength: float):
         planted_c[j] = (rng.random(n_pairs) < p_c) * rng.exponential(1, n_pairs)
         planted_r[j] = (rng.random(n_pairs) < p_r) * rng.exponential(1, n_pairs)
     train = rng.random(n_pairs) < 0.7
-    return (with_columns(chosen, planted_c), with_columns(rejected, planted_r), chosen_len,
-            rejected_len, train)
+    return (with_columns(chosen, planted_c), with_columns(rejected, planted_r), chosen_len, rejected_len, train)
 
 
 def test_joint_model_finds_signal_and_not_noise():
@@ -237,8 +246,9 @@ def test_joint_model_equals_full_liblinear_fit_and_exact_auc_contributions():
     y = y.astype(bool)
     for C in (None, 0.05):
         result = joint_model(chosen - rejected, chosen_len, rejected_len, train, seed=seed, C=C)
-        full = LogisticRegression(C=result["C"], solver="liblinear", tol=1e-4, random_state=seed,
-                                  **stats._sklearn_l1_kwargs())
+        full = LogisticRegression(
+            C=result["C"], solver="liblinear", tol=1e-4, random_state=seed, **stats._sklearn_l1_kwargs()
+        )
         full.fit(X[train].astype(np.float32), y[train])
         ours = np.append(result["coef"], result["length_coef"])
         np.testing.assert_allclose(ours, full.coef_.ravel(), atol=2e-3)
@@ -285,8 +295,16 @@ def test_planted_feature_ranks_first_and_noise_is_not_significant():
     noise = table.drop(index=0)
     assert (noise["q_value"] > 0.05).all()
     assert summary["auc_held_out"] > 0.7
-    assert set(summary) >= {"auc_held_out", "auc_train", "C", "length_coef", "n_selected",
-                            "null_intercept", "null_length_coef", "null_converged"}
+    assert set(summary) >= {
+        "auc_held_out",
+        "auc_train",
+        "C",
+        "length_coef",
+        "n_selected",
+        "null_intercept",
+        "null_length_coef",
+        "null_converged",
+    }
     assert not any(isinstance(v, np.ndarray) for v in summary.values())
 
 
@@ -296,8 +314,9 @@ def test_descriptive_columns_match_numpy():
     c[:, 3] = r[:, 3] = c[:, 4] = r[:, 4] = 0.0  # 3 never fires
     c[:50, 4] = r[:50, 4] = 1.5  # 4 fires on both sides of 50 pairs with no difference
     train = np.arange(200) < 140
-    table, _ = feature_statistics(c.astype(np.float32), r.astype(np.float32), chosen_len,
-                                  rejected_len, train, seed=1, correction="bonferroni")
+    table, _ = feature_statistics(
+        c.astype(np.float32), r.astype(np.float32), chosen_len, rejected_len, train, seed=1, correction="bonferroni"
+    )
     delta = c - r
     np.testing.assert_allclose(table["prevalence"], ((c != 0) | (r != 0)).mean(axis=0))
     np.testing.assert_array_equal(table["n_differ"], (delta != 0).sum(axis=0))
@@ -315,29 +334,47 @@ def test_descriptive_columns_match_numpy():
         assert table.loc[j, "p_sign"] == 1.0 and np.isnan(table.loc[j, "coef"])
     assert table.loc[4, "prevalence"] == 0.25
     assert table.index.name == "feature" and list(table.index) == list(range(15))
-    expected_columns = ["prevalence", "n_differ", "n_chosen_more", "n_rejected_more",
-                        "share_chosen_more", "direction", "mean_delta", "mean_chosen",
-                        "mean_rejected", "p_sign", "q_value", "coef", "ci_low", "ci_high",
-                        "p_logit", "joint_coef", "auc_contribution"]
+    expected_columns = [
+        "prevalence",
+        "n_differ",
+        "n_chosen_more",
+        "n_rejected_more",
+        "share_chosen_more",
+        "direction",
+        "mean_delta",
+        "mean_chosen",
+        "mean_rejected",
+        "p_sign",
+        "q_value",
+        "coef",
+        "ci_low",
+        "ci_high",
+        "p_logit",
+        "joint_coef",
+        "auc_contribution",
+    ]
     assert set(expected_columns) <= set(table.columns)
 
 
 def test_dense_and_sparse_inputs_give_identical_results():
     chosen, rejected, chosen_len, rejected_len, train = planted_problem(800, 30, 13, strength=1.0)
-    sparse_table, sparse_summary = feature_statistics(chosen, rejected, chosen_len, rejected_len,
-                                                      train, seed=4)
-    dense_table, dense_summary = feature_statistics(chosen.toarray(), rejected.toarray(), chosen_len,
-                                                    rejected_len, train, seed=4)
+    sparse_table, sparse_summary = feature_statistics(chosen, rejected, chosen_len, rejected_len, train, seed=4)
+    dense_table, dense_summary = feature_statistics(
+        chosen.toarray(), rejected.toarray(), chosen_len, rejected_len, train, seed=4
+    )
     pd.testing.assert_frame_equal(sparse_table, dense_table)
     assert sparse_summary == dense_summary
 
     # Non-canonical sparse input (duplicates summing to the values, explicit zeros) and CSC.
     coo = chosen.tocoo()
-    halves = sp.coo_matrix((np.concatenate([coo.data / 2, coo.data / 2, np.zeros(5, np.float32)]),
-                            (np.concatenate([coo.row, coo.row, np.arange(5)]),
-                             np.concatenate([coo.col, coo.col, np.arange(5)]))), shape=coo.shape)
-    odd_table, odd_summary = feature_statistics(halves, rejected.tocsc(), chosen_len, rejected_len,
-                                                train, seed=4)
+    halves = sp.coo_matrix(
+        (
+            np.concatenate([coo.data / 2, coo.data / 2, np.zeros(5, np.float32)]),
+            (np.concatenate([coo.row, coo.row, np.arange(5)]), np.concatenate([coo.col, coo.col, np.arange(5)])),
+        ),
+        shape=coo.shape,
+    )
+    odd_table, odd_summary = feature_statistics(halves, rejected.tocsc(), chosen_len, rejected_len, train, seed=4)
     pd.testing.assert_frame_equal(sparse_table, odd_table, check_exact=False, rtol=1e-5)
     assert odd_summary["auc_held_out"] == pytest.approx(sparse_summary["auc_held_out"], abs=1e-6)
 
@@ -352,24 +389,38 @@ def test_tiny_audit_does_not_fail():
 
 
 def test_rank_concepts_puts_strong_significant_effects_first():
-    table = pd.DataFrame({"q_value": [0.5, 0.01, 0.01, np.nan, 0.2, 1e-12, 1e-3],
-                          "coef": [3.0, -0.2, 0.9, 5.0, np.nan, 0.1, 2.0],
-                          "converged": [True, True, True, True, True, True, False]},
-                         index=[10, 11, 12, 13, 14, 15, 16])
+    table = pd.DataFrame(
+        {
+            "q_value": [0.5, 0.01, 0.01, np.nan, 0.2, 1e-12, 1e-3],
+            "coef": [3.0, -0.2, 0.9, 5.0, np.nan, 0.1, 2.0],
+            "converged": [True, True, True, True, True, True, False],
+        },
+        index=[10, 11, 12, 13, 14, 15, 16],
+    )
     ranked = rank_concepts(table)
     # Significant: by |coef| (12, 11, 15), the unconverged 16 after them; then the rest by q.
     assert list(ranked.index) == [12, 11, 15, 16, 14, 10, 13]
     assert list(ranked["rank"]) == list(range(1, 8))
     assert "rank" not in table.columns
     # Nothing significant, equal q: the better-evidenced effect leads, not the biggest coefficient.
-    loose = pd.DataFrame({"q_value": [1.0, 1.0], "coef": [29.0, 0.5], "p_logit": [0.6, 0.01],
-                          "converged": [True, True]})
+    loose = pd.DataFrame(
+        {"q_value": [1.0, 1.0], "coef": [29.0, 0.5], "p_logit": [0.6, 0.01], "converged": [True, True]}
+    )
     assert list(rank_concepts(loose).index) == [1, 0]
     # A sign-test hit whose length-controlled interval includes zero goes after confirmed ones.
-    mixed = pd.DataFrame({"q_value": [0.003, 1e-9], "coef": [-0.53, 0.3], "p_logit": [0.1, 1e-8],
-                          "converged": [True, True]})
+    mixed = pd.DataFrame(
+        {"q_value": [0.003, 1e-9], "coef": [-0.53, 0.3], "p_logit": [0.1, 1e-8], "converged": [True, True]}
+    )
     assert list(rank_concepts(mixed).index) == [1, 0]
     # With intervals, a precise effect beats a larger but uncertain one.
-    intervals = pd.DataFrame({"q_value": [1e-9, 1e-9], "coef": [4.0, 2.0], "ci_low": [0.2, 1.5],
-                              "ci_high": [7.8, 2.5], "p_logit": [0.04, 1e-9], "converged": [True, True]})
+    intervals = pd.DataFrame(
+        {
+            "q_value": [1e-9, 1e-9],
+            "coef": [4.0, 2.0],
+            "ci_low": [0.2, 1.5],
+            "ci_high": [7.8, 2.5],
+            "p_logit": [0.04, 1e-9],
+            "converged": [True, True],
+        }
+    )
     assert list(rank_concepts(intervals).index) == [1, 0]

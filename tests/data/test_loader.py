@@ -22,7 +22,16 @@ def test_hh_rlhf_every_row_accounted_for_and_every_pair_has_a_prompt(hh_dataset)
     assert report.rows_kept == 2303
     assert report.rejection_counts() == {MULTI_TURN: 5, EMPTY_RESPONSE: 4}
     assert sorted(int(r.location.split()[1]) for r in report.rejections) == [
-        87, 517, 926, 1104, 1255, 1689, 1951, 1953, 2037]
+        87,
+        517,
+        926,
+        1104,
+        1255,
+        1689,
+        1951,
+        1953,
+        2037,
+    ]
     assert report.is_consistent()
     pairs = hh_dataset.pairs
     assert pairs["prompt"].map(len).min() >= 1
@@ -45,7 +54,11 @@ def test_llamafactory_demo():
     dataset = load_preferences(LLAMAFACTORY_FILE)
     report = dataset.report
     assert (report.schema, report.rows_read, report.rows_kept, report.duplicates_merged) == (
-        "llamafactory", 300, 295, 5)
+        "llamafactory",
+        300,
+        295,
+        5,
+    )
     assert report.is_consistent()
     # The conversation already ends with the prompt column's user turn; it is not repeated.
     first = dataset.pairs.iloc[0]

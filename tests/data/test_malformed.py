@@ -5,17 +5,25 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import pytest
 
 from spectrum_core.data import DataLoadError, SchemaError, load_preferences
 from spectrum_core.data.report import (
-    BAD_LABEL, BAD_MESSAGES, EMPTY_RESPONSE, IDENTICAL, MISSING_FIELD, MULTI_TURN, NOT_AN_OBJECT,
-    TOO_LARGE, UNDECODABLE, UNPARSEABLE,
+    BAD_LABEL,
+    BAD_MESSAGES,
+    EMPTY_RESPONSE,
+    IDENTICAL,
+    MISSING_FIELD,
+    MULTI_TURN,
+    NOT_AN_OBJECT,
+    TOO_LARGE,
+    UNDECODABLE,
+    UNPARSEABLE,
 )
 from tests.conftest import HH_FILE
 
@@ -29,21 +37,30 @@ def jsonl(rows) -> bytes:
 
 def explicit(i: int, **changes) -> dict:
     """A real pair in TRL explicit form (prompt = the HH transcript's first human turn)."""
-    row = {"prompt": f"question {i}: " + HH_ROWS[i]["chosen"].split("\n\nAssistant:")[0]
-           .replace("\n\nHuman: ", ""), "chosen": f"chosen answer {i}", "rejected": f"rejected {i}"}
+    row = {
+        "prompt": f"question {i}: " + HH_ROWS[i]["chosen"].split("\n\nAssistant:")[0].replace("\n\nHuman: ", ""),
+        "chosen": f"chosen answer {i}",
+        "rejected": f"rejected {i}",
+    }
     row.update(changes)
     return row
 
 
 def ab_csv(labels) -> bytes:
-    frame = pd.DataFrame({"prompt": [f"p{i}" for i in range(len(labels))],
-                          "response_A": [f"a{i}" for i in range(len(labels))],
-                          "response_B": [f"b{i}" for i in range(len(labels))], "label": labels})
+    frame = pd.DataFrame(
+        {
+            "prompt": [f"p{i}" for i in range(len(labels))],
+            "response_A": [f"a{i}" for i in range(len(labels))],
+            "response_B": [f"b{i}" for i in range(len(labels))],
+            "label": labels,
+        }
+    )
     return frame.to_csv(index=False).encode()
 
 
 def parquet_bytes(frame: pd.DataFrame) -> bytes:
     import io
+
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     return buffer.getvalue()
@@ -63,83 +80,244 @@ class Case:
 
 
 CASES = [
-    Case("truncated JSON array", "cut.json", json.dumps([explicit(i) for i in range(5)]).encode()[:300],
-         error=DataLoadError, message="not valid JSON"),
-    Case("truncated last JSONL line", "cut.jsonl", jsonl([explicit(i) for i in range(5)])[:-25],
-         rejections={UNPARSEABLE: 1}, kept=4, where=("line 5", None)),
-    Case("wrong columns", "wrong.csv", b"question,answer\nhi,there\n",
-         error=SchemaError, message="columns found: question, answer"),
-    Case("empty chosen response", "empty.jsonl", jsonl([explicit(0, chosen="   "), explicit(1)]),
-         rejections={EMPTY_RESPONSE: 1}, kept=1, where=("line 1", "chosen")),
-    Case("identical responses", "same.jsonl", jsonl([explicit(0, chosen="same", rejected="same"), explicit(1)]),
-         rejections={IDENTICAL: 1}, kept=1, where=("line 1", "chosen")),
-    Case("10 MB response", "huge.jsonl", jsonl([explicit(0), explicit(1, rejected="x" * 10_000_000)]),
-         rejections={TOO_LARGE: 1}, kept=1, where=("line 2", "rejected")),
-    Case("bad UTF-8 in a response", "bytes.jsonl",
-         jsonl([explicit(0)]) + b'{"prompt": "p", "chosen": "caf\xe9 au lait", "rejected": "tea"}\n',
-         rejections={UNDECODABLE: 1}, kept=1, where=("line 2", "chosen")),
+    Case(
+        "truncated JSON array",
+        "cut.json",
+        json.dumps([explicit(i) for i in range(5)]).encode()[:300],
+        error=DataLoadError,
+        message="not valid JSON",
+    ),
+    Case(
+        "truncated last JSONL line",
+        "cut.jsonl",
+        jsonl([explicit(i) for i in range(5)])[:-25],
+        rejections={UNPARSEABLE: 1},
+        kept=4,
+        where=("line 5", None),
+    ),
+    Case(
+        "wrong columns",
+        "wrong.csv",
+        b"question,answer\nhi,there\n",
+        error=SchemaError,
+        message="columns found: question, answer",
+    ),
+    Case(
+        "empty chosen response",
+        "empty.jsonl",
+        jsonl([explicit(0, chosen="   "), explicit(1)]),
+        rejections={EMPTY_RESPONSE: 1},
+        kept=1,
+        where=("line 1", "chosen"),
+    ),
+    Case(
+        "identical responses",
+        "same.jsonl",
+        jsonl([explicit(0, chosen="same", rejected="same"), explicit(1)]),
+        rejections={IDENTICAL: 1},
+        kept=1,
+        where=("line 1", "chosen"),
+    ),
+    Case(
+        "10 MB response",
+        "huge.jsonl",
+        jsonl([explicit(0), explicit(1, rejected="x" * 10_000_000)]),
+        rejections={TOO_LARGE: 1},
+        kept=1,
+        where=("line 2", "rejected"),
+    ),
+    Case(
+        "bad UTF-8 in a response",
+        "bytes.jsonl",
+        jsonl([explicit(0)]) + b'{"prompt": "p", "chosen": "caf\xe9 au lait", "rejected": "tea"}\n',
+        rejections={UNDECODABLE: 1},
+        kept=1,
+        where=("line 2", "chosen"),
+    ),
     Case("UTF-8 BOM on JSONL", "bom.jsonl", b"\xef\xbb\xbf" + jsonl([explicit(0), explicit(1)]), kept=2),
     Case("UTF-8 BOM on CSV", "bom.csv", b"\xef\xbb\xbf" + ab_csv(["A", "B"]), kept=2),
     Case("UTF-16 with BOM", "utf16.jsonl", jsonl([explicit(0), explicit(1)]).decode().encode("utf-16"), kept=2),
-    Case("CSV with embedded newlines", "newlines.csv",
-         b'prompt,chosen,rejected\n"line one\nline two","a\n\nb","c"\nplain,x,y\n', kept=2),
-    Case("NaN labels in CSV", "nan.csv", ab_csv(["A", None, "nan", "B"]),
-         rejections={MISSING_FIELD: 2}, kept=2, where=("line 3", "label")),
-    Case("NaN labels in Parquet", "nan.parquet",
-         parquet_bytes(pd.DataFrame({"prompt": ["p1", "p2"], "response_A": ["a", "b"],
-                                     "response_B": ["c", "d"], "label": [1.0, float("nan")]})),
-         rejections={MISSING_FIELD: 1}, kept=1, where=("row 2", "label")),
-    Case("tie and unknown labels", "ties.csv", ab_csv(["tie", "C", "a", "0.5"]),
-         rejections={BAD_LABEL: 3}, kept=1, where=("line 2", "label")),
+    Case(
+        "CSV with embedded newlines",
+        "newlines.csv",
+        b'prompt,chosen,rejected\n"line one\nline two","a\n\nb","c"\nplain,x,y\n',
+        kept=2,
+    ),
+    Case(
+        "NaN labels in CSV",
+        "nan.csv",
+        ab_csv(["A", None, "nan", "B"]),
+        rejections={MISSING_FIELD: 2},
+        kept=2,
+        where=("line 3", "label"),
+    ),
+    Case(
+        "NaN labels in Parquet",
+        "nan.parquet",
+        parquet_bytes(
+            pd.DataFrame(
+                {
+                    "prompt": ["p1", "p2"],
+                    "response_A": ["a", "b"],
+                    "response_B": ["c", "d"],
+                    "label": [1.0, float("nan")],
+                }
+            )
+        ),
+        rejections={MISSING_FIELD: 1},
+        kept=1,
+        where=("row 2", "label"),
+    ),
+    Case(
+        "tie and unknown labels",
+        "ties.csv",
+        ab_csv(["tie", "C", "a", "0.5"]),
+        rejections={BAD_LABEL: 3},
+        kept=1,
+        where=("line 2", "label"),
+    ),
     Case("empty file", "empty.jsonl", b"", error=DataLoadError, message="no rows"),
     Case("only blank lines", "blank.jsonl", b"\n\n  \n", error=DataLoadError, message="no rows"),
-    Case("truncated gzip", "cut.jsonl.gz", gzip.compress(jsonl([explicit(i) for i in range(5)]))[:60],
-         error=DataLoadError, message="gzip"),
-    Case("a JSONL line that is not an object", "list.jsonl", jsonl([explicit(0), [1, 2], "text"]),
-         rejections={NOT_AN_OBJECT: 2}, kept=1, where=("line 2", None)),
-    Case("missing rejected field", "missing.jsonl",
-         jsonl([explicit(0), {"prompt": "p", "chosen": "c"}, explicit(2, rejected=None)]),
-         rejections={MISSING_FIELD: 2}, kept=1, where=("line 2", "rejected")),
-    Case("unknown message role", "roles.jsonl",
-         jsonl([explicit(0, prompt=[{"role": "wizard", "content": "hi"}])]),
-         error=DataLoadError, message="unknown role 'wizard'"),
-    Case("conversation ending on a user turn", "userturn.jsonl",
-         jsonl([{"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
-                 "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "b"},
-                              {"role": "user", "content": "more?"}]},
-                {"chosen": [{"role": "user", "content": "q2"}, {"role": "assistant", "content": "a"}],
-                 "rejected": [{"role": "user", "content": "q2"}, {"role": "assistant", "content": "b"}]}]),
-         rejections={MULTI_TURN: 1}, kept=1, where=("line 1", "rejected")),
-    Case("response turn from the user", "wrongturn.jsonl",
-         jsonl([{"chosen": [{"role": "user", "content": "q"}, {"role": "user", "content": "a"}],
-                 "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "b"}]},
-                {"chosen": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}],
-                 "rejected": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "z"}]}]),
-         rejections={BAD_MESSAGES: 1}, kept=1, where=("line 1", "chosen")),
-    Case("CSV row with extra fields", "extra.csv", b"prompt,chosen,rejected\np,c,r\np2,c2,r2,oops\n",
-         rejections={UNPARSEABLE: 1}, kept=1, where=("line 3", None)),
-    Case("binary file named .jsonl", "binary.jsonl", b"\x00\x01\x02PK\x03\x04" * 50,
-         error=DataLoadError, message="NUL bytes"),
-    Case("unknown extension", "pairs.txt", b"prompt,chosen,rejected\n", error=DataLoadError,
-         message="unknown file type .txt"),
-    Case("exact duplicates", "dupes.jsonl", jsonl([explicit(0), explicit(1), explicit(0), explicit(0)]),
-         kept=2, merged=2),
-    Case("corrupt Parquet", "bad.parquet", b"PAR1" + b"\x00garbage" * 10, error=DataLoadError,
-         message="not a readable Parquet file"),
-    Case("folder that is not a saved dataset", "folder", lambda p: (p.mkdir(), (p / "x.txt").write_text("x")),
-         error=DataLoadError, message="save_to_disk"),
-    Case("bad UTF-8 only in metadata", "meta.jsonl",
-         jsonl([explicit(0)]) + b'{"prompt": "p", "chosen": "c", "rejected": "r", "note": "\xff"}\n', kept=2),
-    Case("HH transcripts that part before the last turn", "hh.jsonl",
-         jsonl([HH_ROWS[0], {"chosen": HH_ROWS[1]["chosen"], "rejected": HH_ROWS[2]["rejected"]}]),
-         rejections={MULTI_TURN: 1}, kept=1, where=("line 2", "chosen")),
-    Case("JSON with a wrapper key", "wrapped.json", json.dumps({"data": [explicit(0), explicit(1)]}).encode(),
-         kept=2),
-    Case("columnar JSON", "columns.json",
-         json.dumps({"prompt": ["a", "b"], "chosen": ["c", "d"], "rejected": ["e", "f"]}).encode(), kept=2),
-    Case("malformed messages value", "badmsg.jsonl",
-         jsonl([explicit(0), explicit(1, chosen=[{"role": "assistant", "content": {"x": 1}}])]),
-         rejections={BAD_MESSAGES: 1}, kept=1, where=("line 2", "chosen")),
+    Case(
+        "truncated gzip",
+        "cut.jsonl.gz",
+        gzip.compress(jsonl([explicit(i) for i in range(5)]))[:60],
+        error=DataLoadError,
+        message="gzip",
+    ),
+    Case(
+        "a JSONL line that is not an object",
+        "list.jsonl",
+        jsonl([explicit(0), [1, 2], "text"]),
+        rejections={NOT_AN_OBJECT: 2},
+        kept=1,
+        where=("line 2", None),
+    ),
+    Case(
+        "missing rejected field",
+        "missing.jsonl",
+        jsonl([explicit(0), {"prompt": "p", "chosen": "c"}, explicit(2, rejected=None)]),
+        rejections={MISSING_FIELD: 2},
+        kept=1,
+        where=("line 2", "rejected"),
+    ),
+    Case(
+        "unknown message role",
+        "roles.jsonl",
+        jsonl([explicit(0, prompt=[{"role": "wizard", "content": "hi"}])]),
+        error=DataLoadError,
+        message="unknown role 'wizard'",
+    ),
+    Case(
+        "conversation ending on a user turn",
+        "userturn.jsonl",
+        jsonl(
+            [
+                {
+                    "chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+                    "rejected": [
+                        {"role": "user", "content": "q"},
+                        {"role": "assistant", "content": "b"},
+                        {"role": "user", "content": "more?"},
+                    ],
+                },
+                {
+                    "chosen": [{"role": "user", "content": "q2"}, {"role": "assistant", "content": "a"}],
+                    "rejected": [{"role": "user", "content": "q2"}, {"role": "assistant", "content": "b"}],
+                },
+            ]
+        ),
+        rejections={MULTI_TURN: 1},
+        kept=1,
+        where=("line 1", "rejected"),
+    ),
+    Case(
+        "response turn from the user",
+        "wrongturn.jsonl",
+        jsonl(
+            [
+                {
+                    "chosen": [{"role": "user", "content": "q"}, {"role": "user", "content": "a"}],
+                    "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "b"}],
+                },
+                {
+                    "chosen": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}],
+                    "rejected": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "z"}],
+                },
+            ]
+        ),
+        rejections={BAD_MESSAGES: 1},
+        kept=1,
+        where=("line 1", "chosen"),
+    ),
+    Case(
+        "CSV row with extra fields",
+        "extra.csv",
+        b"prompt,chosen,rejected\np,c,r\np2,c2,r2,oops\n",
+        rejections={UNPARSEABLE: 1},
+        kept=1,
+        where=("line 3", None),
+    ),
+    Case(
+        "binary file named .jsonl",
+        "binary.jsonl",
+        b"\x00\x01\x02PK\x03\x04" * 50,
+        error=DataLoadError,
+        message="NUL bytes",
+    ),
+    Case(
+        "unknown extension",
+        "pairs.txt",
+        b"prompt,chosen,rejected\n",
+        error=DataLoadError,
+        message="unknown file type .txt",
+    ),
+    Case(
+        "exact duplicates", "dupes.jsonl", jsonl([explicit(0), explicit(1), explicit(0), explicit(0)]), kept=2, merged=2
+    ),
+    Case(
+        "corrupt Parquet",
+        "bad.parquet",
+        b"PAR1" + b"\x00garbage" * 10,
+        error=DataLoadError,
+        message="not a readable Parquet file",
+    ),
+    Case(
+        "folder that is not a saved dataset",
+        "folder",
+        lambda p: (p.mkdir(), (p / "x.txt").write_text("x")),
+        error=DataLoadError,
+        message="save_to_disk",
+    ),
+    Case(
+        "bad UTF-8 only in metadata",
+        "meta.jsonl",
+        jsonl([explicit(0)]) + b'{"prompt": "p", "chosen": "c", "rejected": "r", "note": "\xff"}\n',
+        kept=2,
+    ),
+    Case(
+        "HH transcripts that part before the last turn",
+        "hh.jsonl",
+        jsonl([HH_ROWS[0], {"chosen": HH_ROWS[1]["chosen"], "rejected": HH_ROWS[2]["rejected"]}]),
+        rejections={MULTI_TURN: 1},
+        kept=1,
+        where=("line 2", "chosen"),
+    ),
+    Case("JSON with a wrapper key", "wrapped.json", json.dumps({"data": [explicit(0), explicit(1)]}).encode(), kept=2),
+    Case(
+        "columnar JSON",
+        "columns.json",
+        json.dumps({"prompt": ["a", "b"], "chosen": ["c", "d"], "rejected": ["e", "f"]}).encode(),
+        kept=2,
+    ),
+    Case(
+        "malformed messages value",
+        "badmsg.jsonl",
+        jsonl([explicit(0), explicit(1, chosen=[{"role": "assistant", "content": {"x": 1}}])]),
+        rejections={BAD_MESSAGES: 1},
+        kept=1,
+        where=("line 2", "chosen"),
+    ),
 ]
 
 

@@ -33,15 +33,30 @@ def schema_rows(schema: str, pairs: pd.DataFrame) -> list[dict]:
         if schema == "trl-explicit":
             rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "id": i})
         elif schema == "trl-explicit-conversational":
-            rows.append({"prompt": prompt, "chosen": [{"role": "assistant", "content": chosen}],
-                         "rejected": [{"role": "assistant", "content": rejected}], "id": i})
+            rows.append(
+                {
+                    "prompt": prompt,
+                    "chosen": [{"role": "assistant", "content": chosen}],
+                    "rejected": [{"role": "assistant", "content": rejected}],
+                    "id": i,
+                }
+            )
         elif schema == "trl-implicit-conversational":
-            rows.append({"chosen": prompt + [{"role": "assistant", "content": chosen}],
-                         "rejected": prompt + [{"role": "assistant", "content": rejected}], "id": i})
+            rows.append(
+                {
+                    "chosen": prompt + [{"role": "assistant", "content": chosen}],
+                    "rejected": prompt + [{"role": "assistant", "content": rejected}],
+                    "id": i,
+                }
+            )
         elif schema == "trl-implicit-transcript":
-            rows.append({"chosen": to_hh(prompt + [{"role": "assistant", "content": chosen}]),
-                         "rejected": to_hh(prompt + [{"role": "assistant", "content": rejected}]),
-                         "id": i})
+            rows.append(
+                {
+                    "chosen": to_hh(prompt + [{"role": "assistant", "content": chosen}]),
+                    "rejected": to_hh(prompt + [{"role": "assistant", "content": rejected}]),
+                    "id": i,
+                }
+            )
         elif schema == "ab-label":
             # WIMHF numeric labels: 1 = response_A preferred, 0 = response_B; letters also work.
             label = (1 if a_wins else 0) if i % 4 < 2 else ("A" if a_wins else "B")
@@ -49,22 +64,30 @@ def schema_rows(schema: str, pairs: pd.DataFrame) -> list[dict]:
         elif schema == "icai":
             ta = to_hh(prompt + [{"role": "assistant", "content": a}])
             tb = to_hh(prompt + [{"role": "assistant", "content": b}])
-            rows.append({"text_a": ta, "text_b": tb, "preferred_text": "text_a" if a_wins else "text_b",
-                         "id": i})
+            rows.append({"text_a": ta, "text_b": tb, "preferred_text": "text_a" if a_wins else "text_b", "id": i})
         elif schema == "llamafactory-sharegpt":
-            conv = [{"from": "human" if m["role"] == "user" else "gpt", "value": m["content"]}
-                    for m in prompt]
-            rows.append({"conversations": conv, "chosen": {"from": "gpt", "value": chosen},
-                         "rejected": {"from": "gpt", "value": rejected}, "id": i})
+            conv = [{"from": "human" if m["role"] == "user" else "gpt", "value": m["content"]} for m in prompt]
+            rows.append(
+                {
+                    "conversations": conv,
+                    "chosen": {"from": "gpt", "value": chosen},
+                    "rejected": {"from": "gpt", "value": rejected},
+                    "id": i,
+                }
+            )
         else:
             raise AssertionError(schema)
     return rows
 
 
 EXPECTED_SCHEMA = {
-    "trl-explicit": "trl-explicit", "trl-explicit-conversational": "trl-explicit",
-    "trl-implicit-conversational": "trl-implicit", "trl-implicit-transcript": "trl-implicit",
-    "ab-label": "ab-label", "icai": "icai", "llamafactory-sharegpt": "llamafactory",
+    "trl-explicit": "trl-explicit",
+    "trl-explicit-conversational": "trl-explicit",
+    "trl-implicit-conversational": "trl-implicit",
+    "trl-implicit-transcript": "trl-implicit",
+    "ab-label": "ab-label",
+    "icai": "icai",
+    "llamafactory-sharegpt": "llamafactory",
 }
 
 
@@ -83,11 +106,16 @@ def write(rows: list[dict], path, fmt: str):
         path = path.with_suffix("." + fmt)
         path.write_bytes(gzip.compress(data) if fmt.endswith(".gz") else data)
     elif fmt in ("csv", "tsv", "csv.gz"):
-        flat = pd.DataFrame([{k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v
-                              for k, v in r.items()} for r in rows])
+        flat = pd.DataFrame(
+            [
+                {k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v for k, v in r.items()}
+                for r in rows
+            ]
+        )
         path = path.with_suffix("." + fmt)
-        flat.to_csv(path, index=False, sep="\t" if fmt == "tsv" else ",",
-                    compression="gzip" if fmt.endswith(".gz") else None)
+        flat.to_csv(
+            path, index=False, sep="\t" if fmt == "tsv" else ",", compression="gzip" if fmt.endswith(".gz") else None
+        )
     elif fmt in ("parquet", "parquet.gz"):
         path = path.with_suffix(".parquet")
         pd.DataFrame(rows).to_parquet(path, index=False)
@@ -116,10 +144,10 @@ def test_every_schema_gives_the_same_pairs(tmp_path, sample, schema):
     assert list(dataset.pairs["metadata"].map(lambda m: m["id"])) == list(range(N_PAIRS))
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "jsonl.gz", "json", "json.gz", "csv", "csv.gz", "tsv",
-                                 "parquet", "parquet.gz", "hf-datasets"])
-@pytest.mark.parametrize("schema", ["trl-explicit-conversational", "ab-label", "icai",
-                                    "llamafactory-sharegpt"])
+@pytest.mark.parametrize(
+    "fmt", ["jsonl", "jsonl.gz", "json", "json.gz", "csv", "csv.gz", "tsv", "parquet", "parquet.gz", "hf-datasets"]
+)
+@pytest.mark.parametrize("schema", ["trl-explicit-conversational", "ab-label", "icai", "llamafactory-sharegpt"])
 def test_every_format_gives_the_same_pairs(tmp_path, sample, schema, fmt):
     path = write(schema_rows(schema, sample), tmp_path / "pairs", fmt)
     dataset = load_preferences(path)
@@ -132,8 +160,9 @@ def test_hf_dataset_dict_keeps_split_name(tmp_path, sample):
     import datasets
 
     rows = schema_rows("trl-explicit", sample)
-    dd = datasets.DatasetDict({"train": datasets.Dataset.from_list(rows[:20]),
-                               "test": datasets.Dataset.from_list(rows[20:])})
+    dd = datasets.DatasetDict(
+        {"train": datasets.Dataset.from_list(rows[:20]), "test": datasets.Dataset.from_list(rows[20:])}
+    )
     dd.save_to_disk(str(tmp_path / "dd"))
     dataset = load_preferences(tmp_path / "dd")
     assert dataset.report.rows_kept == N_PAIRS
@@ -142,18 +171,31 @@ def test_hf_dataset_dict_keeps_split_name(tmp_path, sample):
 
 
 def test_llamafactory_alpaca_and_system(tmp_path):
-    rows = [{"instruction": "Name a colour.", "input": "Answer in one word.", "system": "Be brief.",
-             "chosen": "Blue.", "rejected": "I cannot help with that."}]
+    rows = [
+        {
+            "instruction": "Name a colour.",
+            "input": "Answer in one word.",
+            "system": "Be brief.",
+            "chosen": "Blue.",
+            "rejected": "I cannot help with that.",
+        }
+    ]
     path = write(rows, tmp_path / "alpaca", "json")
     pair = load_preferences(path).pairs.iloc[0]
-    assert pair["prompt"] == [{"role": "system", "content": "Be brief."},
-                              {"role": "user", "content": "Name a colour.\n\nAnswer in one word."}]
+    assert pair["prompt"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Name a colour.\n\nAnswer in one word."},
+    ]
 
 
 def test_plain_text_implicit_prompt_is_the_shared_prefix(tmp_path):
-    rows = [{"chosen": "Question: is the sky blue? Answer: yes, on a clear day.",
-             "rejected": "Question: is the sky blue? Answer: no."},
-            {"chosen": "Completely different", "rejected": "Nothing shared"}]
+    rows = [
+        {
+            "chosen": "Question: is the sky blue? Answer: yes, on a clear day.",
+            "rejected": "Question: is the sky blue? Answer: no.",
+        },
+        {"chosen": "Completely different", "rejected": "Nothing shared"},
+    ]
     dataset = load_preferences(write(rows, tmp_path / "plain", "jsonl"))
     first, second = dataset.pairs.iloc[0], dataset.pairs.iloc[1]
     assert first["prompt"] == [{"role": "user", "content": "Question: is the sky blue? Answer:"}]
@@ -162,16 +204,17 @@ def test_plain_text_implicit_prompt_is_the_shared_prefix(tmp_path):
 
 
 def test_column_map(tmp_path, sample):
-    rows = [{"question": r["prompt"], "good": r["chosen"], "bad": r["rejected"]}
-            for r in schema_rows("trl-explicit", sample)]
+    rows = [
+        {"question": r["prompt"], "good": r["chosen"], "bad": r["rejected"]}
+        for r in schema_rows("trl-explicit", sample)
+    ]
     path = write(rows, tmp_path / "mapped", "jsonl")
     with pytest.raises(SchemaError) as error:
         load_preferences(path)
     message = str(error.value)
     assert "question, good, bad" in message
     assert all(name in message for name in SCHEMAS)
-    dataset = load_preferences(path, column_map={"prompt": "question", "chosen": "good",
-                                                 "rejected": "bad"})
+    dataset = load_preferences(path, column_map={"prompt": "question", "chosen": "good", "rejected": "bad"})
     assert dataset.report.schema == "trl-explicit"
     assert list(dataset.pairs["pair_id"]) == list(sample["pair_id"])
 

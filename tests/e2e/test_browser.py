@@ -28,9 +28,17 @@ from spectrum_core.workspace import Workspace
 from tests.conftest import ROOT
 
 CHROMIUM = os.environ.get("SPECTRUM_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-extensions"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+]
 AUDIT_PAIRS = 40
 REASON = "rewards apologising, not harmlessness"
 
@@ -49,9 +57,26 @@ def app_server(tmp_path, bundled_model):
     workspace = tmp_path / "ws"
     env = dict(os.environ, SPECTRUM_WORKSPACE=str(workspace))
     log = open(tmp_path / "server.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                               "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         yield f"http://127.0.0.1:{port}", workspace
     finally:
@@ -60,7 +85,7 @@ def app_server(tmp_path, bundled_model):
         if (workspace / "spectrum.db").exists():
             ws = Workspace(workspace)
             for job in ws.jobs():
-                jobs.stop_job(ws, job["id"], grace_seconds=2)
+                jobs.stop_job(ws, job.id, grace_seconds=2)
         server.terminate()
         server.wait(timeout=30)
         log.close()
@@ -87,8 +112,7 @@ def open_page(page, url: str) -> None:
 
 def settle(page) -> None:
     """Wait until Streamlit has finished the current run (its status widget goes away)."""
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
-                           timeout=120_000)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
     page.wait_for_timeout(800)
 
 
@@ -149,10 +173,16 @@ def test_demo_audit_decide_reload_and_safe_text(app_server, shots, tmp_path):
 
         # Text from a dataset is shown as text: a script and markdown tricks in a response.
         evil = tmp_path / "evil.jsonl"
-        evil.write_text(json.dumps({
-            "prompt": "Say hi",
-            "chosen": "<script>window.__pwned = 1</script> **not bold** [x](javascript:window.__pwned=2)",
-            "rejected": "<img src=x onerror=\"window.__pwned=3\">"}) + "\n")
+        evil.write_text(
+            json.dumps(
+                {
+                    "prompt": "Say hi",
+                    "chosen": "<script>window.__pwned = 1</script> **not bold** [x](javascript:window.__pwned=2)",
+                    "rejected": '<img src=x onerror="window.__pwned=3">',
+                }
+            )
+            + "\n"
+        )
         page.get_by_role("link", name="Dataset").click()
         page.get_by_text("Add preference data").click()
         page.get_by_role("tab", name="Upload").click()
@@ -167,15 +197,15 @@ def test_demo_audit_decide_reload_and_safe_text(app_server, shots, tmp_path):
         # The selected pair is shown in code blocks, verbatim.
         code = page.locator("code")
         expect(code.filter(has_text="<script>window.__pwned = 1</script> **not bold**")).to_be_visible(timeout=30_000)
-        expect(code.filter(has_text="<img src=x onerror=\"window.__pwned=3\">")).to_be_visible()
+        expect(code.filter(has_text='<img src=x onerror="window.__pwned=3">')).to_be_visible()
         assert page.evaluate("() => window.__pwned") is None
         assert page.locator("strong", has_text="not bold").count() == 0
         assert dialogs == []
         browser.close()
 
     workspace = Workspace(workspace_root)
-    audit = next(j for j in workspace.jobs("audit") if j["status"] == "succeeded")
-    decision = workspace.current_decisions(audit["id"])[concept_id]
+    audit = next(j for j in workspace.jobs("audit") if j.status == "succeeded")
+    decision = workspace.current_decisions(audit.id)[concept_id]
     assert decision["action"] == "suppress" and decision["reason"] == REASON
 
 

@@ -9,8 +9,7 @@ import pandas as pd
 import pytest
 
 from spectrum_core.audit.review import AuditView
-from spectrum_core.interventions import (InterventionPlan, PlanError, compile_plan, load_plan, save_plan,
-                                         shape_pairs)
+from spectrum_core.interventions import InterventionPlan, PlanError, compile_plan, load_plan, save_plan, shape_pairs
 
 
 @pytest.fixture
@@ -53,7 +52,7 @@ def test_foreign_yaml_is_refused():
 
 def test_saved_plan_exports_trl_records_with_weights(decided):
     workspace, outcome, view, (first, second, _) = decided
-    dataset = workspace.load_dataset(workspace.job(outcome.job_id)["dataset_id"])
+    dataset = workspace.load_dataset(workspace.job(outcome.job_id).dataset_id)
     plan = compile_plan(workspace, outcome.job_id, view)
     shaped = shape_pairs(plan, pd.Index(dataset.pairs["pair_id"]), view.pair_ids, view.delta_array)
     summary = shaped.summary()

@@ -6,18 +6,33 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spectrum_core.interventions import (ConceptChoice, InterventionPlan, PlanError, association,
-                                         association_table, shape_pairs)
+from spectrum_core.interventions import (
+    ConceptChoice,
+    InterventionPlan,
+    PlanError,
+    association,
+    association_table,
+    shape_pairs,
+)
 
 
 def make_plan(*choices: ConceptChoice) -> InterventionPlan:
-    return InterventionPlan(audit_job_id=1, audit_artifact="audit-x", dataset_id=1, dataset_artifact="dataset-x",
-                            model="bundled", layer=15, hook_name="blocks.15.hook_resid_post", concepts=list(choices))
+    return InterventionPlan(
+        audit_job_id=1,
+        audit_artifact="audit-x",
+        dataset_id=1,
+        dataset_artifact="dataset-x",
+        model="bundled",
+        layer=15,
+        hook_name="blocks.15.hook_resid_post",
+        concepts=list(choices),
+    )
 
 
 def suppress(concept_id: str, intervention: str, direction: str = "chosen") -> ConceptChoice:
-    return ConceptChoice(concept_id=concept_id, label=concept_id, action="suppress", intervention=intervention,
-                         direction=direction)
+    return ConceptChoice(
+        concept_id=concept_id, label=concept_id, action="suppress", intervention=intervention, direction=direction
+    )
 
 
 @pytest.fixture
@@ -81,7 +96,9 @@ def test_reweight_balances_sign_and_size_and_keeps_total_weight(data):
     assert after["share_chosen_more"] == pytest.approx(0.5, abs=1e-3)
     assert abs(after["effect"]) < 0.1 < abs(before["effect"])
     assert table["kept"].all() and shaped.table["weight"].mean() == pytest.approx(1.0)
-    assert (weight[deltas("a") == 0] == weight[deltas("a") == 0][0]).all()  # non-differing pairs untouched relative to each other
+    assert (
+        weight[deltas("a") == 0] == weight[deltas("a") == 0][0]
+    ).all()  # non-differing pairs untouched relative to each other
 
 
 def test_raking_balances_two_concepts_at_once():
@@ -108,8 +125,9 @@ def test_weights_that_cannot_balance_say_so():
 
 def test_upweight_multiplies_agreeing_pairs(data):
     everything, audited, deltas = data
-    amplify = ConceptChoice(concept_id="a", label="a", action="amplify", intervention="upweight",
-                            direction="chosen", strength=2.0)
+    amplify = ConceptChoice(
+        concept_id="a", label="a", action="amplify", intervention="upweight", direction="chosen", strength=2.0
+    )
     shaped = shape_pairs(make_plan(amplify), everything, audited, deltas)
     table = shaped.table.set_index("pair_id").loc[audited]
     a = deltas("a")
@@ -119,8 +137,10 @@ def test_upweight_multiplies_agreeing_pairs(data):
 
 def test_reward_only_decisions_leave_the_data_alone(data):
     everything, audited, deltas = data
-    plan = make_plan(suppress("a", "none"), ConceptChoice(concept_id="b", label="b", action="keep",
-                                                          intervention="none", direction="chosen"))
+    plan = make_plan(
+        suppress("a", "none"),
+        ConceptChoice(concept_id="b", label="b", action="keep", intervention="none", direction="chosen"),
+    )
     assert shape_pairs(plan, everything, audited, deltas).summary()["changed"] == 0
 
 
@@ -138,7 +158,7 @@ def test_association_by_hand():
     result = association(delta, weight)
     assert result["share_chosen_more"] == pytest.approx(2 / 5)
     mean = (1 - 3 + 2 + 0) / 10
-    sd = np.sqrt((1 * (1 - mean) ** 2 + 3 * (-1 - mean) ** 2 + 1 * (2 - mean) ** 2 + 5 * mean ** 2) / 10)
+    sd = np.sqrt((1 * (1 - mean) ** 2 + 3 * (-1 - mean) ** 2 + 1 * (2 - mean) ** 2 + 5 * mean**2) / 10)
     assert result["effect"] == pytest.approx(mean / sd)
     flipped = association(delta, weight, np.array([1.0, -1.0, 1.0, 1.0]))
     assert flipped["share_chosen_more"] == 1.0

@@ -24,9 +24,19 @@ from tests.audit.test_pipeline import PLANTS
 CONCEPT = "probe:sycophantic_opener"
 N_PAIRS = 120
 # Prevalence is what this test is about: the other sections run on a token number of items.
-EVAL = EvalConfig(steer_families="coin", steer_tasks_per_family=1, steer_samples=2, coverage_prompts=0,
-                  polis_statements=0, ambient_items=0, prevalence_prompts=24, prevalence_max_new_tokens=20,
-                  reward_pairs=30, grounded_questions=0, constraint_prompts=0)
+EVAL = EvalConfig(
+    steer_families="coin",
+    steer_tasks_per_family=1,
+    steer_samples=2,
+    coverage_prompts=0,
+    polis_statements=0,
+    ambient_items=0,
+    prevalence_prompts=24,
+    prevalence_max_new_tokens=20,
+    reward_pairs=30,
+    grounded_questions=0,
+    constraint_prompts=0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +50,11 @@ def planted_workspace(hh_dataset, tmp_path_factory, bundled_model):
         for row in pairs.itertuples():
             handle.write(json.dumps({"prompt": row.prompt, "chosen": row.chosen, "rejected": row.rejected}) + "\n")
     workspace = Workspace(tmp_path_factory.mktemp("ws-loop"))
-    outcome = run_audit_in_workspace(workspace, path, AuditConfig(max_prompt_tokens=96, max_response_tokens=64,
-                                                                  sae_training_tokens=30_000),
-                                     log=lambda m: None)
+    outcome = run_audit_in_workspace(
+        workspace, path, AuditConfig(max_prompt_tokens=96, max_response_tokens=64, sae_training_tokens=30_000)
+    )
     view = AuditView.load(workspace.find_artifact(outcome.artifact_key))
-    dataset = workspace.load_dataset(workspace.job(outcome.job_id)["dataset_id"])
+    dataset = workspace.load_dataset(workspace.job(outcome.job_id).dataset_id)
     runs = {}
     for action, intervention in (("keep", None), ("suppress", "drop")):
         decision = workspace.decide(outcome.job_id, CONCEPT, action, reason="closed-loop test")
@@ -54,11 +64,19 @@ def planted_workspace(hh_dataset, tmp_path_factory, bundled_model):
         shaped = shape_pairs(plan, pd.Index(dataset.pairs["pair_id"]), view.pair_ids, view.delta_array)
         saved = save_plan(workspace, plan, shaped, dataset)
         # Supervised tuning on the plan's chosen responses only: what the data teaches, nothing else.
-        config = SpectrumRunConfig(plan_id=saved.plan_id, families="chat", held_out_families="",
-                                   tasks_per_family=N_PAIRS, max_steps=16, batch_size=4, learning_rate=1e-3,
-                                   max_length=384, save_steps=100)
+        config = SpectrumRunConfig(
+            plan_id=saved.plan_id,
+            families="chat",
+            held_out_families="",
+            tasks_per_family=N_PAIRS,
+            max_steps=16,
+            batch_size=4,
+            learning_rate=1e-3,
+            max_length=384,
+            save_steps=100,
+        )
         run_tuning(workspace, config)
-        runs[action] = workspace.jobs("tune")[0]["id"]
+        runs[action] = workspace.jobs("tune")[0].id
     return workspace, outcome, runs
 
 

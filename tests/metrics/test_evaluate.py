@@ -11,10 +11,11 @@ import pandas as pd
 
 from spectrum_core.cli import main
 from spectrum_core.metrics.config import EvalConfig
-from spectrum_core.metrics.evaluate import eval_key, resolve_target, run_evaluation
-from spectrum_core.metrics.report import comparison_table, export_html, export_json, load_report
+from spectrum_core.metrics.evaluate import eval_key, run_evaluation
 from spectrum_core.metrics.figures import all_figures
+from spectrum_core.metrics.report import comparison_table, export_html, export_json, load_report
 from spectrum_core.metrics.results import gather
+from spectrum_core.metrics.targets import resolve_target
 from spectrum_core.reward.shaped import load_audit_saes
 from tests.conftest import TINY_EVAL
 
@@ -48,8 +49,9 @@ def test_tuned_report_compares_with_the_base_on_the_same_prompts(evaluated_sourc
     assert report["preference"]["pairs"] == 4 and 0 <= report["preference"]["accuracy"] <= 1
     assert 0 <= report["reward"]["win_rate"] <= 1 and report["reward"]["prompts"] == 6
     table = pd.read_parquet(tuned / "prevalence.parquet")
-    assert table["action"].tolist() == ["suppress"] and {"base_rate", "tuned_rate", "difference_low",
-                                                         "flagged"} <= set(table)
+    assert table["action"].tolist() == ["suppress"] and {"base_rate", "tuned_rate", "difference_low", "flagged"} <= set(
+        table
+    )
     base_prompts = pd.read_parquet(base / "generations" / "generations.parquet")["prompt"].map(repr)
     tuned_prompts = pd.read_parquet(tuned / "generations" / "generations.parquet")["prompt"].map(repr)
     assert base_prompts.tolist() == tuned_prompts.tolist()
@@ -60,11 +62,13 @@ def test_same_evaluation_is_reused_and_different_settings_are_not(evaluated):
     config = EvalConfig(**TINY_EVAL)
     first = run_evaluation(workspace, tune_job, config)
     assert run_evaluation(workspace, tune_job, config) == first
-    assert workspace.jobs("eval")[0]["status"] == "succeeded"
+    assert workspace.jobs("eval")[0].status == "succeeded"
     base = run_evaluation(workspace, "base", config, audit_job_id=outcome.job_id)
     # batch size changes speed, not results: the same evaluation
-    assert run_evaluation(workspace, "base", EvalConfig(**{**TINY_EVAL, "batch_size": 3}),
-                          audit_job_id=outcome.job_id) == base
+    assert (
+        run_evaluation(workspace, "base", EvalConfig(**{**TINY_EVAL, "batch_size": 3}), audit_job_id=outcome.job_id)
+        == base
+    )
     other = EvalConfig(**{**TINY_EVAL, "coverage_samples": 9})
     target = resolve_target(workspace, "base", outcome.job_id)
     assert eval_key(workspace, target, other)[0] != base.name
@@ -87,8 +91,20 @@ def test_comparison_and_exports_carry_the_identifiers(evaluated):
 def test_eval_command_line(evaluated, capsys):
     workspace, outcome, tune_job = evaluated
     settings = [a for k, v in TINY_EVAL.items() for a in ("--set", f"{k}={v}")]
-    code = main(["--workspace", str(workspace.root), "eval", "--run", str(tune_job), "--run", "base",
-                 "--audit", str(outcome.job_id), *settings])
+    code = main(
+        [
+            "--workspace",
+            str(workspace.root),
+            "eval",
+            "--run",
+            str(tune_job),
+            "--run",
+            "base",
+            "--audit",
+            str(outcome.job_id),
+            *settings,
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert out.index("Evaluation of base") < out.index(f"Evaluation of run {tune_job}")  # base first
@@ -104,11 +120,24 @@ def test_reset_run_gets_one_faithfulness_point_per_checkpoint(evaluated):
 
     workspace, outcome, _ = evaluated
     plan_id = workspace.plans(outcome.job_id)[0]["id"]
-    run_tuning(workspace, ReSetRunConfig(plan_id=plan_id, max_steps=2, batch_size=2, max_length=384, save_steps=1,
-                                         preference_prompts=2, context_prompts=2, constraint_prompts=2,
-                                         candidates_per_temperature=1, max_new_tokens=16, reward_pairs=30,
-                                         threshold=-100.0))
-    reset_job = workspace.jobs("tune")[0]["id"]
+    run_tuning(
+        workspace,
+        ReSetRunConfig(
+            plan_id=plan_id,
+            max_steps=2,
+            batch_size=2,
+            max_length=384,
+            save_steps=1,
+            preference_prompts=2,
+            context_prompts=2,
+            constraint_prompts=2,
+            candidates_per_temperature=1,
+            max_new_tokens=16,
+            reward_pairs=30,
+            threshold=-100.0,
+        ),
+    )
+    reset_job = workspace.jobs("tune")[0].id
     report = load_report(run_evaluation(workspace, reset_job, EvalConfig(**TINY_EVAL)))
     points = report["faithfulness"]
     assert [p["checkpoint"] for p in points] == ["round 1 step 1", "round 1 step 2", "final"]
@@ -126,7 +155,7 @@ def test_a_run_requested_twice_is_listed_once(evaluated):
     from spectrum_core.tuning.runs import run_tuning
 
     workspace, outcome, tune_job = evaluated
-    folder = workspace.find_artifact(workspace.job(tune_job)["artifact_key"])
+    folder = workspace.find_artifact(workspace.job(tune_job).artifact_key)
     run_tuning(workspace, config_from_dict(yaml.safe_load((folder / "config.yaml").read_text())))  # reused
     assert len(workspace.jobs("tune")) == 2
-    assert [j["id"] for j in tuning_runs(workspace, outcome.job_id)] == [tune_job]
+    assert [j.id for j in tuning_runs(workspace, outcome.job_id)] == [tune_job]

@@ -83,17 +83,22 @@ def test_wilson_interval_known_value():
 def _generations(column: np.ndarray, texts: list[str]) -> Generations:
     features = sp.csr_matrix(np.stack([column, np.zeros_like(column)], axis=1))
     prompts = [[{"role": "user", "content": f"q{i}"}] for i in range(len(texts))]
-    return Generations(prompts, texts, EncodedResponses(features=features, pooled=np.zeros((len(texts), 4)),
-                                                        lengths=np.full(len(texts), 5)))
+    return Generations(
+        prompts,
+        texts,
+        EncodedResponses(features=features, pooled=np.zeros((len(texts), 4)), lengths=np.full(len(texts), 5)),
+    )
 
 
 def test_prevalence_flags_a_suppressed_concept_that_rose_and_only_that():
     n = 20
     base = _generations(np.r_[np.zeros(15), np.ones(5)], ["plain answer."] * n)  # fires on 5 of 20
     tuned = _generations(np.r_[np.ones(15), np.zeros(5)] * 2.0, ["plain answer."] * n)  # fires on 15, mean 1.5
-    concepts = [{"concept_id": "token:0", "label": "planted", "action": "suppress"},
-                {"concept_id": "token:1", "label": "silent", "action": "suppress"},
-                {"concept_id": "probe:exclamation", "label": "exclamations", "action": "amplify"}]
+    concepts = [
+        {"concept_id": "token:0", "label": "planted", "action": "suppress"},
+        {"concept_id": "token:1", "label": "silent", "action": "suppress"},
+        {"concept_id": "probe:exclamation", "label": "exclamations", "action": "amplify"},
+    ]
     table = compare_prevalence(base, tuned, concepts, saes={}).set_index("concept_id")
     planted = table.loc["token:0"]
     assert planted["base_rate"] == pytest.approx(0.25) and planted["tuned_rate"] == pytest.approx(0.75)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from spectrum_core.metrics import alignment, steerability
-from spectrum_core.tuning.spectrum_format import SpectrumTask, render_outputs
+from spectrum_core.tasks.spectrum_format import SpectrumTask, render_outputs
 
 
 class UniformModel(torch.nn.Module):
@@ -37,9 +37,12 @@ def test_loss_of_each_output_given_earlier_samples(tokenizer):
     vocab = len(tokenizer)
     model = UniformModel(vocab)
     outputs = ["red", "blue", "red", "green"]
-    tasks = [SpectrumTask("urn", "Balls drawn from an urn.", [(None, o) for o in outputs],
-                          {"red": 0.5, "blue": 0.25, "green": 0.25}),
-             SpectrumTask("coin", None, [(None, "heads"), (None, "tails")], {"heads": 0.9, "tails": 0.1})]
+    tasks = [
+        SpectrumTask(
+            "urn", "Balls drawn from an urn.", [(None, o) for o in outputs], {"red": 0.5, "blue": 0.25, "green": 0.25}
+        ),
+        SpectrumTask("coin", None, [(None, "heads"), (None, "tails")], {"heads": 0.9, "tails": 0.1}),
+    ]
     losses, calibration = steerability.output_losses(model, tokenizer, tasks)
     expected = [tokens_of(tokenizer, o) * math.log(vocab) for o in outputs + ["heads", "tails"]]
     assert losses["loss"].tolist() == pytest.approx(expected, rel=1e-5)
@@ -75,14 +78,24 @@ def test_option_distribution_renormalises_teacher_forced_scores(tokenizer):
 
 
 def test_polis_alignment_by_statement_and_opinion_group(tokenizer):
-    row = {"conversation": "c", "comment_id": 1, "topic": "parks", "comment": "More parks.", "n_votes": 20,
-           "dist": {"agree": 0.5, "disagree": 0.25, "pass": 0.25},
-           "by_opinion_group": {"0": {"agree": 9, "disagree": 1}, "1": {"disagree": 2, "pass": 1},
-                                "unclustered": {"agree": 7}}}
+    row = {
+        "conversation": "c",
+        "comment_id": 1,
+        "topic": "parks",
+        "comment": "More parks.",
+        "n_votes": 20,
+        "dist": {"agree": 0.5, "disagree": 0.25, "pass": 0.25},
+        "by_opinion_group": {
+            "0": {"agree": 9, "disagree": 1},
+            "1": {"disagree": 2, "pass": 1},
+            "unclustered": {"agree": 7},
+        },
+    }
     table = alignment.polis_alignment(UniformModel(len(tokenizer)), tokenizer, [row])
     assert table["group"].tolist() == ["all", "group 0"]  # group 1 has < 5 votes; unclustered is no group
     model = np.array(table["model_dist"].iloc[0])
     assert table["js"].iloc[0] == pytest.approx(
-        alignment.compare_distributions(model, [0.5, 0.25, 0.25])["js"], abs=1e-4)
+        alignment.compare_distributions(model, [0.5, 0.25, 0.25])["js"], abs=1e-4
+    )
     summary = alignment.summarise(table)["polis"]
     assert summary["items"] == 1 and summary["js_closest_group"] == pytest.approx(table["js"].iloc[1])

@@ -24,7 +24,7 @@ def fitted(small_audit_source, bundled_model, tmp_path_factory):
     workspace.decide(outcome.job_id, suppressed, "suppress", user="ana")
     workspace.decide(outcome.job_id, amplified, "amplify", strength=2.0, user="ana")
     plan = compile_plan(workspace, outcome.job_id, view)
-    dataset = workspace.load_dataset(workspace.job(outcome.job_id)["dataset_id"])
+    dataset = workspace.load_dataset(workspace.job(outcome.job_id).dataset_id)
     shaped = shape_pairs(plan, pd.Index(dataset.pairs["pair_id"]), view.pair_ids, view.delta_array)
     config = RewardConfig(max_train_pairs=60, max_held_out_pairs=30)
     reward, report = fit_shaped_reward(bundled_model, folder, plan, dataset.pairs, shaped.table, config)

@@ -17,14 +17,17 @@ def records(hh_dataset):
     frame = hh_dataset.pairs
     size = frame["prompt"].map(lambda p: sum(len(m["content"]) for m in p)) + frame["chosen"].str.len()
     rows = frame.loc[size.sort_values().index[:12]]
-    return [{"prompt": list(r.prompt), "chosen": [{"role": "assistant", "content": r.chosen}]}
-            for r in rows.itertuples()]
+    return [
+        {"prompt": list(r.prompt), "chosen": [{"role": "assistant", "content": r.chosen}]} for r in rows.itertuples()
+    ]
 
 
 def test_ia2_moves_attention_toward_the_in_context_ones(tiny_model, records):
     torch.manual_seed(0)
-    model = get_peft_model(copy.deepcopy(tiny_model.model),
-                           LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        copy.deepcopy(tiny_model.model),
+        LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM"),
+    )
     items = ia2_items(tiny_model.tokenizer, records, n_demos=2, seed=0, max_length=2048)
     train, held_out = items[:8], items[8:]
     assert len(held_out) >= 2 and all(len(i.teacher_ids) > len(i.student_ids) for i in items)

@@ -1,5 +1,5 @@
-"""ReSet's mechanics: only candidates over the threshold are kept (one per prompt, the best),
-the task scorers by hand, and the prompt mix from the plan and the bundled HaluEval items."""
+"""ReSet's mechanics: only candidates over the threshold are kept (one per prompt, the best), and
+the prompt mix from the plan and the bundled HaluEval items."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from spectrum_core.tuning.reset import build_prompts, combine_scores, select_best, sft_example
-from spectrum_core.tuning.scorers import answer_matches, constraints_satisfied, faithfulness
 
 
 def test_keeps_only_the_best_candidate_over_the_threshold():
@@ -21,17 +20,6 @@ def test_keeps_only_the_best_candidate_over_the_threshold():
 def test_combined_score_standardises_the_reward():
     combined = combine_scores(np.array([1.0, 3.0]), np.array([0.5, 0.0]), reward_weight=1.0, task_weight=2.0)
     assert combined == pytest.approx([-1.0 + 1.0, 1.0 + 0.0], abs=1e-6)
-
-
-def test_task_scorers_by_hand():
-    context = "Arthur's Magazine (1844-1846) was an American literary periodical published in Philadelphia."
-    assert faithfulness("Arthur's Magazine was published in Philadelphia.", context) == 1.0
-    assert faithfulness("It was published in Boston.", context) == pytest.approx(1 / 2)  # published yes, boston no
-    assert faithfulness("", context) == 0.0
-    assert answer_matches("I think it was Arthur's Magazine.", "Arthur's Magazine")
-    assert not answer_matches("First for Women", "Arthur's Magazine")
-    assert constraints_satisfied("why not, because it rains?", ["no_commas", "ends_with_question", "lowercase"]) \
-        == pytest.approx(2 / 3)
 
 
 def test_prompt_mix(bundled_model):

@@ -38,8 +38,16 @@ def wait_for(predicate, timeout: float, what: str):
 
 def test_short_spectrum_run_with_ia2_priming_keeps_its_held_out_tasks(planned):
     workspace, saved = planned
-    config = SpectrumRunConfig(plan_id=saved.plan_id, max_steps=2, batch_size=2, max_length=512, save_steps=1,
-                               tasks_per_family=3, ia2_priming=True, ia2_steps=3)
+    config = SpectrumRunConfig(
+        plan_id=saved.plan_id,
+        max_steps=2,
+        batch_size=2,
+        max_length=512,
+        save_steps=1,
+        tasks_per_family=3,
+        ia2_priming=True,
+        ia2_steps=3,
+    )
     folder = run_tuning(workspace, config)
     assert (folder / "adapter" / "adapter_config.json").exists()
     held_out = [json.loads(line) for line in (folder / "held_out_tasks.jsonl").read_text().splitlines()]
@@ -52,10 +60,20 @@ def test_short_spectrum_run_with_ia2_priming_keeps_its_held_out_tasks(planned):
 
 def test_short_reset_run_logs_acceptance_and_keeps_what_it_trained_on(planned):
     workspace, saved = planned
-    config = ReSetRunConfig(plan_id=saved.plan_id, max_steps=2, batch_size=2, max_length=512, save_steps=1,
-                            preference_prompts=2, context_prompts=2, constraint_prompts=2,
-                            candidates_per_temperature=1, max_new_tokens=24, reward_pairs=30,
-                            threshold=-100.0)
+    config = ReSetRunConfig(
+        plan_id=saved.plan_id,
+        max_steps=2,
+        batch_size=2,
+        max_length=512,
+        save_steps=1,
+        preference_prompts=2,
+        context_prompts=2,
+        constraint_prompts=2,
+        candidates_per_temperature=1,
+        max_new_tokens=24,
+        reward_pairs=30,
+        threshold=-100.0,
+    )
     folder = run_tuning(workspace, config)
     assert (folder / "adapter" / "adapter_config.json").exists()
     assert (folder / "reward" / "reward.npz").exists() and (folder / "reward" / "report.json").exists()
@@ -63,19 +81,21 @@ def test_short_reset_run_logs_acceptance_and_keeps_what_it_trained_on(planned):
     assert rounds[-1]["acceptance"] == 1.0 and rounds[-1]["candidates"] == 12  # 6 prompts x 2 temperatures
     kept = (folder / "round-0.jsonl").read_text().splitlines()
     assert len(kept) == 1 + 6 and {json.loads(line)["kind"] for line in kept[1:]} == {
-        "preference", "constraints", "context"}
+        "preference",
+        "constraints",
+        "context",
+    }
 
 
 def test_short_dpo_run_publishes_an_adapter(planned):
     workspace, saved = planned
-    config = DPORunConfig(plan_id=saved.plan_id, max_steps=2, batch_size=2, max_length=512, save_steps=1,
-                          caft=True)
+    config = DPORunConfig(plan_id=saved.plan_id, max_steps=2, batch_size=2, max_length=512, save_steps=1, caft=True)
     folder = run_tuning(workspace, config)
     assert (folder / "adapter" / "adapter_config.json").exists()
     assert config_from_dict(yaml.safe_load((folder / "config.yaml").read_text())) == config
     job = workspace.jobs("tune")[0]
-    assert job["status"] == "succeeded" and job["plan_id"] == saved.plan_id
-    assert job["parent_job_id"] == saved.plan.audit_job_id
+    assert job.status == "succeeded" and job.plan_id == saved.plan_id
+    assert job.parent_job_id == saved.plan.audit_job_id
     steps = [r for r in read_progress(folder / "progress.jsonl") if r["stage"] == "train" and "loss" in r]
     assert [r["done"] for r in steps] == [1, 2]
     assert {"loss", "learning_rate", "rewards_margins", "eta", "elapsed"} <= set(steps[-1])
@@ -88,20 +108,29 @@ def test_short_dpo_run_publishes_an_adapter(planned):
 
 def test_killed_run_fails_and_resumes_from_its_checkpoint(planned):
     workspace, saved = planned
-    args = ["tune", "--plan", str(saved.plan_id), "--set", "max_steps=6", "--set", "save_steps=2",
-            "--set", "max_length=512"]
+    args = [
+        "tune",
+        "--plan",
+        str(saved.plan_id),
+        "--set",
+        "max_steps=6",
+        "--set",
+        "save_steps=2",
+        "--set",
+        "max_length=512",
+    ]
     job_id = jobs.start_job(workspace, "tune", args, {"test": "resume"}, plan_id=saved.plan_id)
     checkpoints = workspace.root / "jobs" / str(job_id) / "checkpoints"
     wait_for(lambda: (checkpoints / "checkpoint-2" / "trainer_state.json").exists(), 600, "a checkpoint")
-    os.killpg(os.getpgid(workspace.job(job_id)["pid"]), signal.SIGKILL)
-    wait_for(lambda: jobs.refresh(workspace, job_id)["status"] == "failed", 30, "the job to show as failed")
-    assert "without reporting" in workspace.job(job_id)["error"]
+    os.killpg(os.getpgid(workspace.job(job_id).pid), signal.SIGKILL)
+    wait_for(lambda: jobs.refresh(workspace, job_id).status == "failed", 30, "the job to show as failed")
+    assert "without reporting" in workspace.job(job_id).error
 
     jobs.resume_job(workspace, job_id, ["tune", "--resume", str(job_id)])
-    wait_for(lambda: jobs.refresh(workspace, job_id)["status"] not in jobs.ACTIVE, 600, "the resumed run")
+    wait_for(lambda: jobs.refresh(workspace, job_id).status not in jobs.ACTIVE, 600, "the resumed run")
     job = workspace.job(job_id)
-    assert job["status"] == "succeeded", jobs.view(workspace, job_id).log_tail
-    records = read_progress(workspace.root / job["progress_path"])
+    assert job.status == "succeeded", jobs.view(workspace, job_id).log_tail
+    records = read_progress(workspace.root / job.progress_path)
     starts = [r["started_at_step"] for r in records if "started_at_step" in r]
     assert starts[0] == 0 and len(starts) == 2 and starts[1] >= 2  # the second process went on from a checkpoint
     assert max(r["done"] for r in records if "loss" in r) == 6
@@ -114,10 +143,29 @@ def test_two_processes_through_accelerate(planned):
     import sys
 
     workspace, saved = planned
-    result = subprocess.run([sys.executable, "-m", "spectrum_core.cli", "--workspace", str(workspace.root), "tune",
-                             "--plan", str(saved.plan_id), "--set", "max_steps=2", "--set", "max_length=512",
-                             "--set", "num_processes=2", "--set", "save_steps=1"],
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "spectrum_core.cli",
+            "--workspace",
+            str(workspace.root),
+            "tune",
+            "--plan",
+            str(saved.plan_id),
+            "--set",
+            "max_steps=2",
+            "--set",
+            "max_length=512",
+            "--set",
+            "num_processes=2",
+            "--set",
+            "save_steps=1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("Tuning finished") == 1
     runs = workspace.jobs("tune")

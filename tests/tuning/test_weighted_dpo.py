@@ -18,13 +18,26 @@ def pairs(hh_dataset):
     frame = hh_dataset.pairs
     size = frame["prompt"].map(lambda p: sum(len(m["content"]) for m in p)) + frame["chosen"].str.len()
     rows = frame.loc[size.sort_values().index[:3]]  # the three shortest real pairs
-    return [{"prompt": list(r.prompt), "chosen": [{"role": "assistant", "content": r.chosen}],
-             "rejected": [{"role": "assistant", "content": r.rejected}]} for r in rows.itertuples()]
+    return [
+        {
+            "prompt": list(r.prompt),
+            "chosen": [{"role": "assistant", "content": r.chosen}],
+            "rejected": [{"role": "assistant", "content": r.rejected}],
+        }
+        for r in rows.itertuples()
+    ]
 
 
 def make_trainer(cls, tiny_model, records, tmp_path):
-    args = weighted_dpo_config(output_dir=str(tmp_path / cls.__name__), per_device_train_batch_size=3,
-                               max_length=256, use_cpu=True, bf16=False, seed=0, beta=0.5)
+    args = weighted_dpo_config(
+        output_dir=str(tmp_path / cls.__name__),
+        per_device_train_batch_size=3,
+        max_length=256,
+        use_cpu=True,
+        bf16=False,
+        seed=0,
+        beta=0.5,
+    )
     model = copy.deepcopy(tiny_model.model).train()
     trainer = cls(model, args=args, train_dataset=Dataset.from_list(records), processing_class=tiny_model.tokenizer)
     # Move the policy away from the reference (whose log-probs are now precomputed), the same way
@@ -54,10 +67,12 @@ def test_all_ones_matches_trl(tiny_model, pairs, tmp_path):
 
 
 def test_weight_zero_equals_dropping_the_pair(tiny_model, pairs, tmp_path):
-    weighted = make_trainer(WeightedDPOTrainer, tiny_model,
-                            [dict(p, weight=w) for p, w in zip(pairs, (1.0, 0.0, 2.0))], tmp_path)
-    dropped = make_trainer(WeightedDPOTrainer, tiny_model,
-                           [dict(pairs[0], weight=1.0), dict(pairs[2], weight=2.0)], tmp_path)
+    weighted = make_trainer(
+        WeightedDPOTrainer, tiny_model, [dict(p, weight=w) for p, w in zip(pairs, (1.0, 0.0, 2.0))], tmp_path
+    )
+    dropped = make_trainer(
+        WeightedDPOTrainer, tiny_model, [dict(pairs[0], weight=1.0), dict(pairs[2], weight=2.0)], tmp_path
+    )
     loss_w, grads_w = loss_and_grads(weighted, [0, 1, 2])
     loss_d, grads_d = loss_and_grads(dropped, [0, 1])
     assert loss_w == pytest.approx(loss_d, rel=1e-5)

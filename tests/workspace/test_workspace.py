@@ -19,8 +19,9 @@ def _decide_many(root: str, name: str, start_event) -> None:
     workspace = Workspace(root, user=name)  # both processes may migrate a brand-new database
     job = workspace.create_job("audit", {"writer": name})
     for i in range(N_PER_PROCESS):
-        workspace.decide(job, f"feature-{i}", "suppress" if i % 2 else "keep",
-                         reason=f"{name} {i}", stats={"q": i / 1000})
+        workspace.decide(
+            job, f"feature-{i}", "suppress" if i % 2 else "keep", reason=f"{name} {i}", stats={"q": i / 1000}
+        )
 
 
 def _open_when_told(root: str, start_event) -> None:
@@ -64,9 +65,9 @@ def test_two_processes_at_once_lose_nothing(tmp_path):
     jobs = workspace.jobs("audit")
     assert len(jobs) == 2
     for job in jobs:
-        decisions = workspace.decisions(job["id"])
+        decisions = workspace.decisions(job.id)
         assert len(decisions) == N_PER_PROCESS
-        assert {d["decided_by"] for d in decisions} == {job["config"]["writer"]}
+        assert {d["decided_by"] for d in decisions} == {job.config["writer"]}
     log = workspace.audit_log("decision")
     assert len(log) == 2 * N_PER_PROCESS
     with connect(workspace.db_path) as conn:
@@ -81,16 +82,21 @@ def test_migration_from_an_older_schema_keeps_data(tmp_path):
         # Written as version-1 code wrote it: the jobs table had no plan_id then.
         job = conn.execute(
             "INSERT INTO jobs (kind, config_json, config_hash, dataset_id, created_at, created_by) "
-            "VALUES ('audit', '{\"layer\":15}', 'h', ?, '2026-01-01', 'old')", (record["id"],)).lastrowid
-        conn.execute("INSERT INTO audit_log (at, user, action, entity_type, entity_id) "
-                     "VALUES ('2026-01-01', 'old', 'job.create', 'job', ?)", (job,))
+            "VALUES ('audit', '{\"layer\":15}', 'h', ?, '2026-01-01', 'old')",
+            (record["id"],),
+        ).lastrowid
+        conn.execute(
+            "INSERT INTO audit_log (at, user, action, entity_type, entity_id) "
+            "VALUES ('2026-01-01', 'old', 'job.create', 'job', ?)",
+            (job,),
+        )
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "concept_decisions" not in tables
 
     new = Workspace(tmp_path, user="new")
     assert new.current_schema_version() == SCHEMA_VERSION == 2
     assert new.datasets()[0]["rows_kept"] == 295
-    assert new.job(job)["config"] == {"layer": 15} and new.job(job)["plan_id"] is None
+    assert new.job(job).config == {"layer": 15} and new.job(job).plan_id is None
     decision = new.decide(job, "feature-7", "amplify", strength=2.0, reason="wanted")
     assert new.current_decisions(job)["feature-7"]["id"] == decision
     assert [e["action"] for e in new.audit_log()] == ["dataset.add", "job.create", "decision.add"]
@@ -157,10 +163,10 @@ def test_jobs_are_found_by_configuration(tmp_path):
     workspace = Workspace(tmp_path)
     config = {"dataset": 1, "layer": 15}
     job = workspace.create_job("audit", config)
-    assert workspace.find_job("audit", config)["id"] == job  # queued counts as reusable
+    assert workspace.find_job("audit", config).id == job  # queued counts as reusable
     workspace.update_job(job, status="failed", error="out of memory")
     assert workspace.find_job("audit", config) is None
-    assert workspace.job(job)["error"] == "out of memory"
+    assert workspace.job(job).error == "out of memory"
     with pytest.raises(ValueError, match="Unknown job status"):
         workspace.update_job(job, status="exploded")
     with pytest.raises(ValueError, match="Cannot set"):
@@ -181,4 +187,4 @@ def test_labels_and_plans(tmp_path):
     assert workspace.labels(job) == {"f3": "deflects the request"}
     plan_id = workspace.save_plan(job, "concepts:\n  f3: suppress\n")
     run = workspace.create_job("tune", {"method": "dpo"}, parent_job_id=job, plan_id=plan_id)
-    assert (workspace.job(run)["plan_id"], workspace.job(run)["parent_job_id"]) == (plan_id, job)
+    assert (workspace.job(run).plan_id, workspace.job(run).parent_job_id) == (plan_id, job)

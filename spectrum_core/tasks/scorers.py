@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 _WORD = re.compile(r"[a-z0-9]+")
-STOPWORDS = frozenset("""a an the and or but if then than of to in on at by for with from as is are was were be been
+STOPWORDS = frozenset(
+    """a an the and or but if then than of to in on at by for with from as is are was were be been
 being it its this that these those there here he she they them his her their we you your i me my our not no yes do
 does did so such can could would should will may might must have has had what which who whom whose when where why
-how all any some one two also just about into over under more most very""".split())
+how all any some one two also just about into over under more most very""".split()
+)
 
 
 def content_words(text: str) -> list[str]:
@@ -52,7 +54,7 @@ CONSTRAINTS = (
     Constraint("no_commas", "Do not use any commas.", lambda t: "," not in t),
     Constraint("lowercase", "Write the whole answer in lowercase letters.", lambda t: t == t.lower()),
     Constraint("ends_with_question", "End your answer with a question.", lambda t: t.strip().endswith("?")),
-    Constraint("word_because", "Use the word \"because\" at least once.", lambda t: "because" in t.lower()),
+    Constraint("word_because", 'Use the word "because" at least once.', lambda t: "because" in t.lower()),
     Constraint("three_sentences", "Use at least three sentences.", lambda t: _sentences(t) >= 3),
 )
 BY_NAME = {c.name: c for c in CONSTRAINTS}
@@ -60,6 +62,11 @@ BY_NAME = {c.name: c for c in CONSTRAINTS}
 
 def pick_constraints(rng: random.Random, n: int = 2) -> list[Constraint]:
     return rng.sample(CONSTRAINTS, n)
+
+
+def with_constraints(request: str, constraints: list[Constraint]) -> str:
+    """The request followed by the constraints' instructions, as both training and evaluation ask it."""
+    return request + "\n\n" + " ".join(c.instruction for c in constraints)
 
 
 def constraints_satisfied(text: str, names: list[str]) -> float:

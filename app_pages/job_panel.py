@@ -1,0 +1,136 @@
+"""The one way a page starts, watches and controls a job, and draws a config dataclass as a form.
+
+``start_panel`` shows whether a stage's result already exists or is under way and offers Start;
+``watch`` polls a job (progress per step with time left, Stop, Resume, the error, the log's tail)
+and reruns the page once when the job ends. ``config_form`` draws the fields of a config dataclass
+from the same metadata that makes the command line's flags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import streamlit as st
+
+from spectrum_core import jobs, settings
+from spectrum_core.stages import Stage, stage_status
+from spectrum_core.workspace import Workspace
+
+POLL_SECONDS = 2.0
+
+
+def config_form(cls: type, defaults: Any, key: str, skip: tuple[str, ...] = (), columns: int = 3) -> dict:
+    """A widget per setting of ``cls`` (except ``skip`` and those kept off forms), filled from
+    ``defaults``; returns the values as typed by the user (checked when the config is built)."""
+    values: dict[str, Any] = {}
+    shown = [s for s in settings.settings_of(cls) if s.form and s.name not in skip]
+    slots = st.columns(columns)
+    for index, item in enumerate(shown):
+        value, slot, widget_key = getattr(defaults, item.name), slots[index % columns], f"{key}-{item.name}"
+        label, help_text = item.name, item.help
+        if item.kind is bool and not item.is_list:
+            values[item.name] = slot.checkbox(label, value, key=widget_key, help=help_text)
+        elif item.choices is not None and item.is_list:
+            values[item.name] = slot.multiselect(label, list(item.choices), list(value), key=widget_key, help=help_text)
+        elif item.choices is not None:
+            options = ([None] if item.optional else []) + list(item.choices)
+            values[item.name] = slot.selectbox(
+                label,
+                options,
+                options.index(value),
+                key=widget_key,
+                help=help_text,
+                format_func=lambda v: "none" if v is None else str(v),
+            )
+        elif item.kind in (int, float) and not item.is_list:
+            step = 1 if item.kind is int else None
+            values[item.name] = slot.number_input(
+                label, value=value, step=step, key=widget_key, help=help_text, format=None if item.kind is int else "%g"
+            )
+        else:  # text, lists as comma-separated text, optional text
+            text = ", ".join(map(str, value)) if item.is_list else "" if value is None else str(value)
+            values[item.name] = slot.text_input(label, text, key=widget_key, help=help_text) or (
+                None if item.optional else ""
+            )
+    return values
+
+
+def start_panel(
+    workspace: Workspace, stage: Stage, cli_args: list[str], *, label: str, user: str, watch_key: str
+) -> bool:
+    """The exact command, then: reuse notice, the job under way, or a Start button that launches
+    ``spectrum <cli_args>`` as a job. Returns whether the result already exists."""
+    st.code("spectrum " + " ".join(cli_args), language="bash")
+    finished, running = stage_status(workspace, stage)
+    if finished is not None:
+        st.success(f"This has already run with this configuration; its result is reused: {finished}")
+    elif running is not None:
+        st.info(f"Job #{running.id} with this configuration is under way (below).")
+        st.session_state.setdefault(watch_key, running.id)
+    elif st.button(label, type="primary"):
+        key, inputs = stage.key(workspace)
+        links = stage.links(workspace)
+        st.session_state[watch_key] = jobs.start_job(
+            workspace,
+            stage.kind,
+            cli_args,
+            inputs,
+            dataset_id=links.dataset_id,
+            parent_job_id=links.parent_job_id,
+            plan_id=links.plan_id,
+            user=user,
+        )
+        st.rerun()
+    return finished is not None
+
+
+def watch(
+    workspace: Workspace,
+    job_id: int,
+    *,
+    title: str,
+    resume_args: list[str] | None = None,
+    details: Callable[[jobs.JobView], None] | None = None,
+) -> None:
+    """Poll a job: its progress, ``details`` (charts, results), Stop / Resume / error, the log."""
+
+    @st.fragment(run_every=POLL_SECONDS)
+    def panel() -> None:
+        view = jobs.view(workspace, job_id)
+        st.markdown(f"**{title} #{job_id}: {view.status}**")
+        for stage, record in view.stages.items():
+            eta = record.get("eta")
+            suffix = f" · about {eta:.0f} s left" if eta and view.active else ""
+            st.progress(
+                min(1.0, record["done"] / max(1, record["total"] or 1)),
+                text=f"{stage}: {record['done']:,} / {record['total']:,} {record.get('unit', '')}{suffix}",
+            )
+        if details is not None:
+            details(view)
+        job = view.job
+        if view.active and st.button("Stop", key=f"stop-{job_id}"):
+            jobs.stop_job(workspace, job_id)
+            st.rerun()
+        if resume_args and job.status in ("stopped", "failed") and st.button("Resume", key=f"resume-{job_id}"):
+            jobs.resume_job(workspace, job_id, resume_args)
+            st.rerun()
+        if job.status == "failed":
+            st.error(f"The {title.lower()} failed.")
+            st.code(job.error or "(no message)", language=None, wrap_lines=True)
+        if view.log_tail:
+            with st.expander("Log", expanded=view.status == "failed"):
+                st.code(view.log_tail, language=None)
+        flag = f"job_active-{job_id}"  # one full rerun when the job ends, so the page outside catches up
+        if not view.active and st.session_state.get(flag):
+            st.session_state[flag] = False
+            st.rerun()
+        st.session_state[flag] = view.active
+
+    panel()
+
+
+def pick_job(options: list[int], labels: Callable[[int], str], watch_key: str, label: str) -> int:
+    """A select box of jobs, defaulting to the one this page last started or found under way."""
+    default = st.session_state.get(watch_key)
+    return st.selectbox(label, options, index=options.index(default) if default in options else 0, format_func=labels)

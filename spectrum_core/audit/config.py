@@ -1,0 +1,60 @@
+"""An audit's settings (light to import: the command line builds its flags from them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ..settings import plain, setting, validate
+
+MODES = ("token", "difference")
+Mode = Literal["token", "difference"]
+Dtype = Literal["float32", "bfloat16", "float16"]
+
+
+@dataclass
+class AuditConfig:
+    """Every setting of an audit; the command line's flags and the Audit page's form come from here."""
+
+    model: str = setting("bundled", "model: 'bundled' (SmolLM2-135M-Instruct), a hub id, or a local folder")
+    layer: int | None = setting(None, "block whose residual output is read (none: the middle block)")
+    sae: str = setting("train", "'train' an SAE on this dataset, or load a sae-lens SAE: a folder or RELEASE:ID")
+    modes: tuple[Mode, ...] = setting(
+        MODES, "token: an SAE on response tokens; difference: a WIMHF-style SAE on chosen − rejected"
+    )
+    max_pairs: int | None = setting(None, "audit a seeded sample of this many pairs (none: all)")
+    pooling: Literal["max", "mean"] = setting("max", "how a response's token activations become one number")
+    correction: Literal["bh", "bonferroni"] = setting("bh", "multiple-testing correction across all concepts")
+    seed: int = setting(0, "seed of the pair sample, the SAE and the statistics")
+    device: str | None = setting(None, "cpu, cuda, cuda:N or mps (none: the best available)")
+    dtype: Dtype | None = setting(None, "activation dtype (none: bfloat16 where the hardware is fast at it)")
+    max_prompt_tokens: int = setting(512, "prompts keep their last this many tokens")
+    max_response_tokens: int = setting(512, "responses keep their first this many tokens")
+    tokens_per_batch: int = setting(2048, "token budget of one extraction batch")
+    sae_width: int | None = setting(None, "SAE latents (none: sized to the tokens)", flags=("--width",))
+    sae_k: int | None = setting(None, "SAE active latents per token (none: 16 or 32)", flags=("--k",))
+    sae_training_tokens: int | None = setting(
+        None, "SAE training samples (none: sized to the tokens)", flags=("--training-tokens",)
+    )
+    top_examples: int = setting(8, "strongest responses kept per feature for its card")
+    labelled_concepts: int = setting(300, "best-ranked SAE concepts that get offline labels")
+    llm_labelled_concepts: int = setting(20, "... and LLM labels, when an endpoint is configured")
+
+    def __post_init__(self):
+        validate(self)
+
+    def identity(self) -> dict:
+        """What determines the result (so the artifact key): everything but the device."""
+        data = plain(self)
+        data.pop("device")
+        return data
+
+    def activation_config(self):
+        from .activations import ActivationConfig
+
+        return ActivationConfig(
+            layer=self.layer,
+            max_prompt_tokens=self.max_prompt_tokens,
+            max_response_tokens=self.max_response_tokens,
+            tokens_per_batch=self.tokens_per_batch,
+        )

@@ -1,0 +1,43 @@
+"""On-disk names: every file and folder a stage writes, in one place (as sae-lens keeps its own).
+
+Artifacts live under ``<workspace>/artifacts/<kind>-<hash>/``; a job's own working files live under
+``<workspace>/jobs/<id>/``. The typed readers in ``spectrum_core.artifacts`` use these names.
+"""
+
+from __future__ import annotations
+
+# Shared by several artifacts and by every job folder.
+REPORT_FILE = "report.json"  # an audit's, an evaluation's, a loaded dataset's or a reward's report
+CONFIG_FILE = "config.yaml"  # a run's configuration; in a job folder, what ``--resume`` runs again
+PROGRESS_FILE = "progress.jsonl"  # one JSON line per progress update
+LOG_FILE = "log.txt"  # a job's standard output and error
+
+# Audit artifact (audit-<hash>/).
+CONCEPTS_FILE = "concepts.parquet"
+PAIR_FEATURES_FILE = "pair_features.parquet"
+FEATURE_CARDS_FILE = "feature_cards.parquet"
+AUDITED_PAIRS_FILE = "pairs.parquet"  # pair ids and splits of the audited sample
+TOKEN_SAE_DIR = "sae"
+DIFFERENCE_SAE_DIR = "sae_difference"
+LLM_LABEL_CACHE_FILE = "llm_label_cache.jsonl"
+
+# Tuning run artifact (tune-<hash>/) and the tuning job's folder.
+RUN_FILE = "run.json"  # what the run trained on: plan, audit, dataset, model, method
+ADAPTER_DIR = "adapter"  # peft LoRA adapter and tokenizer
+MODEL_DIR = "model"  # a full fine-tune's weights and tokenizer
+REWARD_DIR = "reward"  # a ReSet run's shaped reward (and its report)
+REWARD_WEIGHTS_FILE = "reward.npz"
+HELD_OUT_TASKS_FILE = "held_out_tasks.jsonl"  # Spectrum Tuning's held-out task families
+CHECKPOINTS_DIR = "checkpoints"  # in the job folder: trainer checkpoints, for resuming
+DPO_PAIRS_DIR = "dpo_pairs"  # in the job folder: the training pairs as a dataset shared by processes
+RESET_ROUND_GLOB = "round-*.jsonl"  # a ReSet round's kept samples
+
+# Evaluation artifact (eval-<hash>/).
+GENERATIONS_DIR = "generations"
+EVAL_TABLES = ("steerability", "coverage", "alignment", "faithfulness", "prevalence")  # <name>.parquet
+
+# Saved plan artifact (plan-<hash>/).
+PLAN_FILE = "plan.yaml"
+SHAPED_JSONL_FILE = "shaped.jsonl"
+SHAPED_PARQUET_FILE = "shaped.parquet"
+SHAPING_FILE = "shaping.parquet"

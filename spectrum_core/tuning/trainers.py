@@ -1,0 +1,362 @@
+"""The trainers behind the tuning stage: weighted DPO, supervised tuning (Spectrum Tuning, ReSet's
+rounds) with LoRA, IA2 priming and CAFT; each resumes from its last checkpoint in ``output_dir``.
+
+Each trainer takes the workspace, its method's config and an output folder inside the job's folder,
+reports through the progress callback, and returns the trained model and tokenizer; the stage in
+``runs.py`` publishes them.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import nullcontext
+from pathlib import Path
+
+import pandas as pd
+from transformers import TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from .. import constants as names
+from ..interventions import load_plan
+from ..models import load_model
+from ..stages import distributed_state
+from ..tasks.families import build_mixture
+from ..tasks.spectrum_format import render
+from ..workspace import Workspace
+from .caft import concept_ablation, suppressed_basis
+from .config import DPORunConfig, ReSetRunConfig, SpectrumRunConfig, TuningConfig
+from .weighted_dpo import WeightedDPOTrainer, weighted_dpo_config
+
+TRAIN_STAGE = "train"
+
+
+class ProgressCallback(TrainerCallback):
+    """Trainer logs → the job's progress log (every logging step, with the metrics)."""
+
+    def __init__(self, progress):
+        self.progress = progress
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        # global_step is already the checkpoint's step when a run resumes.
+        self.progress(TRAIN_STAGE, state.global_step, state.max_steps, unit="steps", started_at_step=state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        metrics = {k.replace("/", "_"): v for k, v in (logs or {}).items() if isinstance(v, (int, float))}
+        self.progress(TRAIN_STAGE, state.global_step, state.max_steps, unit="steps", **metrics)
+
+
+def _train_records(saved, config: TuningConfig) -> list[dict]:
+    frame = pd.read_parquet(saved.parquet)
+    frame = frame[frame["split"] == "train"]
+    # No more pairs than the run will see: reference log-probs are computed for every one of them.
+    needed = config.max_steps * config.batch_size * config.grad_accum
+    limit = min(needed, config.max_train_pairs or needed)
+    if len(frame) > limit:
+        frame = frame.sample(n=limit, random_state=config.seed)
+    return [
+        {"prompt": list(r.prompt), "chosen": list(r.chosen), "rejected": list(r.rejected), "weight": float(r.weight)}
+        for r in frame.itertuples()
+    ]
+
+
+def _with_lora(model, config: TuningConfig):
+    if config.full_finetune:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    modules = "all-linear" if config.lora_target == ("all-linear",) else list(config.lora_target)
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=modules,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def _shared_dataset(records: list[dict], folder: Path):
+    """The training records as a dataset on disk, written by the main process: its cache files
+    (tokenization, TRL's precomputed reference log-probs) then live in one folder that every
+    process of a multi-process run reads (an in-memory dataset caches in a per-process temp dir)."""
+    from datasets import Dataset, load_from_disk
+
+    state = distributed_state()
+    if (state is None or state.is_main_process) and not (folder / "dataset_info.json").exists():
+        Dataset.from_list(records).save_to_disk(str(folder))
+    if state is not None:
+        state.wait_for_everyone()
+    return load_from_disk(str(folder))
+
+
+def train_dpo(workspace: Workspace, config: DPORunConfig, output_dir: Path, progress=None):
+    """Weighted DPO on the plan's shaped train pairs; returns the trained (peft) model and tokenizer."""
+    saved = load_plan(workspace, config.plan_id)
+    loaded = load_model(config.model, dtype=config.dtype)
+    model = _with_lora(loaded.model, config)
+    model.train()
+    bf16 = str(loaded.dtype) == "torch.bfloat16"
+    args = weighted_dpo_config(
+        output_dir=str(output_dir),
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.learning_rate,
+        beta=config.beta,
+        max_length=config.max_length,
+        logging_steps=config.logging_steps,
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        seed=config.seed,
+        bf16=bf16,
+        use_cpu=loaded.device == "cpu",
+        lr_scheduler_type="constant",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        precompute_ref_batch_size=max(8, config.batch_size),
+    )
+    dataset = _shared_dataset(_train_records(saved, config), output_dir.parent / names.DPO_PAIRS_DIR)
+    audit_folder = workspace.find_artifact(saved.plan.audit_artifact)
+    basis = suppressed_basis(saved.plan, audit_folder) if config.caft else None
+    with concept_ablation(model, saved.plan.layer, basis):
+        trainer = WeightedDPOTrainer(
+            model,
+            args=args,
+            train_dataset=dataset,
+            processing_class=loaded.tokenizer,
+            callbacks=[ProgressCallback(progress)] if progress else None,
+        )
+        trainer.train(resume_from_checkpoint=get_last_checkpoint(str(output_dir)) if output_dir.exists() else None)
+    return trainer.model, loaded.tokenizer
+
+
+def _sft_args(config: TuningConfig, output_dir: Path, loaded):
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=str(output_dir),
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.learning_rate,
+        max_length=config.max_length,
+        logging_steps=config.logging_steps,
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        seed=config.seed,
+        bf16=str(loaded.dtype) == "torch.bfloat16",
+        use_cpu=loaded.device == "cpu",
+        lr_scheduler_type="constant",
+        disable_tqdm=True,
+        report_to=[],
+        dataloader_num_workers=0,
+    )
+
+
+def train_sft(
+    workspace: Workspace,
+    config: TuningConfig,
+    output_dir: Path,
+    examples: list[dict],
+    loaded,
+    plan,
+    progress=None,
+    model=None,
+    ia2_records: list[dict] | None = None,
+):
+    """Supervised tuning on pre-tokenized ``input_ids`` / ``labels`` (−100 where unscored) with
+    TRL's SFTTrainer, LoRA (unless ``model`` is already prepared) and the CAFT option; resumes from
+    the last checkpoint."""
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    model = _with_lora(loaded.model, config) if model is None else model
+    if config.ia2_priming and ia2_records and not (output_dir / "ia2.done").exists():
+        from .ia2 import ia2_items, ia2_prime
+
+        items = ia2_items(loaded.tokenizer, ia2_records, config.ia2_demos, config.seed, config.max_length * 4)
+        ia2_prime(model, items, config.ia2_steps, config.ia2_learning_rate, progress)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "ia2.done").write_text("")
+    model.train()
+    audit_folder = workspace.find_artifact(plan.audit_artifact)
+    basis = suppressed_basis(plan, audit_folder) if config.caft else None
+    with concept_ablation(model, plan.layer, basis):
+        trainer = SFTTrainer(
+            model,
+            args=_sft_args(config, output_dir, loaded),
+            train_dataset=Dataset.from_list(examples),
+            processing_class=loaded.tokenizer,
+            callbacks=[ProgressCallback(progress)] if progress else None,
+        )
+        trainer.train(resume_from_checkpoint=get_last_checkpoint(str(output_dir)) if output_dir.exists() else None)
+    return trainer.model, loaded.tokenizer
+
+
+def spectrum_examples(config: SpectrumRunConfig, records: list[dict], tokenizer) -> tuple[list[dict], list]:
+    """Training examples of the mixture, and the held-out families' tasks (for evaluation)."""
+    held = set(config.held_out_families)
+    train_families = tuple(f for f in config.families if f not in held)
+    tasks = build_mixture(train_families, config.tasks_per_family, config.samples_per_task, config.seed, records)
+    held_out = build_mixture(tuple(held), config.tasks_per_family, config.samples_per_task, config.seed + 1)
+    examples = [render(tokenizer, task, config.max_length) for task in tasks]
+    return [e for e in examples if any(label != -100 for label in e["labels"])], held_out
+
+
+def train_spectrum(workspace: Workspace, config: SpectrumRunConfig, output_dir: Path, progress=None):
+    saved = load_plan(workspace, config.plan_id)
+    loaded = load_model(config.model, dtype=config.dtype)
+    records = [
+        {"prompt": list(r.prompt), "chosen": list(r.chosen), "weight": float(r.weight)}
+        for r in pd.read_parquet(saved.parquet).itertuples()
+        if r.split == "train"
+    ]
+    examples, held_out = spectrum_examples(config, records, loaded.tokenizer)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with open(output_dir.parent / names.HELD_OUT_TASKS_FILE, "w", encoding="utf-8") as handle:
+        for task in held_out:
+            handle.write(
+                json.dumps(
+                    {"family": task.family, "description": task.description, "samples": task.samples},
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
+    return train_sft(workspace, config, output_dir, examples, loaded, saved.plan, progress, ia2_records=records[:64])
+
+
+def train_reset(workspace: Workspace, config: ReSetRunConfig, output_dir: Path, progress=None):
+    """Rounds of sample → score → keep the best over the threshold → supervised tuning."""
+    import numpy as np
+
+    from ..reward import RewardConfig, fit_shaped_reward
+    from ..reward.shaped import save_report
+    from ..sampling import sample_responses
+    from .reset import build_prompts, combine_scores, select_best, sft_example, task_score
+
+    progress = progress or (lambda *a, **k: None)
+    state = distributed_state()
+    main = state is None or state.is_main_process  # only the main process samples and scores
+    saved = load_plan(workspace, config.plan_id)
+    plan = saved.plan
+    loaded = load_model(config.model, dtype=config.dtype)
+    audit_folder = workspace.find_artifact(plan.audit_artifact)
+    run_dir = output_dir.parent
+    frame = pd.read_parquet(saved.parquet)
+    records = [
+        {"prompt": list(r.prompt), "chosen": list(r.chosen), "weight": float(r.weight)}
+        for r in frame.itertuples()
+        if r.split == "train"
+    ]
+    reward = None
+    if main and not (run_dir / names.REWARD_DIR / names.REWARD_WEIGHTS_FILE).exists():
+        dataset = workspace.load_dataset(plan.dataset_id)
+        reward, report = fit_shaped_reward(
+            loaded,
+            audit_folder,
+            plan,
+            dataset.pairs,
+            saved.shaping(),
+            RewardConfig(
+                max_train_pairs=config.reward_pairs,
+                max_held_out_pairs=max(20, config.reward_pairs // 4),
+                seed=config.seed,
+            ),
+            progress=progress,
+        )
+        reward.save(run_dir / names.REWARD_DIR)
+        save_report(report, run_dir / names.REWARD_DIR / names.REPORT_FILE)
+    prompts = build_prompts(
+        records, config.preference_prompts, config.context_prompts, config.constraint_prompts, config.seed
+    )
+    model = _with_lora(loaded.model, config)
+    for round_index in range(config.rounds):
+        kept_path = run_dir / f"round-{round_index}.jsonl"
+        if main and not kept_path.exists():  # a resumed run reuses a round's kept set
+            if reward is None:
+                from ..reward import ShapedReward
+
+                reward = ShapedReward.load(run_dir / names.REWARD_DIR, loaded, audit_folder)
+            model.eval()
+            owners, candidates = [], []
+            for temperature in config.temperatures:
+                for _ in range(config.candidates_per_temperature):
+                    # unseeded, top-k from the model's generation config: ReSet's own sampling
+                    candidates += [
+                        r[0]
+                        for r in sample_responses(
+                            model,
+                            loaded.tokenizer,
+                            [p.messages for p in prompts],
+                            temperature=temperature,
+                            max_new_tokens=config.max_new_tokens,
+                            batch_size=8,
+                            seed=None,
+                            top_k=None,
+                        )
+                    ]
+                    owners += list(range(len(prompts)))
+            owners = np.array(owners)
+            with model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext():
+                rewards = reward.score([prompts[o].messages for o in owners], candidates)
+            tasks = np.array([task_score(prompts[o], c) for o, c in zip(owners, candidates)])
+            scores = combine_scores(rewards, tasks, config.reward_weight, config.task_weight)
+            kept = select_best(scores, owners, config.threshold)
+            stats = {
+                "round": round_index + 1,
+                "candidates": len(candidates),
+                "kept": len(kept),
+                "acceptance": len(kept) / len(prompts),
+                "score_all": float(scores.mean()),
+                "score_kept": float(scores[kept].mean()) if kept else None,
+                "task_all": float(tasks.mean()),
+                "task_kept": float(tasks[kept].mean()) if kept else None,
+            }
+            partial = kept_path.with_suffix(".partial")
+            with open(partial, "w", encoding="utf-8") as handle:
+                handle.write(json.dumps({"stats": stats}) + "\n")
+                for index in kept:
+                    handle.write(
+                        json.dumps(
+                            {
+                                "prompt": prompts[owners[index]].messages,
+                                "kind": prompts[owners[index]].kind,
+                                "response": candidates[index],
+                                "score": float(scores[index]),
+                            },
+                            ensure_ascii=False,
+                        )
+                        + "\n"
+                    )
+            partial.replace(kept_path)
+        if state is not None:
+            state.wait_for_everyone()  # helpers read the main process's kept set
+        lines = [json.loads(line) for line in kept_path.read_text(encoding="utf-8").splitlines()]
+        stats, kept_rows = lines[0]["stats"], lines[1:]
+        progress(
+            "reset",
+            round_index + 1,
+            config.rounds,
+            unit="rounds",
+            **{k: v for k, v in stats.items() if v is not None and k != "round"},
+        )
+        if not kept_rows:
+            continue
+        examples = [
+            sft_example(loaded.tokenizer, row["prompt"], row["response"], config.max_length) for row in kept_rows
+        ]
+        train_sft(
+            workspace,
+            config,
+            output_dir / f"round-{round_index}",
+            examples,
+            loaded,
+            plan,
+            progress,
+            model=model,
+            ia2_records=records[:64] if round_index == 0 else None,
+        )
+    return model, loaded.tokenizer
+
+
+TRAINERS = {"dpo": train_dpo, "spectrum": train_spectrum, "reset": train_reset}

@@ -1,0 +1,35 @@
+"""The Spectrum format: what is scored and what is not."""
+
+from __future__ import annotations
+
+import pytest
+
+from spectrum_core.tasks.spectrum_format import SpectrumTask, render
+
+
+@pytest.fixture(scope="module")
+def tokenizer(bundled_model):
+    return bundled_model.tokenizer
+
+
+def scored_text(tokenizer, example) -> list[str]:
+    return [tokenizer.decode([i]) for i, label in zip(example["input_ids"], example["labels"]) if label != -100]
+
+
+def test_mask_covers_exactly_the_outputs_and_their_end_token(tokenizer):
+    task = SpectrumTask(
+        "urn", "Balls from an urn with 2 red and 1 blue.", [(None, "red"), (None, "blue"), (None, "red")]
+    )
+    example = render(tokenizer, task)
+    assert "".join(scored_text(tokenizer, example)) == "red<|im_end|>blue<|im_end|>red<|im_end|>"
+    # Everything else, the description, the user turns and the role markers included, is unscored.
+    unscored = tokenizer.decode([i for i, label in zip(example["input_ids"], example["labels"]) if label == -100])
+    assert "Balls from an urn" in unscored and "Another sample." in unscored
+    assert unscored.count("assistant\n\n") == 3  # each output (and its end token) cut out
+
+
+def test_first_output_is_unscored_without_a_description_or_inputs(tokenizer):
+    bare = render(tokenizer, SpectrumTask("categorical", None, [(None, "abc"), (None, "xyz")]))
+    assert "".join(scored_text(tokenizer, bare)) == "xyz<|im_end|>"
+    with_input = render(tokenizer, SpectrumTask("chat", None, [("Say hi", "hi")]))
+    assert "".join(scored_text(tokenizer, with_input)) == "hi<|im_end|>"
