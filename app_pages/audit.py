@@ -78,11 +78,6 @@ if not audit_jobs:
     st.stop()
 
 
-def label(job_id: int) -> str:
-    job = jobs.refresh(workspace, job_id)
-    return f"#{job_id} · {job.status} · {job.created_at[:16].replace('T', ' ')}"
-
-
 def results(view: jobs.JobView) -> None:
     folder = workspace.find_artifact(view.job.artifact_key) if view.status == "succeeded" else None
     if folder is None:
@@ -104,5 +99,9 @@ def results(view: jobs.JobView) -> None:
     )
 
 
-job_id = pick_job([j.id for j in audit_jobs], label, "watch_job", "Audit runs of this dataset")
+labels = {  # one snapshot per run: a select box's labels must not change while the page draws
+    j.id: f"#{j.id} · {jobs.refresh(workspace, j.id).status} · {j.created_at[:16].replace('T', ' ')}"
+    for j in audit_jobs
+}
+job_id = pick_job(list(labels), labels.__getitem__, "watch_job", "Audit runs of this dataset")
 watch(workspace, job_id, title="Audit", details=results)

@@ -12,16 +12,9 @@ from app_pages.frame import build_frame
 from app_pages.job_panel import watch
 from spectrum_core import jobs, settings
 from spectrum_core.artifacts import EvaluationArtifact
+from spectrum_core.metrics import figures
 from spectrum_core.metrics.config import PRESETS, eval_preset
-from spectrum_core.metrics.figures import (
-    METRIC_GROUPS,
-    alignment_by_group,
-    all_figures,
-    faithfulness_points,
-    metric_bars,
-    prevalence_bars,
-    steerability_curve,
-)
+from spectrum_core.metrics.figures import METRIC_GROUPS, metric_bars
 from spectrum_core.metrics.report import comparison_table, export_html, export_json
 from spectrum_core.metrics.results import evaluation_settings, gather, tuning_runs
 from spectrum_core.metrics.targets import BASE
@@ -44,7 +37,7 @@ def audit_saes(path: str) -> dict:
 
 runs = tuning_runs(workspace, frame.audit_id)
 labels = {
-    str(j.id): f"run #{j.id} · {j.config.get('config', {}).get('method', '?')} · plan "
+    str(j.id): f"run #{j.id} · {j.settings.get('method', '?')} · plan "
     f"#{j.plan_id} · {(j.finished_at or '')[:16].replace('T', ' ')}"
     for j in runs
 }
@@ -96,14 +89,9 @@ if missing and not active:
         command += ["--audit", str(frame.audit_id)]
     st.code("spectrum " + " ".join(command), language="bash")
     if st.button(f"Evaluate {len(missing)} model(s)", type="primary"):
-        st.session_state["watch_eval"] = jobs.start_job(
-            workspace,
-            "eval",
-            command,
-            {"runs": missing, "audit": frame.audit_id, "preset": preset_name},
-            parent_job_id=frame.audit_id,
-            user=frame.user,
-        )
+        inputs = {"runs": missing, "audit": frame.audit_id, "preset": preset_name}
+        job_id = jobs.start_job(workspace, "eval", command, inputs, parent_job_id=frame.audit_id, user=frame.user)
+        st.session_state["watch_eval"] = job_id
         st.rerun()
 watched = active[0].id if active else st.session_state.get("watch_eval")
 if watched is not None:
@@ -142,7 +130,7 @@ with tabs[0]:
             horizontal=True,
             format_func={"mean": "mean activation", "rate": "firing rate"}.get,
         )
-        st.plotly_chart(prevalence_bars(comparison.prevalence, value), width="stretch")
+        st.plotly_chart(figures.prevalence_bars(comparison.prevalence, value), width="stretch")
         for name, table in comparison.prevalence.items():
             with st.expander(f"Numbers: {name}"):
                 st.dataframe(table, hide_index=True, width="stretch")
@@ -152,7 +140,7 @@ with tabs[0]:
     else:
         st.info("Concept prevalence compares a tuned run's generations with the base model's; pick an evaluated run.")
 with tabs[1]:
-    st.plotly_chart(steerability_curve(reports), width="stretch")
+    st.plotly_chart(figures.steerability_curve(reports), width="stretch")
     st.plotly_chart(metric_bars(reports, METRIC_GROUPS["Steerability (lower is better)"]), width="stretch")
 with tabs[2]:
     st.plotly_chart(metric_bars(reports, METRIC_GROUPS["Valid output coverage"]), width="stretch")
@@ -166,7 +154,7 @@ with tabs[3]:
     which = st.selectbox("Per opinion group for", list(comparison.report_folders))
     table = EvaluationArtifact(comparison.report_folders[which]).table("alignment")
     if len(table):
-        st.plotly_chart(alignment_by_group(table), width="stretch")
+        st.plotly_chart(figures.alignment_by_group(table), width="stretch")
 with tabs[4]:
     st.plotly_chart(metric_bars(reports, METRIC_GROUPS["Preference and reward"]), width="stretch")
     for report in reports:
@@ -184,7 +172,7 @@ with tabs[4]:
                 f"held-out pairs (β = {p['beta']:g})."
             )
 with tabs[5]:
-    st.plotly_chart(faithfulness_points(reports), width="stretch")
+    st.plotly_chart(figures.faithfulness_points(reports), width="stretch")
 with tabs[6]:
     st.plotly_chart(metric_bars(reports, METRIC_GROUPS["Diversity of generations"]), width="stretch")
 with tabs[7]:
@@ -196,7 +184,7 @@ with tabs[7]:
     # Built when clicked (the HTML carries plotly.js inline, several MB), not on every rerun.
     st.download_button(
         "Report (HTML)",
-        lambda: export_html(reports, all_figures(reports, comparison.prevalence), prevalence),
+        lambda: export_html(reports, figures.all_figures(reports, comparison.prevalence), prevalence),
         file_name="spectrum-evaluation.html",
         mime="text/html",
         on_click="ignore",

@@ -73,7 +73,7 @@ def find_bundled_gguf() -> Path:
         ) from None
     for entry in dist.files or []:
         if entry.name == BUNDLED_GGUF:
-            path = Path(dist.locate_file(entry))
+            path = Path(dist.locate_file(entry))  # type: ignore[arg-type]  # a pathlib.Path for installed dists
             if path.is_file():
                 return path
     raise ModelNotAvailableError(
@@ -175,6 +175,7 @@ def resolve_model_path(spec: str | None = None, *, allow_download: bool = True) 
     """Turn a spec into a local folder: bundled, an existing folder, or a cached/fetched hub id."""
     if is_bundled(spec):
         return prepare_bundled_model()
+    assert spec is not None  # is_bundled(None) is True
     spec = spec.strip()
     local = Path(spec).expanduser()
     if local.exists():
@@ -297,7 +298,7 @@ def load_model(
     elif tokenizer.pad_token is None:
         # Padding needs a token; reuse end-of-sequence, the usual choice for causal LMs.
         tokenizer.pad_token = tokenizer.eos_token
-    model.to(device)
+    model.to(device)  # type: ignore[arg-type]  # transformers' wrapped ``to`` stub is wrong; a device is fine
     model.eval()
     fold_output_projection_input(model)
     return LoadedModel(

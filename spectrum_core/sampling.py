@@ -3,6 +3,8 @@ left-padded, optionally seeded, greedy at temperature 0."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 
@@ -40,7 +42,7 @@ def sample_responses(
             batch = tokenizer([t for _, t in chunk], return_tensors="pt", padding=True, add_special_tokens=False).to(
                 device
             )
-            sampling = (
+            sampling: dict[str, Any] = (
                 {"do_sample": True, "temperature": temperature, "top_p": 1.0}
                 if temperature > 0
                 else {"do_sample": False}

@@ -13,8 +13,8 @@ import argparse
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any, Literal
 
 from .errors import ConfigError
@@ -92,9 +92,20 @@ def _unwrap(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
-@cache
+# A plain dict, not functools.cache: typeshed's cache wants Hashable arguments, which mypy does not
+# see ``type[Any]`` as.
+_SETTINGS: dict[type, tuple[Setting, ...]] = {}
+
+
 def settings_of(cls: type) -> tuple[Setting, ...]:
-    """The settings a config class declares (its ``init`` fields), in declaration order."""
+    """The settings a config class declares (its ``init`` fields), in declaration order (cached)."""
+    cached = _SETTINGS.get(cls)
+    if cached is None:
+        cached = _SETTINGS[cls] = _read_settings(cls)
+    return cached
+
+
+def _read_settings(cls: type) -> tuple[Setting, ...]:
     hints = typing.get_type_hints(cls)
     found = []
     for f in dataclasses.fields(cls):
@@ -108,7 +119,9 @@ def settings_of(cls: type) -> tuple[Setting, ...]:
         if typing.get_origin(annotation) is Literal:
             choices = typing.get_args(annotation)
             annotation = type(choices[0])
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = (
+            f.default if f.default is not dataclasses.MISSING else typing.cast("Callable[[], Any]", f.default_factory)()
+        )
         found.append(
             Setting(
                 f.name,

@@ -70,7 +70,7 @@ def test_stop_ends_the_process_tree_and_resume_continues(workspace):
 
     wait_for(lambda: len(shards()) >= 1)
     stopped = jobs.stop_job(workspace, job_id)
-    assert stopped["status"] == "stopped" and not group_alive(pgid)
+    assert stopped.status == "stopped" and not group_alive(pgid)
     finished = shards()
     # The same audit again starts after the shards the stopped one finished: its first progress
     # record already counts them as done.

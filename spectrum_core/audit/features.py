@@ -49,7 +49,10 @@ def encode_responses(store: ActivationStore, sae, *, chunk: int = 8192, progress
     n_responses = store.manifest["n_responses"]
     d_sae = sae.cfg.d_sae
     device = next(sae.parameters()).device
-    rows_max, cols_max, vals_max, vals_mean = [], [], [], []
+    rows_max: list[np.ndarray] = []
+    cols_max: list[np.ndarray] = []
+    vals_max: list[np.ndarray] = []
+    vals_mean: list[np.ndarray] = []
     response_tokens = np.zeros(n_responses, dtype=np.int64)
     t_resp, t_pos, t_lat, t_val = [], [], [], []
     token_ids: dict[int, np.ndarray] = {}

@@ -253,8 +253,9 @@ def run_audit(
         "joint_models": {},
     }
 
-    tables, joints = [], {}
-    mode_data: dict[str, tuple] = {}
+    tables: list[pd.DataFrame] = []
+    joints: dict[str, dict] = {}
+    mode_data: dict[str, tuple[sp.csr_matrix, sp.csr_matrix]] = {}
     features = None
     if "token" in modes:
         with timer("sae"):
@@ -277,6 +278,7 @@ def run_audit(
                 metrics.update(token_info)
                 del tokens
             else:
+                assert pretrained is not None  # loaded above whenever the SAE is not trained here
                 sae = pretrained
                 sae.save_model(str(out_dir / names.TOKEN_SAE_DIR))
                 tokens, token_info = store.training_tokens()
@@ -431,7 +433,7 @@ def _label_concepts(
         low = [texts[i] for i in low_index]
         ngrams = labelling.contrastive_ngrams(high, low, top_k=8) if high else []
         card = cards_by_concept.get(row["concept_id"])
-        token_records = []
+        token_records: list[tuple[str, float]] = []
         if card is not None:
             for tokens, acts in zip(card["tokens"], card["token_activations"]):
                 token_records.extend(zip(tokens, acts))

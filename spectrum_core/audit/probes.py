@@ -23,6 +23,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -643,7 +644,7 @@ def _as_text(value: object) -> str:
     return "" if missing else str(value)
 
 
-def compute_probes(texts: Sequence[str], token_counts: Sequence[int] | None = None) -> pd.DataFrame:
+def compute_probes(texts: Sequence[str], token_counts: Sequence[float] | np.ndarray | None = None) -> pd.DataFrame:
     """Probe values: one row per text (same order), one float32 column per probe in `PROBES`.
 
     `token_counts`, when given (the model tokenizer's count per text), is used for `length_tokens`
@@ -688,7 +689,7 @@ def probe_deltas(
 # --------------------------------------------------------------------------------------------
 
 
-def _dense_1d(values: object) -> np.ndarray:
+def _dense_1d(values: Any) -> np.ndarray:
     """A per-column reduction of a sparse matrix (ndarray, np.matrix or 1-D sparse), flat."""
     if sp.issparse(values):
         values = values.toarray()

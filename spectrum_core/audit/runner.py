@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 
@@ -16,6 +17,7 @@ from ..models import pick_device, pick_dtype
 from ..progress import Progress
 from ..stages import JobLinks, Stage, StageContext, run_stage
 from ..workspace import Workspace, artifact_key
+from .config import Dtype
 from .pipeline import AuditConfig, run_audit
 
 
@@ -29,7 +31,7 @@ class AuditOutcome:
     artifact_key: str
 
 
-def resolve_dataset(workspace: Workspace, dataset: str | int) -> dict:
+def resolve_dataset(workspace: Workspace, dataset: str | int | Path) -> dict:
     """A dataset id already in the workspace, or a file to add (reusing an earlier load)."""
     text = str(dataset)
     if text.isdigit() and not Path(text).exists():
@@ -40,14 +42,14 @@ def resolve_dataset(workspace: Workspace, dataset: str | int) -> dict:
 def resolved_config(config: AuditConfig) -> AuditConfig:
     """Pin the dtype the hardware choice would give, so it is part of the artifact key."""
     dtype = str(pick_dtype(pick_device(config.device), config.dtype)).removeprefix("torch.")
-    return replace(config, dtype=dtype)
+    return replace(config, dtype=cast(Dtype, dtype))  # pick_dtype gives one of Dtype's names
 
 
 class AuditStage(Stage):
     kind = "audit"
     progress_interval = 0.5
 
-    def __init__(self, dataset: str | int, config: AuditConfig):
+    def __init__(self, dataset: str | int | Path, config: AuditConfig):
         self.dataset, self.config = dataset, config
         self.record: dict = {}
 
@@ -93,7 +95,7 @@ class AuditStage(Stage):
 
 def run_audit_in_workspace(
     workspace: Workspace,
-    dataset: str | int,
+    dataset: str | int | Path,
     config: AuditConfig,
     *,
     progress: Progress | None = None,

@@ -15,7 +15,7 @@ the trainers the shaped pairs).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import yaml
 
@@ -164,7 +164,7 @@ def compile_plan(
         )
     return InterventionPlan(
         audit_job_id=audit_job_id,
-        audit_artifact=job.artifact_key,
+        audit_artifact=cast(str, job.artifact_key),  # the audit is finished (``view``), so it has its artifact
         dataset_id=job.dataset_id,
         dataset_artifact=dataset["artifact_key"] if dataset else None,
         model=str(view.report["config"]["model"]),

@@ -76,7 +76,9 @@ def _balance_bins(agreement: np.ndarray, mask: np.ndarray, n_bins: int) -> np.nd
     differ = mask & (agreement != 0)
     magnitude = np.abs(agreement[differ])
     for bins in range(max(1, n_bins), 0, -1):
-        edges = np.unique(np.quantile(magnitude, np.linspace(0, 1, bins + 1)[1:-1])) if bins > 1 else []
+        edges: np.ndarray | list[float] = (
+            np.unique(np.quantile(magnitude, np.linspace(0, 1, bins + 1)[1:-1])) if bins > 1 else []
+        )
         index = np.full(len(agreement), -1)
         index[differ] = np.searchsorted(edges, magnitude, side="right")
         ok = True
@@ -145,15 +147,15 @@ def shape_pairs(
         e = agreement(choice)
         bins = _balance_bins(e, kept, plan.balance_bins)
         if bins is None:
-            agree = kept & (e > 0)
-            if agree.any():
+            agreeing = kept & (e > 0)
+            if agreeing.any():
                 notes.append(
                     f"{choice.concept_id}: every kept pair where it differs agrees with the "
-                    f"label, so weights cannot balance it; its {int(agree.sum())} agreeing "
+                    f"label, so weights cannot balance it; its {int(agreeing.sum())} agreeing "
                     "pairs get weight 0"
                 )
-                weight[agree] = 0.0
-                for i in np.flatnonzero(agree):
+                weight[agreeing] = 0.0
+                for i in np.flatnonzero(agreeing):
                     changed_by[i].append(f"reweight:{choice.concept_id}")
             continue
         balanced.append((choice, e, bins))

@@ -14,6 +14,7 @@ KL_SMOOTHING = 1e-3
 def as_distribution(values, options: list[str] | None = None) -> np.ndarray:
     """A probability vector from counts or probabilities (a dict is read in ``options`` order)."""
     if isinstance(values, dict):
+        assert options is not None, "a dict of values needs options"
         values = [float(values.get(o, 0.0)) for o in options]
     array = np.asarray(values, dtype=np.float64)
     if array.ndim != 1 or (array < 0).any() or array.sum() <= 0:

@@ -31,7 +31,7 @@ def embedder_path() -> Path:
         ) from exc
     for file in distribution.files or []:
         if file.name == "modules.json" and file.parent.name == "model":
-            return Path(distribution.locate_file(file)).parent
+            return Path(distribution.locate_file(file)).parent  # type: ignore[arg-type]  # a pathlib.Path here
     raise RuntimeError(f"{EMBEDDER_PACKAGE} is installed but holds no model folder")
 
 

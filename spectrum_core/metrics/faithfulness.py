@@ -33,7 +33,7 @@ def faithfulness_metrics(
 ) -> dict:
     grounded = halueval_questions(n_grounded, seed, split="eval")
     constrained = constraint_prompts(n_constraint, seed, offset=n_grounded)
-    answers = sample_responses(
+    responses = sample_responses(
         model,
         tokenizer,
         [g.messages for g in grounded] + [m for m, _ in constrained],
@@ -41,7 +41,7 @@ def faithfulness_metrics(
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
     )
-    answers = [a[0] for a in answers]
+    answers = [r[0] for r in responses]
     grounded_answers, constrained_answers = answers[: len(grounded)], answers[len(grounded) :]
     return {
         "grounded_questions": len(grounded),

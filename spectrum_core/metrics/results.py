@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..artifacts import EvaluationArtifact
 from ..constants import GENERATIONS_DIR
-from ..workspace import Workspace
+from ..workspace import JobRecord, Workspace
 from .config import PRESETS, EvalConfig, eval_config_from_dict, eval_preset
 from .errors import EvaluationError
 from .evaluate import eval_key
@@ -19,10 +19,10 @@ from .report import load_report
 from .targets import BASE, plan_concepts, resolve_target
 
 
-def tuning_runs(workspace: Workspace, audit_job_id: int | None) -> list[dict]:
+def tuning_runs(workspace: Workspace, audit_job_id: int | None) -> list[JobRecord]:
     """Finished tuning runs of an audit, newest first, one per trained model: a later request for
     the same run only reused it, so the job that trained it stands for it."""
-    first: dict[str, dict] = {}
+    first: dict[str, JobRecord] = {}
     for job in workspace.jobs("tune"):  # newest first: the last one kept per key is the oldest
         if (
             job.status == "succeeded"
@@ -96,8 +96,10 @@ def gather(
             concepts.setdefault(concept["concept_id"], concept)  # the first run's decision labels it
     base = Generations.load(base_folder / GENERATIONS_DIR)
     for run in tuned:
+        folder = folders[run]
+        assert folder is not None  # a tuned run in ``names`` has its report, so its folder
         comparison.prevalence[names[run]] = compare_prevalence(
-            base, Generations.load(folders[run] / GENERATIONS_DIR), list(concepts.values()), saes
+            base, Generations.load(folder / GENERATIONS_DIR), list(concepts.values()), saes
         )
     if not tuned:
         current = plan_concepts(workspace, targets[BASE])

@@ -175,7 +175,7 @@ def preference_section(workspace, models, target, config) -> dict | None:
 
 
 def faithfulness_section(workspace, models, target, config, progress) -> pd.DataFrame:
-    points = [("final" if not target.is_base else "base", None)]
+    points: list[tuple[str, Path | None]] = [("final" if not target.is_base else "base", None)]
     if target.run.get("method") == "reset" and config.every_checkpoint:
         points = reset_checkpoints(workspace, target) + points
     rows = []

@@ -6,12 +6,13 @@ from __future__ import annotations
 from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 from .. import constants as names
 from ..artifacts import AuditArtifact, TuningArtifact
 from ..errors import NotFoundError
 from ..jobs import job_dir
-from ..models import load_model
+from ..models import LoadedModel, load_model
 from ..workspace import Workspace
 from .config import EvalConfig
 from .errors import EvaluationError
@@ -73,8 +74,8 @@ def resolve_target(
 
 @dataclass
 class EvalModels:
-    loaded: object  # the base model, untouched: it reads concepts, encodes for the reward, is the DPO reference
-    policy: object  # the model whose behaviour is measured (a run's adapter merged into its own copy)
+    loaded: LoadedModel  # the base model, untouched: it reads concepts, encodes for the reward, is the DPO reference
+    policy: Any  # the model whose behaviour is measured (a run's adapter merged into its own copy)
 
     def with_adapter(self, folder: Path):
         """A copy of the base model with a peft adapter merged in (merged weights sample about
@@ -90,7 +91,10 @@ def load_models(workspace: Workspace, target: EvalTarget, config: EvalConfig) ->
     models = EvalModels(loaded, loaded.model)
     if target.is_base:
         return models
-    run = TuningArtifact.at(workspace.find_artifact(target.tune_artifact), f"run {target.tune_job_id}'s artifact")
+    run = TuningArtifact.at(
+        workspace.find_artifact(cast(str, target.tune_artifact)),  # a tuned target names its artifact
+        f"run {target.tune_job_id}'s artifact",
+    )
     if run.adapter is not None:
         models.policy = models.with_adapter(run.adapter)
     else:
@@ -100,6 +104,7 @@ def load_models(workspace: Workspace, target: EvalTarget, config: EvalConfig) ->
 
 def reset_checkpoints(workspace: Workspace, target: EvalTarget) -> list[tuple[str, Path]]:
     """(label, folder) of a ReSet run's saved adapter checkpoints, in training order."""
+    assert target.tune_job_id is not None  # only a tuned (ReSet) run has checkpoints
     root = job_dir(workspace, target.tune_job_id) / names.CHECKPOINTS_DIR
     found = []
     for path in root.glob("round-*/checkpoint-*"):

@@ -86,7 +86,9 @@ def concept_activation(concept_id: str, encoded: EncodedResponses, texts: list[s
     if kind == "token":
         return np.asarray(encoded.features[:, int(index)].todense()).ravel()
     if kind == "difference":
-        return encoded.pooled @ concept_direction(concept_id, saes).numpy()
+        direction = concept_direction(concept_id, saes)
+        assert direction is not None, "a difference concept needs the difference SAE"
+        return encoded.pooled @ direction.numpy()
     if kind == "probe" and index in PROBES:
         return compute_probes(texts, encoded.lengths)[index].to_numpy(dtype=np.float64)
     raise KeyError(f"unknown concept {concept_id!r}")

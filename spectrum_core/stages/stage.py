@@ -13,7 +13,7 @@ import shutil
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..constants import CONFIG_FILE
 from ..jobs import job_dir, recording
@@ -39,7 +39,7 @@ class StageContext:
     job_folder: Path | None  # the job's own working files (checkpoints, resumable state)
     staging: Path  # where the artifact is written; published under its key when ``run`` returns
     progress: Progress
-    state: object | None = None  # accelerate's PartialState under several processes
+    state: Any = None  # accelerate's PartialState under several processes
 
     @property
     def is_main(self) -> bool:

@@ -11,6 +11,7 @@ import gzip
 import json
 import random
 import string
+from collections.abc import Mapping
 
 from ..bundled import AMBIENT_LABELS, DIFFUSE_PROMPTS, POLIS_VOTES, bundled_file
 from .eval_split import in_split
@@ -19,7 +20,7 @@ from .spectrum_format import SpectrumTask
 FAMILIES = ("polis", "ambient", "diffuse", "coin", "urn", "categorical", "chat")
 
 
-def _normalised(counts: dict[str, float]) -> dict[str, float]:
+def _normalised(counts: Mapping[str, float]) -> dict[str, float]:
     total = sum(counts.values())
     return {k: v / total for k, v in counts.items()}
 
@@ -62,7 +63,7 @@ def diffuse_rows(split: str = "train") -> list[tuple[str, list[str]]]:
     return rows
 
 
-def _draw(rng: random.Random, dist: dict[str, float], n: int) -> list[str]:
+def _draw(rng: random.Random, dist: Mapping[str, float], n: int) -> list[str]:
     names = [k for k, v in dist.items() if v > 0]
     return rng.choices(names, weights=[dist[k] for k in names], k=n)
 

@@ -68,7 +68,7 @@ def attention_outputs(model):
         def hook(module, args, output):
             captured.append(output[0] if isinstance(output, tuple) else output)
 
-        handles.append(layer.self_attn.register_forward_hook(hook))
+        handles.append(layer.self_attn.register_forward_hook(hook))  # type: ignore[union-attr]  # a Module
     try:
         yield captured
     finally:

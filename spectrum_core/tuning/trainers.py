@@ -9,8 +9,10 @@ reports through the progress callback, and returns the trained model and tokeniz
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from transformers import TrainerCallback
@@ -250,6 +252,7 @@ def train_reset(workspace: Workspace, config: ReSetRunConfig, output_dir: Path, 
     ]
     reward = None
     if main and not (run_dir / names.REWARD_DIR / names.REWARD_WEIGHTS_FILE).exists():
+        assert plan.dataset_id is not None and audit_folder is not None  # a plan comes from an audit of a dataset
         dataset = workspace.load_dataset(plan.dataset_id)
         reward, report = fit_shaped_reward(
             loaded,
@@ -276,9 +279,11 @@ def train_reset(workspace: Workspace, config: ReSetRunConfig, output_dir: Path, 
             if reward is None:
                 from ..reward import ShapedReward
 
+                assert audit_folder is not None  # the plan's audit is published
                 reward = ShapedReward.load(run_dir / names.REWARD_DIR, loaded, audit_folder)
             model.eval()
-            owners, candidates = [], []
+            owner_list: list[int] = []
+            candidates: list[str] = []
             for temperature in config.temperatures:
                 for _ in range(config.candidates_per_temperature):
                     # unseeded, top-k from the model's generation config: ReSet's own sampling
@@ -295,8 +300,8 @@ def train_reset(workspace: Workspace, config: ReSetRunConfig, output_dir: Path, 
                             top_k=None,
                         )
                     ]
-                    owners += list(range(len(prompts)))
-            owners = np.array(owners)
+                    owner_list += list(range(len(prompts)))
+            owners = np.array(owner_list)
             with model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext():
                 rewards = reward.score([prompts[o].messages for o in owners], candidates)
             tasks = np.array([task_score(prompts[o], c) for o, c in zip(owners, candidates)])
@@ -359,4 +364,9 @@ def train_reset(workspace: Workspace, config: ReSetRunConfig, output_dir: Path, 
     return model, loaded.tokenizer
 
 
-TRAINERS = {"dpo": train_dpo, "spectrum": train_spectrum, "reset": train_reset}
+# Each takes (workspace, its method's run config, output folder, progress) → (model, tokenizer).
+TRAINERS: dict[str, Callable[..., tuple[Any, Any]]] = {
+    "dpo": train_dpo,
+    "spectrum": train_spectrum,
+    "reset": train_reset,
+}

@@ -77,10 +77,12 @@ class WeightedDPOTrainer(DPOTrainer):
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
+        assert self._signature_columns is not None  # the base class has just set it
         if WEIGHT_COLUMN not in self._signature_columns:
             self._signature_columns = [*self._signature_columns, WEIGHT_COLUMN]
 
     def _compute_loss(self, model, inputs, return_outputs):
+        assert self.model is not None  # the trainer always holds its model
         mode = "train" if self.model.training else "eval"
         weights = inputs[WEIGHT_COLUMN].to(self.accelerator.device, torch.float32)
         model_kwargs = {
@@ -124,6 +126,6 @@ class WeightedDPOTrainer(DPOTrainer):
 def weighted_dpo_config(**overrides) -> DPOConfig:
     """DPOConfig with the settings the weighted trainer needs (reference log-probs once, the weight
     column kept)."""
-    defaults = dict(precompute_ref_log_probs=True, loss_type=["sigmoid"], report_to=[])
+    defaults: dict[str, Any] = dict(precompute_ref_log_probs=True, loss_type=["sigmoid"], report_to=[])
     defaults.update(overrides)
     return DPOConfig(**defaults)

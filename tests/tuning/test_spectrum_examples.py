@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from spectrum_core.tuning.config import SpectrumRunConfig
-from spectrum_core.tuning.runs import spectrum_examples
+from spectrum_core.tuning.trainers import spectrum_examples
 
 
 @pytest.fixture(scope="module")
