@@ -322,6 +322,11 @@ def cmd_workspace_info(args) -> int:
 
 def cmd_app(args) -> int:
     app = Path(__file__).resolve().parent.parent / "app.py"
+    if not app.is_file():  # the library was installed without the source checkout the app lives in
+        raise UsageError(
+            f"the app is not installed beside the library ({app} is missing): run `make app` "
+            "in a checkout of the Spectrum repository"
+        )
     env = dict(os.environ)
     if args.workspace:
         env["SPECTRUM_WORKSPACE"] = str(Path(args.workspace).resolve())

@@ -187,12 +187,15 @@ def add_arguments(
             options: dict[str, Any] = {"dest": item.name, "default": argparse.SUPPRESS, "help": text}
             if item.kind is bool and not item.is_list:
                 options["action"] = argparse.BooleanOptionalAction
+            elif item.is_list:  # words may also hold comma-separated items: split and checked in given()
+                options.update(
+                    nargs="+",
+                    metavar="{" + ",".join(item.choices) + "}" if item.choices else METAVARS.get(item.kind, "VALUE"),
+                )
             else:
                 options.update(type=item.parse, metavar=METAVARS.get(item.kind, "VALUE"))
                 if item.choices is not None:
                     options.update(choices=item.choices, metavar=None)
-                if item.is_list:
-                    options["nargs"] = "+"
             parser.add_argument(item.flag, *item.flags, **options)
 
 
@@ -204,7 +207,7 @@ def given(args: argparse.Namespace, cls: type) -> dict:
         if hasattr(args, item.name):
             value = getattr(args, item.name)
             if item.is_list:
-                value = [part for word in value for part in str(word).split(",") if part]
+                value = [item.parse(part) for word in value for part in word.split(",") if part.strip()]
             values[item.name] = value
     return values
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from spectrum_core.cli import main
 from tests.conftest import HH_FILE, LLAMAFACTORY_FILE
 
@@ -126,3 +128,41 @@ def test_audit_cli_args_round_trip():
     parsed = _audit_config(build_parser().parse_args(audit_cli_args(7, config)))
     assert parsed == config
     assert audit_cli_args(7, AuditConfig()) == ["audit", "7"]
+
+
+def test_library_errors_are_one_line_and_exit_2(tmp_path, capsys):
+    workspace = ["--workspace", str(tmp_path / "ws")]
+    for argv, message in [
+        (["tune", "--plan", "999"], "No plan 999"),
+        (["tune", "--plan", "1", "--method", "reset", "--beta", "0.2"], "--method reset has no setting beta"),
+        (["eval", "--run", "5"], "no tuning job '5'"),
+        (["eval", "--steer-families", "dice"], "unknown steerability families"),
+        (["tune", "--resume", "3"], "job 3 has no config.yaml"),
+    ]:
+        assert main([*workspace, *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: ") and message in err, (argv, err)
+
+
+def test_help_is_generated_from_the_configs(capsys):
+    for command, expected in [
+        (
+            "tune",
+            [
+                "{dpo,spectrum,reset}",
+                "--learning-rate",
+                "--ia2-priming",
+                "--caft",
+                "--temperatures",
+                "[reset only]",
+                "(cpu-demo: 20)",
+            ],
+        ),
+        ("eval", ["steerability, coverage, alignment", "--coverage-prompts", "--every-checkpoint"]),
+        ("audit", ["--pooling {max,mean}", "--modes {token,difference}", "--width"]),
+    ]:
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        for part in expected:
+            assert part in text, (command, part)

@@ -130,7 +130,7 @@ def test_same_audit_twice_is_reused(planted_audit):
     again = run_audit_in_workspace(workspace, path, AuditConfig(**CONFIG))
     assert again.reused and again.folder == outcome.folder
     jobs = workspace.jobs("audit")
-    assert jobs[0]["status"] == "succeeded" and jobs[0]["artifact_key"] == outcome.artifact_key
+    assert jobs[0].status == "succeeded" and jobs[0].artifact_key == outcome.artifact_key
 
 
 def test_pretrained_sae_from_a_previous_run(planted_audit):
@@ -146,7 +146,7 @@ def test_pretrained_sae_from_a_previous_run(planted_audit):
     assert "activations" not in loaded.report["timings"] or loaded.report["timings"]["activations"] < 5
     with pytest.raises(SAELoadError, match="--layer"):
         run_audit_in_workspace(workspace, path, AuditConfig(**CONFIG, layer=10, sae=str(outcome.folder / "sae")))
-    assert workspace.jobs("audit")[0]["status"] == "failed"
+    assert workspace.jobs("audit")[0].status == "failed"
 
 
 def test_two_processes_through_accelerate(tmp_path, bundled_model):

@@ -169,8 +169,8 @@ def test_two_processes_through_accelerate(planned):
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("Tuning finished") == 1
     runs = workspace.jobs("tune")
-    assert len(runs) == 1 and runs[0]["status"] == "succeeded"
-    folder = workspace.find_artifact(runs[0]["artifact_key"])
+    assert len(runs) == 1 and runs[0].status == "succeeded"
+    folder = workspace.find_artifact(runs[0].artifact_key)
     assert (folder / "adapter" / "adapter_config.json").exists()
     steps = [r["done"] for r in read_progress(folder / "progress.jsonl") if "loss" in r]
     assert steps == [1, 2]
