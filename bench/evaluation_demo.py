@@ -38,7 +38,7 @@ def main() -> None:
     from spectrum_core.metrics.results import gather
     from spectrum_core.reward.shaped import load_audit_saes
     from spectrum_core.tuning.config import preset
-    from spectrum_core.tuning.runs import run_tuning, tuning_key
+    from spectrum_core.tuning.runs import run_tuning
 
     # The oldest plan: the decisions bench/app_render.py made (the twin below is saved after it).
     workspace, audit_id, folder, view, dataset, shaped_plan = full_audit_plan(args.workspace, newest=False)
@@ -60,8 +60,7 @@ def main() -> None:
         config = preset("dpo", "cpu-demo")
         config.plan_id = saved.plan_id
         started = time.perf_counter()
-        run_tuning(workspace, config)
-        key = tuning_key(workspace, config)
+        key = run_tuning(workspace, config).name  # the artifact's folder is named by its key
         # the job that trained it (a later identical request makes a job that only reuses it)
         runs[name] = min(j.id for j in workspace.jobs("tune") if j.artifact_key == key)
         print(f"{name}: run {runs[name]} ({time.perf_counter() - started:.0f} s)", flush=True)

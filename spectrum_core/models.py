@@ -238,23 +238,26 @@ def pick_device(requested: str | None = None) -> str:
     return "cpu"
 
 
+CPUINFO = Path("/proc/cpuinfo")
+# CPU flags of native bfloat16 matrix units (AVX512-BF16, AMX); without them bf16 is emulated and
+# slower than float32.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
 @functools.cache
-def _cpu_bf16_is_fast() -> bool:
-    """Time one small matmul in each dtype: bf16 is only worth it where the CPU has bf16 units
-    (AVX512-BF16, AMX). Elsewhere it is emulated and slower than float32."""
-    import torch
+def _cpu_bf16_is_fast(cpuinfo: Path = CPUINFO) -> bool:
+    """Whether the CPU has native bf16 units, read from its flags.
 
-    def best_time(dtype) -> float:
-        a = torch.randn(384, 384).to(dtype)
-        a @ a
-        times = []
-        for _ in range(3):
-            started = time.perf_counter()
-            a @ a
-            times.append(time.perf_counter() - started)
-        return min(times)
-
-    return best_time(torch.bfloat16) < 0.8 * best_time(torch.float32)
+    The choice is part of an audit's artifact key and changes every activation, so it must not
+    depend on the machine's load: an earlier version timed one matmul in each dtype and, on a busy
+    machine, two runs of the same audit (or two processes of one run) chose different dtypes.
+    Where the flags cannot be read (not Linux), float32: slower at worst, and the same every time."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return False
+    flags = {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
 
 
 def pick_dtype(device: str, requested: str | None = None):

@@ -94,7 +94,7 @@ def test_killed_job_shows_as_failed(workspace):
     )
     wait_for(lambda: workspace.job(job_id).status == "running")
     os.killpg(os.getpgid(workspace.job(job_id).pid), signal.SIGKILL)
-    job = wait_for(lambda: (j := jobs.refresh(workspace, job_id))["status"] == "failed" and j)
+    job = wait_for(lambda: (j := jobs.refresh(workspace, job_id)).status == "failed" and j)
     assert "ended without reporting" in job.error
 
 
@@ -108,7 +108,7 @@ def test_stop_leaves_the_process_of_a_finished_job_alone(tmp_path):
     try:
         job_id = workspace.create_job("eval", {"test": "finished"})
         workspace.update_job(job_id, status="succeeded", pid=other.pid)
-        assert jobs.stop_job(workspace, job_id, grace_seconds=0.5)["status"] == "succeeded"
+        assert jobs.stop_job(workspace, job_id, grace_seconds=0.5).status == "succeeded"
         assert other.poll() is None  # still running
     finally:
         other.kill()

@@ -86,6 +86,17 @@ def test_device_and_dtype_choice(bundled_model):
         pick_dtype("cpu", "float7")
 
 
+def test_cpu_bf16_choice_reads_the_cpu_flags_not_a_timing(tmp_path):
+    """The automatic dtype is part of an audit's key: it must be the same on every run, busy or not."""
+    flags = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f {}\n"
+    for extra, expected in (("avx512_bf16", True), ("amx_bf16 amx_tile", True), ("", False)):
+        cpuinfo = tmp_path / f"cpuinfo-{expected}-{len(extra)}"
+        cpuinfo.write_text(flags.format(extra))
+        assert models._cpu_bf16_is_fast(cpuinfo) is expected
+    assert models._cpu_bf16_is_fast(tmp_path / "missing") is False
+    assert len({pick_dtype("cpu") for _ in range(5)}) == 1
+
+
 def test_load_with_explicit_dtype_and_local_folder(bundled_model):
     loaded = load_model(str(bundled_model.path), dtype="float32")
     assert loaded.dtype is torch.float32 and loaded.model.dtype == torch.float32

@@ -48,6 +48,7 @@ def resolved_config(config: AuditConfig) -> AuditConfig:
 class AuditStage(Stage):
     kind = "audit"
     progress_interval = 0.5
+    record_reuse = False  # the same audit again is the same audit: decisions attach to the job that made it
 
     def __init__(self, dataset: str | int | Path, config: AuditConfig):
         self.dataset, self.config = dataset, config

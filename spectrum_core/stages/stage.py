@@ -1,10 +1,9 @@
 """The ``Stage`` interface and ``run_stage``, the one function that runs any stage.
 
-``run_stage`` does, for every stage: key the inputs → reuse a published artifact → create or adopt
-the job row → record running / stopped / failed → write the job's ``config.yaml`` (what
-``--resume`` runs again) → log progress → run into a private staging folder → publish it under its
-key → mark the job succeeded. Under several processes, every process prepares and runs; only the
-main one records and publishes.
+For every stage: key the inputs → reuse a published artifact → create or adopt the job row → record
+running / stopped / failed → write the job's ``config.yaml`` (what ``--resume`` runs again) → log
+progress → run into a private staging folder → publish it under its key → mark the job succeeded.
+Under several processes, every process prepares and runs; only the main one records and publishes.
 """
 
 from __future__ import annotations
@@ -61,6 +60,9 @@ class StageOutcome:
 class Stage(ABC):
     kind: ClassVar[str]  # job kind and artifact kind
     progress_interval: ClassVar[float] = 0.0  # seconds between progress lines per sub-stage
+    # A request answered by an existing artifact still gets a (succeeded) job row, so the request is
+    # on record; a stage whose decisions attach to the producing job turns this off.
+    record_reuse: ClassVar[bool] = True
 
     def prepare(self, workspace: Workspace) -> None:  # noqa: B027 (optional hook, nothing to do by default)
         """Resolve what the key needs (runs once per process, the main process first)."""
@@ -135,6 +137,8 @@ def run_stage(
             shutil.rmtree(staging, ignore_errors=True)
         return None
     if existing is not None and not force:
+        if job_id is None and stage.record_reuse:
+            job_id = workspace.create_job(stage.kind, inputs, **asdict(stage.links(workspace)))
         if job_id is not None:
             workspace.update_job(job_id, status="succeeded", artifact_key=key, finished_at=utc_now())
         return StageOutcome(existing, key, job_id or _producer(workspace, stage.kind, key), True)

@@ -87,15 +87,10 @@ class TuneStage(Stage):
             shutil.copy(kept, staging / kept.name)
 
 
-def tuning_key(workspace: Workspace, config: TuningConfig) -> str:
-    stage = TuneStage(config)
-    stage.prepare(workspace)
-    return stage.key(workspace)[0]
-
-
 def run_tuning(
     workspace: Workspace, config: TuningConfig, *, job_id: int | None = None, progress: Progress | None = None
 ) -> Path:
     """Run (or resume, or reuse) a tuning run; returns the artifact folder (in every process)."""
-    outcome = run_stage(workspace, TuneStage(config), job_id=job_id, progress=progress)
-    return outcome.folder if outcome is not None else workspace.artifact_path(tuning_key(workspace, config))
+    stage = TuneStage(config)
+    outcome = run_stage(workspace, stage, job_id=job_id, progress=progress)
+    return outcome.folder if outcome is not None else workspace.artifact_path(stage.key(workspace)[0])

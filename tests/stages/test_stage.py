@@ -51,8 +51,14 @@ def test_runs_once_then_reuses(tmp_path):
     assert records[-1]["done"] == records[-1]["total"] == 4
     again = run_stage(workspace, Squares(4))
     assert again is not None and again.reused and again.folder == first.folder
-    assert again.job_id == first.job_id  # the job that produced it, no new job row
-    assert len(workspace.jobs("squares")) == 1
+    assert again.job_id != first.job_id and workspace.job(again.job_id).artifact_key == first.key  # on record
+    Squares.record_reuse = False
+    try:
+        quiet = run_stage(workspace, Squares(4))
+        assert quiet.reused and quiet.job_id == first.job_id  # the job that produced it, no new row
+    finally:
+        Squares.record_reuse = True
+    assert len(workspace.jobs("squares")) == 2
     assert stage_status(workspace, Squares(4)) == (first.folder, None)
     assert stage_status(workspace, Squares(5)) == (None, None)
 
