@@ -86,12 +86,24 @@ def results(view: jobs.JobView) -> None:
     report, sae = audit.report, audit.report["sae"].get("token")
     columns = st.columns(4)
     columns[0].metric("Pairs", f"{report['n_pairs']:,}")
-    columns[1].metric("Concepts with q < 0.05", f"{sum(report['n_significant'].values()):,}")
+    alpha = report.get("fdr_threshold", 0.05)
+    columns[1].metric(f"Concepts with q < {alpha:g}", f"{sum(report['n_significant'].values()):,}")
     if sae:
         columns[2].metric("SAE explained variance", f"{sae['explained_variance']:.2f}")
     auc = report["joint_models"].get("token", {}).get("auc_held_out")
     if auc is not None:
         columns[3].metric("Held-out AUC (token mode)", f"{auc:.2f}")
+    length = report.get("baselines", {}).get("length")
+    if length:
+        st.caption(
+            f"Baseline: the longer response was chosen in {length['longer_chosen_share']:.0%} of the "
+            f"{length['pairs_with_length_difference']:,} pairs whose lengths differ; a length-only model's held-out "
+            f"AUC is {length['length_only_auc_held_out']:.2f} (the joint model's above is on concepts + length)."
+        )
+    for warning in report.get("warnings", []):
+        st.warning(warning)
+    if report.get("verdict"):
+        (st.success if sum(report["n_significant"].values()) else st.warning)(report["verdict"])
     st.dataframe(
         audit.concepts().head(10)[["rank", "concept_id", "label", "direction", "share_chosen_more", "q_value", "coef"]],
         hide_index=True,

@@ -21,6 +21,9 @@ if folder is None:
 
 view = load_audit_view(str(folder))
 audit_id = frame.audit_id
+if view.report.get("verdict"):
+    significant = view.report["power"]["n_significant"]
+    (st.success if significant else st.warning)(view.report["verdict"])
 decisions = workspace.current_decisions(audit_id)
 labels = workspace.labels(audit_id)
 concepts = view.concepts.copy()
@@ -57,6 +60,7 @@ table = shown[
         "q_value",
         "coef",
         "prevalence",
+        *(["agreement_strength"] if "agreement_strength" in shown else []),
         "decision",
     ]
 ]
@@ -70,6 +74,9 @@ selection = st.dataframe(
     key="concept_table",
     column_config={
         "share_chosen_more": st.column_config.NumberColumn(format="%.2f"),
+        "agreement_strength": st.column_config.NumberColumn(
+            "κ × relevance", format="%.3f", help="Feedback Forensics' agreement strength with the human choice"
+        ),
         "q_value": st.column_config.NumberColumn(format="%.2e"),
         "coef": st.column_config.NumberColumn(format="%+.2f"),
         "prevalence": st.column_config.NumberColumn(format="%.2f"),

@@ -142,13 +142,13 @@ def _audit_config(args) -> AuditConfig:
     return settings.from_dict(AuditConfig, settings.given(args, AuditConfig), owner="audit")
 
 
-def print_concepts(concepts, top: int) -> None:
+def print_concepts(concepts, top: int, alpha: float = 0.05) -> None:
     from .audit.pipeline import describe_concept
 
     shown = concepts.head(top)
     print(
         f"\nTop {len(shown)} of {len(concepts)} concepts (q-values across all; "
-        f"{int((concepts['q_value'] < 0.05).sum())} with q < 0.05):"
+        f"{int((concepts['q_value'] < alpha).sum())} with q < {alpha:g}):"
     )
     for _, row in shown.iterrows():
         contribution = row.get("auc_contribution")
@@ -301,7 +301,18 @@ def cmd_audit(args) -> int:
             f"Joint L1 model on {mode} Δ + length: held-out AUC {joint['auc_held_out']:.3f} "
             f"({joint['n_selected']} selected)"
         )
-    print_concepts(outcome.concepts, args.top)
+    length = report.get("baselines", {}).get("length")
+    if length:
+        print(
+            f"Baseline: the longer response was chosen in {length['longer_chosen_share']:.0%} of the "
+            f"{length['pairs_with_length_difference']:,} pairs whose lengths differ; a length-only model's "
+            f"held-out AUC is {length['length_only_auc_held_out']:.3f}"
+        )
+    for warning in report.get("warnings", []):
+        print(f"warning: {warning}")
+    if report.get("verdict"):
+        print(report["verdict"])
+    print_concepts(outcome.concepts, args.top, report.get("fdr_threshold", 0.05))
     return 0
 
 

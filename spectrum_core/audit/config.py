@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ..errors import ConfigError
 from ..settings import plain, setting, validate
 
 MODES = ("token", "difference")
@@ -25,6 +26,9 @@ class AuditConfig:
     max_pairs: int | None = setting(None, "audit a seeded sample of this many pairs (none: all)")
     pooling: Literal["max", "mean"] = setting("max", "how a response's token activations become one number")
     correction: Literal["bh", "bonferroni"] = setting("bh", "multiple-testing correction across all concepts")
+    fdr_threshold: float = setting(
+        0.05, "a concept is significant when its q-value is below this; significant concepts always rank first"
+    )
     seed: int = setting(0, "seed of the pair sample, the SAE and the statistics")
     device: str | None = setting(None, "cpu, cuda, cuda:N or mps (none: the best available)")
     dtype: Dtype | None = setting(None, "activation dtype (none: bfloat16 where the hardware is fast at it)")
@@ -42,6 +46,8 @@ class AuditConfig:
 
     def __post_init__(self):
         validate(self)
+        if not 0 < self.fdr_threshold < 1:
+            raise ConfigError(f"AuditConfig: fdr_threshold must be between 0 and 1, got {self.fdr_threshold}")
 
     def identity(self) -> dict:
         """What determines the result (so the artifact key): everything but the device."""

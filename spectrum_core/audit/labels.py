@@ -22,6 +22,7 @@ import os
 import re
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -253,7 +254,20 @@ class LLMEndpoint:
 
     @property
     def url(self) -> str:
-        return f"{self.base_url.rstrip('/')}/chat/completions"
+        """``<base>/chat/completions``, keeping a query string the base URL carries (some servers
+        want e.g. ``?api-version=...``) after the path."""
+        parts = urllib.parse.urlsplit(self.base_url.strip())
+        path = parts.path.rstrip("/") + "/chat/completions"
+        return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+    @property
+    def display_url(self) -> str:
+        """The URL without a user, password, query string or fragment: what messages and logs may
+        show (a base URL can carry credentials, e.g. ``https://user:token@host/v1?key=...``)."""
+        parts = urllib.parse.urlsplit(self.url)
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
     def api_key(self) -> str | None:
         key = os.environ.get(self.api_key_env, "").strip()
@@ -321,7 +335,14 @@ class HTTPClient(Protocol):
     def post(self, url: str, *, json: Any, headers: dict[str, str], timeout: float) -> Any: ...
 
 
-def _redact(text: str, secret: str | None) -> str:
+def _redact(text: str, secret: str | None, url: str = "") -> str:
+    """``text`` without the key, and without the URL's credentials and query string wherever a
+    library's message repeats the full URL."""
+    if url:
+        parts = urllib.parse.urlsplit(url)
+        for private in (parts.password, parts.username, parts.query):
+            if private:
+                text = text.replace(private, "***")
     return text.replace(secret, "***") if secret else text
 
 
@@ -529,7 +550,8 @@ class LLMLabeler:
         body = {"model": self.endpoint.model, "messages": messages, "temperature": self.temperature}
 
         def fail(reason: str) -> LabelingError:
-            return LabelingError(_redact(f"LLM endpoint {url} failed: {reason}", api_key))
+            shown = self.endpoint.display_url
+            return LabelingError(_redact(f"LLM endpoint {shown} failed: {reason}", api_key, self.endpoint.url))
 
         if self.client is not None:
             try:

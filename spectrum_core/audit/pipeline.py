@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -29,6 +30,7 @@ from ..models import LoadedModel, load_model
 from ..progress import Progress
 from . import labels as labelling
 from .activations import default_layer, extract_activations, hook_name
+from .baselines import agreement_strength, length_baseline
 from .config import MODES, AuditConfig
 from .errors import AuditInputError
 from .features import (
@@ -40,9 +42,12 @@ from .features import (
     token_activations,
     top_responses,
 )
+from .power import power_summary, verdict
 from .probes import PROBES, compute_probes, probe_correlations
 from .sae import SAETrainingConfig, evaluate_sae, load_pretrained_sae, train_sae
 from .stats import adjust_pvalues, feature_statistics, rank_concepts
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -251,6 +256,7 @@ def run_audit(
         },
         "sae": {},
         "joint_models": {},
+        "warnings": [],
     }
 
     tables: list[pd.DataFrame] = []
@@ -350,10 +356,11 @@ def run_audit(
         concepts = pd.concat(tables, ignore_index=True)
         # One family of hypotheses: q-values across every concept of every mode.
         concepts["q_value"] = adjust_pvalues(concepts["p_sign"].to_numpy(), method=config.correction)
-        concepts = rank_concepts(concepts)
+        concepts = agreement_strength(rank_concepts(concepts, alpha=config.fdr_threshold), len(pairs))
     report["joint_models"] = {
         mode: {k: v for k, v in joint.items() if not isinstance(v, np.ndarray)} for mode, joint in joints.items()
     }
+    report["baselines"] = {"length": length_baseline(chosen_len, rejected_len, train_mask, config.seed).to_dict()}
 
     with timer("cards"):
         card_tables = []
@@ -374,7 +381,7 @@ def run_audit(
         cards = pd.concat(card_tables, ignore_index=True) if card_tables else pd.DataFrame()
 
     with timer("labels"):
-        concepts = _label_concepts(concepts, cards, pairs, mode_data, config, out_dir, progress)
+        concepts = _label_concepts(concepts, cards, pairs, mode_data, config, out_dir, progress, report["warnings"])
 
     with timer("write"):
         pair_ids = pairs["pair_id"].to_numpy()
@@ -388,8 +395,13 @@ def run_audit(
     report["timings"] = timer.seconds
     report["n_concepts"] = {mode: int((concepts["mode"] == mode).sum()) for mode in mode_data}
     report["n_significant"] = {
-        mode: int(((concepts["mode"] == mode) & (concepts["q_value"] < 0.05)).sum()) for mode in mode_data
+        mode: int(((concepts["mode"] == mode) & (concepts["q_value"] < config.fdr_threshold)).sum())
+        for mode in mode_data
     }
+    summary = power_summary(concepts, len(pairs), config.fdr_threshold)
+    report["fdr_threshold"] = config.fdr_threshold
+    report["power"] = summary.to_dict()
+    report["verdict"] = verdict(summary)
     (out_dir / names.REPORT_FILE).write_text(json.dumps(report, indent=1, default=float))
     return AuditResult(out_dir, concepts, report)
 
@@ -402,8 +414,11 @@ def _label_concepts(
     config: AuditConfig,
     out_dir: Path,
     progress,
+    warnings: list[str],
 ) -> pd.DataFrame:
-    """Offline labels for the best-ranked SAE concepts; LLM labels on top when configured."""
+    """Offline labels for the best-ranked SAE concepts; LLM labels on top when configured. An LLM
+    endpoint that fails costs a warning (in ``warnings`` and the log) and the LLM labels, never the
+    audit: every concept keeps its offline label."""
     concepts = concepts.copy()
     concepts["label_source"] = np.where(concepts["kind"] == "probe", "probe", "")
     concepts["top_ngrams"] = ""
@@ -445,7 +460,13 @@ def _label_concepts(
         concepts.at[index, "top_tokens"] = ", ".join(t for t, _ in top_tokens)
         if labeler is not None and count < config.llm_labelled_concepts and high:
             held = rng.choice(2 * n_pairs, size=min(40, 2 * n_pairs), replace=False)
-            candidates = labeler.label_feature(high[:10], low[:10], [texts[i] for i in held], column[held].tolist())
+            try:
+                candidates = labeler.label_feature(high[:10], low[:10], [texts[i] for i in held], column[held].tolist())
+            except labelling.LabelingError as exc:
+                message = f"LLM labels skipped, offline labels kept: {exc}"
+                logger.warning(message)
+                warnings.append(message)
+                labeler, candidates = None, []
             if candidates and not math.isnan(candidates[0]["fidelity"]):
                 concepts.at[index, "label"] = candidates[0]["label"]
                 concepts.at[index, "label_source"] = "llm"

@@ -392,3 +392,42 @@ def test_endpoint_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     endpoint = LLMEndpoint.from_env()
     assert endpoint == LLMEndpoint("http://127.0.0.1:1/v1", "some-model")
     assert endpoint.api_key() == SECRET and SECRET not in repr(endpoint)
+
+
+def test_display_url_drops_credentials_and_query() -> None:
+    endpoint = LLMEndpoint("https://ana:s3cret@llm.example:8443/v1?api_key=k3y#frag", "m")
+    assert endpoint.display_url == "https://llm.example:8443/v1/chat/completions"
+    assert endpoint.url.startswith("https://ana:s3cret@")  # the request itself still carries them
+
+
+def test_a_dead_endpoint_costs_a_warning_not_the_audit(tmp_path: Path, monkeypatch, bundled_model) -> None:
+    from spectrum_core.audit.pipeline import AuditConfig
+    from spectrum_core.audit.runner import run_audit_in_workspace
+    from spectrum_core.workspace import Workspace
+    from tests.conftest import LLAMAFACTORY_FILE
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("SPECTRUM_LLM_BASE_URL", f"http://ana:s3cret@127.0.0.1:{port}/v1?api_key=k3y")
+    monkeypatch.setenv("SPECTRUM_LLM_MODEL", "m")
+    workspace = Workspace(tmp_path / "ws")
+    config = AuditConfig(
+        max_pairs=30,
+        max_prompt_tokens=64,
+        max_response_tokens=64,
+        sae_training_tokens=20_000,
+        modes=("token",),
+        llm_labelled_concepts=3,
+        labelled_concepts=5,
+    )
+    outcome = run_audit_in_workspace(workspace, LLAMAFACTORY_FILE, config)
+    assert outcome is not None and not outcome.reused
+    (warning,) = outcome.report["warnings"]
+    assert "LLM labels skipped" in warning and f"127.0.0.1:{port}/v1/chat/completions" in warning
+    labelled = outcome.concepts[outcome.concepts["label_source"].isin(["offline", "llm"])]
+    assert len(labelled) == 5 and set(labelled["label_source"]) == {"offline"}
+    recorded = [workspace.job(outcome.job_id).error or "", json.dumps(workspace.audit_log()), warning]
+    log = (tmp_path / "ws").rglob("*.jsonl")
+    recorded += [path.read_text() for path in log]
+    assert not any(secret in text for text in recorded for secret in ("s3cret", "k3y", "ana:"))
