@@ -100,6 +100,9 @@ if new_label.strip() and new_label.strip() != row["label"]:
     workspace.set_label(audit_id, concept_id, new_label.strip(), user=frame.user)
     st.rerun()
 st.text(describe_concept(row))  # labels come from dataset text: shown as text, never markup
+snippets = row.get("snippets")
+if snippets is not None and len(snippets):
+    st.text("\n".join(f"“{quote}”" for quote in snippets))  # dataset text: plain text, never markup
 stats = st.columns(5)
 stats[0].metric("Pairs where it differs", f"{int(row['n_differ']):,}")
 stats[1].metric("Chosen has more", f"{row['share_chosen_more']:.0%}" if row["n_differ"] else "–")

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 from sklearn.metrics import roc_auc_score
 
 from ..errors import SpectrumError
@@ -160,6 +160,37 @@ def top_activating_tokens(
     return ranked[: max(top_k, 0)]
 
 
+# Words that carry no concept on their own: scikit-learn's English stop words and the pieces of
+# contractions ("i'm", "you're", "it'd"), but not negations: "i don't" and "can't" are how
+# refusals read.
+NEGATIONS = frozenset({"no", "not", "nor", "never", "none", "nothing", "nobody", "nowhere", "neither", "cannot"})
+CLITICS = frozenset({"s", "d", "ll", "re", "ve", "m"})
+FUNCTION_WORDS = (ENGLISH_STOP_WORDS - NEGATIONS) | CLITICS
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)*")
+
+
+def is_function_words(term: str) -> bool:
+    """Whether a term is made only of function words (or of no words at all: punctuation)."""
+    words = _WORD.findall(str(term).lower().replace("’", "'"))
+    for word in words:
+        if word.endswith("n't"):
+            return False  # a negation
+        if not all(part in FUNCTION_WORDS for part in word.split("'") if part):
+            return False
+    return True
+
+
+def snippet(tokens: Sequence[str], activations: Sequence[float], radius: int = 8) -> str:
+    """The text around a response's most active token (``radius`` tokens each side), with "…"
+    where it was cut: a short quote that shows the concept at work."""
+    if not len(tokens):
+        return ""
+    peak = int(np.argmax(np.asarray(activations, dtype=np.float64)))
+    start, end = max(0, peak - radius), min(len(tokens), peak + radius + 1)
+    text = " ".join("".join(tokens[start:end]).split())
+    return ("…" if start else "") + text + ("…" if end < len(tokens) else "")
+
+
 def _terms(items: Sequence[tuple[str, float]] | Sequence[str] | None) -> list[str]:
     """Term strings from ``(term, score)`` pairs or bare strings, empty ones dropped."""
     out: list[str] = []
@@ -204,13 +235,14 @@ def offline_label(
     """A short deterministic label such as ``"sorry / can't help · ≈refusal (r=0.62)"``.
 
     Built from the 2-3 best n-grams (phrases preferred over the words inside them), falling
-    back to the 3 top tokens when there are no n-grams; the nearest probe is appended when
+    back to the 3 top tokens when there are no n-grams; terms made only of function words are
+    left out (never a label like "a / that / and"); the nearest probe is appended when
     ``|r| >= 0.3``. Never empty: with nothing at all it is ``"unlabelled"`` (or the probe part
     alone when only the probe is informative).
     """
-    parts = _pick_phrases(_terms(ngrams))
+    parts = _pick_phrases([t for t in _terms(ngrams) if not is_function_words(t)])
     if not parts:
-        parts = list(dict.fromkeys(_terms(top_tokens)))[:3]
+        parts = list(dict.fromkeys(t for t in _terms(top_tokens) if not is_function_words(t)))[:3]
     text = " / ".join(parts)
     probe = ""
     if nearest_probe and probe_corr is not None:

@@ -48,6 +48,8 @@ from .sae import SAETrainingConfig, evaluate_sae, load_pretrained_sae, train_sae
 from .stats import adjust_pvalues, feature_statistics, rank_concepts
 
 logger = logging.getLogger(__name__)
+NGRAM_CANDIDATES = 30  # contrastive n-grams scored per concept before function words are dropped
+SNIPPET_WORDS = 16  # words quoted from a response when there are no token activations to centre on
 
 
 @dataclass
@@ -423,6 +425,7 @@ def _label_concepts(
     concepts["label_source"] = np.where(concepts["kind"] == "probe", "probe", "")
     concepts["top_ngrams"] = ""
     concepts["top_tokens"] = ""
+    concepts["snippets"] = [[] for _ in range(len(concepts))]
     concepts["llm_fidelity"] = np.nan
     sae_rows = concepts.index[concepts["kind"] == "sae"][: config.labelled_concepts]
     cards_by_concept = {cid: group for cid, group in cards.groupby("concept_id")} if len(cards) else {}
@@ -446,7 +449,9 @@ def _label_concepts(
         zero = np.flatnonzero(column == 0)
         low_index = rng.choice(zero, size=min(200, len(zero)), replace=False) if len(zero) else order[-30:]
         low = [texts[i] for i in low_index]
-        ngrams = labelling.contrastive_ngrams(high, low, top_k=8) if high else []
+        # More candidates than shown: those made only of function words are left out of the label.
+        ngrams = labelling.contrastive_ngrams(high, low, top_k=NGRAM_CANDIDATES) if high else []
+        informative = [(g, z) for g, z in ngrams if not labelling.is_function_words(g)][:8]
         card = cards_by_concept.get(row["concept_id"])
         token_records: list[tuple[str, float]] = []
         if card is not None:
@@ -456,7 +461,14 @@ def _label_concepts(
         label = labelling.offline_label(top_tokens, ngrams, row.get("nearest_probe") or None, row.get("probe_r"))
         concepts.at[index, "label"] = label
         concepts.at[index, "label_source"] = "offline"
-        concepts.at[index, "top_ngrams"] = ", ".join(g for g, _ in ngrams)
+        concepts.at[index, "top_ngrams"] = ", ".join(g for g, _ in informative)
+        if card is not None and mode == "token":
+            quotes = [
+                labelling.snippet(tokens, acts) for tokens, acts in zip(card["tokens"], card["token_activations"])
+            ]
+        else:  # difference mode has no token activations: the start of its strongest responses
+            quotes = [" ".join(text.split()[:SNIPPET_WORDS]) + "…" for text in high]
+        concepts.at[index, "snippets"] = [q for q in dict.fromkeys(quotes) if q][:3]
         concepts.at[index, "top_tokens"] = ", ".join(t for t, _ in top_tokens)
         if labeler is not None and count < config.llm_labelled_concepts and high:
             held = rng.choice(2 * n_pairs, size=min(40, 2 * n_pairs), replace=False)

@@ -138,7 +138,7 @@ HH_LIKE_NGRAMS = [
 
 def test_offline_label_prefers_phrases_and_adds_probe() -> None:
     label = offline_label([("sorry", 3.0)], HH_LIKE_NGRAMS, "refusal", 0.62)
-    assert label == "what / i don't / i'm sorry · ≈refusal (r=0.62)"
+    assert label == "i don't / i'm sorry · ≈refusal (r=0.62)"  # "what", "i", "i'm": function words
     assert offline_label([("sorry", 3.0)], HH_LIKE_NGRAMS, "refusal", 0.62) == label  # deterministic
     assert offline_label(None, [("sorry", 2.0), ("can't help", 1.5)], "refusal", -0.45) == (
         "sorry / can't help · ≈refusal (r=-0.45)"
@@ -150,8 +150,13 @@ def test_offline_label_drops_weak_probe_and_falls_back() -> None:
     assert offline_label([], [("sorry", 2.0)], "refusal", float("nan")) == "sorry"
     assert offline_label([], [("sorry", 2.0)], None, 0.9) == "sorry"
     assert offline_label([("Sorry", 3.0), ("can", 1.0), ("help", 0.5), ("x", 0.1)], [], None, None) == (
-        "Sorry / can / help"
+        "Sorry / help / x"
     )
+    # Function words only: the probe, or "unlabelled", never "a / that / and".
+    assert offline_label([("a", 3.0), ("that", 2.0)], [("and", 2.0), ("you're", 1.5), ("i'd", 1.0)], None, None) == (
+        "unlabelled"
+    )
+    assert offline_label([], [("a", 2.0), ("them", 1.0)], "praise", 0.4) == "≈praise (r=0.40)"
     assert offline_label([], [], None, None) == "unlabelled"
     assert offline_label(None, None, "refusal", 0.1) == "unlabelled"
     assert offline_label([], [], "refusal", 0.5) == "≈refusal (r=0.50)"
@@ -431,3 +436,16 @@ def test_a_dead_endpoint_costs_a_warning_not_the_audit(tmp_path: Path, monkeypat
     log = (tmp_path / "ws").rglob("*.jsonl")
     recorded += [path.read_text() for path in log]
     assert not any(secret in text for text in recorded for secret in ("s3cret", "k3y", "ana:"))
+
+
+def test_function_words_and_snippets() -> None:
+    from spectrum_core.audit.labels import is_function_words, snippet
+
+    for term in ("a", "that and", "you're", "i'd", "i'm", "them in", ",", "It's"):
+        assert is_function_words(term), term
+    for term in ("kill", "you're welcome", "i don't", "can't", "not", "i’m sorry", "area"):
+        assert not is_function_words(term), term
+    tokens = [" I", " am", " so", " sorry", ",", " but", " I", " cannot", " help"]
+    assert snippet(tokens, [0, 0, 0, 5, 0, 0, 0, 1, 0], radius=2) == "…am so sorry, but…"
+    assert snippet(tokens, [9, 0, 0, 0, 0, 0, 0, 0, 0], radius=1) == "I am…"
+    assert snippet([], []) == ""
