@@ -103,12 +103,24 @@ st.text(describe_concept(row))  # labels come from dataset text: shown as text, 
 snippets = row.get("snippets")
 if snippets is not None and len(snippets):
     st.text("\n".join(f"“{quote}”" for quote in snippets))  # dataset text: plain text, never markup
-stats = st.columns(5)
+stats = st.columns(6)
 stats[0].metric("Pairs where it differs", f"{int(row['n_differ']):,}")
 stats[1].metric("Chosen has more", f"{row['share_chosen_more']:.0%}" if row["n_differ"] else "–")
 stats[2].metric("q-value", f"{row['q_value']:.1e}")
 stats[3].metric("Length-controlled coef", f"{row['coef']:+.2f}")
 stats[4].metric("Prevalence", f"{row['prevalence']:.0%}")
+if "split_half_direction" in row:
+    stats[5].metric(
+        "Split-half agreement",
+        f"{row['split_half_direction']:.0%}",
+        help="Share of random halves of the pairs in which both halves go the same way as all pairs "
+        f"({row['split_half_significant']:.0%} with both halves significant on their own)",
+    )
+st.caption(
+    "A pair's two responses answer one prompt, so their activations are not independent samples: a test "
+    "that treats them as two groups (a naive z-score) counts each prompt twice and is too confident. "
+    "The sign test, the length-controlled logit and split-half agreement here all work on pairs."
+)
 
 deltas = view.deltas(concept_id)
 nonzero = deltas[deltas != 0]

@@ -30,6 +30,7 @@ class AuditConfig:
         0.05, "a concept is significant when its q-value is below this; significant concepts always rank first"
     )
     seed: int = setting(0, "seed of the pair sample, the SAE and the statistics")
+    split_halves: int = setting(20, "random half splits of the pairs behind each concept's split-half agreement")
     device: str | None = setting(None, "cpu, cuda, cuda:N or mps (none: the best available)")
     dtype: Dtype | None = setting(None, "activation dtype (none: bfloat16 where the hardware is fast at it)")
     max_prompt_tokens: int = setting(512, "prompts keep their last this many tokens")

@@ -44,6 +44,7 @@ from .features import (
 )
 from .power import power_summary, verdict
 from .probes import PROBES, compute_probes, probe_correlations
+from .robustness import split_half_agreement
 from .sae import SAETrainingConfig, evaluate_sae, load_pretrained_sae, train_sae
 from .stats import adjust_pvalues, feature_statistics, rank_concepts
 
@@ -115,6 +116,9 @@ def _mode_table(
         chosen, rejected, lengths[0], lengths[1], train_mask, seed=config.seed, correction=config.correction
     )
     table = table.reset_index(drop=True)
+    table["split_half_direction"], table["split_half_significant"] = split_half_agreement(
+        chosen - rejected, config.split_halves, config.seed, alpha=config.fdr_threshold
+    )
     table.insert(0, "feature", np.arange(len(table)))
     table.insert(0, "mode", mode)
     table.insert(0, "kind", "probe" if mode == "probe" else "sae")
