@@ -8,6 +8,7 @@ from app_pages.frame import build_frame
 from app_pages.job_panel import config_form, pick_job, start_panel, watch
 from spectrum_core import jobs, settings
 from spectrum_core.artifacts import AuditArtifact
+from spectrum_core.audit.baselines import LengthBaseline
 from spectrum_core.audit.config import MODES, AuditConfig
 from spectrum_core.audit.runner import AuditStage, resolved_config
 
@@ -93,13 +94,8 @@ def results(view: jobs.JobView) -> None:
     auc = report["joint_models"].get("token", {}).get("auc_held_out")
     if auc is not None:
         columns[3].metric("Held-out AUC (token mode)", f"{auc:.2f}")
-    length = report.get("baselines", {}).get("length")
-    if length:
-        st.caption(
-            f"Baseline: the longer response was chosen in {length['longer_chosen_share']:.0%} of the "
-            f"{length['pairs_with_length_difference']:,} pairs whose lengths differ; a length-only model's held-out "
-            f"AUC is {length['length_only_auc_held_out']:.2f} (the joint model's above is on concepts + length)."
-        )
+    if "baselines" in report:
+        st.caption(LengthBaseline(**report["baselines"]["length"]).sentence())
     for warning in report.get("warnings", []):
         st.warning(warning)
     if report.get("verdict"):

@@ -301,13 +301,10 @@ def cmd_audit(args) -> int:
             f"Joint L1 model on {mode} Δ + length: held-out AUC {joint['auc_held_out']:.3f} "
             f"({joint['n_selected']} selected)"
         )
-    length = report.get("baselines", {}).get("length")
-    if length:
-        print(
-            f"Baseline: the longer response was chosen in {length['longer_chosen_share']:.0%} of the "
-            f"{length['pairs_with_length_difference']:,} pairs whose lengths differ; a length-only model's "
-            f"held-out AUC is {length['length_only_auc_held_out']:.3f}"
-        )
+    if "baselines" in report:
+        from .audit.baselines import LengthBaseline
+
+        print(LengthBaseline(**report["baselines"]["length"]).sentence())
     for warning in report.get("warnings", []):
         print(f"warning: {warning}")
     if report.get("verdict"):

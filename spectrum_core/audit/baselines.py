@@ -28,6 +28,13 @@ class LengthBaseline:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def sentence(self) -> str:
+        return (
+            f"Baseline: the longer response was chosen in {self.longer_chosen_share:.0%} of the "
+            f"{self.pairs_with_length_difference:,} pairs whose lengths differ; a length-only model's held-out "
+            f"AUC is {self.length_only_auc_held_out:.3f}."
+        )
+
 
 def length_baseline(
     chosen_len: np.ndarray, rejected_len: np.ndarray, train_mask: np.ndarray, seed: int
