@@ -46,22 +46,13 @@ with st.form("audit_config"):
     seed = right.number_input("Seed", min_value=0, value=0, step=1)
     with st.expander("More settings"):
         more = config_form(AuditConfig, AuditConfig(), "audit", skip=MAIN_SETTINGS)
-    submitted = st.form_submit_button("Check configuration")
+    st.form_submit_button("Check configuration")
 
+chosen = dict(model=model.strip() or "bundled", layer=None if layer < 0 else int(layer), seed=int(seed))
+chosen.update(sae="train" if sae_choice.startswith("train") else sae_spec.strip(), pooling=pooling)
+chosen.update(modes=tuple(modes) or MODES, max_pairs=int(max_pairs) or None)
 try:
-    config = settings.from_dict(
-        AuditConfig,
-        {
-            **more,
-            "model": model.strip() or "bundled",
-            "layer": None if layer < 0 else int(layer),
-            "sae": "train" if sae_choice.startswith("train") else sae_spec.strip(),
-            "modes": tuple(modes) or MODES,
-            "max_pairs": int(max_pairs) or None,
-            "pooling": pooling,
-            "seed": int(seed),
-        },
-    )
+    config = settings.from_dict(AuditConfig, {**more, **chosen})
 except ValueError as exc:
     st.error(f"This configuration cannot run: {exc}")
     st.stop()
