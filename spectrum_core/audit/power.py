@@ -59,9 +59,10 @@ def detectable_share(n: int, alpha: float, power: float = POWER) -> float | None
 
 
 def pairs_needed(share: float, alpha: float, power: float = POWER) -> int | None:
-    """The fewest differing pairs at which an effect of ``share`` is detected with the given power
-    (None past ``MAX_PAIRS``). Power is not monotone in n for a discrete test; the answer is the
-    first n from which it stays above the target over the next few n."""
+    """About the fewest differing pairs at which an effect of ``share`` is detected with the given
+    power (None past ``MAX_PAIRS``), by doubling then bisection. Power is not quite monotone in n
+    for a discrete test (it saw-tooths by a few points), so this is a size to plan with, not an
+    exact minimum; ``roughly`` in the verdict says as much."""
     if not 0 <= share <= 1 or share == 0.5:
         return None
     effect = max(share, 1 - share)

@@ -111,8 +111,8 @@ def generations_section(models, config, messages: list[list[dict]], saes, layer:
 def reward_section(workspace, models, target, config, base_generations, tuned_generations, progress) -> dict:
     """The shaped reward of the run's plan: the ReSet run's own, else one fitted here (cached)."""
     from ..interventions import load_plan
-    from ..reward import RewardConfig, ShapedReward, fit_shaped_reward
-    from ..reward.shaped import save_report
+    from ..reward import ShapedReward
+    from ..reward.shaped import fit_plan_reward
 
     saved = load_plan(workspace, target.run["plan_id"])
     audit_folder = workspace.find_artifact(saved.plan.audit_artifact)
@@ -126,22 +126,18 @@ def reward_section(workspace, models, target, config, base_generations, tuned_ge
         source = f"fitted on {config.reward_pairs} train pairs of the plan"
         if folder is None:
             dataset = workspace.load_dataset(saved.plan.dataset_id)
-            reward, report = fit_shaped_reward(
+            staging = workspace.staging_path(key)
+            reward = fit_plan_reward(
                 models.loaded,
                 audit_folder,
                 saved.plan,
                 dataset.pairs,
                 saved.shaping(),
-                RewardConfig(
-                    max_train_pairs=config.reward_pairs,
-                    max_held_out_pairs=max(20, config.reward_pairs // 4),
-                    seed=config.seed,
-                ),
-                progress=progress,
+                config.reward_pairs,
+                config.seed,
+                staging,
+                progress,
             )
-            staging = workspace.staging_path(key)
-            reward.save(staging)
-            save_report(report, staging / names.REPORT_FILE)
             workspace.publish_artifact(staging, key, "reward", {"plan": saved.plan.plan_hash})
         else:
             reward = ShapedReward.load(folder, models.loaded, audit_folder)

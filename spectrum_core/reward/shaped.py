@@ -329,3 +329,24 @@ def fit_shaped_reward(
 
 def save_report(report: RewardReport, path: Path) -> None:
     Path(path).write_text(json.dumps(asdict(report), indent=1))
+
+
+def fit_plan_reward(
+    loaded: LoadedModel,
+    audit_folder: Path,
+    plan: InterventionPlan,
+    pairs: pd.DataFrame,
+    shaping: pd.DataFrame,
+    train_pairs: int,
+    seed: int,
+    folder: Path,
+    progress=None,
+) -> ShapedReward:
+    """The plan's shaped reward fitted on up to ``train_pairs`` of its train pairs (a quarter as
+    many held out, at least 20), saved with its report into ``folder``: what a ReSet run fits for
+    itself and what the evaluation fits for a run that brought none."""
+    config = RewardConfig(max_train_pairs=train_pairs, max_held_out_pairs=max(20, train_pairs // 4), seed=seed)
+    reward, report = fit_shaped_reward(loaded, audit_folder, plan, pairs, shaping, config, progress=progress)
+    reward.save(folder)
+    save_report(report, Path(folder) / names.REPORT_FILE)
+    return reward

@@ -231,8 +231,7 @@ def train_reset(workspace: Workspace, config: ReSetRunConfig, output_dir: Path, 
     """Rounds of sample → score → keep the best over the threshold → supervised tuning."""
     import numpy as np
 
-    from ..reward import RewardConfig, fit_shaped_reward
-    from ..reward.shaped import save_report
+    from ..reward.shaped import fit_plan_reward
     from ..sampling import sample_responses
     from .reset import build_prompts, combine_scores, select_best, sft_example, task_score
 
@@ -254,21 +253,17 @@ def train_reset(workspace: Workspace, config: ReSetRunConfig, output_dir: Path, 
     if main and not (run_dir / names.REWARD_DIR / names.REWARD_WEIGHTS_FILE).exists():
         assert plan.dataset_id is not None and audit_folder is not None  # a plan comes from an audit of a dataset
         dataset = workspace.load_dataset(plan.dataset_id)
-        reward, report = fit_shaped_reward(
+        reward = fit_plan_reward(
             loaded,
             audit_folder,
             plan,
             dataset.pairs,
             saved.shaping(),
-            RewardConfig(
-                max_train_pairs=config.reward_pairs,
-                max_held_out_pairs=max(20, config.reward_pairs // 4),
-                seed=config.seed,
-            ),
-            progress=progress,
+            config.reward_pairs,
+            config.seed,
+            run_dir / names.REWARD_DIR,
+            progress,
         )
-        reward.save(run_dir / names.REWARD_DIR)
-        save_report(report, run_dir / names.REWARD_DIR / names.REPORT_FILE)
     prompts = build_prompts(
         records, config.preference_prompts, config.context_prompts, config.constraint_prompts, config.seed
     )

@@ -83,7 +83,8 @@ class JobRecord:
     @property
     def settings(self) -> dict:
         """The stage's configuration as recorded in the job's key inputs (empty if none)."""
-        return self.config.get("config", {}) if isinstance(self.config.get("config"), dict) else {}
+        settings = self.config.get("config")
+        return settings if isinstance(settings, dict) else {}
 
 
 def default_user() -> str:
