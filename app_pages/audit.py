@@ -10,6 +10,7 @@ from spectrum_core import jobs, settings
 from spectrum_core.artifacts import AuditArtifact
 from spectrum_core.audit.baselines import LengthBaseline
 from spectrum_core.audit.config import MODES, AuditConfig
+from spectrum_core.audit.families import describe_families
 from spectrum_core.audit.runner import AuditStage, resolved_config
 
 MAIN_SETTINGS = ("model", "layer", "max_pairs", "sae", "modes", "pooling", "seed")
@@ -87,11 +88,14 @@ def results(view: jobs.JobView) -> None:
         columns[3].metric("Held-out AUC (token mode)", f"{auc:.2f}")
     if "baselines" in report:
         st.caption(LengthBaseline(**report["baselines"]["length"]).sentence())
+    if "families" in report:
+        st.caption(describe_families(report["families"]))
     for warning in report.get("warnings", []):
         st.warning(warning)
     if report.get("verdict"):
         (st.success if sum(report["n_significant"].values()) else st.warning)(report["verdict"])
     st.dataframe(
+        # families rank first (the top of the review queue), then the single concepts
         audit.concepts().head(10)[["rank", "concept_id", "label", "direction", "share_chosen_more", "q_value", "coef"]],
         hide_index=True,
         width="stretch",

@@ -1,4 +1,5 @@
-"""Concepts page: the ranked concept table, a card per concept, and keep / suppress / amplify."""
+"""Concepts page: the review queue of concept families (or every concept), a card per family or
+concept with its members and evidence, and keep / suppress / amplify."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import streamlit as st
 
 from app_pages.frame import build_frame, load_audit_view
 from spectrum_core.audit.pipeline import describe_concept
-from spectrum_core.audit.review import highlight_tokens
+from spectrum_core.audit.review import highlight_tokens, verdict_badge
 
 frame = build_frame()
 workspace = frame.workspace
@@ -30,10 +31,18 @@ concepts = view.concepts.copy()
 concepts["label"] = [labels.get(cid, label) for cid, label in zip(concepts["concept_id"], concepts["label"])]
 concepts["decision"] = [decisions[c]["action"] if c in decisions else "" for c in concepts["concept_id"]]
 
+has_families = bool((concepts["kind"] == "family").any())
+review = st.radio(
+    "Review",
+    ["Families", "All concepts"] if has_families else ["All concepts"],
+    horizontal=True,
+    help="A family is one idea that several SAE features (and probes) express; a decision on a family "
+    "applies to every member. Open a member from its family's card to decide on it alone.",
+)
 with st.expander("Filters", expanded=False):
     c1, c2, c3 = st.columns(3)
     direction = c1.multiselect("Direction", ["chosen", "rejected", "none"], default=["chosen", "rejected"])
-    kinds = c1.multiselect("Kind", ["sae", "probe"], default=["sae", "probe"])
+    kinds = ["family"] if review == "Families" else c1.multiselect("Kind", ["sae", "probe"], default=["sae", "probe"])
     max_q = c2.select_slider("q-value at most", [1e-6, 1e-4, 1e-3, 0.01, 0.05, 0.1, 1.0], value=1.0)
     min_prevalence = c2.slider("Prevalence at least", 0.0, 1.0, 0.0, 0.01)
     decided = c3.radio("Decided", ["all", "undecided", "decided"], horizontal=True)
@@ -48,19 +57,27 @@ if decided != "all":
     shown = shown[(shown["decision"] != "") == (decided == "decided")]
 ascending = sort in ("rank", "q_value")
 shown = shown.sort_values(sort, ascending=ascending, key=(lambda s: s.abs()) if sort == "coef" else None)
-st.caption(f"{len(shown):,} of {len(concepts):,} concepts. Select one to open its card.")
+noun = "families" if review == "Families" else "concepts"
+total = int(concepts["kind"].isin(kinds).sum())
+st.caption(f"{len(shown):,} of {total:,} {noun}. Select one to open its card.")
+alpha = float(view.report.get("fdr_threshold", 0.05))
+shown = shown.assign(verdict=[verdict_badge(r, alpha) for _, r in shown.iterrows()])
+optional = ["effect_size", "split_half_direction", "agreement_strength"]
+if review == "Families":
+    optional += ["seed_stability", "n_members"]
 table = shown[
     [
         "rank",
         "concept_id",
         "label",
+        "verdict",
         "direction",
         "share_chosen_more",
         "n_differ",
         "q_value",
         "coef",
         "prevalence",
-        *(["agreement_strength"] if "agreement_strength" in shown else []),
+        *[c for c in optional if c in shown],
         "decision",
     ]
 ]
@@ -78,6 +95,16 @@ selection = st.dataframe(
             "κ × relevance", format="%.3f", help="Feedback Forensics' agreement strength with the human choice"
         ),
         "q_value": st.column_config.NumberColumn(format="%.2e"),
+        "effect_size": st.column_config.NumberColumn(
+            "effect size", format="%+.2f", help="standardised mean Δ (mean / SD over pairs)"
+        ),
+        "n_members": st.column_config.NumberColumn("members"),
+        "split_half_direction": st.column_config.NumberColumn(
+            "split-half", format="%.2f", help="share of random halves of the pairs that both go the same way"
+        ),
+        "seed_stability": st.column_config.NumberColumn(
+            "SAE seeds", format="%.2f", help="share of SAEs retrained with other seeds that find the family again"
+        ),
         "coef": st.column_config.NumberColumn(format="%+.2f"),
         "prevalence": st.column_config.NumberColumn(format="%.2f"),
     },
@@ -100,15 +127,59 @@ if new_label.strip() and new_label.strip() != row["label"]:
     workspace.set_label(audit_id, concept_id, new_label.strip(), user=frame.user)
     st.rerun()
 st.text(describe_concept(row))  # labels come from dataset text: shown as text, never markup
+st.caption(f"Verdict: {verdict_badge(row, alpha)}")
+family_id = row.get("family") if isinstance(row.get("family"), str) else ""
+if row["kind"] == "family":
+    members = concepts[concepts["family"] == concept_id]
+    st.markdown(
+        f"**{len(members)} members** (mean similarity {row['mean_similarity']:.2f}; representative "
+        f"{row['representative']}). A decision here applies to every member in the data interventions, the "
+        "shaped reward, CAFT and prevalence; a member decided on its own keeps its own decision."
+    )
+    member_table = st.dataframe(
+        members[["concept_id", "label", "direction", "share_chosen_more", "q_value", "effect_size", "decision"]],
+        hide_index=True,
+        width="stretch",
+        height=min(300, 40 + 35 * len(members)),
+        on_select="rerun",
+        selection_mode="single-row",
+        key=f"members-{concept_id}",
+        column_config={
+            "share_chosen_more": st.column_config.NumberColumn(format="%.2f"),
+            "q_value": st.column_config.NumberColumn(format="%.2e"),
+            "effect_size": st.column_config.NumberColumn(format="%+.2f"),
+        },
+    )
+    picked = member_table.selection.rows if member_table else []
+    if picked:
+        st.session_state["concept"] = members.iloc[picked[0]]["concept_id"]
+        st.rerun()
+elif family_id:
+    family_label = concepts.loc[family_id, "label"] if family_id in concepts.index else family_id
+    st.caption(f"Member of {family_id} ({family_label}).")
+    if family_id in decisions:
+        st.caption(f"Its family's decision ({decisions[family_id]['action']}) applies to it unless it has its own.")
+    if st.button(f"Open {family_id}", key=f"open-{family_id}"):
+        st.session_state["concept"] = family_id
+        st.rerun()
 snippets = row.get("snippets")
 if snippets is not None and len(snippets):
     st.text("\n".join(f"“{quote}”" for quote in snippets))  # dataset text: plain text, never markup
-stats = st.columns(6)
+stats = st.columns(8)
 stats[0].metric("Pairs where it differs", f"{int(row['n_differ']):,}")
 stats[1].metric("Chosen has more", f"{row['share_chosen_more']:.0%}" if row["n_differ"] else "–")
 stats[2].metric("q-value", f"{row['q_value']:.1e}")
 stats[3].metric("Length-controlled coef", f"{row['coef']:+.2f}")
 stats[4].metric("Prevalence", f"{row['prevalence']:.0%}")
+if pd.notna(row.get("seed_stability")):
+    stats[7].metric(
+        "Found by other SAE seeds",
+        f"{row['seed_stability']:.0%}",
+        help="Share of SAEs retrained on the same activations with other seeds that have a feature about as "
+        "aligned with this family as its best member",
+    )
+if "effect_size" in row and pd.notna(row["effect_size"]):
+    stats[6].metric("Effect size", f"{row['effect_size']:+.2f}", help="standardised mean Δ: mean / SD over pairs")
 if "split_half_direction" in row:
     stats[5].metric(
         "Split-half agreement",

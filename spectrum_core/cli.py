@@ -143,12 +143,17 @@ def _audit_config(args) -> AuditConfig:
 
 
 def print_concepts(concepts, top: int, alpha: float = 0.05) -> None:
+    """The ranked families (the review queue), each with its verdict, effect size and members;
+    the ranked single concepts when the audit has no families."""
     from .audit.pipeline import describe_concept
+    from .audit.review import verdict_badge
 
-    shown = concepts.head(top)
+    families = concepts[concepts["kind"] == "family"] if "kind" in concepts else concepts.iloc[:0]
+    table, noun = (families, "families") if len(families) else (concepts, "concepts")
+    shown = table.head(top)
     print(
-        f"\nTop {len(shown)} of {len(concepts)} concepts (q-values across all; "
-        f"{int((concepts['q_value'] < alpha).sum())} with q < {alpha:g}):"
+        f"\nTop {len(shown)} of {len(table)} {noun} (q-values across {noun}; "
+        f"{int((table['q_value'] < alpha).sum())} with q < {alpha:g}):"
     )
     for _, row in shown.iterrows():
         contribution = row.get("auc_contribution")
@@ -158,6 +163,15 @@ def print_concepts(concepts, top: int, alpha: float = 0.05) -> None:
             else ""
         )
         print(f"{int(row['rank']):>3}. [{row['concept_id']}] {describe_concept(row)}{extra}")
+        if noun == "families":
+            members = row["members"]
+            listed = ", ".join(members[:5]) + (f", … ({len(members)} in all)" if len(members) > 5 else "")
+            seeds = row.get("seed_stability")
+            stable = f"; found by {seeds:.0%} of other SAE seeds" if seeds is not None and seeds == seeds else ""
+            print(
+                f"     {verdict_badge(row, alpha)}; effect size {row['effect_size']:+.2f}; "
+                f"split-half {row['split_half_direction']:.0%}{stable}; members: {listed}"
+            )
 
 
 LAUNCHED = "SPECTRUM_LAUNCHED"  # set for the processes a relaunch starts, so they never relaunch again
@@ -305,6 +319,10 @@ def cmd_audit(args) -> int:
         from .audit.baselines import LengthBaseline
 
         print(LengthBaseline(**report["baselines"]["length"]).sentence())
+    if "families" in report:
+        from .audit.families import describe_families
+
+        print(describe_families(report["families"]))
     for warning in report.get("warnings", []):
         print(f"warning: {warning}")
     if report.get("verdict"):

@@ -41,8 +41,11 @@ class AuditConfig:
     sae_training_tokens: int | None = setting(
         None, "SAE training samples (none: sized to the tokens)", flags=("--training-tokens",)
     )
+    sae_seeds: int = setting(
+        2, "SAEs retrained with other seeds on the same activations, to show how often each family is found again"
+    )
     top_examples: int = setting(8, "strongest responses kept per feature for its card")
-    labelled_concepts: int = setting(300, "best-ranked SAE concepts that get offline labels")
+    labelled_concepts: int = setting(300, "best-ranked families, and SAE concepts, that get offline labels")
     llm_labelled_concepts: int = setting(20, "... and LLM labels, when an endpoint is configured")
 
     def __post_init__(self):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,6 +34,7 @@ from .activations import default_layer, extract_activations, hook_name
 from .baselines import agreement_strength, length_baseline
 from .config import MODES, AuditConfig
 from .errors import AuditInputError
+from .families import MAX_CANDIDATES, MIN_SIMILARITY, effect_size, family_scores, find_families, representatives
 from .features import (
     ResponseFeatures,
     difference_vectors,
@@ -44,13 +46,14 @@ from .features import (
 )
 from .power import power_summary, verdict
 from .probes import PROBES, compute_probes, probe_correlations
-from .robustness import split_half_agreement
-from .sae import SAETrainingConfig, evaluate_sae, load_pretrained_sae, train_sae
-from .stats import adjust_pvalues, feature_statistics, rank_concepts
+from .robustness import seed_stability, split_half_agreement
+from .sae import SAETrainingConfig, decoder_directions, evaluate_sae, load_pretrained_sae, train_sae
+from .stats import adjust_pvalues, feature_statistics, joint_model, rank_concepts
 
 logger = logging.getLogger(__name__)
 NGRAM_CANDIDATES = 30  # contrastive n-grams scored per concept before function words are dropped
 SNIPPET_WORDS = 16  # words quoted from a response when there are no token activations to centre on
+TOP_FAMILIES = 10  # the families whose members' share of the joint model's AUC gain is reported
 
 
 @dataclass
@@ -121,7 +124,7 @@ def _mode_table(
     )
     table.insert(0, "feature", np.arange(len(table)))
     table.insert(0, "mode", mode)
-    table.insert(0, "kind", "probe" if mode == "probe" else "sae")
+    table.insert(0, "kind", mode if mode in ("probe", "family") else "sae")
     return table, joint
 
 
@@ -265,8 +268,12 @@ def run_audit(
         "warnings": [],
     }
 
+    token_sae_config = SAETrainingConfig(
+        width=config.sae_width, k=config.sae_k, training_tokens=config.sae_training_tokens, seed=config.seed
+    )
     tables: list[pd.DataFrame] = []
     joints: dict[str, dict] = {}
+    decoders: dict[str, np.ndarray] = {}  # mode -> its SAE's decoder directions (latents × d_model)
     mode_data: dict[str, tuple[sp.csr_matrix, sp.csr_matrix]] = {}
     features = None
     if "token" in modes:
@@ -276,12 +283,7 @@ def run_audit(
                 sae, metrics = train_sae(
                     tokens,
                     out_dir / names.TOKEN_SAE_DIR,
-                    SAETrainingConfig(
-                        width=config.sae_width,
-                        k=config.sae_k,
-                        training_tokens=config.sae_training_tokens,
-                        seed=config.seed,
-                    ),
+                    token_sae_config,
                     model_name=config.model,
                     hook=hook,
                     device=device,
@@ -298,6 +300,7 @@ def run_audit(
                 metrics.update(token_info, source=config.sae)
                 del tokens
         report["sae"]["token"] = metrics
+        decoders["token"] = decoder_directions(sae)
         with timer("features"):
             features = encode_responses(store, sae, progress=progress)
         chosen, rejected = features.pooled(config.pooling)
@@ -310,22 +313,24 @@ def run_audit(
             pooled = pooled_residuals(store)
             vectors = difference_vectors(pooled)
             width = difference_width(len(pairs))
+            difference_sae_config = SAETrainingConfig(
+                width=width,
+                k=max(2, min(8, width // 16)),
+                batch_size=256,
+                training_tokens=max(50_000, 50 * len(vectors)),
+                seed=config.seed,
+            )
             diff_sae, diff_metrics = train_sae(
                 vectors,
                 out_dir / names.DIFFERENCE_SAE_DIR,
-                SAETrainingConfig(
-                    width=width,
-                    k=max(2, min(8, width // 16)),
-                    batch_size=256,
-                    training_tokens=max(50_000, 50 * len(vectors)),
-                    seed=config.seed,
-                ),
+                difference_sae_config,
                 model_name=config.model,
                 hook=hook + ".pooled_difference",
                 device=device,
                 progress=progress,
             )
             report["sae"]["difference"] = diff_metrics
+            decoders["difference"] = decoder_directions(diff_sae)
             mode_data["difference"] = encode_differences(pooled, diff_sae)
 
     with timer("probes"):
@@ -363,6 +368,19 @@ def run_audit(
         # One family of hypotheses: q-values across every concept of every mode.
         concepts["q_value"] = adjust_pvalues(concepts["p_sign"].to_numpy(), method=config.correction)
         concepts = agreement_strength(rank_concepts(concepts, alpha=config.fdr_threshold), len(pairs))
+    with timer("families"):
+        concepts, family_matrices, report["families"] = _add_families(
+            concepts, mode_data, decoders, (chosen_len, rejected_len), train_mask, probe_delta, config, progress
+        )
+        mode_data["family"] = family_matrices
+    if config.sae_seeds and config.sae == "train":
+        with timer("sae_seeds"):
+            retrained = {"token": token_sae_config} if "token" in modes else {}
+            if "difference" in modes:
+                retrained["difference"] = difference_sae_config
+            concepts = _seed_stability(
+                concepts, mode_data, retrained, store, config, hook=hook, device=device, progress=progress
+            )
     report["joint_models"] = {
         mode: {k: v for k, v in joint.items() if not isinstance(v, np.ndarray)} for mode, joint in joints.items()
     }
@@ -370,7 +388,7 @@ def run_audit(
 
     with timer("cards"):
         card_tables = []
-        for mode in ("token", "difference"):
+        for mode in ("family", "token", "difference"):
             if mode in mode_data:
                 chosen, rejected = mode_data[mode]
                 card_tables.append(
@@ -399,17 +417,186 @@ def run_audit(
         pairs[["pair_id", "split"]].to_parquet(out_dir / names.AUDITED_PAIRS_FILE, index=False)
 
     report["timings"] = timer.seconds
-    report["n_concepts"] = {mode: int((concepts["mode"] == mode).sum()) for mode in mode_data}
+    # Counts, the verdict and power are about single concepts; families have their own q-values
+    # (report["families"]).
+    singles = concepts[concepts["kind"] != "family"]
+    single_modes = [mode for mode in mode_data if mode != "family"]
+    report["n_concepts"] = {mode: int((concepts["mode"] == mode).sum()) for mode in single_modes}
     report["n_significant"] = {
         mode: int(((concepts["mode"] == mode) & (concepts["q_value"] < config.fdr_threshold)).sum())
-        for mode in mode_data
+        for mode in single_modes
     }
-    summary = power_summary(concepts, len(pairs), config.fdr_threshold)
+    report["families"]["n_significant_families"] = int(
+        ((concepts["kind"] == "family") & (concepts["q_value"] < config.fdr_threshold)).sum()
+    )
+    summary = power_summary(singles, len(pairs), config.fdr_threshold)
     report["fdr_threshold"] = config.fdr_threshold
     report["power"] = summary.to_dict()
     report["verdict"] = verdict(summary)
     (out_dir / names.REPORT_FILE).write_text(json.dumps(report, indent=1, default=float))
     return AuditResult(out_dir, concepts, report)
+
+
+def _add_families(
+    concepts: pd.DataFrame,
+    mode_data: dict[str, tuple[sp.csr_matrix, sp.csr_matrix]],
+    decoders: dict[str, np.ndarray],
+    lengths: tuple[np.ndarray, np.ndarray],
+    train_mask: np.ndarray,
+    probe_delta: pd.DataFrame,
+    config: AuditConfig,
+    progress,
+) -> tuple[pd.DataFrame, tuple[sp.csr_matrix, sp.csr_matrix], dict]:
+    """Group the best-ranked concepts of every mode into families (``families.py``), test each
+    family's score like a single concept, and put the families, ranked among themselves, above
+    the concepts. Member rows gain ``family`` (its family's concept id, "" for none) and
+    ``family_weight`` (1 / the member's standard deviation: the family score is the weighted sum).
+    Returns the table, the families' (chosen, rejected) score matrices and the report's summary."""
+    if progress:
+        progress("families", 0, 1, unit="steps")
+    modes = list(mode_data)
+    offsets = dict(zip(modes, np.cumsum([0] + [mode_data[m][0].shape[1] for m in modes[:-1]]).tolist()))
+    chosen = sp.hstack([mode_data[m][0] for m in modes]).tocsr()
+    rejected = sp.hstack([mode_data[m][1] for m in modes]).tocsr()
+    column_mode = np.concatenate([np.full(mode_data[m][0].shape[1], m, dtype=object) for m in modes])
+    column = np.array([offsets[m] + int(f) for m, f in zip(concepts["mode"], concepts["feature"])], dtype=np.int64)
+    decoder_columns = {m: (offsets[m] + np.arange(len(w)), w) for m, w in decoders.items() if m in offsets}
+    found = find_families(chosen, rejected, column_mode, column[:MAX_CANDIDATES], decoder_columns)
+    family_chosen, family_rejected = family_scores(chosen, found), family_scores(rejected, found)
+    delta = (chosen - rejected).tocsc()
+    family_delta = family_chosen - family_rejected
+
+    table, joint = _mode_table("family", family_chosen, family_rejected, lengths, train_mask, config)
+    concept_of_column = np.empty(chosen.shape[1], dtype=object)
+    concept_of_column[column] = concepts["concept_id"].to_numpy()
+    member_family = found.family[column]
+    table["concept_id"] = [f"family:{f}" for f in range(found.n_families)]
+    ranked_members = concepts["concept_id"].to_numpy()
+    table["members"] = [list(ranked_members[member_family == f]) for f in range(found.n_families)]
+    table["n_members"] = [len(m) for m in table["members"]]
+    table["representative"] = concept_of_column[representatives(delta, found, family_delta)]
+    table["mean_similarity"] = [found.mean_similarity(f) for f in range(found.n_families)]
+    table["effect_size"] = effect_size(family_delta)
+    corr = probe_correlations(family_delta, probe_delta).to_numpy()
+    best = np.nanargmax(np.where(np.isnan(corr), -1, np.abs(corr)), axis=1) if len(corr) else np.zeros(0, int)
+    table["probe_r"] = corr[np.arange(len(corr)), best] if len(corr) else []
+    table["nearest_probe"] = np.where(np.isnan(table["probe_r"]), "", np.array(list(PROBES))[best])
+    # Until the labeller names it, a family goes by its representative's name.
+    table["label"] = table["representative"]
+    families = agreement_strength(
+        rank_concepts(table, alpha=config.fdr_threshold, strength_column="effect_size"), len(train_mask)
+    )
+
+    concepts = concepts.assign(
+        family=np.where(member_family >= 0, np.char.add("family:", member_family.astype(str)), ""),
+        family_weight=np.where(member_family >= 0, found.weights[column], np.nan),
+        effect_size=effect_size(delta)[column],
+    )
+    summary = _family_summary(concepts, families, delta, column, lengths, train_mask, config)
+    summary.update(n_families=found.n_families, n_clustered=int(len(found.clustered)))
+    summary["joint_model"] = {k: v for k, v in joint.items() if not isinstance(v, np.ndarray)}
+    if progress:
+        progress("families", 1, 1, unit="steps")
+    return pd.concat([families, concepts], ignore_index=True), (family_chosen, family_rejected), summary
+
+
+def _seed_stability(
+    concepts: pd.DataFrame,
+    mode_data: dict[str, tuple[sp.csr_matrix, sp.csr_matrix]],
+    retrained: dict[str, SAETrainingConfig],
+    store,
+    config: AuditConfig,
+    *,
+    hook: str,
+    device: str,
+    progress,
+) -> pd.DataFrame:
+    """Retrain the audit's SAEs (same activations, same settings) with ``config.sae_seeds`` other
+    seeds and add ``seed_stability`` to the families: the share of seeds whose SAE has a latent
+    about as aligned with the family as its best member (robustness.seed_stability)."""
+    sae_modes = [m for m in retrained if m in mode_data]
+    reference = sp.hstack([mode_data[m][0] - mode_data[m][1] for m in sae_modes]).tocsc()
+    offsets = dict(zip(sae_modes, np.cumsum([0] + [mode_data[m][0].shape[1] for m in sae_modes[:-1]]).tolist()))
+    families = concepts[concepts["kind"] == "family"]
+    by_id = concepts.set_index("concept_id")
+    members = [
+        np.array(
+            [offsets[by_id.at[m, "mode"]] + int(by_id.at[m, "feature"]) for m in row if by_id.at[m, "mode"] in offsets],
+            dtype=np.int64,
+        )
+        for row in families["members"]
+    ]
+    family_chosen, family_rejected = mode_data["family"]
+    family_delta = (family_chosen - family_rejected).tocsc()[:, families["feature"].to_numpy(dtype=np.int64)]
+    pooled = pooled_residuals(store) if "difference" in retrained else None
+    seed_deltas = []
+    for index in range(config.sae_seeds):
+        seed = config.seed + 1 + index
+        parts = []
+        with tempfile.TemporaryDirectory() as scratch:
+            for mode in sae_modes:
+                if mode == "token":
+                    tokens, _ = store.training_tokens()
+                    sae, _ = train_sae(
+                        tokens, Path(scratch) / mode, replace(retrained[mode], seed=seed), hook=hook, device=device
+                    )
+                    del tokens
+                    chosen, rejected = encode_responses(store, sae).pooled(config.pooling)
+                else:
+                    assert pooled is not None  # computed above whenever difference mode is retrained
+                    sae, _ = train_sae(
+                        difference_vectors(pooled),
+                        Path(scratch) / mode,
+                        replace(retrained[mode], seed=seed),
+                        hook=hook + ".pooled_difference",
+                        device=device,
+                    )
+                    chosen, rejected = encode_differences(pooled, sae)
+                parts.append(chosen - rejected)
+        seed_deltas.append(sp.hstack(parts).tocsc())
+        if progress:
+            progress("sae_seeds", index + 1, config.sae_seeds, unit="seeds")
+    stability = seed_stability(family_delta, reference, members, seed_deltas)
+    concepts = concepts.copy()
+    concepts["seed_stability"] = np.nan
+    concepts.loc[families.index, "seed_stability"] = stability
+    return concepts
+
+
+def _family_summary(
+    concepts: pd.DataFrame,
+    families: pd.DataFrame,
+    delta: sp.csc_matrix,
+    column: np.ndarray,
+    lengths: tuple[np.ndarray, np.ndarray],
+    train_mask: np.ndarray,
+    config: AuditConfig,
+) -> dict:
+    """How well the families summarise the concepts: how many families hold 90% of the
+    significant concepts, and the share of the joint model's held-out AUC gain over a length-only
+    model that the members of the top TOP_FAMILIES families keep."""
+    significant = concepts["q_value"].to_numpy() < config.fdr_threshold
+    counts = concepts.loc[significant & (concepts["family"] != ""), "family"].value_counts().to_numpy()
+    needed = int(np.searchsorted(np.cumsum(counts), 0.9 * significant.sum() - 1e-9) + 1) if len(counts) else 0
+    covered = counts.sum() >= 0.9 * significant.sum() - 1e-9
+    top = set(families["concept_id"].head(TOP_FAMILIES))
+    top_columns = column[concepts["family"].isin(top).to_numpy()]
+    auc = {}
+    for name, columns in (("all", column), ("top", top_columns)):
+        fit = joint_model(delta[:, np.sort(columns)], *lengths, train_mask, config.seed) if len(columns) else {}
+        auc[name] = float(fit.get("auc_held_out", float("nan")))
+    length_auc = length_baseline(*lengths, train_mask, config.seed).length_only_auc_held_out
+    gain_all, gain_top = auc["all"] - length_auc, auc["top"] - length_auc
+    return {
+        "min_similarity": MIN_SIMILARITY,
+        "n_significant_concepts": int(significant.sum()),
+        "families_holding_90pct_of_significant": needed if covered and significant.any() else None,
+        "top_families": TOP_FAMILIES,
+        "auc_held_out_length_only": length_auc,
+        "auc_held_out_all_concepts": auc["all"],
+        "auc_held_out_top_families": auc["top"],
+        "auc_gain_retained_by_top_families": gain_top / gain_all if gain_all > 0 else float("nan"),
+    }
 
 
 def _label_concepts(
@@ -431,7 +618,9 @@ def _label_concepts(
     concepts["top_tokens"] = ""
     concepts["snippets"] = [[] for _ in range(len(concepts))]
     concepts["llm_fidelity"] = np.nan
-    sae_rows = concepts.index[concepts["kind"] == "sae"][: config.labelled_concepts]
+    sae_rows = concepts.index[concepts["kind"] == "family"][: config.labelled_concepts].append(
+        concepts.index[concepts["kind"] == "sae"][: config.labelled_concepts]
+    )
     cards_by_concept = {cid: group for cid, group in cards.groupby("concept_id")} if len(cards) else {}
     rng = np.random.default_rng(config.seed)
     n_pairs = len(pairs)
@@ -456,7 +645,12 @@ def _label_concepts(
         # More candidates than shown: those made only of function words are left out of the label.
         ngrams = labelling.contrastive_ngrams(high, low, top_k=NGRAM_CANDIDATES) if high else []
         informative = [(g, z) for g, z in ngrams if not labelling.is_function_words(g)][:8]
-        card = cards_by_concept.get(row["concept_id"])
+        # A family shows its representative's tokens when that is a token-mode feature.
+        representative = str(row.get("representative") or "")
+        card_id = (
+            representative if row["kind"] == "family" and representative.startswith("token:") else row["concept_id"]
+        )
+        card = cards_by_concept.get(card_id)
         token_records: list[tuple[str, float]] = []
         if card is not None:
             for tokens, acts in zip(card["tokens"], card["token_activations"]):
@@ -466,7 +660,7 @@ def _label_concepts(
         concepts.at[index, "label"] = label
         concepts.at[index, "label_source"] = "offline"
         concepts.at[index, "top_ngrams"] = ", ".join(g for g, _ in informative)
-        if card is not None and mode == "token":
+        if card is not None and card_id.startswith("token:"):
             quotes = [
                 labelling.snippet(tokens, acts) for tokens, acts in zip(card["tokens"], card["token_activations"])
             ]
@@ -494,6 +688,11 @@ def _label_concepts(
         f"{m} feature {f}" for m, f in zip(concepts.loc[unlabelled, "mode"], concepts.loc[unlabelled, "feature"])
     ]
     concepts.loc[unlabelled, "label_source"] = "none"
+    # Families beyond the labelled ones take their representative's label.
+    by_id = dict(zip(concepts["concept_id"], concepts["label"]))
+    rest = (concepts["kind"] == "family") & (concepts["label_source"] == "")
+    concepts.loc[rest, "label"] = [by_id.get(r, r) for r in concepts.loc[rest, "representative"]]
+    concepts.loc[rest, "label_source"] = "representative"
     return concepts
 
 

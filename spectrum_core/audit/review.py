@@ -47,8 +47,19 @@ class AuditView:
         positions = self.pair_ids.get_indexer(self.pair_features["pair_id"])[order]
         return ranges, positions, self.pair_features["delta"].to_numpy()[order]
 
+    def family_members(self, family_id: str) -> dict[str, float]:
+        """A family's members and their weights (its score is the weighted sum of theirs)."""
+        if "family" not in self.concepts.columns:
+            return {}
+        rows = self.concepts[self.concepts["family"] == family_id]
+        return dict(zip(rows["concept_id"], rows["family_weight"].astype(float)))
+
     def delta_array(self, concept_id: str) -> np.ndarray:
-        """Δ for every audited pair in ``pair_ids`` order (0 where neither side has the concept)."""
+        """Δ for every audited pair in ``pair_ids`` order (0 where neither side has the concept);
+        a family's is the weighted sum of its members'."""
+        if concept_id.startswith("family:"):
+            parts = self.family_members(concept_id)
+            return sum((w * self.delta_array(m) for m, w in parts.items()), np.zeros(len(self.pair_ids)))
         ranges, positions, values = self._concept_rows
         out = np.zeros(len(self.pair_ids), dtype=np.float64)
         start, end = ranges.get(concept_id, (0, 0))
@@ -75,6 +86,25 @@ class AuditView:
             result[column.removeprefix("probe:")] = float(np.corrcoef(values, target)[0, 1])
         series = pd.Series(result, dtype=float)
         return series.reindex(series.abs().sort_values(ascending=False).index)
+
+
+ROBUST_SHARE = 0.8  # split-half: both halves significant in this share of the splits
+FRAGILE_SHARE = 0.5  # ... below this share of the splits, the same direction is not even reliable
+
+
+def verdict_badge(row, alpha: float) -> str:
+    """A concept's or family's verdict in a few words: significant or not at the audit's FDR
+    threshold, and how well it holds in random halves of the pairs."""
+    if not row["q_value"] < alpha:
+        return f"not significant (q ≥ {alpha:g})"
+    halves = row.get("split_half_significant")
+    if halves is None or pd.isna(halves):
+        return "significant"
+    if halves >= ROBUST_SHARE:
+        return f"significant · robust ({halves:.0%} of halves)"
+    if row.get("split_half_direction", 0) >= FRAGILE_SHARE:
+        return f"significant · direction holds in halves, significance in {halves:.0%}"
+    return "significant · fragile in halves"
 
 
 def highlight_tokens(tokens: list[str], activations: list[float], rgb: tuple[int, int, int] = (42, 157, 143)) -> str:

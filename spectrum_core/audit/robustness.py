@@ -41,3 +41,32 @@ def split_half_agreement(delta, n_splits: int, seed: int, alpha: float = 0.05) -
         direction += same
         significant += same & sure
     return direction / n_splits, significant / n_splits
+
+
+# A family is found again by an SAE trained with another seed when one of that SAE's latents has a
+# Δ that correlates with the family's Δ at least this share as well as the family's best SAE member
+# does: the new SAE has a feature about as aligned with the family as the original had.
+SEED_MATCH_SHARE = 0.8
+
+
+def seed_stability(family_delta, reference_delta, family_members: list[np.ndarray], seed_deltas: list) -> np.ndarray:
+    """For each family (column of ``family_delta``, pairs × families): the share of the retrained
+    SAEs (``seed_deltas``: one pairs × latents Δ per seed, the modes of that seed stacked) that
+    have a latent whose Δ correlates with the family's Δ at least SEED_MATCH_SHARE times as well
+    as the best of its SAE members (``family_members[f]``, columns of ``reference_delta``) does.
+    NaN for a family with no SAE member (a family of probes does not depend on the SAE)."""
+    from .families import cross_correlation
+
+    n_families = family_delta.shape[1]
+    out = np.full(n_families, np.nan)
+    if not seed_deltas:
+        return out
+    own = cross_correlation(family_delta, reference_delta)  # families × reference concepts
+    best_own = np.array([own[f, m].max() if len(m) else np.nan for f, m in enumerate(family_members)])
+    found = np.zeros(n_families)
+    for delta in seed_deltas:
+        best_new = cross_correlation(family_delta, delta).max(axis=1)
+        found += best_new >= SEED_MATCH_SHARE * best_own
+    has_sae = np.array([len(m) > 0 for m in family_members])
+    out[has_sae] = found[has_sae] / len(seed_deltas)
+    return out

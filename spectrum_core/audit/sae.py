@@ -13,7 +13,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
 from .errors import AuditInputError
@@ -186,6 +188,11 @@ def train_sae(
         config=asdict(config),
     )
     return sae, metrics
+
+
+def decoder_directions(sae: Any) -> np.ndarray:
+    """The SAE's decoder directions (latents × d_model) as float32 on the CPU."""
+    return sae.W_dec.detach().float().cpu().numpy()
 
 
 def load_pretrained_sae(spec: str, *, d_model: int, hook: str, device: str = "cpu"):

@@ -7,6 +7,11 @@ A plan names the audit and dataset it came from and, for every decided concept, 
 - ``amplify`` → ``none`` (reward only, the default) or ``upweight``;
 - ``keep`` → ``none``.
 
+A decision on a concept family (``family:N``) acts on the family score, the weighted sum of its
+members (``ConceptChoice.members``), everywhere downstream: the data interventions, the shaped
+reward, CAFT's directions and prevalence in generations. A member decided on its own is left out
+of its family's choice: the researcher's more specific decision wins.
+
 The plan is saved as YAML in the workspace; the tuning stage reads it back with
 :meth:`InterventionPlan.from_yaml` (the shaped reward uses the suppressed and amplified concepts,
 the trainers the shaped pairs).
@@ -62,6 +67,18 @@ class ConceptChoice:
     decided_by: str = ""
     decided_at: str = ""
     stats: dict = field(default_factory=dict)
+    # For a family: the members it acts on and their weights (its score is the weighted sum of
+    # theirs); members with a decision of their own are left out, since theirs wins for them.
+    members: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def is_family(self) -> bool:
+        return self.concept_id.startswith("family:")
+
+    def parts(self) -> list[tuple[str, float]]:
+        """(concept id, weight) whose weighted sum is this choice's concept: its members for a
+        family, else the concept itself."""
+        return list(self.members.items()) if self.is_family else [(self.concept_id, 1.0)]
 
     def __post_init__(self):
         if self.action not in DATA_INTERVENTIONS:
@@ -143,10 +160,12 @@ def compile_plan(
     labels = workspace.labels(audit_job_id)
     table = concepts.set_index("concept_id", drop=False) if "concept_id" in concepts else concepts
     choices = []
-    for concept_id, decision in sorted(
-        workspace.current_decisions(audit_job_id).items(), key=lambda item: item[1]["id"]
-    ):
+    decisions = workspace.current_decisions(audit_job_id)
+    for concept_id, decision in sorted(decisions.items(), key=lambda item: item[1]["id"]):
         row = table.loc[concept_id] if concept_id in table.index else None
+        members = {
+            member: weight for member, weight in view.family_members(concept_id).items() if member not in decisions
+        }
         choices.append(
             ConceptChoice(
                 concept_id=concept_id,
@@ -160,6 +179,7 @@ def compile_plan(
                 decided_by=decision["decided_by"],
                 decided_at=decision["decided_at"],
                 stats=decision["stats"],
+                members=members,
             )
         )
     return InterventionPlan(

@@ -92,6 +92,11 @@ def _balance_bins(agreement: np.ndarray, mask: np.ndarray, n_bins: int) -> np.nd
     return None
 
 
+def choice_delta(choice: ConceptChoice, deltas: DeltaSource, n_pairs: int) -> np.ndarray:
+    """The chosen concept's Δ: for a family, the weighted sum of its members' Δ."""
+    return sum((weight * deltas(member) for member, weight in choice.parts()), np.zeros(n_pairs))
+
+
 def shape_pairs(
     plan: InterventionPlan, all_pair_ids: pd.Index, audited_pair_ids: pd.Index, deltas: DeltaSource
 ) -> ShapedPairs:
@@ -105,7 +110,7 @@ def shape_pairs(
     notes: list[str] = []
 
     def agreement(choice: ConceptChoice) -> np.ndarray:
-        return _sign(choice.direction) * orientation * deltas(choice.concept_id)
+        return _sign(choice.direction) * orientation * choice_delta(choice, deltas, n)
 
     def active(action: str, intervention: str) -> list[ConceptChoice]:
         chosen = [c for c in plan.concepts if c.action == action and c.intervention == intervention]

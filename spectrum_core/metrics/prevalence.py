@@ -25,7 +25,7 @@ import scipy.sparse as sp
 from scipy import stats
 
 from ..reward.encoder import EncodedResponses, ResponseEncoder
-from ..reward.shaped import TOKEN_SAE, concept_activation
+from ..reward.shaped import TOKEN_SAE, parts_activation
 
 
 def held_out_prompts(pairs: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
@@ -71,8 +71,10 @@ def encode_generations(
     return Generations(prompts, responses, encoder.encode(prompts, responses, progress))
 
 
-def concept_values(generations: Generations, concept_id: str, saes: dict) -> np.ndarray:
-    return concept_activation(concept_id, generations.encoded, generations.responses, saes)
+def concept_values(generations: Generations, concept: dict, saes: dict) -> np.ndarray:
+    """The concept's value on every generation (for a family, the weighted sum of its members')."""
+    parts = concept.get("parts") or [(concept["concept_id"], 1.0)]
+    return parts_activation(parts, generations.encoded, generations.responses, saes)
 
 
 def wilson_interval(successes: int, n: int) -> tuple[float, float]:
@@ -92,8 +94,11 @@ def mean_interval(values: np.ndarray) -> tuple[float, float, float]:
     return mean, float(low), float(high)
 
 
-def firing_threshold(concept_id: str, base_values: np.ndarray) -> float:
-    return float(np.median(base_values)) if concept_id.startswith("difference:") else 0.0
+def firing_threshold(concept: dict, base_values: np.ndarray) -> float:
+    """Token-mode features fire when above 0; anything else (a difference-mode projection, a
+    probe, a family holding either) when above its median on the base model's generations."""
+    parts = concept.get("parts") or [(concept["concept_id"], 1.0)]
+    return 0.0 if all(str(c).startswith("token:") for c, _ in parts) else float(np.median(base_values))
 
 
 def compare_prevalence(base: Generations, tuned: Generations | None, concepts: list[dict], saes: dict) -> pd.DataFrame:
@@ -106,8 +111,8 @@ def compare_prevalence(base: Generations, tuned: Generations | None, concepts: l
     rows = []
     for concept in concepts:
         concept_id = concept["concept_id"]
-        base_values = concept_values(base, concept_id, saes)
-        threshold = firing_threshold(concept_id, base_values)
+        base_values = concept_values(base, concept, saes)
+        threshold = firing_threshold(concept, base_values)
         row = {
             "concept_id": concept_id,
             "label": concept.get("label", concept_id),
@@ -116,7 +121,7 @@ def compare_prevalence(base: Generations, tuned: Generations | None, concepts: l
         }
         sides = [("base", base_values)]
         if tuned is not None:
-            sides.append(("tuned", concept_values(tuned, concept_id, saes)))
+            sides.append(("tuned", concept_values(tuned, concept, saes)))
         for side, values in sides:
             fired = int((values > threshold).sum())
             row[f"{side}_rate"] = fired / len(values) if len(values) else float("nan")

@@ -115,18 +115,22 @@ def reset_checkpoints(workspace: Workspace, target: EvalTarget) -> list[tuple[st
 
 
 def plan_concepts(workspace: Workspace, target: EvalTarget) -> list[dict]:
-    """The decided concepts: the run's plan for a tuned run, the audit's current decisions for the base."""
-    if not target.is_base:
-        from ..interventions import load_plan
+    """The decided concepts (concept_id, label, action, parts: what to sum, for a family its
+    members): the run's plan for a tuned run, the audit's current decisions for the base."""
+    from ..interventions import compile_plan, load_plan
 
-        return [
-            {"concept_id": c.concept_id, "label": c.label, "action": c.action}
-            for c in load_plan(workspace, target.run["plan_id"]).plan.concepts
-        ]
-    if target.audit_job_id is None:
+    if not target.is_base:
+        plan = load_plan(workspace, target.run["plan_id"]).plan
+    elif target.audit_job_id is None:
         return []
-    labels = workspace.labels(target.audit_job_id)
+    else:
+        from ..audit.review import AuditView
+
+        audit = workspace.job(target.audit_job_id)
+        folder = workspace.find_artifact(cast(str, audit.artifact_key))
+        if folder is None:
+            raise NotFoundError(f"audit {target.audit_job_id}: its artifact is missing from {workspace.root}")
+        plan = compile_plan(workspace, target.audit_job_id, AuditView.load(folder))
     return [
-        {"concept_id": cid, "label": labels.get(cid, cid), "action": d["action"]}
-        for cid, d in workspace.current_decisions(target.audit_job_id).items()
+        {"concept_id": c.concept_id, "label": c.label, "action": c.action, "parts": c.parts()} for c in plan.concepts
     ]

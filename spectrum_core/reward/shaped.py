@@ -22,6 +22,7 @@ correlation, on held-out pairs, between the reward margin and the concept's Δ.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -94,6 +95,28 @@ def concept_activation(concept_id: str, encoded: EncodedResponses, texts: list[s
     raise KeyError(f"unknown concept {concept_id!r}")
 
 
+Parts = list[tuple[str, float]]  # (concept id, weight): a concept, or a family's members
+# What a saved reward names per bonus or residualised concept: parts, or a bare concept id (as
+# rewards saved before families wrote it).
+ConceptRef = Parts | str
+
+
+def parts_activation(parts: ConceptRef, encoded: EncodedResponses, texts: list[str], saes: dict) -> np.ndarray:
+    """The weighted sum of the parts' activations (``ConceptChoice.parts``); a bare concept id, as
+    rewards saved before families wrote it, is that concept alone."""
+    if isinstance(parts, str):
+        parts = [(parts, 1.0)]
+    total = np.zeros(len(texts), dtype=np.float64)
+    for concept_id, weight in parts:
+        total = total + float(weight) * concept_activation(concept_id, encoded, texts, saes)
+    return total
+
+
+def parts_directions(parts: Parts, saes: dict) -> list[torch.Tensor]:
+    """The decoder directions among the parts (probes have none)."""
+    return [d for d in (concept_direction(concept_id, saes) for concept_id, _ in parts) if d is not None]
+
+
 class ShapedReward:
     """Scores (prompt, response) pairs; higher is preferred."""
 
@@ -104,16 +127,16 @@ class ShapedReward:
         coef: np.ndarray,
         scale: np.ndarray,
         covariates: list[str],
-        bonuses: list[tuple[str, float, float]],
+        bonuses: Sequence[tuple[ConceptRef, float, float]],
         reward_sd: float,
         use_pooled: bool,
-        residualize: list[tuple[str, float]] | None = None,
+        residualize: Sequence[tuple[ConceptRef, float]] | None = None,
     ):
         self.encoder, self.saes = encoder, saes
-        self.residualize = residualize or []  # (suppressed concept, slope) subtracted from the score
+        self.residualize = residualize or []  # (suppressed parts, slope) subtracted from the score
         self.coef, self.scale = coef, scale
         self.covariates = covariates  # suppressed probe concepts: in the fit, weight 0 in scoring
-        self.bonuses = bonuses  # (concept_id, strength, concept sd)
+        self.bonuses = bonuses  # (parts, strength, concept sd)
         self.reward_sd = reward_sd
         self.use_pooled = use_pooled
 
@@ -127,10 +150,10 @@ class ShapedReward:
         """Scores from both encodings of the responses: ``projected`` (the reward's inputs) and
         ``plain`` (concept activations as the audit measured them)."""
         score = self.linear_part(projected, texts)
-        for concept_id, strength, sd in self.bonuses:
-            score = score + strength * self.reward_sd * concept_activation(concept_id, plain, texts, self.saes) / sd
-        for concept_id, slope in self.residualize:
-            score = score - slope * concept_activation(concept_id, plain, texts, self.saes)
+        for parts, strength, sd in self.bonuses:
+            score = score + strength * self.reward_sd * parts_activation(parts, plain, texts, self.saes) / sd
+        for parts, slope in self.residualize:
+            score = score - slope * parts_activation(parts, plain, texts, self.saes)
         return score
 
     def score(self, prompts: list, responses: list[str], progress=None) -> np.ndarray:
@@ -227,11 +250,11 @@ def fit_shaped_reward(
     saes = load_audit_saes(audit_folder)
     if TOKEN_SAE not in saes:
         raise FileNotFoundError(f"{audit_folder} has no token-mode SAE; the reward needs one")
-    suppressed = [c.concept_id for c in plan.suppressed]
-    directions = [d for d in (concept_direction(c, saes) for c in suppressed) if d is not None]
-    basis = orthonormal_basis(directions)
-    covariates = [c for c in suppressed if c.startswith("probe:")]
-    suppressed_features = [int(c.split(":")[1]) for c in suppressed if c.startswith("token:")]
+    suppressed = [c.parts() for c in plan.suppressed]
+    members = [concept_id for parts in suppressed for concept_id, _ in parts]
+    basis = orthonormal_basis([d for parts in suppressed for d in parts_directions(parts, saes)])
+    covariates = [c for c in members if c.startswith("probe:")]
+    suppressed_features = [int(c.split(":")[1]) for c in members if c.startswith("token:")]
 
     table = pairs.merge(shaping[["pair_id", "kept", "flipped", "weight"]], on="pair_id", how="left")
     table[["kept", "flipped"]] = table[["kept", "flipped"]].fillna({"kept": True, "flipped": False})
@@ -272,16 +295,16 @@ def fit_shaped_reward(
     reward_sd = float(base_scores.std() + 1e-6)
     bonuses = []
     for choice in plan.amplified:
-        values = concept_activation(choice.concept_id, plain, texts, saes)[: 2 * n_train]
+        values = parts_activation(choice.parts(), plain, texts, saes)[: 2 * n_train]
         sd = float(values.std() + 1e-6)
-        bonuses.append((choice.concept_id, float(choice.strength or 1.0), sd))
+        bonuses.append((choice.parts(), float(choice.strength or 1.0), sd))
         base_scores = base_scores + float(choice.strength or 1.0) * reward_sd * values / sd
     # Remove what the suppressed concepts' activations still explain of the training margins
     # (bonuses included: where an amplified concept carries a suppressed one, suppress wins).
     residualize = []
     if suppressed:
         # In pair differences (what a preference depends on): margin ~ Δ activations.
-        activations = np.column_stack([concept_activation(c, plain, texts, saes)[: 2 * n_train] for c in suppressed])
+        activations = np.column_stack([parts_activation(c, plain, texts, saes)[: 2 * n_train] for c in suppressed])
         slopes, *_ = np.linalg.lstsq(
             pair_delta(activations, train_rows), pair_delta(base_scores, train_rows), rcond=None
         )
@@ -305,7 +328,7 @@ def fit_shaped_reward(
     dependence = []
     for choice in plan.concepts:
         try:
-            values = concept_activation(choice.concept_id, plain, texts, saes)
+            values = parts_activation(choice.parts(), plain, texts, saes)
         except KeyError:
             continue
         concept_delta = pair_delta(values, held_rows)

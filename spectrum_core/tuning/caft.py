@@ -1,6 +1,7 @@
-"""Concept ablation during training (CAFT): the suppressed concepts' SAE decoder directions are
-projected out of the residual stream at the SAE's layer in every forward pass while training, so
-the gradient cannot use them; the saved adapter runs without the hook."""
+"""Concept ablation during training (CAFT): the suppressed concepts' SAE decoder directions (for a
+family, every member's) are projected out of the residual stream at the SAE's layer in every
+forward pass while training, so the gradient cannot use them; the saved adapter runs without the
+hook."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ import torch
 
 from ..audit.activations import decoder_layers
 from ..reward.encoder import orthonormal_basis, project_out
-from ..reward.shaped import concept_direction, load_audit_saes
+from ..reward.shaped import load_audit_saes, parts_directions
 
 
 def suppressed_basis(plan, audit_folder) -> torch.Tensor | None:
     saes = load_audit_saes(audit_folder)
-    directions = [d for d in (concept_direction(c.concept_id, saes) for c in plan.suppressed) if d is not None]
+    directions = [d for choice in plan.suppressed for d in parts_directions(choice.parts(), saes)]
     return orthonormal_basis(directions)
 
 

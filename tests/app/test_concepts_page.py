@@ -1,10 +1,14 @@
-"""The Concepts page through AppTest on a real (small) audit: card, decisions, undo, labels."""
+"""The Concepts page through AppTest on a real (small) audit: the family queue, family and member
+cards, decisions (a family's reaching the plan), undo, labels."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from spectrum_core.audit.review import AuditView
+from spectrum_core.interventions import compile_plan, shape_pairs
 from tests.conftest import ROOT
 
 
@@ -14,9 +18,10 @@ def page(audited_page):
 
 
 def listed(concepts):
-    """The concepts the page lists by default, best ranked first (its filter hides those with no
-    direction)."""
-    return concepts[concepts["direction"] != "none"].sort_values("rank")
+    """What the page lists by default: the families (the review queue), best ranked first (its
+    filter hides those with no direction)."""
+    families = concepts[concepts["kind"] == "family"]
+    return families[families["direction"] != "none"].sort_values("rank")
 
 
 def test_card_and_decisions_are_written_at_once(page):
@@ -81,3 +86,47 @@ def test_two_sessions_deciding_at_once_lose_nothing(page):
     ana = sessions["ana"]
     ana.run()
     assert "Current decision: keep" in ana.info[0].value and "by ben" in ana.info[0].value
+
+
+def test_family_card_lists_members_and_a_member_links_back(page):
+    at, workspace, outcome = page
+    at.run()
+    family = listed(outcome.concepts).iloc[0]
+    assert at.subheader[0].value == family["concept_id"]
+    assert any(f"**{family['n_members']} members**" in m.value for m in at.markdown)
+    assert any(m.label == "Effect size" for m in at.metric)
+    member = family["members"][-1]
+    at.session_state["concept"] = member
+    at.run()
+    assert at.subheader[0].value == member
+    assert any(f"Member of {family['concept_id']}" in c.value for c in at.caption)
+    at.button(key=f"open-{family['concept_id']}").click()
+    at.run()
+    assert at.subheader[0].value == family["concept_id"]
+
+
+def test_a_family_decision_reaches_the_plan_for_every_member(page):
+    at, workspace, outcome = page
+    at.run()
+    family = listed(outcome.concepts).iloc[0]
+    at.button(key=f"suppress-{family['concept_id']}").click()
+    at.run()
+    view = AuditView.load(outcome.folder)
+    plan = compile_plan(workspace, outcome.job_id, view)
+    (choice,) = plan.concepts
+    assert choice.concept_id == family["concept_id"] and choice.action == "suppress"
+    assert sorted(choice.members) == sorted(family["members"])
+    # The plan's Δ for the family is its score's Δ, rebuilt from the members.
+    shaped = shape_pairs(plan, view.pair_ids, view.pair_ids, view.delta_array)
+    acted = shaped.table["changed_by"].map(lambda reasons: f"reweight:{family['concept_id']}" in reasons)
+    assert acted.any() or any(family["concept_id"] in note for note in shaped.notes)
+    members = view.concepts[view.concepts["family"] == family["concept_id"]]
+    expected = sum(w * view.delta_array(m) for m, w in zip(members["concept_id"], members["family_weight"]))
+    np.testing.assert_allclose(view.delta_array(family["concept_id"]), expected)
+    # A member decided on its own leaves the family's choice; its own decision wins.
+    if len(family["members"]) > 1:
+        own = family["members"][0]
+        workspace.decide(outcome.job_id, own, "keep", user="test")
+        plan = compile_plan(workspace, outcome.job_id, view)
+        by_id = {c.concept_id: c for c in plan.concepts}
+        assert own not in by_id[family["concept_id"]].members and by_id[own].action == "keep"

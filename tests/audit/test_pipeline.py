@@ -84,6 +84,39 @@ def test_planted_concepts_are_found(planted_audit):
     print("\n".join(report))
 
 
+def test_each_planted_concept_is_one_family_near_the_top(planted_audit):
+    """The features that carry a planted concept (the plant explains at least half the variance
+    of their Δ: r ≥ 0.7 with its indicator, and |r| < 0.3 with the other plants'; a small
+    difference-mode SAE also has latents that mix plants, which belong to neither) are members of
+    one family, ranked in the top 5, whose label or nearest probe names it."""
+    _, _, outcome, indicators = planted_audit
+    concepts = outcome.concepts.set_index("concept_id", drop=False)
+    order = pd.read_parquet(outcome.folder / "pairs.parquet")["pair_id"]
+    matrix = deltas(outcome.folder).reindex(order).fillna(0.0)
+    singles = concepts[concepts["kind"] == "sae"].head(50)
+    words = {"opener": ("question", "thoughtful", "great"), "list": ("point", "summary"), "emoji": ("emoji", "😊")}
+    for name, indicator in indicators.items():
+
+        def r(cid, plant):
+            return np.corrcoef(matrix[cid].to_numpy(), indicators[plant])[0, 1]
+
+        carriers = [
+            cid
+            for cid in singles["concept_id"]
+            if matrix[cid].std() > 0
+            and r(cid, name) >= 0.7
+            and all(abs(r(cid, o)) < 0.3 for o in indicators if o != name)
+        ]
+        assert carriers, name
+        families = set(concepts.loc[carriers, "family"])
+        assert len(families) == 1 and "" not in families, (name, concepts.loc[carriers, ["family", "label"]])
+        family = concepts.loc[families.pop()]
+        assert family["rank"] <= 5 and family["q_value"] < 0.05, family
+        named = any(w in family["label"].lower() for w in words[name]) or family["nearest_probe"] in PLANTS[name][1]
+        assert named, (name, family["label"], family["nearest_probe"])
+        assert set(carriers) <= set(family["members"])
+
+
 def test_artifacts_and_report(planted_audit):
     _, _, outcome, _ = planted_audit
     folder = outcome.folder
@@ -108,8 +141,12 @@ def test_artifacts_and_report(planted_audit):
         "rank",
     ):
         assert column in concepts.columns, column
-    assert set(concepts["mode"]) == {"token", "difference", "probe"}
-    assert concepts["rank"].tolist() == list(range(1, len(concepts) + 1))
+    assert set(concepts["mode"]) == {"token", "difference", "probe", "family"}
+    # Families first, ranked among themselves; then every single concept, ranked among themselves.
+    is_family = (concepts["kind"] == "family").to_numpy()
+    assert is_family[: is_family.sum()].all()
+    for part in (concepts[is_family], concepts[~is_family]):
+        assert part["rank"].tolist() == list(range(1, len(part) + 1))
     assert (concepts["label"].str.len() > 0).all()
     cards = pd.read_parquet(folder / "feature_cards.parquet")
     token_cards = cards[cards["concept_id"].str.startswith("token:")]

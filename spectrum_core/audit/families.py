@@ -1,0 +1,208 @@
+"""Concept families: SAE features of both modes, and probes, that express the same concept.
+
+An SAE splits one idea over many latents ("sorry", "I can't", "I'm not able to" ...), and a
+researcher should review the idea once. Two concepts belong together when their per-pair Δ move
+together across pairs (Pearson r of Δ over the audited pairs) or, within one SAE, when their
+decoder directions point the same way (cosine). The similarity of two concepts is the larger of
+the two within a mode and r alone across modes and for probes; families are the clusters of an
+average-linkage hierarchical clustering (scipy) cut at ``1 - min_similarity``.
+
+Average linkage keeps the promise stated on the page: every merge joins two groups whose average
+similarity is at least ``min_similarity``, so the average similarity over all pairs of members of
+a family is at least that much too. Similarities are signed: two concepts that move in opposite
+directions across pairs (r < 0) are never in one family.
+
+A family is scored on each response by the sum of its members' standardised activations (each
+member divided by its standard deviation over all audited responses), and that score goes through
+the same tests as a single concept. Being linear, the family's Δ is the same weighted sum of its
+members' Δ, so data interventions, the reward and prevalence can all rebuild it from the members.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.spatial.distance import squareform
+
+# Two concepts are "alike" from r = 0.3 of their per-pair Δ (or decoder cosine within an SAE): on
+# the full bundled HH audit that puts the refusal features ("sorry", "I can't", "cannot help") in
+# one family and keeps length-like and topic features apart (README, "Concept families").
+MIN_SIMILARITY = 0.3
+# Only the best-ranked concepts are clustered: the pairwise matrix is quadratic in their number
+# (2,000 → 32 MB), and the weak tail of thousands of features has nothing to review.
+MAX_CANDIDATES = 2000
+# A concept that differs in fewer pairs than this has a Δ correlation too noisy to trust.
+MIN_PAIRS_DIFFERING = 5
+
+
+@dataclass
+class Families:
+    """``family`` holds, for each concept given to :func:`find_families`, its family number
+    (0 … n_families − 1, numbered in the order their first member was given) or −1 when it was
+    not clustered; ``weights`` the member weight (1 / the concept's standard deviation)."""
+
+    family: np.ndarray
+    weights: np.ndarray
+    similarity: np.ndarray  # among the clustered concepts, in their order
+    clustered: np.ndarray  # indices of the clustered concepts
+
+    @property
+    def n_families(self) -> int:
+        return int(self.family.max() + 1) if len(self.family) and self.family.max() >= 0 else 0
+
+    def members(self, family: int) -> np.ndarray:
+        return np.flatnonzero(self.family == family)
+
+    def weight_matrix(self) -> sp.csr_matrix:
+        """(n_concepts, n_families): activations @ this = family scores."""
+        rows = np.flatnonzero(self.family >= 0)
+        return sp.csr_matrix((self.weights[rows], (rows, self.family[rows])), shape=(len(self.family), self.n_families))
+
+    def mean_similarity(self, family: int) -> float:
+        """Average similarity over all pairs of the family's members (1 for a single member)."""
+        inside = np.flatnonzero(self.family[self.clustered] == family)
+        if len(inside) < 2:
+            return 1.0
+        block = self.similarity[np.ix_(inside, inside)]
+        return float((block.sum() - np.trace(block)) / (len(inside) * (len(inside) - 1)))
+
+
+def delta_correlation(delta: sp.spmatrix | np.ndarray) -> np.ndarray:
+    """Pearson r between the columns of Δ (pairs × concepts); 0 where a column is constant."""
+    return cross_correlation(delta, delta)
+
+
+def cross_correlation(a: sp.spmatrix | np.ndarray, b: sp.spmatrix | np.ndarray) -> np.ndarray:
+    """Pearson r between every column of ``a`` and every column of ``b`` (same rows), from their
+    Gram products, so sparse inputs stay sparse; 0 where a column is constant."""
+    a, b = sp.csc_matrix(a, dtype=np.float64), sp.csc_matrix(b, dtype=np.float64)
+    n = max(a.shape[0], 1)
+    stats = []
+    for m in (a, b):
+        mean = np.asarray(m.sum(axis=0)).ravel() / n
+        second = np.asarray(m.multiply(m).sum(axis=0)).ravel() / n
+        sd = np.sqrt(np.maximum(second - mean**2, 0.0))
+        constant = sd <= 1e-12 * np.sqrt(np.maximum(second, 1e-300))
+        stats.append((mean, np.where(constant, np.inf, sd)))
+    (mean_a, sd_a), (mean_b, sd_b) = stats
+    cov = np.asarray((a.T @ b).todense()) / n - np.outer(mean_a, mean_b)
+    return np.clip(cov / np.outer(sd_a, sd_b), -1.0, 1.0)
+
+
+def decoder_cosine(directions: np.ndarray) -> np.ndarray:
+    unit = directions / np.maximum(np.linalg.norm(directions, axis=1, keepdims=True), 1e-12)
+    return np.clip(unit @ unit.T, -1.0, 1.0)
+
+
+def find_families(
+    chosen: sp.spmatrix,
+    rejected: sp.spmatrix,
+    modes: np.ndarray,
+    candidates: np.ndarray,
+    decoders: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    min_similarity: float = MIN_SIMILARITY,
+) -> Families:
+    """Cluster the concepts ``candidates`` (column indices of the per-pair matrices ``chosen`` and
+    ``rejected``, pairs × concepts, best-ranked first) into families.
+
+    ``modes`` gives each column's mode; ``decoders`` maps a mode to (its columns, their decoder
+    directions) for the decoder-cosine half of the similarity. Concepts outside ``candidates``, and
+    candidates that differ in fewer than MIN_PAIRS_DIFFERING pairs, are left out (family −1)."""
+    chosen, rejected = sp.csr_matrix(chosen), sp.csr_matrix(rejected)
+    n_concepts = chosen.shape[1]
+    both = sp.vstack([chosen, rejected]).tocsc()
+    mean = np.asarray(both.mean(axis=0)).ravel()
+    mean_sq = np.asarray(both.multiply(both).mean(axis=0)).ravel()
+    sd = np.sqrt(np.maximum(mean_sq - mean**2, 0.0))
+    weights = np.where(sd > 0, 1.0 / np.where(sd > 0, sd, 1.0), 0.0)
+
+    delta = (chosen - rejected).tocsc()
+    differing = np.diff((delta != 0).astype(np.int8).tocsc().indptr)
+    candidates = np.asarray(candidates, dtype=np.int64)
+    keep = candidates[(differing[candidates] >= MIN_PAIRS_DIFFERING) & (sd[candidates] > 0)]
+    family = np.full(n_concepts, -1, dtype=np.int64)
+    if len(keep) == 0:
+        return Families(family, weights, np.zeros((0, 0)), keep)
+
+    similarity = delta_correlation(delta[:, keep])
+    for mode, (columns, directions) in (decoders or {}).items():
+        position = {int(c): i for i, c in enumerate(columns)}
+        inside = np.flatnonzero(modes[keep] == mode)
+        rows = [position[int(c)] for c in keep[inside] if int(c) in position]
+        if len(rows) != len(inside) or len(inside) < 2:
+            continue
+        cosine = decoder_cosine(directions[rows])
+        block = np.ix_(inside, inside)
+        similarity[block] = np.maximum(similarity[block], cosine)
+    np.fill_diagonal(similarity, 1.0)
+
+    if len(keep) == 1:
+        labels = np.array([1])
+    else:
+        distance = squareform(np.clip(1.0 - similarity, 0.0, 2.0), checks=False)
+        labels = fcluster(linkage(distance, method="average"), t=1.0 - min_similarity, criterion="distance")
+    # Number families by their best-ranked member (candidates come best first), not by scipy's
+    # arbitrary cluster numbers, so the numbering is stable and readable.
+    first_seen: dict[int, int] = {}
+    for label in labels:
+        first_seen.setdefault(int(label), len(first_seen))
+    family[keep] = [first_seen[int(label)] for label in labels]
+    return Families(family, weights, similarity, keep)
+
+
+def family_scores(matrix: sp.spmatrix, families: Families) -> sp.csr_matrix:
+    """Per-response (or per-pair) family scores: each row's weighted sum over every member."""
+    return sp.csr_matrix(sp.csr_matrix(matrix) @ families.weight_matrix())
+
+
+def representatives(delta: sp.spmatrix, families: Families, family_delta: sp.spmatrix) -> np.ndarray:
+    """For each family, the member whose Δ correlates best with the family's Δ."""
+    out = np.full(families.n_families, -1, dtype=np.int64)
+    delta = sp.csc_matrix(delta)
+    family_delta = sp.csc_matrix(family_delta)
+    for f in range(families.n_families):
+        members = families.members(f)
+        if len(members) == 1:
+            out[f] = members[0]
+            continue
+        stacked = sp.hstack([family_delta[:, [f]], delta[:, members]])
+        r = delta_correlation(stacked)[0, 1:]
+        out[f] = members[int(np.argmax(r))]
+    return out
+
+
+def effect_size(delta: sp.spmatrix) -> np.ndarray:
+    """Standardised mean Δ per column (mean / standard deviation over pairs; Cohen's d_z), the
+    effect size of a paired design; 0 for a constant column."""
+    delta = sp.csc_matrix(delta)
+    n = max(delta.shape[0], 1)
+    mean = np.asarray(delta.sum(axis=0)).ravel() / n
+    mean_sq = np.asarray(delta.multiply(delta).sum(axis=0)).ravel() / n
+    sd = np.sqrt(np.maximum(mean_sq - mean**2, 0.0))
+    return np.where(sd > 0, mean / np.where(sd > 0, sd, 1.0), 0.0)
+
+
+def describe_families(summary: dict) -> str:
+    """The report's family summary in one or two sentences (CLI and Audit page)."""
+    text = (
+        f"{summary['n_families']:,} families from {summary['n_clustered']:,} clustered concepts (members alike at "
+        f"a mean similarity of at least {summary['min_similarity']:g})."
+    )
+    needed = summary.get("families_holding_90pct_of_significant")
+    if summary.get("n_significant_concepts"):
+        text += (
+            f" {needed} families hold 90% of the {summary['n_significant_concepts']:,} significant concepts."
+            if needed
+            else f" The families hold under 90% of the {summary['n_significant_concepts']:,} significant concepts."
+        )
+    retained = summary.get("auc_gain_retained_by_top_families")
+    if retained is not None and retained == retained:
+        text += (
+            f" The top {summary['top_families']} families' members keep {retained:.0%} of the joint model's held-out "
+            f"AUC gain over length alone ({summary['auc_held_out_top_families']:.3f} vs "
+            f"{summary['auc_held_out_all_concepts']:.3f}; length alone {summary['auc_held_out_length_only']:.3f})."
+        )
+    return text
