@@ -95,11 +95,11 @@ def test_each_planted_concept_is_one_family_near_the_top(planted_audit):
     matrix = deltas(outcome.folder).reindex(order).fillna(0.0)
     singles = concepts[concepts["kind"] == "sae"].head(50)
     words = {"opener": ("question", "thoughtful", "great"), "list": ("point", "summary"), "emoji": ("emoji", "😊")}
-    for name, indicator in indicators.items():
 
-        def r(cid, plant):
-            return np.corrcoef(matrix[cid].to_numpy(), indicators[plant])[0, 1]
+    def r(cid, plant):
+        return np.corrcoef(matrix[cid].to_numpy(), indicators[plant])[0, 1]
 
+    for name in indicators:
         carriers = [
             cid
             for cid in singles["concept_id"]
