@@ -10,6 +10,7 @@ import streamlit as st
 from app_pages.frame import build_frame, load_audit_view
 from spectrum_core.audit.pipeline import describe_concept
 from spectrum_core.audit.review import highlight_tokens, verdict_badge
+from spectrum_core.charts import topic_heatmap, topic_lean_bars
 
 frame = build_frame()
 workspace = frame.workspace
@@ -109,6 +110,14 @@ selection = st.dataframe(
         "prevalence": st.column_config.NumberColumn(format="%.2f"),
     },
 )
+if review == "Families" and len(view.topic_leans) and len(view.topics) > 1:
+    with st.expander("Lean per prompt topic: the top 20 families", expanded=False):
+        st.caption(
+            "Prompts clustered into topics (k-means on sentence embeddings of the user's turns, named by their "
+            "most distinctive words). Green: chosen responses have more of the family within that topic; red: "
+            "rejected ones do. Hover for the 95% interval."
+        )
+        st.plotly_chart(topic_heatmap(view.topic_leans, view.topics, shown.head(20)), width="stretch")
 rows = selection.selection.rows if selection else []
 if rows:
     st.session_state["concept"] = shown.iloc[rows[0]]["concept_id"]
@@ -154,6 +163,10 @@ if row["kind"] == "family":
     if picked:
         st.session_state["concept"] = members.iloc[picked[0]]["concept_id"]
         st.rerun()
+    family_leans = view.topic_leans[view.topic_leans["concept_id"] == concept_id] if len(view.topic_leans) else None
+    if family_leans is not None and len(family_leans) > 1:
+        st.markdown("**Lean per prompt topic** (share of differing pairs where chosen has more, 95% interval)")
+        st.plotly_chart(topic_lean_bars(family_leans, view.topics), width="stretch")
 elif family_id:
     family_label = concepts.loc[family_id, "label"] if family_id in concepts.index else family_id
     st.caption(f"Member of {family_id} ({family_label}).")

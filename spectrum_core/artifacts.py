@@ -62,6 +62,15 @@ class AuditArtifact(Artifact):
     def audited_pairs(self) -> pd.DataFrame:
         return pd.read_parquet(self.folder / names.AUDITED_PAIRS_FILE)
 
+    def topics(self) -> pd.DataFrame:
+        """The prompt topics (empty for an audit made without them)."""
+        path = self.folder / names.TOPICS_FILE
+        return pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=["topic", "label", "n_pairs"])
+
+    def topic_leans(self) -> pd.DataFrame:
+        path = self.folder / names.TOPIC_LEANS_FILE
+        return pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=["concept_id", "topic"])
+
 
 class TuningArtifact(Artifact):
     """``tune-<hash>/``: the adapter (or full model), its configuration and what it trained on."""

@@ -159,3 +159,71 @@ def training_curves(records: list[dict], metrics: tuple[str, ...] = ("loss", "re
         figure.update_xaxes(title_text="round" if stage == "reset" else "step", row=1, col=column)
     figure.update_layout(height=280, showlegend=False, margin=dict(t=30, b=10, l=10, r=10))
     return figure
+
+
+def topic_heatmap(leans: pd.DataFrame, topics: pd.DataFrame, families: pd.DataFrame) -> go.Figure:
+    """Families (rows, in the order given) × prompt topics: the share of differing pairs where
+    chosen has more, centred on ½ (no lean); the hover gives the 95% interval and the counts."""
+    table = leans[leans["concept_id"].isin(families["concept_id"])]
+    share = table.pivot(index="concept_id", columns="topic", values="share_chosen_more").reindex(families["concept_id"])
+    low = table.pivot(index="concept_id", columns="topic", values="share_low").reindex(share.index)
+    high = table.pivot(index="concept_id", columns="topic", values="share_high").reindex(share.index)
+    count = table.pivot(index="concept_id", columns="topic", values="n_differ").reindex(share.index)
+    names = dict(zip(topics["topic"], topics["label"]))
+    columns = [
+        f"{names.get(t, t)} ({n})"
+        for t, n in zip(share.columns, topics.set_index("topic")["n_pairs"].reindex(share.columns))
+    ]
+    rows = [f"{label[:40]} [{cid}]" for cid, label in zip(families["concept_id"], families["label"])]
+    hover = [
+        [
+            f"{s:.0%} chosen has more [{lo:.0%}, {hi:.0%}] of {int(n)} differing pairs"
+            if n == n and n
+            else "no differing pairs"
+            for s, lo, hi, n in zip(srow, lrow, hrow, nrow)
+        ]
+        for srow, lrow, hrow, nrow in zip(share.to_numpy(), low.to_numpy(), high.to_numpy(), count.to_numpy())
+    ]
+    figure = go.Figure(
+        go.Heatmap(
+            z=share.to_numpy(),
+            x=columns,
+            y=rows,
+            zmin=0,
+            zmax=1,
+            zmid=0.5,
+            colorscale=[[0, REJECTED_COLOUR], [0.5, "#f7f7f7"], [1, CHOSEN_COLOUR]],
+            text=hover,
+            hoverinfo="text+x+y",
+            colorbar=dict(title="chosen has more"),
+        )
+    )
+    figure.update_layout(height=120 + 24 * len(rows), margin=dict(t=10, b=10), yaxis=dict(autorange="reversed"))
+    return figure
+
+
+def topic_lean_bars(leans: pd.DataFrame, topics: pd.DataFrame) -> go.Figure:
+    """One family's lean per topic: the share where chosen has more, with its 95% interval."""
+    table = leans.merge(topics[["topic", "label"]], on="topic").sort_values("topic")
+    figure = go.Figure(
+        go.Bar(
+            x=table["label"],
+            y=table["share_chosen_more"] - 0.5,
+            base=0.5,
+            marker_color=[
+                CHOSEN_COLOUR if s >= 0.5 else REJECTED_COLOUR for s in table["share_chosen_more"].fillna(0.5)
+            ],
+            error_y=dict(
+                type="data",
+                symmetric=False,
+                array=table["share_high"] - table["share_chosen_more"],
+                arrayminus=table["share_chosen_more"] - table["share_low"],
+            ),
+            hovertext=[f"{int(n)} differing pairs" for n in table["n_differ"]],
+        )
+    )
+    figure.add_hline(y=0.5, line_dash="dot")
+    figure.update_layout(
+        yaxis=dict(range=[0, 1], title="share where chosen has more"), height=260, margin=dict(t=10, b=10)
+    )
+    return figure

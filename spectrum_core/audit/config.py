@@ -44,9 +44,20 @@ class AuditConfig:
     sae_seeds: int = setting(
         2, "SAEs retrained with other seeds on the same activations, to show how often each family is found again"
     )
+    topics: int = setting(
+        8,
+        "prompt topics (k-means on sentence embeddings of the user's turns) for each family's lean per topic; 0 skips",
+    )
     top_examples: int = setting(8, "strongest responses kept per feature for its card")
     labelled_concepts: int = setting(300, "best-ranked families, and SAE concepts, that get offline labels")
-    llm_labelled_concepts: int = setting(20, "... and LLM labels, when an endpoint is configured")
+    llm_labelled_concepts: int = setting(
+        20, "... and LLM labels, from --labeller or the endpoint in SPECTRUM_LLM_BASE_URL / SPECTRUM_LLM_MODEL"
+    )
+    labeller: str | None = setting(
+        None,
+        "a chat model loaded here (hub id, folder or 'bundled') that labels the top families and concepts, "
+        "with no server (none: the endpoint, if configured)",
+    )
 
     def __post_init__(self):
         validate(self)

@@ -540,6 +540,7 @@ class LLMLabeler:
     """
 
     temperature = 0.0
+    candidates = 3  # labels proposed per feature, each scored on held-out responses
 
     def __init__(
         self,

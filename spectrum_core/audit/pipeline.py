@@ -33,6 +33,7 @@ from . import labels as labelling
 from .activations import default_layer, extract_activations, hook_name
 from .baselines import agreement_strength, length_baseline
 from .config import MODES, AuditConfig
+from .detection import DETECTION_HELD_OUT, detection_score
 from .errors import AuditInputError
 from .families import MAX_CANDIDATES, MIN_SIMILARITY, effect_size, family_scores, find_families, representatives
 from .features import (
@@ -44,16 +45,19 @@ from .features import (
     token_activations,
     top_responses,
 )
+from .local_labeller import LocalLabeler
 from .power import power_summary, verdict
 from .probes import PROBES, compute_probes, probe_correlations
 from .robustness import seed_stability, split_half_agreement
 from .sae import SAETrainingConfig, decoder_directions, evaluate_sae, load_pretrained_sae, train_sae
 from .stats import adjust_pvalues, feature_statistics, joint_model, rank_concepts
+from .topics import find_topics, topic_leans
 
 logger = logging.getLogger(__name__)
 NGRAM_CANDIDATES = 30  # contrastive n-grams scored per concept before function words are dropped
 SNIPPET_WORDS = 16  # words quoted from a response when there are no token activations to centre on
 TOP_FAMILIES = 10  # the families whose members' share of the joint model's AUC gain is reported
+TOPIC_FAMILIES = 200  # the best-ranked families whose lean per topic is kept (a dense pairs × families array)
 
 
 @dataclass
@@ -381,6 +385,17 @@ def run_audit(
             concepts = _seed_stability(
                 concepts, mode_data, retrained, store, config, hook=hook, device=device, progress=progress
             )
+    topics = None
+    if config.topics:
+        with timer("topics"):
+            topics = find_topics(list(pairs["prompt"]), config.topics, config.seed, device=device)
+            family_rows = concepts[concepts["kind"] == "family"].head(TOPIC_FAMILIES)
+            family_chosen, family_rejected = mode_data["family"]
+            family_delta = (family_chosen - family_rejected).toarray()[
+                :, family_rows["feature"].to_numpy(dtype=np.int64)
+            ]
+            leans = topic_leans(family_delta, list(family_rows["concept_id"]), topics)
+        report["topics"] = topics.table().to_dict(orient="records")
     report["joint_models"] = {
         mode: {k: v for k, v in joint.items() if not isinstance(v, np.ndarray)} for mode, joint in joints.items()
     }
@@ -414,7 +429,12 @@ def run_audit(
         pd.concat(long_parts, ignore_index=True).to_parquet(out_dir / names.PAIR_FEATURES_FILE, index=False)
         cards.to_parquet(out_dir / names.FEATURE_CARDS_FILE, index=False)
         concepts.to_parquet(out_dir / names.CONCEPTS_FILE, index=False)
-        pairs[["pair_id", "split"]].to_parquet(out_dir / names.AUDITED_PAIRS_FILE, index=False)
+        audited = pairs[["pair_id", "split"]]
+        if topics is not None:
+            audited = audited.assign(topic=topics.topic)
+            topics.table().to_parquet(out_dir / names.TOPICS_FILE, index=False)
+            leans.to_parquet(out_dir / names.TOPIC_LEANS_FILE, index=False)
+        audited.to_parquet(out_dir / names.AUDITED_PAIRS_FILE, index=False)
 
     report["timings"] = timer.seconds
     # Counts, the verdict and power are about single concepts; families have their own q-values
@@ -483,9 +503,9 @@ def _add_families(
     table["nearest_probe"] = np.where(np.isnan(table["probe_r"]), "", np.array(list(PROBES))[best])
     # Until the labeller names it, a family goes by its representative's name.
     table["label"] = table["representative"]
-    families = agreement_strength(
-        rank_concepts(table, alpha=config.fdr_threshold, strength_column="effect_size"), len(train_mask)
-    )
+    # Ranked by the concepts' rule (length-controlled effect first): ranked by effect size alone, the
+    # full HH audit's top families were all length in disguise and its refusal families fell to 27th.
+    families = agreement_strength(rank_concepts(table, alpha=config.fdr_threshold), len(train_mask))
 
     concepts = concepts.assign(
         family=np.where(member_family >= 0, np.char.add("family:", member_family.astype(str)), ""),
@@ -623,13 +643,9 @@ def _label_concepts(
     )
     cards_by_concept = {cid: group for cid, group in cards.groupby("concept_id")} if len(cards) else {}
     rng = np.random.default_rng(config.seed)
-    n_pairs = len(pairs)
-    endpoint = labelling.LLMEndpoint.from_env()
-    labeler = (
-        labelling.LLMLabeler(endpoint, out_dir / names.LLM_LABEL_CACHE_FILE)
-        if endpoint and config.llm_labelled_concepts
-        else None
-    )
+    for name in ("detection", "detection_low", "detection_high"):
+        concepts[name] = np.nan
+    labeler = _make_labeler(config, out_dir, warnings)
     texts = list(pairs["chosen"]) + list(pairs["rejected"])
     # Both sides stacked (chosen rows, then rejected), column-major so each feature is one slice.
     stacked = {mode: sp.vstack([c, r]).tocsc() for mode, (c, r) in mode_data.items() if mode != "probe"}
@@ -669,18 +685,21 @@ def _label_concepts(
         concepts.at[index, "snippets"] = [q for q in dict.fromkeys(quotes) if q][:3]
         concepts.at[index, "top_tokens"] = ", ".join(t for t, _ in top_tokens)
         if labeler is not None and count < config.llm_labelled_concepts and high:
-            held = rng.choice(2 * n_pairs, size=min(40, 2 * n_pairs), replace=False)
             try:
-                candidates = labeler.label_feature(high[:10], low[:10], [texts[i] for i in held], column[held].tolist())
+                labelled = _llm_label(labeler, column, order, texts, low_index, rng, config.seed)
             except labelling.LabelingError as exc:
-                message = f"LLM labels skipped, offline labels kept: {exc}"
-                logger.warning(message)
-                warnings.append(message)
-                labeler, candidates = None, []
-            if candidates and not math.isnan(candidates[0]["fidelity"]):
-                concepts.at[index, "label"] = candidates[0]["label"]
+                _warn(warnings, f"LLM labels skipped, offline labels kept: {exc}")
+                labeler, labelled = None, None
+            if labelled is not None:
+                concepts.at[index, "label"] = labelled["label"]
                 concepts.at[index, "label_source"] = "llm"
-                concepts.at[index, "llm_fidelity"] = candidates[0]["fidelity"]
+                concepts.at[index, "llm_fidelity"] = labelled["fidelity"]
+                score = labelled["detection"]
+                concepts.loc[index, ["detection", "detection_low", "detection_high"]] = [
+                    score.score,
+                    score.low,
+                    score.high,
+                ]
         if progress:
             progress("labels", count + 1, len(sae_rows), unit="concepts")
     unlabelled = (concepts["kind"] == "sae") & (concepts["label_source"] == "")
@@ -694,6 +713,65 @@ def _label_concepts(
     concepts.loc[rest, "label"] = [by_id.get(r, r) for r in concepts.loc[rest, "representative"]]
     concepts.loc[rest, "label_source"] = "representative"
     return concepts
+
+
+def _warn(warnings: list[str], message: str) -> None:
+    logger.warning(message)
+    warnings.append(message)
+
+
+def _make_labeler(config: AuditConfig, out_dir: Path, warnings: list[str]) -> labelling.LLMLabeler | None:
+    """The local labeller (``--labeller``), else the endpoint from the environment, else none.
+    A local model that cannot be loaded costs a warning, never the audit."""
+    if not config.llm_labelled_concepts:
+        return None
+    cache = out_dir / names.LLM_LABEL_CACHE_FILE
+    if config.labeller:
+        try:
+            return LocalLabeler.load(config.labeller, cache, device=config.device)
+        except labelling.LabelingError as exc:
+            _warn(warnings, f"LLM labels skipped, offline labels kept: {exc}")
+            return None
+    endpoint = labelling.LLMEndpoint.from_env()
+    return labelling.LLMLabeler(endpoint, cache) if endpoint else None
+
+
+def _llm_label(
+    labeler: labelling.LLMLabeler,
+    column: np.ndarray,
+    order: np.ndarray,
+    texts: list[str],
+    inactive: np.ndarray,
+    rng: np.random.Generator,
+    seed: int,
+) -> dict | None:
+    """An LLM label for one concept (``column``: its activation on every response, chosen then
+    rejected): candidates proposed from its 10 strongest responses against hard negatives (the
+    other side of the same pairs), the one whose yes/no annotations of 40 random responses track
+    the activations best (fidelity), and that label's detection score on the next strongest
+    responses, held out from the proposal, against responses where it is silent."""
+    n_responses = len(texts)
+    active = [int(i) for i in order[:30] if column[i] > 0]
+    shown, held_active = active[:10], active[10 : 10 + DETECTION_HELD_OUT]
+    negatives = [(i + n_responses // 2) % n_responses for i in shown]
+    held = rng.choice(n_responses, size=min(40, n_responses), replace=False)
+    candidates = labeler.label_feature(
+        [texts[i] for i in shown],
+        [texts[i] for i in negatives],
+        [texts[i] for i in held],
+        column[held].tolist(),
+        n_candidates=labeler.candidates,
+    )
+    if not candidates or math.isnan(candidates[0]["fidelity"]):
+        return None
+    label = candidates[0]["label"]
+    others = [int(i) for i in inactive[:DETECTION_HELD_OUT] if column[i] <= 0]
+    detection = detection_score(
+        labeler.annotate(label, [texts[i] for i in held_active]) if held_active else [],
+        labeler.annotate(label, [texts[i] for i in others]) if others else [],
+        seed=seed,
+    )
+    return {"label": label, "fidelity": candidates[0]["fidelity"], "detection": detection}
 
 
 def load_concepts(folder: Path) -> pd.DataFrame:

@@ -4,7 +4,7 @@ and token highlighting that is safe to put in a page (every token is HTML-escape
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -22,6 +22,8 @@ class AuditView:
     pair_features: pd.DataFrame
     pair_ids: pd.Index
     report: dict
+    topics: pd.DataFrame = field(default_factory=pd.DataFrame)  # topic, label, n_pairs
+    topic_leans: pd.DataFrame = field(default_factory=pd.DataFrame)  # per family and topic
 
     @classmethod
     def load(cls, folder: Path) -> AuditView:
@@ -33,6 +35,8 @@ class AuditView:
             pair_features=artifact.pair_features(),
             pair_ids=pd.Index(artifact.audited_pairs()["pair_id"]),
             report=artifact.report,
+            topics=artifact.topics(),
+            topic_leans=artifact.topic_leans(),
         )
 
     @cached_property

@@ -858,8 +858,7 @@ def rank_concepts(table: pd.DataFrame, alpha: float = 0.05, strength_column: str
     that predict preference beyond length ahead of them.
 
     ``strength_column`` orders each significant group by the absolute value of that column instead
-    (families use their standardised mean Δ, ``effect_size``: a family score is a sum over many
-    features, and its logit's interval is stretched by a few extreme pairs).
+    (for instance ``effect_size``, the standardised mean Δ).
     """
     q = table["q_value"].to_numpy(dtype=np.float64)
     if strength_column is not None:

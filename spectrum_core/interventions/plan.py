@@ -118,7 +118,8 @@ class InterventionPlan:
     # --------------------------------------------------------------------------- YAML
     def to_dict(self) -> dict:
         data = asdict(self)
-        data["concepts"] = [asdict(c) for c in self.concepts]
+        # ``members`` only where there are some, so plans saved before families keep their hash.
+        data["concepts"] = [{k: v for k, v in asdict(c).items() if k != "members" or v} for c in self.concepts]
         return data
 
     def to_yaml(self, summary: dict | None = None) -> str:

@@ -31,7 +31,9 @@ def test_card_and_decisions_are_written_at_once(page):
     first = listed(outcome.concepts).iloc[0]["concept_id"]
     assert at.subheader[0].value == first
     assert any(m.label == "Pairs where it differs" for m in at.metric)
-    assert len(at.get("plotly_chart")) == 1
+    # The Δ histogram, and with prompt topics the family heatmap and the family's per-topic bars.
+    topics = AuditView.load(outcome.folder).topics
+    assert len(at.get("plotly_chart")) == (3 if len(topics) > 1 else 1)
     at.text_input(key=f"reason-{first}").input("prefers refusals for the wrong reason")
     at.button(key=f"suppress-{first}").click()
     at.run()
@@ -93,7 +95,7 @@ def test_family_card_lists_members_and_a_member_links_back(page):
     at.run()
     family = listed(outcome.concepts).iloc[0]
     assert at.subheader[0].value == family["concept_id"]
-    assert any(f"**{family['n_members']} members**" in m.value for m in at.markdown)
+    assert any(f"**{int(family['n_members'])} members**" in m.value for m in at.markdown)
     assert any(m.label == "Effect size" for m in at.metric)
     member = family["members"][-1]
     at.session_state["concept"] = member

@@ -405,6 +405,17 @@ def test_display_url_drops_credentials_and_query() -> None:
     assert endpoint.url.startswith("https://ana:s3cret@")  # the request itself still carries them
 
 
+# An audit small enough to run for a labelling path: 30 pairs, short texts, token mode only.
+TINY_AUDIT = dict(
+    max_pairs=30,
+    max_prompt_tokens=64,
+    max_response_tokens=64,
+    sae_training_tokens=20_000,
+    modes=("token",),
+    sae_seeds=0,
+)
+
+
 def test_a_dead_endpoint_costs_a_warning_not_the_audit(tmp_path: Path, monkeypatch, bundled_model) -> None:
     from spectrum_core.audit.pipeline import AuditConfig
     from spectrum_core.audit.runner import run_audit_in_workspace
@@ -417,21 +428,13 @@ def test_a_dead_endpoint_costs_a_warning_not_the_audit(tmp_path: Path, monkeypat
     monkeypatch.setenv("SPECTRUM_LLM_BASE_URL", f"http://ana:s3cret@127.0.0.1:{port}/v1?api_key=k3y")
     monkeypatch.setenv("SPECTRUM_LLM_MODEL", "m")
     workspace = Workspace(tmp_path / "ws")
-    config = AuditConfig(
-        max_pairs=30,
-        max_prompt_tokens=64,
-        max_response_tokens=64,
-        sae_training_tokens=20_000,
-        modes=("token",),
-        llm_labelled_concepts=3,
-        labelled_concepts=5,
-    )
+    config = AuditConfig(**TINY_AUDIT, llm_labelled_concepts=3, labelled_concepts=5)
     outcome = run_audit_in_workspace(workspace, LLAMAFACTORY_FILE, config)
     assert outcome is not None and not outcome.reused
     (warning,) = outcome.report["warnings"]
     assert "LLM labels skipped" in warning and f"127.0.0.1:{port}/v1/chat/completions" in warning
     labelled = outcome.concepts[outcome.concepts["label_source"].isin(["offline", "llm"])]
-    assert len(labelled) == 5 and set(labelled["label_source"]) == {"offline"}
+    assert len(labelled) == 5 + 5 and set(labelled["label_source"]) == {"offline"}  # 5 families, 5 features
     recorded = [workspace.job(outcome.job_id).error or "", json.dumps(workspace.audit_log()), warning]
     log = (tmp_path / "ws").rglob("*.jsonl")
     recorded += [path.read_text() for path in log]
@@ -449,3 +452,41 @@ def test_function_words_and_snippets() -> None:
     assert snippet(tokens, [0, 0, 0, 5, 0, 0, 0, 1, 0], radius=2) == "…am so sorry, but…"
     assert snippet(tokens, [9, 0, 0, 0, 0, 0, 0, 0, 0], radius=1) == "I am…"
     assert snippet([], []) == ""
+
+
+def test_the_local_labeller_labels_with_the_bundled_model(tmp_path: Path, bundled_model) -> None:
+    """The same prompts and scoring as the endpoint, answered by a model loaded here."""
+    from spectrum_core.audit.local_labeller import LocalLabeler
+
+    labeler = LocalLabeler(bundled_model, tmp_path / "cache.jsonl", batch_size=4)
+    high = ["I'm sorry, but I can't help with that.", "Sorry, I cannot assist with this request."]
+    low = ["Sure! Here is a recipe for pancakes.", "The capital of France is Paris."]
+    labels = labeler.propose_labels(high, low, n_candidates=2)
+    assert all(isinstance(label, str) and label for label in labels) and len(labels) <= 2
+    answers = labeler.annotate("refusal", high + low)
+    assert len(answers) == 4 and all(isinstance(a, bool) for a in answers)
+    assert (tmp_path / "cache.jsonl").stat().st_size > 0  # every reply is cached
+
+
+def test_an_audit_with_a_local_labeller_and_with_one_that_cannot_load(tmp_path: Path, bundled_model) -> None:
+    from spectrum_core.audit.pipeline import AuditConfig
+    from spectrum_core.audit.runner import run_audit_in_workspace
+    from spectrum_core.constants import LLM_LABEL_CACHE_FILE
+    from spectrum_core.workspace import Workspace
+    from tests.conftest import LLAMAFACTORY_FILE
+
+    small = dict(TINY_AUDIT, labelled_concepts=2, llm_labelled_concepts=1, topics=0)
+    workspace = Workspace(tmp_path / "ws")
+    outcome = run_audit_in_workspace(workspace, LLAMAFACTORY_FILE, AuditConfig(**small, labeller="bundled"))
+    assert outcome is not None and outcome.report["warnings"] == []
+    assert (outcome.folder / LLM_LABEL_CACHE_FILE).stat().st_size > 0  # the local model was asked
+    first = outcome.concepts.iloc[0]
+    assert first["label_source"] in ("llm", "offline")  # offline when no candidate could be scored
+    if first["label_source"] == "llm":
+        assert 0 <= first["detection"] <= 1 and first["detection_low"] <= first["detection"] <= first["detection_high"]
+    missing = run_audit_in_workspace(
+        workspace, LLAMAFACTORY_FILE, AuditConfig(**small, labeller=str(tmp_path / "no-such-model"))
+    )
+    assert missing is not None
+    (warning,) = missing.report["warnings"]
+    assert "local labeller" in warning and "offline labels kept" in warning

@@ -162,3 +162,28 @@ def test_association_by_hand():
     assert result["effect"] == pytest.approx(mean / sd)
     flipped = association(delta, weight, np.array([1.0, -1.0, 1.0, 1.0]))
     assert flipped["share_chosen_more"] == 1.0
+
+
+def test_a_family_acts_on_the_weighted_sum_of_its_members(data):
+    """A family's choice shapes the data exactly as a concept whose Δ is its members' weighted sum
+    would; a family whose every member was decided on its own has nothing left to act on."""
+    everything, audited, deltas = data
+    family = ConceptChoice(
+        concept_id="family:0",
+        label="f",
+        action="suppress",
+        intervention="drop",
+        direction="chosen",
+        members={"a": 2.0, "b": 0.5},
+    )
+    combined = {"sum": 2.0 * deltas("a") + 0.5 * deltas("b")}
+    by_family = shape_pairs(make_plan(family), everything, audited, deltas).table
+    by_sum = shape_pairs(make_plan(suppress("sum", "drop")), everything, audited, combined.__getitem__).table
+    columns = ["pair_id", "kept", "flipped", "weight"]
+    pd.testing.assert_frame_equal(by_family[columns], by_sum[columns])
+    assert (~by_family["kept"]).any()
+    emptied = ConceptChoice(
+        concept_id="family:0", label="f", action="suppress", intervention="drop", direction="chosen", members={}
+    )
+    assert shape_pairs(make_plan(emptied), everything, audited, deltas).table["kept"].all()
+    assert emptied.parts() == [] and suppress("a", "drop").parts() == [("a", 1.0)]

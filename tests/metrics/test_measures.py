@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from spectrum_core.embeddings import embed
 from spectrum_core.metrics.calibration import expected_calibration_error
 from spectrum_core.metrics.coverage import coverage_metrics, normalise_output
 from spectrum_core.metrics.divergence import compare_distributions, js_divergence, kl_divergence
-from spectrum_core.metrics.diversity import distinct_n, embed, embedding_diversity
+from spectrum_core.metrics.diversity import distinct_n, embedding_diversity
 from spectrum_core.metrics.preference import reward_comparison
 from spectrum_core.metrics.prevalence import Generations, compare_prevalence, wilson_interval
 from spectrum_core.reward.encoder import EncodedResponses
@@ -98,8 +99,18 @@ def test_prevalence_flags_a_suppressed_concept_that_rose_and_only_that():
         {"concept_id": "token:0", "label": "planted", "action": "suppress"},
         {"concept_id": "token:1", "label": "silent", "action": "suppress"},
         {"concept_id": "probe:exclamation", "label": "exclamations", "action": "amplify"},
+        # A family: the weighted sum of its members, firing where any token-mode member fires.
+        {
+            "concept_id": "family:0",
+            "label": "both",
+            "action": "suppress",
+            "parts": [("token:0", 2.0), ("token:1", 1.0)],
+        },
     ]
     table = compare_prevalence(base, tuned, concepts, saes={}).set_index("concept_id")
+    family = table.loc["family:0"]
+    assert family["base_mean"] == pytest.approx(0.5) and family["tuned_mean"] == pytest.approx(3.0)
+    assert family["tuned_rate"] == pytest.approx(0.75) and family["threshold"] == 0 and family["flagged"]
     planted = table.loc["token:0"]
     assert planted["base_rate"] == pytest.approx(0.25) and planted["tuned_rate"] == pytest.approx(0.75)
     assert planted["base_mean"] == pytest.approx(0.25) and planted["tuned_mean"] == pytest.approx(1.5)
