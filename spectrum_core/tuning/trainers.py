@@ -67,6 +67,11 @@ def _with_lora(model, config: TuningConfig):
     from peft import LoraConfig, get_peft_model
 
     modules = "all-linear" if config.lora_target == ("all-linear",) else list(config.lora_target)
+    from transformers import set_seed
+
+    # LoRA draws its A matrices from the global generators: seed them here, so the adapter starts
+    # from the same weights whatever ran before in this process (an audit's SAE training, say).
+    set_seed(config.seed)
     lora = LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,

@@ -36,9 +36,10 @@ def test_one_thread_and_two_threads_give_the_same_families(hh_pairs, tmp_path, b
     pairs, _ = planted_pairs(hh_pairs)
     path = tmp_path / "planted.jsonl"
     with open(path, "w") as handle:
-        for row in pairs.head(200).itertuples():
+        for row in pairs.head(160).itertuples():
             handle.write(json.dumps({"prompt": row.prompt, "chosen": row.chosen, "rejected": row.rejected}) + "\n")
     args = ["audit", str(path), "--max-prompt-tokens", "96", "--max-response-tokens", "96", "--topics", "0"]
+    args += ["--sae-seeds", "1"]  # stable = found again by the one other seed
     views = []
     for threads in ("1", "2"):
         workspace = tmp_path / f"threads-{threads}"
