@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+import torch
 
 from .. import constants as names
 from ..models import LoadedModel, load_model
@@ -272,6 +273,7 @@ def run_audit(
         "warnings": [],
     }
 
+    pooled = None  # the difference mode's pooled residuals, when that mode runs
     token_sae_config = SAETrainingConfig(
         width=config.sae_width, k=config.sae_k, training_tokens=config.sae_training_tokens, seed=config.seed
     )
@@ -383,7 +385,7 @@ def run_audit(
             if "difference" in modes:
                 retrained["difference"] = difference_sae_config
             concepts = _seed_stability(
-                concepts, mode_data, retrained, store, config, hook=hook, device=device, progress=progress
+                concepts, mode_data, retrained, store, pooled, config, hook=hook, device=device, progress=progress
             )
     topics = None
     if config.topics:
@@ -525,6 +527,7 @@ def _seed_stability(
     mode_data: dict[str, tuple[sp.csr_matrix, sp.csr_matrix]],
     retrained: dict[str, SAETrainingConfig],
     store,
+    pooled,
     config: AuditConfig,
     *,
     hook: str,
@@ -533,7 +536,8 @@ def _seed_stability(
 ) -> pd.DataFrame:
     """Retrain the audit's SAEs (same activations, same settings) with ``config.sae_seeds`` other
     seeds and add ``seed_stability`` to the families: the share of seeds whose SAE has a latent
-    about as aligned with the family as its best member (robustness.seed_stability)."""
+    about as aligned with the family as its best member (robustness.seed_stability). ``pooled`` is
+    the difference mode's pooled residuals, computed once by the audit (None without that mode)."""
     sae_modes = [m for m in retrained if m in mode_data]
     reference = sp.hstack([mode_data[m][0] - mode_data[m][1] for m in sae_modes]).tocsc()
     offsets = dict(zip(sae_modes, np.cumsum([0] + [mode_data[m][0].shape[1] for m in sae_modes[:-1]]).tolist()))
@@ -548,29 +552,28 @@ def _seed_stability(
     ]
     family_chosen, family_rejected = mode_data["family"]
     family_delta = (family_chosen - family_rejected).tocsc()[:, families["feature"].to_numpy(dtype=np.int64)]
-    pooled = pooled_residuals(store) if "difference" in retrained else None
+    # Read once for every seed: the token SAE's training tokens, the difference SAE's vectors.
+    training: dict[str, torch.Tensor] = {}
+    if "token" in sae_modes:
+        training["token"] = store.training_tokens()[0]
+    if "difference" in sae_modes:
+        training["difference"] = difference_vectors(pooled)
     seed_deltas = []
     for index in range(config.sae_seeds):
         seed = config.seed + 1 + index
         parts = []
         with tempfile.TemporaryDirectory() as scratch:
             for mode in sae_modes:
+                sae, _ = train_sae(
+                    training[mode],
+                    Path(scratch) / mode,
+                    replace(retrained[mode], seed=seed),
+                    hook=hook if mode == "token" else hook + ".pooled_difference",
+                    device=device,
+                )
                 if mode == "token":
-                    tokens, _ = store.training_tokens()
-                    sae, _ = train_sae(
-                        tokens, Path(scratch) / mode, replace(retrained[mode], seed=seed), hook=hook, device=device
-                    )
-                    del tokens
                     chosen, rejected = encode_responses(store, sae).pooled(config.pooling)
                 else:
-                    assert pooled is not None  # computed above whenever difference mode is retrained
-                    sae, _ = train_sae(
-                        difference_vectors(pooled),
-                        Path(scratch) / mode,
-                        replace(retrained[mode], seed=seed),
-                        hook=hook + ".pooled_difference",
-                        device=device,
-                    )
                     chosen, rejected = encode_differences(pooled, sae)
                 parts.append(chosen - rejected)
         seed_deltas.append(sp.hstack(parts).tocsc())

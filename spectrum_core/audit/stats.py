@@ -845,7 +845,7 @@ def feature_statistics(
     return table, summary
 
 
-def rank_concepts(table: pd.DataFrame, alpha: float = 0.05, strength_column: str | None = None) -> pd.DataFrame:
+def rank_concepts(table: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     """Rank concepts: significant ones (q < alpha) first, those whose length-controlled effect
     is also significant ahead of the others, each ordered by the size of that effect (how far
     its 95% interval is from zero; |coef| when there is no interval);
@@ -856,14 +856,9 @@ def rank_concepts(table: pd.DataFrame, alpha: float = 0.05, strength_column: str
     of pairs, a feature that differs in most pairs reaches q < 1e-6 with a 60/40 split, and such
     features are often response length in disguise. The length-controlled effect puts concepts
     that predict preference beyond length ahead of them.
-
-    ``strength_column`` orders each significant group by the absolute value of that column instead
-    (for instance ``effect_size``, the standardised mean Δ).
     """
     q = table["q_value"].to_numpy(dtype=np.float64)
-    if strength_column is not None:
-        strength = np.abs(table[strength_column].to_numpy(dtype=np.float64))
-    elif {"ci_low", "ci_high"} <= set(table.columns):
+    if {"ci_low", "ci_high"} <= set(table.columns):
         # The effect the data vouch for: the distance of the 95% interval from zero, so a huge
         # but uncertain coefficient (a rare or nearly separating feature) does not lead.
         low = table["ci_low"].to_numpy(dtype=np.float64)

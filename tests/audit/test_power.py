@@ -68,9 +68,8 @@ def test_verdict_when_concepts_pass():
     )
 
 
-@pytest.mark.parametrize("strength_column", [None, "effect_size"])  # concepts, families
 @pytest.mark.parametrize("alpha", [0.05, 0.01, 0.2])
-def test_no_concept_over_the_threshold_ranks_above_one_under_it(alpha, strength_column):
+def test_no_concept_over_the_threshold_ranks_above_one_under_it(alpha):
     rng = np.random.default_rng(0)
     for _ in range(200):
         n = int(rng.integers(2, 40))
@@ -83,10 +82,9 @@ def test_no_concept_over_the_threshold_ranks_above_one_under_it(alpha, strength_
                 "ci_low": rng.normal(-0.5, 1, size=n),
                 "ci_high": rng.normal(0.5, 1, size=n),
                 "converged": rng.random(n) > 0.1,
-                "effect_size": rng.normal(size=n),
             }
         )
-        ranked = rank_concepts(frame, alpha=alpha, strength_column=strength_column)
+        ranked = rank_concepts(frame, alpha=alpha)
         passes = (ranked["q_value"] < alpha).to_numpy()
         assert not np.any(~passes[:-1] & passes[1:]), "a concept over the threshold ranks above one under it"
 
