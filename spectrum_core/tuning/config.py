@@ -12,6 +12,7 @@ from ..errors import ConfigError
 from ..settings import cli_args, from_dict, plain, setting, validate
 
 Method = Literal["dpo", "spectrum", "reset"]
+CaftMode = Literal["zero", "mean", "steer"]
 
 
 @dataclass
@@ -33,12 +34,25 @@ class TuningConfig:
     max_train_pairs: int | None = setting(200, "a seeded sample of the plan's train split (none: all)")
     seed: int = setting(0, "seed of sampling, initialisation and data order")
     save_steps: int = setting(10, "checkpoint every this many steps (a stopped run resumes from the last)")
+    keep_checkpoints: int | None = setting(
+        None, "saved checkpoints kept (none: all; each is a point of the evaluation's curves over steps)"
+    )
     logging_steps: int = setting(1, "log loss and metrics every this many steps")
     dtype: Literal["float32", "bfloat16", "float16"] | None = setting(
         None, "training dtype (none: bfloat16 where the hardware is fast at it, else float32)"
     )
     num_processes: int = setting(1, "> 1: `accelerate launch` with this many processes (GPUs, or CPU processes)")
-    caft: bool = setting(False, "CAFT: project the suppressed concepts out of the residual stream while training")
+    caft: bool = setting(
+        False, "CAFT: act on the suppressed concepts' directions in the residual stream while training"
+    )
+    caft_mode: CaftMode = setting(
+        "zero",
+        "CAFT: zero (project the directions out), mean (set their component to its mean on the "
+        "plan's responses) or steer (add the directions, preventative steering)",
+    )
+    caft_strength: float = setting(
+        1.0, "CAFT steer: multiples of the component's standard deviation on the plan's responses"
+    )
     ia2_priming: bool = setting(
         False,
         "IA2 priming (supervised methods): align attention outputs without "
@@ -51,6 +65,8 @@ class TuningConfig:
 
     def __post_init__(self):
         validate(self)
+        if self.keep_checkpoints is not None and self.keep_checkpoints < 1:
+            raise ConfigError("keep_checkpoints must be at least 1 (or none: keep all)")
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(plain(self), sort_keys=False)

@@ -25,7 +25,7 @@ from ..stages import distributed_state
 from ..tasks.families import build_mixture
 from ..tasks.spectrum_format import render
 from ..workspace import Workspace
-from .caft import concept_ablation, suppressed_basis
+from .caft import TrainingIntervention, concept_ablation, training_intervention
 from .config import DPORunConfig, ReSetRunConfig, SpectrumRunConfig, TuningConfig
 from .weighted_dpo import WeightedDPOTrainer, weighted_dpo_config
 
@@ -47,17 +47,25 @@ class ProgressCallback(TrainerCallback):
         self.progress(TRAIN_STAGE, state.global_step, state.max_steps, unit="steps", **metrics)
 
 
-def _train_records(saved, config: TuningConfig) -> list[dict]:
+def training_pairs(saved, config: TuningConfig) -> pd.DataFrame:
+    """The plan's shaped pairs a run trains on (rows of its parquet): the train split; for DPO a
+    seeded sample of no more than the run will see, since reference log-probs are computed for
+    every one of them."""
     frame = pd.read_parquet(saved.parquet)
     frame = frame[frame["split"] == "train"]
-    # No more pairs than the run will see: reference log-probs are computed for every one of them.
+    if config.method != "dpo":
+        return frame
     needed = config.max_steps * config.batch_size * config.grad_accum
     limit = min(needed, config.max_train_pairs or needed)
     if len(frame) > limit:
         frame = frame.sample(n=limit, random_state=config.seed)
+    return frame
+
+
+def _train_records(saved, config: TuningConfig) -> list[dict]:
     return [
         {"prompt": list(r.prompt), "chosen": list(r.chosen), "rejected": list(r.rejected), "weight": float(r.weight)}
-        for r in frame.itertuples()
+        for r in training_pairs(saved, config).itertuples()
     ]
 
 
@@ -82,6 +90,15 @@ def _with_lora(model, config: TuningConfig):
     return get_peft_model(model, lora)
 
 
+def _caft(workspace: Workspace, config: TuningConfig, saved, loaded) -> TrainingIntervention | None:
+    """The CAFT hook's action for this run (None without CAFT); computed before any adapter
+    trains, so the mean and scale are the base model's."""
+    if not config.caft:
+        return None
+    audit_folder = workspace.find_artifact(saved.plan.audit_artifact)
+    return training_intervention(saved, audit_folder, loaded, config.caft_mode, config.caft_strength)
+
+
 def _shared_dataset(records: list[dict], folder: Path):
     """The training records as a dataset on disk, written by the main process: its cache files
     (tokenization, TRL's precomputed reference log-probs) then live in one folder that every
@@ -100,6 +117,7 @@ def train_dpo(workspace: Workspace, config: DPORunConfig, output_dir: Path, prog
     """Weighted DPO on the plan's shaped train pairs; returns the trained (peft) model and tokenizer."""
     saved = load_plan(workspace, config.plan_id)
     loaded = load_model(config.model, dtype=config.dtype)
+    intervention = _caft(workspace, config, saved, loaded)
     model = _with_lora(loaded.model, config)
     model.train()
     bf16 = str(loaded.dtype) == "torch.bfloat16"
@@ -113,7 +131,7 @@ def train_dpo(workspace: Workspace, config: DPORunConfig, output_dir: Path, prog
         max_length=config.max_length,
         logging_steps=config.logging_steps,
         save_steps=config.save_steps,
-        save_total_limit=2,
+        save_total_limit=config.keep_checkpoints,
         seed=config.seed,
         bf16=bf16,
         use_cpu=loaded.device == "cpu",
@@ -123,9 +141,7 @@ def train_dpo(workspace: Workspace, config: DPORunConfig, output_dir: Path, prog
         precompute_ref_batch_size=max(8, config.batch_size),
     )
     dataset = _shared_dataset(_train_records(saved, config), output_dir.parent / names.DPO_PAIRS_DIR)
-    audit_folder = workspace.find_artifact(saved.plan.audit_artifact)
-    basis = suppressed_basis(saved.plan, audit_folder) if config.caft else None
-    with concept_ablation(model, saved.plan.layer, basis):
+    with concept_ablation(model, saved.plan.layer, intervention):
         trainer = WeightedDPOTrainer(
             model,
             args=args,
@@ -149,7 +165,7 @@ def _sft_args(config: TuningConfig, output_dir: Path, loaded):
         max_length=config.max_length,
         logging_steps=config.logging_steps,
         save_steps=config.save_steps,
-        save_total_limit=2,
+        save_total_limit=config.keep_checkpoints,
         seed=config.seed,
         bf16=str(loaded.dtype) == "torch.bfloat16",
         use_cpu=loaded.device == "cpu",
@@ -166,14 +182,15 @@ def train_sft(
     output_dir: Path,
     examples: list[dict],
     loaded,
-    plan,
+    layer: int,
+    intervention: TrainingIntervention | None,
     progress=None,
     model=None,
     ia2_records: list[dict] | None = None,
 ):
     """Supervised tuning on pre-tokenized ``input_ids`` / ``labels`` (−100 where unscored) with
-    TRL's SFTTrainer, LoRA (unless ``model`` is already prepared) and the CAFT option; resumes from
-    the last checkpoint."""
+    TRL's SFTTrainer, LoRA (unless ``model`` is already prepared) and the CAFT hook at ``layer``;
+    resumes from the last checkpoint."""
     from datasets import Dataset
     from trl import SFTTrainer
 
@@ -186,9 +203,7 @@ def train_sft(
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "ia2.done").write_text("")
     model.train()
-    audit_folder = workspace.find_artifact(plan.audit_artifact)
-    basis = suppressed_basis(plan, audit_folder) if config.caft else None
-    with concept_ablation(model, plan.layer, basis):
+    with concept_ablation(model, layer, intervention):
         trainer = SFTTrainer(
             model,
             args=_sft_args(config, output_dir, loaded),
@@ -229,7 +244,18 @@ def train_spectrum(workspace: Workspace, config: SpectrumRunConfig, output_dir: 
                 )
                 + "\n"
             )
-    return train_sft(workspace, config, output_dir, examples, loaded, saved.plan, progress, ia2_records=records[:64])
+    intervention = _caft(workspace, config, saved, loaded)
+    return train_sft(
+        workspace,
+        config,
+        output_dir,
+        examples,
+        loaded,
+        saved.plan.layer,
+        intervention,
+        progress,
+        ia2_records=records[:64],
+    )
 
 
 def train_reset(workspace: Workspace, config: ReSetRunConfig, output_dir: Path, progress=None):
@@ -272,6 +298,7 @@ def train_reset(workspace: Workspace, config: ReSetRunConfig, output_dir: Path, 
     prompts = build_prompts(
         records, config.preference_prompts, config.context_prompts, config.constraint_prompts, config.seed
     )
+    intervention = _caft(workspace, config, saved, loaded)
     model = _with_lora(loaded.model, config)
     for round_index in range(config.rounds):
         kept_path = run_dir / f"round-{round_index}.jsonl"
@@ -356,7 +383,8 @@ def train_reset(workspace: Workspace, config: ReSetRunConfig, output_dir: Path, 
             output_dir / f"round-{round_index}",
             examples,
             loaded,
-            plan,
+            plan.layer,
+            intervention,
             progress,
             model=model,
             ia2_records=records[:64] if round_index == 0 else None,

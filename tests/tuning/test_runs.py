@@ -15,7 +15,7 @@ import yaml
 
 from spectrum_core import jobs
 from spectrum_core.progress import read_progress
-from spectrum_core.tuning.caft import concept_ablation
+from spectrum_core.tuning.caft import TrainingIntervention, concept_ablation, training_intervention
 from spectrum_core.tuning.config import DPORunConfig, ReSetRunConfig, SpectrumRunConfig, config_from_dict
 from spectrum_core.tuning.runs import run_tuning
 from tests.conftest import save_suppress_top_plan
@@ -47,6 +47,8 @@ def test_short_spectrum_run_with_ia2_priming_keeps_its_held_out_tasks(planned):
         tasks_per_family=3,
         ia2_priming=True,
         ia2_steps=3,
+        caft=True,
+        caft_mode="mean",
     )
     folder = run_tuning(workspace, config)
     assert (folder / "adapter" / "adapter_config.json").exists()
@@ -185,12 +187,50 @@ def test_concept_ablation_removes_the_directions(tiny_model):
     handle = model.model.layers[2].register_forward_pre_hook(lambda m, args: seen.update(x=args[0]))
     ids = torch.randint(0, 1000, (1, 12))
     try:
-        with concept_ablation(model, 1, basis):
+        with concept_ablation(model, 1, TrainingIntervention("zero", basis)):
             model(input_ids=ids)
         ablated = seen["x"]
+        mean = torch.randn(model.config.hidden_size)
+        with concept_ablation(model, 1, TrainingIntervention("mean", basis, offset=basis @ (basis.T @ mean))):
+            model(input_ids=ids)
+        mean_ablated = seen["x"]
+        steer = 3.0 * basis[:, 0]
+        with concept_ablation(model, 1, TrainingIntervention("steer", None, offset=steer)):
+            model(input_ids=ids)
+        steered = seen["x"]
         model(input_ids=ids)
         plain = seen["x"]
     finally:
         handle.remove()
     assert (ablated @ basis).abs().max() < 1e-4 < (plain @ basis).abs().max()
+    # mean ablation: every token's component along the basis is the mean's, the rest untouched
+    assert torch.allclose(mean_ablated @ basis, (basis.T @ mean).expand(1, 12, 2), atol=1e-4)
+    assert torch.allclose(mean_ablated - (mean_ablated @ basis) @ basis.T, ablated, atol=1e-4)
+    # preventative steering adds the offset to every token and removes nothing
+    assert torch.allclose(steered - plain, steer.expand_as(plain), atol=1e-4)
     assert dict(layer._forward_hooks) == hooks_before  # ours is gone after the block
+
+
+def test_caft_modes_on_a_real_plan(planned, bundled_model):
+    """Zero, mean and steer for the plan's suppressed token concept: mean ablation keeps the zero
+    mode's basis and sets the component to a mean inside its span; steering adds the concept's
+    direction, oriented the way the data pushes, and projects nothing out."""
+    from spectrum_core.reward.shaped import concept_direction, load_audit_saes
+
+    workspace, saved = planned
+    folder = workspace.find_artifact(saved.plan.audit_artifact)
+    (choice,) = saved.plan.suppressed
+    zero = training_intervention(saved, folder, bundled_model, "zero", 1.0)
+    mean = training_intervention(saved, folder, bundled_model, "mean", 1.0)
+    steer = training_intervention(saved, folder, bundled_model, "steer", 2.0)
+    assert zero is not None and mean is not None and steer is not None
+    assert zero.offset is None and torch.equal(mean.basis, zero.basis)
+    assert mean.offset is not None and torch.allclose(mean.basis @ (mean.basis.T @ mean.offset), mean.offset, atol=1e-4)
+    assert mean.offset.norm() > 0
+    direction = concept_direction(choice.concept_id, load_audit_saes(folder))
+    sign = 1.0 if choice.direction == "chosen" else -1.0
+    assert steer.basis is None and steer.offset is not None
+    cosine = torch.nn.functional.cosine_similarity(steer.offset, sign * direction, dim=0)
+    assert cosine > 0.999
+    twice = training_intervention(saved, folder, bundled_model, "steer", 4.0)
+    assert twice is not None and torch.allclose(twice.offset, 2 * steer.offset, rtol=1e-4)
