@@ -36,7 +36,17 @@ RESET_ROUND_GLOB = "round-*.jsonl"  # a ReSet round's kept samples
 
 # Evaluation artifact (eval-<hash>/).
 GENERATIONS_DIR = "generations"
-EVAL_TABLES = ("steerability", "coverage", "alignment", "faithfulness", "prevalence")  # <name>.parquet
+EVAL_TABLES = (  # <name>.parquet
+    "steerability",
+    "coverage",
+    "alignment",
+    "faithfulness",
+    "prevalence",
+    "shifts",  # tuned runs: predicted vs realised shift per family (the prediction scatter)
+    "checkpoint_shifts",  # tuned runs: the suppressed concepts' shift at every saved checkpoint
+)
+SHIFTS_FILE = "shifts.parquet"
+CHECKPOINT_SHIFTS_FILE = "checkpoint_shifts.parquet"
 
 # Saved plan artifact (plan-<hash>/).
 PLAN_FILE = "plan.yaml"

@@ -132,7 +132,8 @@ def evaluated_source(small_audit_source, tmp_path_factory):
 
     workspace, outcome = copy_small_audit(small_audit_source, tmp_path_factory.mktemp("evaluated"))
     saved = save_suppress_top_plan(workspace, outcome)
-    run_tuning(workspace, DPORunConfig(plan_id=saved.plan_id, max_steps=2, batch_size=2, max_length=384, save_steps=10))
+    # a checkpoint at step 1 gives the suppressed concept a curve over steps (step 1, then final)
+    run_tuning(workspace, DPORunConfig(plan_id=saved.plan_id, max_steps=2, batch_size=2, max_length=384, save_steps=1))
     tune_job = workspace.jobs("tune")[0].id
     config = EvalConfig(**TINY_EVAL)
     base = run_evaluation(workspace, "base", config, audit_job_id=outcome.job_id)

@@ -9,7 +9,10 @@ Artifact contents: ``report.json`` (ids, settings, every summary, runtimes), ``s
 (one row per output), ``alignment.parquet`` (one row per item and group), ``coverage.parquet`` (one
 row per prompt, with its samples), ``generations/`` (responses to held-out prompts of the audited
 dataset and their encoding at the audit's layer), ``prevalence.parquet`` (tuned runs: the plan's
-decided concepts, base vs tuned), ``faithfulness.parquet`` (one row per checkpoint).
+decided concepts, base vs tuned), ``shifts.parquet`` (tuned runs: the audit's top families and the
+decided concepts, predicted vs realised shift; see ``prediction.py``), ``checkpoint_shifts.parquet``
+(tuned runs with suppressed concepts: their shift at every saved checkpoint),
+``faithfulness.parquet`` (one row per checkpoint).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from .targets import BASE, EvalTarget, resolve_target
 
 # Part of every evaluation's key: raise it when a metric's definition changes, so evaluations made
 # by the old definition are not reused for the new one.
-METRICS_VERSION = 1
+METRICS_VERSION = 2  # 2: the prediction scatter and the checkpoint curves
 
 
 def eval_key(workspace: Workspace, target: EvalTarget, config: EvalConfig) -> tuple[str, dict]:

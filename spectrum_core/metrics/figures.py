@@ -164,12 +164,121 @@ def alignment_by_group(table: pd.DataFrame) -> go.Figure:
     return figure
 
 
-def all_figures(reports: list[dict], prevalence: dict[str, pd.DataFrame]) -> dict[str, go.Figure]:
+def prediction_scatter(tables: dict[str, pd.DataFrame], summaries: dict[str, dict | None] | None = None) -> go.Figure:
+    """Per tuned model, one point per family: the shift the audit predicted (x) against the shift
+    its generations show (y, with the 95% interval), decided concepts as diamonds, suppressed ones
+    red-edged; the least-squares line per model, its R² and Spearman ρ in the legend."""
+    figure = go.Figure()
+    for index, (name, table) in enumerate(tables.items()):
+        colour = PALETTE[index % len(PALETTE)]
+        summary = (summaries or {}).get(name) or {}
+        legend = name
+        if summary.get("r2") is not None:
+            legend += f" (R² {summary['r2']:.2f}, ρ {summary['spearman']:+.2f})"
+        decided = table["decided"].fillna(False).astype(bool) if "decided" in table else pd.Series(False, table.index)
+        suppressed = table["action"].eq("suppress")
+        figure.add_scatter(
+            x=table["predicted"],
+            y=table["shift"],
+            mode="markers",
+            name=legend,
+            marker=dict(
+                color=colour,
+                size=[11 if d else 7 for d in decided],
+                symbol=["diamond" if d else "circle" for d in decided],
+                line=dict(color=[SUPPRESSED if s else colour for s in suppressed], width=2),
+            ),
+            error_y=dict(
+                type="data",
+                symmetric=False,
+                array=table["shift_high"] - table["shift"],
+                arrayminus=table["shift"] - table["shift_low"],
+                thickness=1,
+                width=0,
+                color=colour,
+            ),
+            customdata=table[["concept_id", "label"]].astype(str).to_numpy(),
+            hovertemplate="%{customdata[0]}: %{customdata[1]}<br>predicted %{x:+.3f}, realised %{y:+.3f}"
+            "<extra>" + name + "</extra>",
+        )
+        valid = table.dropna(subset=["predicted", "shift"])
+        if summary.get("slope") is not None and len(valid):
+            xs = [float(valid["predicted"].min()), float(valid["predicted"].max())]
+            intercept = float(valid["shift"].mean() - summary["slope"] * valid["predicted"].mean())
+            figure.add_scatter(
+                x=xs,
+                y=[intercept + summary["slope"] * x for x in xs],
+                mode="lines",
+                line=dict(color=colour, dash="dot"),
+                showlegend=False,
+                hoverinfo="skip",
+            )
+    figure.add_hline(y=0, line=dict(color="grey", width=1))
+    figure.add_vline(x=0, line=dict(color="grey", width=1))
+    figure.update_layout(
+        title="Predicted by the audit vs realised in generations (per family)",
+        xaxis_title="predicted shift (weighted mean standardised Δ of the training pairs)",
+        yaxis_title="realised shift, tuned − base (standard deviations)",
+        height=460,
+        margin=dict(t=40),
+        legend=dict(orientation="h", y=-0.25),
+    )
+    return figure
+
+
+def checkpoint_curves(curves: dict[str, pd.DataFrame]) -> go.Figure:
+    """Per tuned model and suppressed concept: its shift against the base model at every saved
+    checkpoint and the final model, with 95% intervals (a rise after a held point = re-emerged)."""
+    figure = go.Figure()
+    index = 0
+    for name, curve in curves.items():
+        for concept_id, points in curve.sort_values("position").groupby("concept_id", sort=False):
+            colour = PALETTE[index % len(PALETTE)]
+            index += 1
+            figure.add_scatter(
+                x=points["step"],
+                y=points["shift"],
+                mode="lines+markers",
+                name=f"{name}: {points['label'].iloc[0]}"[:80],
+                line=dict(color=colour),
+                error_y=dict(
+                    type="data",
+                    symmetric=False,
+                    array=points["shift_high"] - points["shift"],
+                    arrayminus=points["shift"] - points["shift_low"],
+                    color=colour,
+                ),
+                customdata=points[["checkpoint"]].astype(str).to_numpy(),
+                hovertemplate=str(concept_id) + " at %{customdata[0]}: %{y:+.3f}<extra></extra>",
+            )
+    figure.add_hline(y=0, line=dict(color="grey", width=1))
+    figure.update_layout(
+        title="Suppressed concepts over training: shift against the base model",
+        xaxis_title="optimizer step",
+        yaxis_title="shift, tuned − base (standard deviations)",
+        height=400,
+        margin=dict(t=40),
+        legend=dict(orientation="h", y=-0.25),
+    )
+    return figure
+
+
+def all_figures(
+    reports: list[dict],
+    prevalence: dict[str, pd.DataFrame],
+    shifts: dict[str, pd.DataFrame] | None = None,
+    curves: dict[str, pd.DataFrame] | None = None,
+) -> dict[str, go.Figure]:
     """Every chart for an export, titled."""
     figures = {title: metric_bars(reports, metrics, title) for title, metrics in METRIC_GROUPS.items()}
     figures["Steerability curve"] = steerability_curve(reports)
     if prevalence:
         figures["Concept prevalence (mean activation)"] = prevalence_bars(prevalence, "mean")
         figures["Concept prevalence (firing rate)"] = prevalence_bars(prevalence, "rate")
+    if shifts:
+        summaries = {r["target"]: r.get("prediction") for r in reports}
+        figures["Predicted vs realised shifts"] = prediction_scatter(shifts, summaries)
+    if curves:
+        figures["Suppressed concepts over training"] = checkpoint_curves(curves)
     figures["Faithfulness vs instruction following"] = faithfulness_points(reports)
     return figures

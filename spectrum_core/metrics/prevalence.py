@@ -11,7 +11,9 @@ exceeds the base model's median component on the same prompts (so the base rate 
 construction and the tuned rate says which way the generations moved).
 
 A suppressed concept is flagged when the tuned model's mean activation rose: the 95% interval of
-the paired difference lies above zero.
+the paired difference lies above zero. ``shift`` is the same paired difference in standard
+deviations (the root of the mean of the base and tuned variances), so concepts of any scale can
+share one axis (the prediction scatter).
 """
 
 from __future__ import annotations
@@ -130,6 +132,12 @@ def compare_prevalence(base: Generations, tuned: Generations | None, concepts: l
         if tuned is not None:
             difference = sides[1][1] - base_values
             row["difference"], row["difference_low"], row["difference_high"] = mean_interval(difference)
+            scale = (
+                float(np.sqrt((base_values.var(ddof=1) + sides[1][1].var(ddof=1)) / 2)) if len(difference) > 1 else 0.0
+            )
+            row["scale"] = scale
+            for name in ("", "_low", "_high"):
+                row[f"shift{name}"] = row[f"difference{name}"] / scale if scale > 0 else 0.0
             row["p_value"] = float(stats.ttest_rel(sides[1][1], base_values).pvalue) if difference.std() > 0 else 1.0
             row["rose"] = bool(row["difference_low"] > 0)
             row["fell"] = bool(row["difference_high"] < 0)

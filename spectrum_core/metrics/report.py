@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+SURPRISES_SHOWN = 10  # in the summary lines; the artifact's shifts.parquet holds them all
+
 
 def load_report(folder: Path) -> dict:
     return json.loads((Path(folder) / "report.json").read_text())
@@ -26,6 +28,7 @@ def headline(report: dict) -> dict:
     final = (report.get("faithfulness") or [{}])[-1]
     reward, preference = report.get("reward") or {}, report.get("preference") or {}
     diversity = report.get("diversity") or {}
+    prediction, reemergence = report.get("prediction") or {}, report.get("reemergence") or {}
     return {
         "model": report.get("target"),
         "steerability loss ≥ 1 (nats)": steer.get("loss_ge1"),
@@ -53,6 +56,11 @@ def headline(report: dict) -> dict:
         "suppressed concepts that rose": len(report["prevalence"]["flagged"])
         if (report.get("prevalence") or {}).get("compared")
         else None,
+        "prediction R² (families)": prediction.get("r2"),
+        "prediction Spearman ρ": prediction.get("spearman"),
+        "sign agreement (families that moved)": prediction.get("sign_agreement"),
+        "families that moved": prediction.get("moved"),
+        "suppressed concepts that re-emerged": len(reemergence["reemerged"]) if reemergence else None,
     }
 
 
@@ -69,6 +77,22 @@ def summary_lines(report: dict) -> list[str]:
         if name == "model" or value is None:
             continue
         lines.append(f"{name}: {_fmt(value) if isinstance(value, float) else value}")
+    prediction = report.get("prediction") or {}
+    if prediction:
+        lines.append(
+            f"prediction: {prediction['families']} families, {prediction['moved']} moved beyond their interval; "
+            f"fitted slope {_fmt(prediction.get('slope'))} realised per predicted unit"
+        )
+        for surprise in prediction.get("surprises", [])[:SURPRISES_SHOWN]:
+            lines.append(
+                f"  surprise: {surprise['concept_id']} {surprise['label']!r} {surprise['why']} "
+                f"(predicted {surprise['predicted']:+.3f}, realised {surprise['shift']:+.3f})"
+            )
+        more = len(prediction.get("surprises", [])) - SURPRISES_SHOWN
+        if more > 0:
+            lines.append(f"  ... and {more} more surprises (shifts.parquet)")
+    for concept_id in (report.get("reemergence") or {}).get("reemerged", []):
+        lines.append(f"re-emerged: suppressed {concept_id} was held down at a checkpoint and rose later")
     runtime = report.get("runtime_seconds") or {}
     lines.append(
         "runtime: "
@@ -106,6 +130,10 @@ def export_html(reports: list[dict], figures: dict, prevalence: pd.DataFrame | N
         first = False
     if prevalence is not None and len(prevalence):
         parts += ["<h2>Concept prevalence</h2>", prevalence.to_html(index=False, float_format=lambda v: f"{v:.3f}")]
+    surprises = [{"model": r["target"], **s} for r in reports for s in (r.get("prediction") or {}).get("surprises", [])]
+    if surprises:
+        table = pd.DataFrame(surprises).to_html(index=False, float_format=lambda v: f"{v:+.3f}")
+        parts += ["<h2>Surprises: families that moved against or without the audit's prediction</h2>", table]
     parts.append("<h2>Identifiers</h2>")
     for report in reports:
         ids = {

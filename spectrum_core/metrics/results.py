@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..artifacts import EvaluationArtifact
-from ..constants import GENERATIONS_DIR
+from ..constants import CHECKPOINT_SHIFTS_FILE, GENERATIONS_DIR, SHIFTS_FILE
 from ..workspace import JobRecord, Workspace
 from .config import PRESETS, EvalConfig, eval_config_from_dict, eval_preset
 from .errors import EvaluationError
@@ -60,6 +60,8 @@ class Comparison:
     report_folders: dict[str, Path] = field(default_factory=dict)  # a report's target name → its folder
     prevalence: dict[str, pd.DataFrame] = field(default_factory=dict)  # tuned model → table vs base
     base_prevalence: pd.DataFrame | None = None  # base only: the audit's current decisions
+    shifts: dict[str, pd.DataFrame] = field(default_factory=dict)  # tuned model → predicted vs realised
+    curves: dict[str, pd.DataFrame] = field(default_factory=dict)  # tuned model → suppressed over checkpoints
 
     @property
     def missing(self) -> list[str]:
@@ -86,6 +88,11 @@ def gather(
             comparison.reports.append(report)
             comparison.report_folders[report["target"]] = folder
             names[run] = report["target"]
+    for name, folder in comparison.report_folders.items():
+        if (folder / SHIFTS_FILE).exists():
+            comparison.shifts[name] = pd.read_parquet(folder / SHIFTS_FILE)
+        if (folder / CHECKPOINT_SHIFTS_FILE).exists():
+            comparison.curves[name] = pd.read_parquet(folder / CHECKPOINT_SHIFTS_FILE)
     base_folder = folders[BASE]
     if saes is None or base_folder is None or not (base_folder / GENERATIONS_DIR).exists():
         return comparison

@@ -11,6 +11,7 @@ import pandas as pd
 
 from .. import constants as names
 from ..artifacts import AuditArtifact, TuningArtifact
+from ..audit.review import AuditView
 from ..sampling import sample_responses
 from ..settings import plain
 from ..tasks.families import ambient_rows, build_mixture, diffuse_rows, polis_rows
@@ -21,9 +22,13 @@ from .config import EvalConfig
 from .coverage import coverage_metrics
 from .diversity import diversity_metrics
 from .faithfulness import faithfulness_metrics
+from .prediction import predicted_shifts, prediction_concepts, reemerged, scatter_summary
 from .preference import implicit_reward_accuracy, reward_comparison
 from .prevalence import Generations, compare_prevalence, encode_generations, held_out_prompts
-from .targets import EvalTarget, load_models, plan_concepts, reset_checkpoints
+from .targets import EvalTarget, load_models, plan_concepts, run_checkpoints
+
+# The scatter's significance line for audits that did not record theirs (AuditConfig's default).
+DEFAULT_FDR = 0.05
 
 
 def steerability_section(models, tokenizer, config, progress):
@@ -94,16 +99,19 @@ def alignment_section(models, tokenizer, config, progress):
     return (alignment.summarise(table) if len(table) else {}), table
 
 
-def generations_section(models, config, messages: list[list[dict]], saes, layer: int, progress) -> Generations:
+def generations_section(
+    models, policy, config, messages: list[list[dict]], saes, layer: int, progress, stage: str = "generations"
+) -> Generations:
+    """``policy``'s responses to ``messages``, encoded by the base model at the audit's layer."""
     responses = sample_responses(
-        models.policy,
+        policy,
         models.loaded.tokenizer,
         messages,
         temperature=config.prevalence_temperature,
         max_new_tokens=config.prevalence_max_new_tokens,
         batch_size=config.batch_size,
         seed=config.seed,
-        on_batch=lambda d, t: progress("generations", d, t, unit="responses"),
+        on_batch=lambda d, t: progress(stage, d, t, unit="responses"),
     )
     return encode_generations(models.loaded, saes, layer, messages, [r[0] for r in responses], progress)
 
@@ -173,10 +181,10 @@ def preference_section(workspace, models, target, config) -> dict | None:
 def faithfulness_section(workspace, models, target, config, progress) -> pd.DataFrame:
     points: list[tuple[str, Path | None]] = [("final" if not target.is_base else "base", None)]
     if target.run.get("method") == "reset" and config.every_checkpoint:
-        points = reset_checkpoints(workspace, target) + points
+        points = [(label, path) for label, _, path in run_checkpoints(workspace, target)] + points
     rows = []
     for index, (label, path) in enumerate(points):
-        model = models.with_adapter(path) if path is not None else models.policy
+        model = models.at_checkpoint(path, config) if path is not None else models.policy
         metrics = faithfulness_metrics(
             model,
             models.loaded.tokenizer,
@@ -257,7 +265,9 @@ def closed_loop_sections(
     saes = load_audit_saes(audit_folder)
     layer = AuditArtifact(audit_folder).layer
     messages = [list(p) for p in prompts["prompt"]]
-    generations = timed("generations", lambda: generations_section(models, config, messages, saes, layer, progress))
+    generations = timed(
+        "generations", lambda: generations_section(models, models.policy, config, messages, saes, layer, progress)
+    )
     generations.save(staging / names.GENERATIONS_DIR)
     sections["diversity"] = timed("diversity", lambda: diversity_metrics(generations.responses))
     base = Generations.load(base_folder / names.GENERATIONS_DIR) if base_folder is not None else None
@@ -271,7 +281,74 @@ def closed_loop_sections(
             "flagged": table.loc[table["flagged"], "concept_id"].tolist() if "flagged" in table else [],
         }
     if base is not None:
+        view = AuditView.load(audit_folder)
+        shifts = timed(
+            "prediction", lambda: prediction_section(workspace, target, view, concepts, base, generations, saes)
+        )
+        shifts.to_parquet(staging / names.SHIFTS_FILE, index=False)
+        sections["prediction"] = scatter_summary(shifts, float(view.report.get("fdr_threshold", DEFAULT_FDR)))
+        curve = timed(
+            "checkpoints",
+            lambda: checkpoint_section(workspace, models, target, config, base, shifts, saes, layer, progress),
+        )
+        if curve is not None:
+            curve.to_parquet(staging / names.CHECKPOINT_SHIFTS_FILE, index=False)
+            sections["reemergence"] = {
+                "checkpoints": int(curve["position"].nunique()) - 1,
+                "concepts": int(curve["concept_id"].nunique()),
+                "reemerged": reemerged(curve),
+            }
         sections["reward"] = timed(
             "reward", lambda: reward_section(workspace, models, target, config, base, generations, progress)
         )
     return sections
+
+
+def prediction_section(
+    workspace, target, view, decided: list[dict], base: Generations, tuned: Generations, saes
+) -> pd.DataFrame:
+    """The scatter's table: the audit's top families and every decided concept, each with the
+    shift the audit predicted from the run's training pairs and the shift its generations show."""
+    from ..interventions import load_plan
+    from ..tuning.config import config_from_dict
+    from ..tuning.trainers import training_pairs
+
+    concepts = prediction_concepts(view, decided)
+    run_config = config_from_dict({**target.run_config, "method": target.run.get("method", "dpo")})
+    training = training_pairs(load_plan(workspace, target.run["plan_id"]), run_config)
+    predicted = predicted_shifts(concepts, view.delta_array, view.pair_ids, training)
+    table = compare_prevalence(base, tuned, concepts, saes)
+    table["predicted"] = table["concept_id"].map(predicted)
+    extra = pd.DataFrame(
+        [{k: c[k] for k in ("concept_id", "kind", "q_value", "effect_size", "decided")} for c in concepts]
+    )
+    return table.merge(extra, on="concept_id", how="left")
+
+
+def checkpoint_section(
+    workspace, models, target, config, base: Generations, shifts: pd.DataFrame, saes, layer: int, progress
+) -> pd.DataFrame | None:
+    """The suppressed concepts' shift against the base model at every saved checkpoint of the run,
+    then the final model (None when nothing is suppressed, no checkpoint was kept, or the
+    evaluation settings skip checkpoints)."""
+    suppressed = shifts[shifts["action"] == "suppress"]
+    checkpoints = run_checkpoints(workspace, target) if config.every_checkpoint and len(suppressed) else []
+    final_step = int(target.run_config.get("max_steps", 0)) * int(target.run_config.get("rounds", 1))
+    checkpoints = [c for c in checkpoints if c[1] < final_step]  # the last one is the final model
+    if not checkpoints:
+        return None
+    concepts = plan_concepts(workspace, target)
+    concepts = [c for c in concepts if c["action"] == "suppress"]
+    columns = ["concept_id", "label", "shift", "shift_low", "shift_high", "difference", "rose"]
+    frames = []
+    for position, (label, step, path) in enumerate(checkpoints):
+        policy = models.at_checkpoint(path, config)
+        generations = generations_section(
+            models, policy, config, base.prompts, saes, layer, progress, stage=f"generations at {label}"
+        )
+        del policy
+        table = compare_prevalence(base, generations, concepts, saes)[columns]
+        frames.append(table.assign(position=position, checkpoint=label, step=step))
+    final = suppressed[columns].assign(position=len(checkpoints), checkpoint="final", step=final_step)
+    frames.append(final)
+    return pd.concat(frames, ignore_index=True)

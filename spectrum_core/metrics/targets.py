@@ -85,6 +85,12 @@ class EvalModels:
         copy = deepcopy(self.loaded.model)
         return PeftModel.from_pretrained(copy, str(folder), is_trainable=False).merge_and_unload().eval()
 
+    def at_checkpoint(self, folder: Path, config: EvalConfig):
+        """The policy as saved in a training checkpoint (an adapter, or full weights)."""
+        if (folder / "adapter_model.safetensors").exists():
+            return self.with_adapter(folder)
+        return load_model(str(folder), device=config.device, dtype=config.dtype).model.eval()
+
 
 def load_models(workspace: Workspace, target: EvalTarget, config: EvalConfig) -> EvalModels:
     loaded = load_model(target.model, device=config.device, dtype=config.dtype)
@@ -102,16 +108,23 @@ def load_models(workspace: Workspace, target: EvalTarget, config: EvalConfig) ->
     return models
 
 
-def reset_checkpoints(workspace: Workspace, target: EvalTarget) -> list[tuple[str, Path]]:
-    """(label, folder) of a ReSet run's saved adapter checkpoints, in training order."""
-    assert target.tune_job_id is not None  # only a tuned (ReSet) run has checkpoints
+def run_checkpoints(workspace: Workspace, target: EvalTarget) -> list[tuple[str, int, Path]]:
+    """(label, step, folder) of a tuned run's saved checkpoints in training order; ``step``
+    counts optimizer steps over all of a ReSet run's rounds."""
+    assert target.tune_job_id is not None  # only a tuned run has checkpoints
     root = job_dir(workspace, target.tune_job_id) / names.CHECKPOINTS_DIR
+    per_round = int(target.run_config.get("max_steps", 0))
     found = []
-    for path in root.glob("round-*/checkpoint-*"):
-        if (path / "adapter_model.safetensors").exists():
-            round_index, step = int(path.parent.name.split("-")[1]), int(path.name.split("-")[1])
-            found.append(((round_index, step), f"round {round_index + 1} step {step}", path))
-    return [(label, path) for _, label, path in sorted(found)]
+    for path in root.glob("**/checkpoint-*"):
+        if not any((path / f).exists() for f in ("adapter_model.safetensors", "model.safetensors")):
+            continue
+        step = int(path.name.split("-")[1])
+        if path.parent.name.startswith("round-"):
+            round_index = int(path.parent.name.split("-")[1])
+            found.append((round_index * per_round + step, f"round {round_index + 1} step {step}", path))
+        else:
+            found.append((step, f"step {step}", path))
+    return [(label, step, path) for step, label, path in sorted(found)]
 
 
 def plan_concepts(workspace: Workspace, target: EvalTarget) -> list[dict]:

@@ -1,12 +1,14 @@
 """The closed loop on planted data: HH pairs whose chosen response got a flattering opener in a
 seeded half (the audit tests' plant). Tuning on the chosen responses as they are adds the concept,
 and the evaluation shows it rising in the tuned model's generations; the same run with the concept
-suppressed (its pairs dropped) shows it not rising."""
+suppressed (its pairs dropped) shows it not rising. The audit predicts both (the prediction
+scatter), and the suppressed run's checkpoints give one point each on its curve over steps."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -16,6 +18,7 @@ from spectrum_core.audit.runner import run_audit_in_workspace
 from spectrum_core.interventions import compile_plan, save_plan, shape_pairs
 from spectrum_core.metrics.config import EvalConfig
 from spectrum_core.metrics.evaluate import run_evaluation
+from spectrum_core.metrics.prediction import reemerged
 from spectrum_core.tuning.config import SpectrumRunConfig
 from spectrum_core.tuning.runs import run_tuning
 from spectrum_core.workspace import Workspace
@@ -73,7 +76,8 @@ def planted_workspace(hh_dataset, tmp_path_factory, bundled_model):
             batch_size=4,
             learning_rate=1e-3,
             max_length=384,
-            save_steps=100,
+            # the suppressed run keeps checkpoints at steps 5, 10 and 15 (and the final 16)
+            save_steps=100 if action == "keep" else 5,
         )
         run_tuning(workspace, config)
         runs[action] = workspace.jobs("tune")[0].id
@@ -84,6 +88,15 @@ def prevalence(workspace, run) -> pd.Series:
     folder = run_evaluation(workspace, run, EVAL)
     table = pd.read_parquet(folder / "prevalence.parquet").set_index("concept_id")
     return table.loc[CONCEPT]
+
+
+def shifts(workspace, run) -> pd.DataFrame:
+    """The prediction scatter's rows for the plant: the decided probe and the family holding it."""
+    folder = run_evaluation(workspace, run, EVAL)
+    table = pd.read_parquet(folder / "shifts.parquet")
+    view = AuditView.load(workspace.find_artifact(workspace.job(workspace.job(int(run)).parent_job_id).artifact_key))
+    family = view.concepts.loc[CONCEPT].get("family")
+    return table[table["concept_id"].isin([CONCEPT, family])].set_index("concept_id")
 
 
 def test_concept_the_data_teaches_rises(planted_workspace):
@@ -100,3 +113,35 @@ def test_suppressed_concept_does_not_rise(planted_workspace):
     assert row["action"] == "suppress"
     assert not row["rose"] and not row["flagged"]
     assert row["tuned_rate"] <= row["base_rate"] + 0.1
+
+
+def test_audit_predicts_the_plant_rising_when_kept(planted_workspace):
+    workspace, _, runs = planted_workspace
+    table = shifts(workspace, runs["keep"])
+    row = table.loc[CONCEPT]
+    assert row["decided"] and row["predicted"] > 0.3  # half the training pairs carry it in chosen only
+    assert row["shift_low"] > 0
+    moved = table[(table["shift_low"] > 0) | (table["shift_high"] < 0)]
+    assert len(moved) and (np.sign(moved["predicted"]) == np.sign(moved["shift"])).all()  # sign agreement 1
+    summary = json.loads((run_evaluation(workspace, runs["keep"], EVAL) / "report.json").read_text())["prediction"]
+    assert summary["families"] >= len(table) and summary["moved"] >= 1
+
+
+def test_audit_predicts_no_rise_when_suppressed(planted_workspace):
+    workspace, _, runs = planted_workspace
+    row = shifts(workspace, runs["suppress"]).loc[CONCEPT]
+    keep = shifts(workspace, runs["keep"]).loc[CONCEPT]
+    assert row["action"] == "suppress" and abs(row["predicted"]) < keep["predicted"] / 3  # the drops balance it
+    assert not row["shift_low"] > 0
+
+
+def test_checkpoint_curve_has_a_point_per_checkpoint(planted_workspace):
+    workspace, _, runs = planted_workspace
+    folder = run_evaluation(workspace, runs["suppress"], EVAL)
+    curve = pd.read_parquet(folder / "checkpoint_shifts.parquet")
+    points = curve[curve["concept_id"] == CONCEPT].sort_values("position")
+    assert points["step"].tolist() == [5, 10, 15, 16]  # three saved checkpoints, then the final model
+    assert points["checkpoint"].iloc[-1] == "final"
+    report = json.loads((folder / "report.json").read_text())
+    assert report["reemergence"]["checkpoints"] == 3
+    assert report["reemergence"]["reemerged"] == reemerged(curve)
