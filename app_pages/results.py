@@ -107,6 +107,7 @@ st.dataframe(comparison_table(reports).style.format(precision=3, na_rep="–"), 
 tabs = st.tabs(
     [
         "Concepts",
+        "Prediction",
         "Steerability",
         "Coverage",
         "Alignment",
@@ -140,22 +141,84 @@ with tabs[0]:
     else:
         st.info("Concept prevalence compares a tuned run's generations with the base model's; pick an evaluated run.")
 with tabs[1]:
+    if not comparison.shifts:
+        st.info(
+            "Did the audit predict what tuning learned? Evaluate a tuned run: its evaluation compares the shift "
+            "the audit predicted for each of its top families with the shift in the run's generations."
+        )
+    else:
+        st.caption(
+            "Each point is a family (diamonds: decided in the run's plan; red edge: suppressed). Predicted: the "
+            "weighted mean standardised Δ of the pairs the run trained on, after the plan's drops, flips and "
+            "weights. Realised: the paired change in the tuned model's generations against the base model's on "
+            "the same held-out prompts, in standard deviations, with its 95% interval."
+        )
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "model": name,
+                        "method": (r.get("run_config") or {}).get("method", r.get("method")),
+                        "CAFT": (r.get("run_config") or {}).get("caft_mode", "zero")
+                        if (r.get("run_config") or {}).get("caft")
+                        else "off",
+                        "steps": (r.get("run_config") or {}).get("max_steps"),
+                        "families": (r.get("prediction") or {}).get("families"),
+                        "R²": (r.get("prediction") or {}).get("r2"),
+                        "Spearman ρ": (r.get("prediction") or {}).get("spearman"),
+                        "moved": (r.get("prediction") or {}).get("moved"),
+                        "sign agreement": (r.get("prediction") or {}).get("sign_agreement"),
+                        "slope": (r.get("prediction") or {}).get("slope"),
+                    }
+                    for r in reports
+                    if (name := r["target"]) in comparison.shifts
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+        )
+        summaries = {r["target"]: r.get("prediction") for r in reports}
+        st.plotly_chart(figures.prediction_scatter(comparison.shifts, summaries), width="stretch")
+        surprises = pd.DataFrame(
+            [{"model": name, **x} for name, summary in summaries.items() for x in (summary or {}).get("surprises", [])]
+        )
+        if len(surprises):
+            st.markdown("**Surprises**: families that moved against the prediction, or while the audit saw nothing")
+            st.dataframe(surprises, hide_index=True, width="stretch")
+        for name, table in comparison.shifts.items():
+            with st.expander(f"Numbers: {name}"):
+                st.dataframe(table, hide_index=True, width="stretch")
+    if comparison.curves:
+        st.subheader("Suppressed concepts over training")
+        for report in reports:
+            again = (report.get("reemergence") or {}).get("reemerged")
+            if report["target"] not in comparison.curves:
+                continue
+            if again:
+                st.error(
+                    f"{report['target']}: {len(again)} suppressed concept(s) held down at a checkpoint rose later: "
+                    + ", ".join(f"`{c}`" for c in again)
+                )
+            else:
+                st.success(f"{report['target']}: no suppressed concept came back after being held down.")
+        st.plotly_chart(figures.checkpoint_curves(comparison.curves), width="stretch")
+with tabs[2]:
     st.plotly_chart(figures.steerability_curve(reports), width="stretch")
     st.plotly_chart(metric_bars(reports, METRIC_GROUPS["Steerability (lower is better)"]), width="stretch")
-with tabs[2]:
+with tabs[3]:
     st.plotly_chart(metric_bars(reports, METRIC_GROUPS["Valid output coverage"]), width="stretch")
     st.caption(
         f"{config.coverage_samples} samples at temperature {config.coverage_temperature:g} per held-out "
         "diffuse-distribution prompt; yield is the mean number of distinct valid outputs per prompt."
     )
-with tabs[3]:
+with tabs[4]:
     for title in ("Distributional alignment (JS, lower is better)", "Alignment: mode match"):
         st.plotly_chart(metric_bars(reports, METRIC_GROUPS[title], title), width="stretch")
     which = st.selectbox("Per opinion group for", list(comparison.report_folders))
     table = EvaluationArtifact(comparison.report_folders[which]).table("alignment")
     if len(table):
         st.plotly_chart(figures.alignment_by_group(table), width="stretch")
-with tabs[4]:
+with tabs[5]:
     st.plotly_chart(metric_bars(reports, METRIC_GROUPS["Preference and reward"]), width="stretch")
     for report in reports:
         if report.get("reward"):
@@ -171,11 +234,11 @@ with tabs[4]:
                 f"**{report['target']}**: implicit reward accuracy {p['accuracy']:.2f} on {p['pairs']} "
                 f"held-out pairs (β = {p['beta']:g})."
             )
-with tabs[5]:
-    st.plotly_chart(figures.faithfulness_points(reports), width="stretch")
 with tabs[6]:
-    st.plotly_chart(metric_bars(reports, METRIC_GROUPS["Diversity of generations"]), width="stretch")
+    st.plotly_chart(figures.faithfulness_points(reports), width="stretch")
 with tabs[7]:
+    st.plotly_chart(metric_bars(reports, METRIC_GROUPS["Diversity of generations"]), width="stretch")
+with tabs[8]:
     prevalence = (
         pd.concat([t.assign(model=n) for n, t in comparison.prevalence.items()], ignore_index=True)
         if comparison.prevalence
@@ -184,7 +247,11 @@ with tabs[7]:
     # Built when clicked (the HTML carries plotly.js inline, several MB), not on every rerun.
     st.download_button(
         "Report (HTML)",
-        lambda: export_html(reports, figures.all_figures(reports, comparison.prevalence), prevalence),
+        lambda: export_html(
+            reports,
+            figures.all_figures(reports, comparison.prevalence, comparison.shifts, comparison.curves),
+            prevalence,
+        ),
         file_name="spectrum-evaluation.html",
         mime="text/html",
         on_click="ignore",

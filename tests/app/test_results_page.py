@@ -36,6 +36,15 @@ def test_base_and_tuned_side_by_side(page):
     assert "Polis JS" in overview.index and "win rate vs base" in overview.index
     assert len(at.get("plotly_chart")) >= 8  # prevalence, steerability curve, metric bars, ...
     assert at.success or at.error  # the suppressed concept: stayed down, or flagged
+    # the prediction tab: the run's agreement numbers, the scatter and the curve over checkpoints
+    agreement = next(d.value for d in at.dataframe if "Spearman ρ" in d.value.columns)
+    assert agreement["model"].tolist() == [f"run {tune_job} (dpo)"] and agreement["families"].iloc[0] >= 1
+    assert agreement["CAFT"].iloc[0] == "off"
+    titles = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("Predicted by the audit vs realised" in t for t in titles)
+    assert any("Suppressed concepts over training" in t for t in titles)
+    over_training = [m.value for m in [*at.success, *at.error] if "held down" in m.value or "came back" in m.value]
+    assert len(over_training) == 1
     labels = [b.label for b in at.get("download_button")]
     assert labels == ["Report (HTML)", "Report (JSON)"]
 

@@ -217,8 +217,9 @@ def test_demo_audit_decide_reload_and_safe_text(app_server, shots, tmp_path):
 
 def test_results_page_in_a_browser(evaluated, app_server, shots):
     """The Results page on the small audit's base and weighted-DPO evaluations, opened by its URL:
-    the app's own navigation, the overview table and the concept-prevalence chart render (and
-    give the README its screenshot)."""
+    the app's own navigation, the overview table and the concept-prevalence chart render, and the
+    prediction tab shows its scatter and the curve over checkpoints (and give the README its
+    screenshots)."""
     from playwright.sync_api import expect, sync_playwright
 
     workspace, _, tune_job = evaluated
@@ -235,4 +236,10 @@ def test_results_page_in_a_browser(evaluated, app_server, shots):
         page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
         settle(page)
         page.screenshot(path=str(shots / "results-page.png"), full_page=True)
+        # the prediction tab: the audit's predicted shifts against the run's realised ones
+        page.get_by_role("tab", name="Prediction").click()
+        expect(page.get_by_text("Predicted by the audit vs realised").first).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("Suppressed concepts over training").first).to_be_visible(timeout=60_000)
+        settle(page)
+        page.screenshot(path=str(shots / "results-prediction.png"), full_page=True)
         browser.close()
