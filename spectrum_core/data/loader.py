@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,12 +44,17 @@ DEFAULT_MAX_TEXT_CHARS = 200_000
 PAIR_COLUMNS = ["pair_id", "prompt", "chosen", "rejected", "split", "source", "duplicates", "metadata"]
 
 
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
 def _has_undecodable(value: Any) -> bool:
-    """True when text carries bytes that were not valid UTF-8 (kept as lone surrogates)."""
+    """True when text carries surrogate code points: bytes that were not valid UTF-8 (kept as
+    escapes by the readers) or a lone surrogate from a JSON escape such as \\ud800. Neither can be
+    written as UTF-8, so either would fail later (pair ids, JSON output, the workspace)."""
     if isinstance(value, str):
-        return any("\udc80" <= ch <= "\udcff" for ch in value)
+        return _SURROGATES.search(value) is not None
     if isinstance(value, dict):
-        return any(_has_undecodable(v) for v in value.values())
+        return any(_has_undecodable(k) or _has_undecodable(v) for k, v in value.items())
     if isinstance(value, list):
         return any(_has_undecodable(v) for v in value)
     return False
@@ -65,10 +71,11 @@ def _text_length(value: Any) -> int:
 
 
 def _repair(value: Any) -> Any:
+    """Every surrogate code point replaced by U+FFFD (metadata is kept, repaired, and counted)."""
     if isinstance(value, str):
-        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        return _SURROGATES.sub("\ufffd", value)
     if isinstance(value, dict):
-        return {k: _repair(v) for k, v in value.items()}
+        return {_repair(k): _repair(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_repair(v) for v in value]
     return value
@@ -188,6 +195,9 @@ def load_preferences(
         report.rows_read += 1
         if isinstance(row, BadRow):
             report.reject(row.location, None, row.reason, row.detail)
+        elif any(_has_undecodable(key) for key in row.values):
+            key = next(k for k in row.values if _has_undecodable(k))
+            report.reject(row.location, _repair(key), UNDECODABLE, "a column name that is not valid UTF-8")
         else:
             raw_rows.append(row)
     columns: list[str] = list(dict.fromkeys(k for row in raw_rows for k in row.values))

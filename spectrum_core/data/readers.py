@@ -9,10 +9,14 @@ rejects that row by name instead of failing the whole file. Nothing here unpickl
 from __future__ import annotations
 
 import csv
+import errno
 import gzip
 import io
 import json
 import math
+import os
+import re
+import stat
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +35,16 @@ _SUFFIX_FORMATS = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
+
+
+# Deepest nesting a value may have: real preference rows nest a few levels (messages, metadata);
+# anything deeper is rejected on its own before later stages recurse into it.
+MAX_VALUE_DEPTH = 64
+# CSV fields are limited by the loader's --max-text-chars (a per-row rejection by name), not by
+# the csv module's 131,072-character default, which would call a long field unparseable.
+CSV_FIELD_LIMIT = 2**31 - 1
+# Line ends in JSONL: \r\n, \n, or a lone \r (old Mac files); JSON strings cannot hold raw ones.
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass
@@ -65,7 +79,10 @@ def detect_format(path: Path) -> tuple[str, bool]:
 
 
 def read_bytes(path: Path, gzipped: bool) -> bytes:
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataLoadError(f"{path}: cannot be read ({exc.strerror or exc}).") from None
     if not gzipped:
         return data
     try:
@@ -74,13 +91,76 @@ def read_bytes(path: Path, gzipped: bool) -> bytes:
         raise DataLoadError(f"{path}: not a complete gzip archive ({exc}).") from None
 
 
-def decode_text(data: bytes) -> str:
-    """UTF-8 (a BOM is dropped), or UTF-16 when the file starts with a UTF-16 BOM."""
-    if data.startswith(b"\xff\xfe") or data.startswith(b"\xfe\xff"):
-        return data.decode("utf-16")  # strict: read_rows turns a failure into a file-level error
+_BOMS = (  # longest first: the UTF-32-LE mark starts with the UTF-16-LE one
+    (b"\xff\xfe\x00\x00", "utf-32"),
+    (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xff\xfe", "utf-16"),
+    (b"\xfe\xff", "utf-16"),
+)
+
+
+def detect_encoding(data: bytes) -> str:
+    """utf-8, or the UTF-16 / UTF-32 variant a byte-order mark names, or, without a mark, the one
+    whose zero bytes sit where ASCII text in that encoding puts them (first 4 KB)."""
+    for mark, name in _BOMS:
+        if data.startswith(mark):
+            return name
+    head = data[:4096]
+    head = head[: len(head) - len(head) % 4]
+    if len(head) >= 4 and b"\x00" in head:
+
+        def zero(offset: int, step: int) -> float:
+            part = head[offset::step]
+            return part.count(0) / len(part)
+
+        if zero(1, 4) > 0.95 and zero(2, 4) > 0.95 and zero(3, 4) > 0.95:
+            return "utf-32-le"
+        if zero(0, 4) > 0.95 and zero(1, 4) > 0.95 and zero(2, 4) > 0.95:
+            return "utf-32-be"
+        if zero(1, 2) > 0.9 and zero(0, 2) < 0.1:
+            return "utf-16-le"
+        if zero(0, 2) > 0.9 and zero(1, 2) < 0.1:
+            return "utf-16-be"
+    return "utf-8"
+
+
+def decode_text(data: bytes, encoding: str = "utf-8") -> str:
+    """UTF-8 with bad bytes kept as escapes (a BOM is dropped); UTF-16/32 strictly (read_rows turns
+    a failure into a file-level error naming the encoding)."""
+    if encoding != "utf-8":
+        return data.decode(encoding).removeprefix("\ufeff")
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     return data.decode("utf-8", errors="surrogateescape")
+
+
+def value_depth(value: Any) -> int:
+    """Nesting depth of a parsed value (iterative, so a deep value cannot exhaust the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth > MAX_VALUE_DEPTH:
+                return depth
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _parse_json(text: str) -> tuple[Any, str | None]:
+    """(value, None), or (None, why) for JSON Python cannot take: nesting deeper than the
+    interpreter's stack or than MAX_VALUE_DEPTH, or an integer with thousands of digits."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return None, f"invalid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+    except RecursionError:
+        return None, "a value nested too deeply to read"
+    except ValueError as exc:  # e.g. "Exceeds the limit (4300 digits) for integer string conversion"
+        return None, f"a value Python cannot read ({exc})"
+    if value_depth(value) > MAX_VALUE_DEPTH:
+        return None, f"a value nested deeper than {MAX_VALUE_DEPTH} levels"
+    return value, None
 
 
 def _plain(value: Any) -> Any:
@@ -97,16 +177,15 @@ def _plain(value: Any) -> Any:
 
 
 def _jsonl_rows(path: Path, text: str) -> Iterator[RawRow | BadRow]:
-    # Split on "\n" only: str.splitlines() would also split on U+2028 and friends, which may
+    # Split on line ends only: str.splitlines() would also split on U+2028 and friends, which may
     # legitimately sit inside JSON strings.
-    for number, line in enumerate(text.split("\n"), start=1):
+    for number, line in enumerate(_LINE_END.split(text), start=1):
         stripped = line.strip()
         if not stripped:
             continue
-        try:
-            value = json.loads(stripped)
-        except json.JSONDecodeError as exc:
-            yield BadRow(f"line {number}", UNPARSEABLE, f"invalid JSON: {exc.msg} at column {exc.colno}")
+        value, why = _parse_json(stripped)
+        if why is not None:
+            yield BadRow(f"line {number}", UNPARSEABLE, why.replace(" at line 1,", " at"))
             continue
         if not isinstance(value, dict):
             yield BadRow(f"line {number}", NOT_AN_OBJECT, f"found a JSON {type(value).__name__}")
@@ -125,6 +204,10 @@ def _json_rows(path: Path, text: str) -> Iterator[RawRow | BadRow]:
         raise DataLoadError(
             f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); the file may be truncated."
         ) from None
+    except RecursionError:
+        raise DataLoadError(f"{path}: a value is nested too deeply to read; save the rows as JSONL.") from None
+    except ValueError as exc:
+        raise DataLoadError(f"{path}: holds a value Python cannot read ({exc}).") from None
     records = document
     if isinstance(document, dict):
         lists = [v for v in document.values() if isinstance(v, list)]
@@ -146,13 +229,24 @@ def _json_rows(path: Path, text: str) -> Iterator[RawRow | BadRow]:
     if not isinstance(records, list):
         raise DataLoadError(f"{path}: expected a JSON list of objects, found a {type(records).__name__}.")
     for index, value in enumerate(records, start=1):
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value_depth(value) > MAX_VALUE_DEPTH:
+            yield BadRow(f"item {index}", UNPARSEABLE, f"a value nested deeper than {MAX_VALUE_DEPTH} levels")
+        elif isinstance(value, dict):
             yield RawRow(f"item {index}", value)
         else:
             yield BadRow(f"item {index}", NOT_AN_OBJECT, f"found a JSON {type(value).__name__}")
 
 
 def _csv_rows(path: Path, text: str, delimiter: str) -> Iterator[RawRow | BadRow]:
+    # The csv module's limit is process-wide: raised while this file is read, restored after.
+    previous = csv.field_size_limit(CSV_FIELD_LIMIT)
+    try:
+        yield from _csv_fields(path, text, delimiter)
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _csv_fields(path: Path, text: str, delimiter: str) -> Iterator[RawRow | BadRow]:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         header = next(reader)
@@ -226,8 +320,19 @@ def _hf_rows(path: Path) -> Iterator[RawRow | BadRow]:
 def read_rows(path: Path, file_format: str | None = None) -> tuple[str, Iterator[RawRow | BadRow]]:
     """(format name, iterator of rows). Raises DataLoadError for a file that cannot be read."""
     path = Path(path)
-    if not path.exists():
-        raise DataLoadError(f"{path}: no such file or folder.")
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DataLoadError(f"{path}: a loop of symbolic links; it points back to itself.") from None
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise DataLoadError(f"{path}: no such file or folder.") from None
+        raise DataLoadError(f"{path}: cannot be read ({exc.strerror or exc}).") from None
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        kind = "a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise DataLoadError(f"{path}: is {kind}, not a file; only regular files and folders are read.")
+    if stat.S_ISREG(mode) and not os.access(path, os.R_OK):
+        raise DataLoadError(f"{path}: cannot be read (permission denied).")
     fmt, gzipped = detect_format(path)
     if file_format:
         if file_format not in FORMATS:
@@ -239,14 +344,19 @@ def read_rows(path: Path, file_format: str | None = None) -> tuple[str, Iterator
     data = read_bytes(path, gzipped)
     if fmt == "parquet":
         return label, _parquet_rows(path, data)
-    if b"\x00" in data[:4096] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+    if not data.strip():
+        raise DataLoadError(f"{path}: the file is empty; no rows could be read.")
+    encoding = detect_encoding(data)
+    if encoding == "utf-8" and b"\x00" in data[:4096]:
         raise DataLoadError(f"{path}: contains NUL bytes; this looks like a binary file, not {fmt}.")
     try:
-        text = decode_text(data)
+        text = decode_text(data, encoding)
     except UnicodeDecodeError as exc:
         raise DataLoadError(
-            f"{path}: starts with a UTF-16 byte-order mark but is not valid UTF-16 ({exc.reason})."
+            f"{path}: looks like {encoding.upper()} but is not valid {encoding.upper()} ({exc.reason})."
         ) from None
+    if encoding != "utf-8":
+        label += f" ({encoding.upper()})"
     if fmt == "jsonl":
         return label, _jsonl_rows(path, text)
     if fmt == "json":

@@ -318,6 +318,91 @@ CASES = [
         kept=1,
         where=("line 2", "chosen"),
     ),
+    Case(
+        "a JSONL value nested 5,000 levels deep, among good lines",
+        "deep.jsonl",
+        jsonl([explicit(0)])
+        + b'{"prompt": "p", "chosen": '
+        + b"[" * 5000
+        + b"]" * 5000
+        + b', "rejected": "r"}\n'
+        + jsonl([explicit(1)]),
+        rejections={UNPARSEABLE: 1},
+        kept=2,
+        where=("line 2", None),
+    ),
+    Case(
+        "a JSONL metadata value nested 100 levels (parses, deeper than any real row)",
+        "deep-meta.jsonl",
+        jsonl([explicit(0, note=json.loads("[" * 100 + "]" * 100)), explicit(1)]),
+        rejections={UNPARSEABLE: 1},
+        kept=1,
+        where=("line 1", None),
+    ),
+    Case(
+        "an integer with 5,000 digits",
+        "bigint.jsonl",
+        jsonl([explicit(0)]) + b'{"prompt": "p", "chosen": "c", "rejected": "r", "n": ' + b"9" * 5000 + b"}\n",
+        rejections={UNPARSEABLE: 1},
+        kept=1,
+        where=("line 2", None),
+    ),
+    Case(
+        "a JSON document nested 100,000 levels deep",
+        "deep.json",
+        b"[" * 100_000 + b"]" * 100_000,
+        error=DataLoadError,
+        message="nested too deeply",
+    ),
+    Case(
+        "a lone surrogate escape in a response",
+        "surrogate.jsonl",
+        jsonl([explicit(0)]) + b'{"prompt": "p", "chosen": "a \\ud800 b", "rejected": "r"}\n',
+        rejections={UNDECODABLE: 1},
+        kept=1,
+        where=("line 2", "chosen"),
+    ),
+    Case(
+        "a lone surrogate in a column name",
+        "surrogate-key.jsonl",
+        jsonl([explicit(0)]) + b'{"prompt": "p", "chosen": "c", "rejected": "r", "x\\udc00": 1}\n',
+        rejections={UNDECODABLE: 1},
+        kept=1,
+        where=("line 2", "x\ufffd"),
+    ),
+    Case(
+        "CR-only line endings",
+        "mac.jsonl",
+        jsonl([explicit(0), explicit(1), explicit(2)]).replace(b"\n", b"\r"),
+        kept=3,
+    ),
+    Case(
+        "UTF-16 without a byte-order mark",
+        "utf16le.jsonl",
+        jsonl([explicit(0), explicit(1)]).decode().encode("utf-16-le"),
+        kept=2,
+    ),
+    Case(
+        "UTF-32 with a byte-order mark",
+        "utf32.jsonl",
+        jsonl([explicit(0), explicit(1)]).decode().encode("utf-32"),
+        kept=2,
+    ),
+    Case("an empty .json file", "empty.json", b"", error=DataLoadError, message="the file is empty"),
+    Case(
+        "a CSV field of 150,000 characters (under the 200,000 limit)",
+        "long.csv",
+        b"prompt,chosen,rejected\np," + b"x" * 150_000 + b",r\nq,c,d\n",
+        kept=2,
+    ),
+    Case(
+        "a CSV field of 250,000 characters (over the limit)",
+        "longer.csv",
+        b"prompt,chosen,rejected\np," + b"x" * 250_000 + b",r\nq,c,d\n",
+        rejections={TOO_LARGE: 1},
+        kept=1,
+        where=("line 2", "chosen"),
+    ),
 ]
 
 
@@ -379,3 +464,28 @@ def test_size_limit_is_configurable(tmp_path):
     assert load_preferences(path).report.rows_kept == 1
     with pytest.raises(DataLoadError, match="over the size limit"):
         load_preferences(path, max_text_chars=100)
+
+
+def test_special_files_and_unreadable_paths_get_one_line_errors(tmp_path):
+    import os
+
+    pipe = tmp_path / "pipe.jsonl"
+    os.mkfifo(pipe)
+    with pytest.raises(DataLoadError, match="named pipe"):  # read, it would hang forever
+        load_preferences(pipe)
+    loop = tmp_path / "loop.jsonl"
+    loop.symlink_to(tmp_path / "loop.jsonl")
+    with pytest.raises(DataLoadError, match="loop of symbolic links"):
+        load_preferences(loop)
+    with pytest.raises(DataLoadError, match="no such file"):
+        load_preferences(tmp_path / "absent.jsonl")
+
+
+def test_csv_field_limit_is_restored_after_reading(tmp_path):
+    import csv
+
+    before = csv.field_size_limit()
+    path = tmp_path / "long.csv"
+    path.write_bytes(b"prompt,chosen,rejected\np," + b"x" * 150_000 + b",r\n")
+    assert load_preferences(path).report.rows_kept == 1
+    assert csv.field_size_limit() == before
