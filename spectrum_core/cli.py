@@ -341,7 +341,10 @@ def cmd_workspace_info(args) -> int:
             f"  dataset {record['id']}: {record['name']} - {record['rows_kept']} pairs "
             f"({record['schema_name']}, {record['file_format']})"
         )
+    from .jobs import refresh
+
     for job in workspace.jobs():
+        job = refresh(workspace, job.id)  # a job whose process died is "failed", not "running"
         print(f"  job {job.id}: {job.kind} {job.status}")
     return 0
 

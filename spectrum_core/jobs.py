@@ -166,7 +166,8 @@ def process_alive(pid: int | None) -> bool:
 def refresh(workspace: Workspace, job_id: int) -> JobRecord:
     """The job row, after marking it failed if its process died without reporting."""
     job = workspace.job(job_id)
-    if job.status in ACTIVE and job.pid and not process_alive(job.pid):
+    pid = job.pid
+    if job.status in ACTIVE and pid and not process_alive(pid):
         # Read again: the process may have written its final status just before exiting.
         job = workspace.job(job_id)
         if job.status in ACTIVE:
@@ -177,6 +178,7 @@ def refresh(workspace: Workspace, job_id: int) -> JobRecord:
                 error="the job's process ended without reporting a result "
                 "(killed, or the machine restarted); see its log",
             )
+            workspace.remove_staging(pid)  # its half-built artifact
             job = workspace.job(job_id)
     return job
 

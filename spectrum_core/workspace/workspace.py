@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -33,6 +34,22 @@ JobStatus = Literal["queued", "running", "succeeded", "failed", "stopped"]
 JOB_STATUSES: tuple[str, ...] = get_args(JobStatus)
 ACTIVE_STATUSES = ("queued", "running")
 DECISION_ACTIONS = ("keep", "suppress", "amplify")
+# A staging folder whose process is gone is removed once nothing touched it for this long: a
+# workspace on a shared disk may have jobs of another machine, whose pids mean nothing here, so a
+# dead-looking owner alone is not enough (a job found dead here removes its own folders at once).
+STALE_STAGING_SECONDS = 6 * 3600
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
 _JOB_FIELDS = {
     "status",
     "artifact_key",
@@ -112,6 +129,7 @@ class Workspace:
         self.user = user or default_user()
         with self._db() as conn:
             self.schema_version = migrate(conn, SCHEMA_VERSION if migrate_to is None else migrate_to)
+        self.clean_stale_staging()
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"
@@ -200,6 +218,37 @@ class Workspace:
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir(parents=True)
         return path
+
+    def _staging_folders(self) -> Iterator[tuple[Path, int]]:
+        """(folder, the pid that made it) for every folder under ``artifacts/.staging``."""
+        root = self.artifacts_dir / ".staging"
+        for path in root.iterdir() if root.is_dir() else ():
+            parts = path.name.rsplit("-", 2)  # <key>-<pid>-<thread>
+            if len(parts) == 3 and parts[1].isdigit():
+                yield path, int(parts[1])
+
+    def remove_staging(self, pid: int) -> int:
+        """Remove the staging folders a (dead) process left; returns how many."""
+        removed = 0
+        for path, owner in self._staging_folders():
+            if owner == pid:
+                shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+        return removed
+
+    def clean_stale_staging(self, older_than: float = STALE_STAGING_SECONDS) -> int:
+        """Remove staging folders whose process is gone and that nothing touched for
+        ``older_than`` seconds (a killed or failed run's half-built artifact); returns how many."""
+        removed, now = 0, time.time()
+        for path, owner in self._staging_folders():
+            try:
+                idle = now - path.stat().st_mtime
+            except OSError:
+                continue
+            if idle >= older_than and not _pid_alive(owner):
+                shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+        return removed
 
     def publish_artifact(self, staging: Path, key: str, kind: str, inputs: dict) -> Path:
         target = self.artifact_path(key)

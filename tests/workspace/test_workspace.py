@@ -188,3 +188,46 @@ def test_labels_and_plans(tmp_path):
     plan_id = workspace.save_plan(job, "concepts:\n  f3: suppress\n")
     run = workspace.create_job("tune", {"method": "dpo"}, parent_job_id=job, plan_id=plan_id)
     assert (workspace.job(run).plan_id, workspace.job(run).parent_job_id) == (plan_id, job)
+
+
+def test_stale_staging_is_cleaned_and_live_staging_kept(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    workspace = Workspace(tmp_path / "ws")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process that no longer exists
+    staging = workspace.artifacts_dir / ".staging"
+    dead_old = staging / f"audit-0123456789abcdef-{gone.pid}-1"
+    dead_new = staging / f"eval-0123456789abcdef-{gone.pid}-2"
+    live = workspace.staging_path("tune-0123456789abcdef")  # this process: alive
+    for folder in (dead_old, dead_new):
+        folder.mkdir(parents=True)
+    hours_ago = time.time() - 7 * 3600
+    os.utime(dead_old, (hours_ago, hours_ago))
+    os.utime(live, (hours_ago, hours_ago))
+    Workspace(tmp_path / "ws")  # opening the workspace cleans
+    assert not dead_old.exists()  # dead owner, untouched for hours
+    assert dead_new.exists()  # dead owner, but recent: maybe another machine's job
+    assert live.exists()  # owner alive
+    assert workspace.remove_staging(gone.pid) == 1 and not dead_new.exists()
+
+
+def test_workspace_info_refreshes_a_dead_job(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from spectrum_core.cli import main
+
+    workspace = Workspace(tmp_path / "ws")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    job_id = workspace.create_job("audit", {"x": 1})
+    workspace.update_job(job_id, status="running", pid=gone.pid)
+    (workspace.artifacts_dir / ".staging" / f"audit-0123456789abcdef-{gone.pid}-1").mkdir(parents=True)
+    assert main(["--workspace", str(workspace.root), "workspace", "info"]) == 0
+    assert f"job {job_id}: audit failed" in capsys.readouterr().out
+    assert workspace.job(job_id).status == "failed"
+    assert not any((workspace.artifacts_dir / ".staging").iterdir())  # its half-built artifact is gone
