@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages.frame import build_frame
+from app_pages.frame import build_frame, escape_markdown
 from app_pages.job_panel import config_form, pick_job, start_panel, watch
 from spectrum_core import jobs, settings
 from spectrum_core.artifacts import AuditArtifact
@@ -22,7 +22,7 @@ if frame.dataset_id is None:
     st.info("Add a dataset on the Dataset page first.")
     st.stop()
 record = workspace.dataset(frame.dataset_id)
-st.caption(f"Dataset: {record['name']} · {record['rows_kept']:,} pairs")
+st.caption(f"Dataset: {escape_markdown(record['name'])} · {record['rows_kept']:,} pairs")
 
 with st.form("audit_config"):
     left, right = st.columns(2)
@@ -91,7 +91,7 @@ def results(view: jobs.JobView) -> None:
     if "families" in report:
         st.caption(describe_families(report["families"]))
     for warning in report.get("warnings", []):
-        st.warning(warning)
+        st.warning(escape_markdown(warning))
     if report.get("verdict"):
         (st.success if sum(report["n_significant"].values()) else st.warning)(report["verdict"])
     st.dataframe(

@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages.frame import build_frame, load_audit_view
+from app_pages.frame import build_frame, escape_markdown, load_audit_view
 from spectrum_core.audit.pipeline import describe_concept
 from spectrum_core.audit.review import highlight_tokens, verdict_badge
 from spectrum_core.charts import topic_heatmap, topic_lean_bars
@@ -169,7 +169,7 @@ if row["kind"] == "family":
         st.plotly_chart(topic_lean_bars(family_leans, view.topics), width="stretch")
 elif family_id:
     family_label = concepts.loc[family_id, "label"] if family_id in concepts.index else family_id
-    st.caption(f"Member of {family_id} ({family_label}).")
+    st.caption(f"Member of {family_id} ({escape_markdown(family_label)}).")
     if family_id in decisions:
         st.caption(f"Its family's decision ({decisions[family_id]['action']}) applies to it unless it has its own.")
     if st.button(f"Open {family_id}", key=f"open-{family_id}"):

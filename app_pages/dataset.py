@@ -9,7 +9,7 @@ import re
 import pandas as pd
 import streamlit as st
 
-from app_pages.frame import BUNDLED_DATA, build_frame, select_dataset
+from app_pages.frame import BUNDLED_DATA, build_frame, escape_markdown, select_dataset
 from spectrum_core.charts import length_histogram, length_scatter
 from spectrum_core.data import SCHEMAS, DataLoadError, SchemaError
 from spectrum_core.data.messages import render_plain
@@ -97,9 +97,9 @@ if dataset is None:
 record = workspace.dataset(frame.dataset_id)
 report = dataset.report
 
-st.subheader(record["name"])
+st.subheader(escape_markdown(record["name"]))
 st.caption(
-    f"{record['source_path']} · {report.file_format} · schema {report.schema} · "
+    f"{escape_markdown(record['source_path'])} · {report.file_format} · schema {report.schema} · "
     f"added {record['created_at'][:16].replace('T', ' ')} by {record['created_by']}"
 )
 read, kept, rejected, merged = st.columns(4)
@@ -108,7 +108,7 @@ kept.metric("Pairs kept", f"{report.rows_kept:,}")
 rejected.metric("Rows rejected", f"{report.rows_rejected:,}")
 merged.metric("Duplicates merged", f"{report.duplicates_merged:,}")
 for warning in report.warnings:
-    st.warning(warning)
+    st.warning(escape_markdown(warning))
 if report.pairs_without_prompt:
     st.caption(f"{report.pairs_without_prompt:,} pairs have no prompt (their texts share no prefix).")
 if report.conflicting_pairs:
@@ -188,9 +188,9 @@ selection = st.dataframe(
 rows = selection.selection.rows if selection else []
 if rows:
     pair = view.iloc[rows[0]]
-    st.markdown(f"**Pair `{pair['pair_id']}`** · {pair['source']} · {pair['split']}")
+    st.markdown(f"**Pair `{pair['pair_id']}`** · {escape_markdown(pair['source'])} · {escape_markdown(pair['split'])}")
     for message in pair["prompt"]:
-        st.caption(message["role"])
+        st.caption(escape_markdown(message["role"]))
         st.code(message["content"], language=None, wrap_lines=True)
     chosen_col, rejected_col = st.columns(2)
     chosen_col.markdown("**Chosen**")

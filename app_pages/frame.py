@@ -7,6 +7,7 @@ reload or a second browser tab sees the same thing. The chosen dataset also goes
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,18 @@ class Frame:
         if self.dataset_id is None:
             return None
         return load_pairs(str(self.workspace.root), self.dataset_id)
+
+
+# Characters markdown, Streamlit's emoji and icon shortcodes, LaTeX or HTML would read.
+_MARKUP = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=])")
+
+
+def escape_markdown(text) -> str:
+    """Text from a file (a file name, a concept label, a warning quoting its contents) made safe
+    for st.markdown, st.caption, st.warning and the like: every character markup would read is
+    backslash-escaped and line breaks become spaces, so it shows as typed and never as a link,
+    an image or formatting."""
+    return _MARKUP.sub(r"\\\1", " ".join(str(text).splitlines()))
 
 
 @st.cache_resource(show_spinner=False)

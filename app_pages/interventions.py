@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app_pages.frame import build_frame, load_audit_view
+from app_pages.frame import build_frame, escape_markdown, load_audit_view
 from spectrum_core.charts import association_shift
 from spectrum_core.constants import PLAN_FILE, SHAPED_JSONL_FILE, SHAPED_PARQUET_FILE
 from spectrum_core.interventions import (
@@ -90,7 +90,7 @@ cols[4].metric(
     help="(Σw)² / Σw²: how many equally weighted pairs the weighted data is worth",
 )
 for note in summary["notes"]:
-    st.warning(note)
+    st.warning(escape_markdown(note))
 
 n_undecided = st.slider("Undecided concepts to watch for off-target effects (top ranked)", 0, 30, 10)
 undecided = [c for c in view.concepts.sort_values("rank")["concept_id"] if c not in decisions][:n_undecided]

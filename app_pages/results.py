@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from app_pages.frame import build_frame
+from app_pages.frame import build_frame, escape_markdown
 from app_pages.job_panel import watch
 from spectrum_core import jobs, settings
 from spectrum_core.artifacts import EvaluationArtifact
@@ -122,7 +122,10 @@ with tabs[0]:
         flagged = {name: t.loc[t["flagged"], "label"].tolist() for name, t in comparison.prevalence.items()}
         for name, concepts in flagged.items():
             if concepts:
-                st.error(f"{name}: suppressed concept(s) rose in its generations: " + "; ".join(concepts))
+                st.error(
+                    f"{name}: suppressed concept(s) rose in its generations: "
+                    + "; ".join(escape_markdown(c) for c in concepts)
+                )
             else:
                 st.success(f"{name}: no suppressed concept rose (95% interval of the paired change).")
         value = st.radio(

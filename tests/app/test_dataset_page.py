@@ -90,3 +90,15 @@ def test_html_in_responses_is_shown_as_text(app, tmp_path):
     assert table["chosen"].iloc[0].startswith("<script>alert(1)</script>")
     rendered_markup = " ".join(m.value for m in [*app.markdown, *app.caption])
     assert "<script>" not in rendered_markup and "onerror" not in rendered_markup
+
+
+def test_a_file_name_with_markup_is_shown_as_typed(app, tmp_path):
+    name = "**bold** [x](javascript:alert) :red[y].jsonl"
+    path = tmp_path / name
+    path.write_text(json.dumps({"prompt": "hi", "chosen": "a", "rejected": "b"}) + "\n")
+    load_local_file(app, path)
+    assert metric_values(app)["Pairs kept"] == "1"
+    heading = app.subheader[0].value
+    # every character markdown or a Streamlit shortcode would read is escaped, so it shows as typed
+    assert heading == r"\*\*bold\*\* \[x\]\(javascript\:alert\) \:red\[y\]\.jsonl"
+    assert all("](javascript" not in c.value for c in app.caption)
