@@ -193,6 +193,18 @@ def _jsonl_rows(path: Path, text: str) -> Iterator[RawRow | BadRow]:
         yield RawRow(f"line {number}", value)
 
 
+def _is_split_dict(document: dict) -> bool:
+    """Two or more keys, each a non-empty list of which at least half the items are row objects."""
+    if len(document) < 2:
+        return False
+    for rows in document.values():
+        if not isinstance(rows, list) or not rows:
+            return False
+        if sum(isinstance(r, dict) for r in rows) * 2 < len(rows):
+            return False
+    return True
+
+
 def _json_rows(path: Path, text: str) -> Iterator[RawRow | BadRow]:
     try:
         document = json.loads(text)
@@ -209,6 +221,19 @@ def _json_rows(path: Path, text: str) -> Iterator[RawRow | BadRow]:
     except ValueError as exc:
         raise DataLoadError(f"{path}: holds a value Python cannot read ({exc}).") from None
     records = document
+    if isinstance(document, dict) and _is_split_dict(document):
+        # {"train": [rows], "test": [rows]}: a dataset's splits, kept like a DatasetDict's.
+        for split, rows in document.items():
+            for index, value in enumerate(rows, start=1):
+                location = f"split {split} item {index}"
+                if not isinstance(value, dict):
+                    yield BadRow(location, NOT_AN_OBJECT, f"found a JSON {type(value).__name__}")
+                elif value_depth(value) > MAX_VALUE_DEPTH:
+                    yield BadRow(location, UNPARSEABLE, f"a value nested deeper than {MAX_VALUE_DEPTH} levels")
+                else:
+                    value.setdefault("hf_split", split)
+                    yield RawRow(location, value)
+        return
     if isinstance(document, dict):
         lists = [v for v in document.values() if isinstance(v, list)]
         columnar = (

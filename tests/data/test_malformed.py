@@ -489,3 +489,16 @@ def test_csv_field_limit_is_restored_after_reading(tmp_path):
     path.write_bytes(b"prompt,chosen,rejected\np," + b"x" * 150_000 + b",r\n")
     assert load_preferences(path).report.rows_kept == 1
     assert csv.field_size_limit() == before
+
+
+def test_a_json_object_of_splits_is_read_as_splits(tmp_path):
+    path = tmp_path / "splits.json"
+    document = {"train": [explicit(0), explicit(1), explicit(2)], "test": [explicit(3), "not a row"]}
+    path.write_text(json.dumps(document))
+    dataset = load_preferences(path)
+    report = dataset.report
+    assert report.rows_read == 5 and report.rows_kept == 4 and report.is_consistent()
+    assert report.rejection_counts() == {NOT_AN_OBJECT: 1}
+    assert report.rejections[0].location == "split test item 2"
+    splits = [m["hf_split"] for m in dataset.pairs["metadata"]]
+    assert splits == ["train", "train", "train", "test"]
