@@ -70,6 +70,7 @@ def _load_options(args) -> dict:
         "column_map": _column_map(args.map) or None,
         "file_format": args.format,
         "max_text_chars": args.max_text_chars,
+        "max_decompressed_mb": args.max_decompressed_mb,
     }
 
 
@@ -87,6 +88,12 @@ def _add_load_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", help="override the format guessed from the file name")
     parser.add_argument(
         "--max-text-chars", type=int, default=200_000, help="reject rows with a text longer than this (default: 200000)"
+    )
+    parser.add_argument(
+        "--max-decompressed-mb",
+        type=int,
+        default=None,
+        help="refuse a gzipped file that expands to more than this many MB (default: 1024)",
     )
 
 

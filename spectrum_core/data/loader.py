@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from .messages import render_plain, shared_prefix_length, split_shared_text_prefix
-from .readers import BadRow, read_rows
+from .readers import DEFAULT_MAX_DECOMPRESSED_MB, BadRow, read_rows
 from .report import (
     BAD_MESSAGES,
     EMPTY_RESPONSE,
@@ -177,6 +177,7 @@ def load_preferences(
     column_map: dict[str, str] | None = None,
     file_format: str | None = None,
     max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
+    max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB,
     held_out_fraction: float = 0.2,
     seed: int = 0,
 ) -> PreferenceDataset:
@@ -188,7 +189,7 @@ def load_preferences(
     """
     path = Path(path)
     report = LoadReport(file=str(path), column_map=dict(column_map or {}))
-    report.file_format, rows = read_rows(path, file_format)
+    report.file_format, rows = read_rows(path, file_format, max_decompressed_mb)
 
     raw_rows = []
     for row in rows:

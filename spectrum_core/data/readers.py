@@ -43,6 +43,11 @@ MAX_VALUE_DEPTH = 64
 # CSV fields are limited by the loader's --max-text-chars (a per-row rejection by name), not by
 # the csv module's 131,072-character default, which would call a long field unparseable.
 CSV_FIELD_LIMIT = 2**31 - 1
+# Largest a gzipped file may expand to (``max_decompressed_mb``): five times the app's 200 MB
+# upload limit, so a genuine upload of well-compressed text fits and a gzip bomb (100 KB → many
+# GB) stops at the limit instead of filling memory.
+DEFAULT_MAX_DECOMPRESSED_MB = 1024
+_CHUNK = 1 << 20
 # Line ends in JSONL: \r\n, \n, or a lone \r (old Mac files); JSON strings cannot hold raw ones.
 _LINE_END = re.compile(r"\r\n|\r|\n")
 
@@ -78,17 +83,31 @@ def detect_format(path: Path) -> tuple[str, bool]:
     return fmt, gzipped
 
 
-def read_bytes(path: Path, gzipped: bool) -> bytes:
+def read_bytes(path: Path, gzipped: bool, max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB) -> bytes:
+    """The file's bytes; a gzipped file decompressed in chunks, stopping with an error once it
+    passes ``max_decompressed_mb``."""
+    if not gzipped:
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise DataLoadError(f"{path}: cannot be read ({exc.strerror or exc}).") from None
+    limit = max_decompressed_mb * (1 << 20)
+    chunks, total = [], 0
     try:
-        data = path.read_bytes()
+        with gzip.open(path, "rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                total += len(chunk)
+                if total > limit:
+                    raise DataLoadError(
+                        f"{path}: expands to more than {max_decompressed_mb:,} MB when decompressed; if the "
+                        "file is genuine, raise the limit (--max-decompressed-mb)."
+                    )
+                chunks.append(chunk)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise DataLoadError(f"{path}: not a complete gzip archive ({exc}).") from None
     except OSError as exc:
         raise DataLoadError(f"{path}: cannot be read ({exc.strerror or exc}).") from None
-    if not gzipped:
-        return data
-    try:
-        return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataLoadError(f"{path}: not a complete gzip archive ({exc}).") from None
+    return b"".join(chunks)
 
 
 _BOMS = (  # longest first: the UTF-32-LE mark starts with the UTF-16-LE one
@@ -342,9 +361,9 @@ def _hf_rows(path: Path) -> Iterator[RawRow | BadRow]:
         yield from _arrow_rows(loaded.data.table)
 
 
-def read_rows(path: Path, file_format: str | None = None) -> tuple[str, Iterator[RawRow | BadRow]]:
-    """(format name, iterator of rows). Raises DataLoadError for a file that cannot be read."""
-    path = Path(path)
+def check_readable(path: Path) -> None:
+    """Raise DataLoadError unless ``path`` is a regular file or a folder this process can read
+    (a named pipe would block forever; a symbolic-link loop is not "no such file")."""
     try:
         mode = path.stat().st_mode
     except OSError as exc:
@@ -358,6 +377,14 @@ def read_rows(path: Path, file_format: str | None = None) -> tuple[str, Iterator
         raise DataLoadError(f"{path}: is {kind}, not a file; only regular files and folders are read.")
     if stat.S_ISREG(mode) and not os.access(path, os.R_OK):
         raise DataLoadError(f"{path}: cannot be read (permission denied).")
+
+
+def read_rows(
+    path: Path, file_format: str | None = None, max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB
+) -> tuple[str, Iterator[RawRow | BadRow]]:
+    """(format name, iterator of rows). Raises DataLoadError for a file that cannot be read."""
+    path = Path(path)
+    check_readable(path)
     fmt, gzipped = detect_format(path)
     if file_format:
         if file_format not in FORMATS:
@@ -366,7 +393,7 @@ def read_rows(path: Path, file_format: str | None = None) -> tuple[str, Iterator
     label = fmt + (".gz" if gzipped else "")
     if fmt == "hf-datasets":
         return label, _hf_rows(path)
-    data = read_bytes(path, gzipped)
+    data = read_bytes(path, gzipped, max_decompressed_mb)
     if fmt == "parquet":
         return label, _parquet_rows(path, data)
     if not data.strip():

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from ..data import PreferenceDataset, load_preferences
+from ..data.readers import check_readable
 from ..errors import NotFoundError
 from .artifacts import artifact_key, canonical_json, config_hash, file_sha256
 from .database import connect, migrate, schema_version, transaction
@@ -266,6 +267,7 @@ class Workspace:
         bytes with the same options. The result has ``reused`` set accordingly."""
         path = Path(path)
         options = {k: v for k, v in load_options.items() if v is not None}
+        check_readable(Path(path))  # before hashing: reading a named pipe would block forever
         inputs = {"sha256": file_sha256(path), "options": options}
         key = artifact_key("dataset", inputs)
         existing = self._dataset_by_key(key)

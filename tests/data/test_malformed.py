@@ -502,3 +502,23 @@ def test_a_json_object_of_splits_is_read_as_splits(tmp_path):
     assert report.rejections[0].location == "split test item 2"
     splits = [m["hf_split"] for m in dataset.pairs["metadata"]]
     assert splits == ["train", "train", "train", "test"]
+
+
+def test_a_gzip_bomb_stops_at_the_decompressed_limit(tmp_path):
+    path = tmp_path / "bomb.jsonl.gz"
+    path.write_bytes(gzip.compress(jsonl([explicit(0)]) + b" " * (3 << 20)))  # 3 MB of padding, ~3 KB packed
+    assert path.stat().st_size < 20_000
+    with pytest.raises(DataLoadError, match="expands to more than 2 MB"):
+        load_preferences(path, max_decompressed_mb=2)
+    assert load_preferences(path, max_decompressed_mb=4).report.rows_kept == 1
+
+
+def test_adding_a_named_pipe_to_a_workspace_fails_at_once(tmp_path):
+    import os
+
+    from spectrum_core.workspace import Workspace
+
+    pipe = tmp_path / "pipe.jsonl"
+    os.mkfifo(pipe)
+    with pytest.raises(DataLoadError, match="named pipe"):  # hashing it first would block forever
+        Workspace(tmp_path / "ws").add_dataset(pipe)
