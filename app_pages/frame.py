@@ -13,6 +13,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from spectrum_core.access import TOKENS_ENV, auth_mode, parse_tokens, user_for_token
 from spectrum_core.audit.review import AuditView
 from spectrum_core.bundled import HH_DEMO, LLAMAFACTORY_DEMO, bundled_file
 from spectrum_core.data import PreferenceDataset
@@ -70,11 +71,44 @@ def _workspace_root() -> str:
     return str(Path(os.environ.get("SPECTRUM_WORKSPACE") or "workspace").resolve())
 
 
+def login_gate() -> str | None:
+    """The logged-in user's name when the app asks for a login (``spectrum_core.access``), else
+    None; until the user has logged in, draws the login and stops the page."""
+    mode = auth_mode(os.environ)
+    if mode is None:
+        return None
+    if mode == "oidc":
+        if not st.user.is_logged_in:
+            st.title("Spectrum")
+            st.button("Log in", on_click=st.login, type="primary")
+            st.stop()
+        return str(st.user.get("email") or st.user.get("name") or st.user.get("sub"))
+    if "login_user" in st.session_state:
+        return st.session_state["login_user"]
+    st.title("Spectrum")
+    given = st.text_input("Access token", type="password", help="Your own token, from whoever runs this server.")
+    if given:
+        name = user_for_token(given, parse_tokens(os.environ[TOKENS_ENV]))
+        if name is not None:
+            st.session_state["login_user"] = name
+            st.rerun()
+        st.error("That token is not valid.")
+    st.stop()
+    return None  # not reached: st.stop ends the run
+
+
+def log_out() -> None:
+    if auth_mode(os.environ) == "oidc":
+        st.logout()
+    st.session_state.pop("login_user", None)
+
+
 def build_frame() -> Frame:
     """Draw the sidebar and return the shared selection. Adds the demo on a first open.
 
     Every page calls this first (rather than app.py calling it once) so that a page run on its
     own, as Streamlit's AppTest does on reruns, still gets the same frame."""
+    login = login_gate()  # stops the page until a shared server's user has logged in
     workspace = open_workspace(_workspace_root())
     if not workspace.datasets():
         with st.spinner("Loading the bundled HH-RLHF demo into a new workspace ..."):
@@ -83,15 +117,20 @@ def build_frame() -> Frame:
         st.caption(f"Workspace: `{workspace.root}`")
         # The name lives under a plain key: a widget's own key is forgotten when another page
         # draws its widget, so the widget is refilled from it on every page.
-        if "user" not in st.session_state:
-            st.session_state["user"] = default_user()
-        st.session_state["user_input"] = st.session_state["user"]
-        st.text_input(
-            "Your name (recorded with every decision)",
-            key="user_input",
-            on_change=lambda: st.session_state.update(user=st.session_state["user_input"]),
-        )
-        user = st.session_state["user"].strip() or default_user()
+        if login is not None:  # the login's name is recorded with every decision
+            st.caption(f"Signed in as {escape_markdown(login)}")
+            st.button("Log out", on_click=log_out)
+            user = login
+        else:
+            if "user" not in st.session_state:
+                st.session_state["user"] = default_user()
+            st.session_state["user_input"] = st.session_state["user"]
+            st.text_input(
+                "Your name (recorded with every decision)",
+                key="user_input",
+                on_change=lambda: st.session_state.update(user=st.session_state["user_input"]),
+            )
+            user = st.session_state["user"].strip() or default_user()
         datasets = {d["id"]: d for d in workspace.datasets()}
         wanted = st.query_params.get("dataset")
         ids = list(datasets)[::-1]  # newest first

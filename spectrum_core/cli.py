@@ -357,6 +357,9 @@ def cmd_workspace_info(args) -> int:
 
 
 def cmd_app(args) -> int:
+    from .access import check_address
+
+    mode = check_address(args.address, os.environ)  # a non-loopback address needs a login
     app = Path(__file__).resolve().parent.parent / "app.py"
     if not app.is_file():  # the library was installed without the source checkout the app lives in
         raise UsageError(
@@ -381,7 +384,7 @@ def cmd_app(args) -> int:
         "--browser.gatherUsageStats",
         "false",
     ]
-    print(f"Spectrum: open http://{args.address}:{args.port}", flush=True)
+    print(f"Spectrum: open http://{args.address}:{args.port}" + (f" (login: {mode})" if mode else ""), flush=True)
     # Become the Streamlit process (rather than wait on a child), so stopping `spectrum app`
     # stops the server too.
     os.execve(sys.executable, command, env)

@@ -102,3 +102,20 @@ def test_a_file_name_with_markup_is_shown_as_typed(app, tmp_path):
     # every character markdown or a Streamlit shortcode would read is escaped, so it shows as typed
     assert heading == r"\*\*bold\*\* \[x\]\(javascript\:alert\) \:red\[y\]\.jsonl"
     assert all("](javascript" not in c.value for c in app.caption)
+
+
+def test_a_shared_server_asks_for_a_token_and_records_its_user(app, monkeypatch):
+    from spectrum_core.access import TOKENS_ENV
+
+    monkeypatch.setenv(TOKENS_ENV, "ana:ana-4f9c2e7b1d8a6035,ben:ben-0a1b2c3d4e5f6789")
+    app.run()
+    assert not app.exception, app.exception
+    assert not app.metric  # nothing of the workspace before a login
+    token = [t for t in app.text_input if t.label == "Access token"][0]
+    token.input("wrong-token-0000000000").run()
+    assert "not valid" in app.error[0].value and not app.metric
+    [t for t in app.text_input if t.label == "Access token"][0].input("ben-0a1b2c3d4e5f6789").run()
+    assert not app.exception, app.exception
+    assert metric_values(app)["Pairs kept"] == "2,303"
+    assert "Signed in as ben" in [c.value for c in app.sidebar.caption]
+    assert not [t for t in app.text_input if t.label.startswith("Your name")]  # no free text box
