@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from .messages import render_plain, shared_prefix_length, split_shared_text_prefix
-from .readers import DEFAULT_MAX_DECOMPRESSED_MB, BadRow, read_rows
+from .readers import DEFAULT_MAX_DECOMPRESSED_MB, DUPLICATE_KEYS, MULTI_LINE, BadRow, RawRow, read_rows
 from .report import (
     BAD_MESSAGES,
     EMPTY_RESPONSE,
@@ -79,6 +79,25 @@ def _repair(value: Any) -> Any:
     if isinstance(value, list):
         return [_repair(v) for v in value]
     return value
+
+
+NOTE_WARNINGS = {
+    DUPLICATE_KEYS: "{n} row(s) repeat a key within one JSON object and only the last value was kept "
+    "(first: {where}, {detail})",
+    MULTI_LINE: "{n} row(s) span several lines through quoted line breaks (first: {where}, {detail}); if "
+    "that is not intended, a quote may be unbalanced and have swallowed the lines after it",
+}
+
+
+def _note_warnings(rows: list[RawRow]) -> list[str]:
+    """One warning per kind of reader note: how many rows, and the first one."""
+    first: dict[str, tuple[str, str]] = {}
+    counts: dict[str, int] = {}
+    for row in rows:
+        for kind, detail in row.notes:
+            counts[kind] = counts.get(kind, 0) + 1
+            first.setdefault(kind, (row.location, detail))
+    return [NOTE_WARNINGS[kind].format(n=counts[kind], where=first[kind][0], detail=first[kind][1]) for kind in counts]
 
 
 def make_pair_id(prompt: list[dict], chosen: str, rejected: str) -> str:
@@ -203,6 +222,7 @@ def load_preferences(
             raw_rows.append(row)
     columns: list[str] = list(dict.fromkeys(k for row in raw_rows for k in row.values))
     report.columns_found = columns
+    report.warnings.extend(_note_warnings(raw_rows))
     if not raw_rows:
         raise DataLoadError(f"{path}: no rows could be read.\n{report.summary()}", report)
     try:
@@ -211,6 +231,13 @@ def load_preferences(
     except SchemaError as exc:
         raise SchemaError(f"{path}: {exc}") from None
     report.schema = chosen_schema.name
+    for name, used in cols.items():
+        twins = [c for c in columns if c.lower() == name.lower() and c != used]
+        if twins:
+            report.warnings.append(
+                f"columns {', '.join(repr(c) for c in [used, *twins])} differ only in case: {used!r} was used for "
+                f"{name}; the other(s) are kept in each pair's metadata"
+            )
 
     records: list[dict] = []
     seen: dict[str, int] = {}

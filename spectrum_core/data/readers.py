@@ -19,7 +19,7 @@ import re
 import stat
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +52,16 @@ _CHUNK = 1 << 20
 _LINE_END = re.compile(r"\r\n|\r|\n")
 
 
+# Kinds of notes a reader attaches to a row it read anyway (the loader counts them as warnings).
+DUPLICATE_KEYS = "duplicate keys"
+MULTI_LINE = "multi-line row"
+
+
 @dataclass
 class RawRow:
     location: str
     values: dict[str, Any]
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (kind, detail)
 
 
 @dataclass
@@ -166,11 +172,27 @@ def value_depth(value: Any) -> int:
     return deepest
 
 
-def _parse_json(text: str) -> tuple[Any, str | None]:
+def _keeping_duplicates(found: list[str]):
+    """A json object_pairs_hook that builds dicts as json does (the last value of a repeated key
+    wins) and records each repeated key in ``found``."""
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict:
+        out: dict = {}
+        for key, value in pairs:
+            if key in out:
+                found.append(key)
+            out[key] = value
+        return out
+
+    return hook
+
+
+def _parse_json(text: str, duplicates: list[str] | None = None) -> tuple[Any, str | None]:
     """(value, None), or (None, why) for JSON Python cannot take: nesting deeper than the
-    interpreter's stack or than MAX_VALUE_DEPTH, or an integer with thousands of digits."""
+    interpreter's stack or than MAX_VALUE_DEPTH, or an integer with thousands of digits. Keys
+    repeated within an object are appended to ``duplicates``."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, object_pairs_hook=_keeping_duplicates(duplicates if duplicates is not None else []))
     except json.JSONDecodeError as exc:
         return None, f"invalid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
     except RecursionError:
@@ -202,14 +224,16 @@ def _jsonl_rows(path: Path, text: str) -> Iterator[RawRow | BadRow]:
         stripped = line.strip()
         if not stripped:
             continue
-        value, why = _parse_json(stripped)
+        duplicates: list[str] = []
+        value, why = _parse_json(stripped, duplicates)
         if why is not None:
             yield BadRow(f"line {number}", UNPARSEABLE, why.replace(" at line 1,", " at"))
             continue
         if not isinstance(value, dict):
             yield BadRow(f"line {number}", NOT_AN_OBJECT, f"found a JSON {type(value).__name__}")
             continue
-        yield RawRow(f"line {number}", value)
+        notes = [(DUPLICATE_KEYS, f"key {duplicates[0]!r}")] if duplicates else []
+        yield RawRow(f"line {number}", value, notes)
 
 
 def _is_split_dict(document: dict) -> bool:
@@ -225,8 +249,9 @@ def _is_split_dict(document: dict) -> bool:
 
 
 def _json_rows(path: Path, text: str) -> Iterator[RawRow | BadRow]:
+    duplicates: list[str] = []
     try:
-        document = json.loads(text)
+        document = json.loads(text, object_pairs_hook=_keeping_duplicates(duplicates))
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data":
             # Several JSON objects one per line: a JSONL file with a .json name.
@@ -239,6 +264,12 @@ def _json_rows(path: Path, text: str) -> Iterator[RawRow | BadRow]:
         raise DataLoadError(f"{path}: a value is nested too deeply to read; save the rows as JSONL.") from None
     except ValueError as exc:
         raise DataLoadError(f"{path}: holds a value Python cannot read ({exc}).") from None
+    # A single document: repeated keys are known for the file, not per item; the first row says so.
+    notes = (
+        [(DUPLICATE_KEYS, f"the file repeats a key {len(duplicates)} time(s), e.g. {duplicates[0]!r}")]
+        if duplicates
+        else []
+    )
     records = document
     if isinstance(document, dict) and _is_split_dict(document):
         # {"train": [rows], "test": [rows]}: a dataset's splits, kept like a DatasetDict's.
@@ -251,7 +282,8 @@ def _json_rows(path: Path, text: str) -> Iterator[RawRow | BadRow]:
                     yield BadRow(location, UNPARSEABLE, f"a value nested deeper than {MAX_VALUE_DEPTH} levels")
                 else:
                     value.setdefault("hf_split", split)
-                    yield RawRow(location, value)
+                    yield RawRow(location, value, notes)
+                    notes = []
         return
     if isinstance(document, dict):
         lists = [v for v in document.values() if isinstance(v, list)]
@@ -276,7 +308,8 @@ def _json_rows(path: Path, text: str) -> Iterator[RawRow | BadRow]:
         if isinstance(value, dict) and value_depth(value) > MAX_VALUE_DEPTH:
             yield BadRow(f"item {index}", UNPARSEABLE, f"a value nested deeper than {MAX_VALUE_DEPTH} levels")
         elif isinstance(value, dict):
-            yield RawRow(f"item {index}", value)
+            yield RawRow(f"item {index}", value, notes)
+            notes = []
         else:
             yield BadRow(f"item {index}", NOT_AN_OBJECT, f"found a JSON {type(value).__name__}")
 
@@ -316,7 +349,9 @@ def _csv_fields(path: Path, text: str, delimiter: str) -> Iterator[RawRow | BadR
         if len(fields) != len(header):
             yield BadRow(f"line {start_line}", UNPARSEABLE, f"{len(fields)} fields where the header has {len(header)}")
             continue
-        yield RawRow(f"line {start_line}", {h: (f if f != "" else None) for h, f in zip(header, fields)})
+        values = {h: (f if f != "" else None) for h, f in zip(header, fields)}
+        spans = [(MULTI_LINE, f"lines {start_line}-{reader.line_num}")] if reader.line_num > start_line else []
+        yield RawRow(f"line {start_line}", values, spans)
 
 
 def _arrow_rows(table, location_prefix: str = "") -> Iterator[RawRow]:

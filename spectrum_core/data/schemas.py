@@ -250,7 +250,14 @@ def resolve_columns(columns: list[str], column_map: dict[str, str] | None = None
         )
     resolved = {}
     mapped_sources = set(column_map.values())
-    by_lower = {c.lower(): c for c in columns if c not in mapped_sources}
+    # Columns that differ only in case: the exactly lower-case one, else the first (the loader
+    # warns and names the one used).
+    by_lower: dict[str, str] = {}
+    for c in columns:
+        if c not in mapped_sources and (c.lower() not in by_lower or c == c.lower()):
+            by_lower.setdefault(c.lower(), c)
+            if c == c.lower():
+                by_lower[c] = c
     for name in CANONICAL_COLUMNS:
         if name in by_lower:
             resolved[name] = by_lower[name]

@@ -522,3 +522,28 @@ def test_adding_a_named_pipe_to_a_workspace_fails_at_once(tmp_path):
     os.mkfifo(pipe)
     with pytest.raises(DataLoadError, match="named pipe"):  # hashing it first would block forever
         Workspace(tmp_path / "ws").add_dataset(pipe)
+
+
+def test_data_chosen_without_a_word_now_gets_one(tmp_path):
+    """Duplicate JSON keys, an unbalanced CSV quote swallowing lines, and columns that differ only
+    in case: each still loads, with a counted warning naming what was used."""
+    keys = tmp_path / "keys.jsonl"
+    keys.write_bytes(
+        b'{"prompt": "p", "chosen": "first", "chosen": "second", "rejected": "r"}\n' + jsonl([explicit(1)])
+    )
+    dataset = load_preferences(keys)
+    assert dataset.pairs.iloc[0]["chosen"] == "second"
+    assert any("1 row(s) repeat a key" in w and "line 1" in w and "'chosen'" in w for w in dataset.report.warnings)
+
+    quote = tmp_path / "quote.csv"  # the quote opened on line 2 closes on line 3: one row, two lines
+    quote.write_bytes(b'prompt,chosen,rejected\np1,"c1\np2,c2",r1\np3,c3,r3\n')
+    dataset = load_preferences(quote)
+    assert dataset.report.rows_kept == 2 and dataset.pairs.iloc[0]["chosen"] == "c1\np2,c2"
+    assert any("span several lines" in w and "line 2, lines 2-3" in w for w in dataset.report.warnings)
+
+    case = tmp_path / "case.csv"
+    case.write_bytes(b"prompt,Chosen,chosen,rejected\np,upper,lower,r\n")
+    dataset = load_preferences(case)
+    assert dataset.pairs.iloc[0]["chosen"] == "lower"
+    assert any("differ only in case" in w and "'chosen' was used" in w for w in dataset.report.warnings)
+    assert dataset.pairs.iloc[0]["metadata"]["Chosen"] == "upper"
