@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from .messages import render_plain, shared_prefix_length, split_shared_text_prefix
-from .readers import DEFAULT_MAX_DECOMPRESSED_MB, DUPLICATE_KEYS, MULTI_LINE, BadRow, RawRow, read_rows
+from .readers import DEFAULT_MAX_DECOMPRESSED_MB, DUPLICATE_KEYS, MULTI_LINE, BadRow, RawRow, display_path, read_rows
 from .report import (
     BAD_MESSAGES,
     EMPTY_RESPONSE,
@@ -207,7 +207,7 @@ def load_preferences(
     be read or yields no usable pair, and ``SchemaError`` when no schema fits its columns.
     """
     path = Path(path)
-    report = LoadReport(file=str(path), column_map=dict(column_map or {}))
+    report = LoadReport(file=display_path(path), column_map=dict(column_map or {}))
     report.file_format, rows = read_rows(path, file_format, max_decompressed_mb)
 
     raw_rows = []

@@ -396,6 +396,12 @@ def _hf_rows(path: Path) -> Iterator[RawRow | BadRow]:
         yield from _arrow_rows(loaded.data.table)
 
 
+def display_path(path: str | Path) -> str:
+    """A path as text that can always be written (JSON, SQLite, a terminal): bytes of the name
+    that are not UTF-8 appear as \\xNN escapes instead of lone surrogates."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def check_readable(path: Path) -> None:
     """Raise DataLoadError unless ``path`` is a regular file or a folder this process can read
     (a named pipe would block forever; a symbolic-link loop is not "no such file")."""

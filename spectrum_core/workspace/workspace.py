@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from ..data import PreferenceDataset, load_preferences
-from ..data.readers import check_readable
+from ..data.readers import check_readable, display_path
 from ..errors import NotFoundError
 from .artifacts import artifact_key, canonical_json, config_hash, file_sha256
 from .database import connect, migrate, schema_version, transaction
@@ -286,8 +286,8 @@ class Workspace:
                 "rows_rejected, duplicates_merged, created_at, created_by) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    name or path.name,
-                    str(path.resolve()),
+                    name or display_path(path.name),
+                    display_path(path.resolve()),
                     inputs["sha256"],
                     canonical_json(options),
                     key,
@@ -308,7 +308,7 @@ class Workspace:
                 "dataset.add",
                 "dataset",
                 row["id"],
-                {"path": str(path), "rows_kept": report.rows_kept, "rows_rejected": report.rows_rejected},
+                {"path": display_path(path), "rows_kept": report.rows_kept, "rows_rejected": report.rows_rejected},
             )
         return dict(row, reused=False)
 

@@ -547,3 +547,18 @@ def test_data_chosen_without_a_word_now_gets_one(tmp_path):
     assert dataset.pairs.iloc[0]["chosen"] == "lower"
     assert any("differ only in case" in w and "'chosen' was used" in w for w in dataset.report.warnings)
     assert dataset.pairs.iloc[0]["metadata"]["Chosen"] == "upper"
+
+
+def test_a_file_name_that_is_not_utf8_is_added_with_escapes(tmp_path):
+    import os
+
+    from spectrum_core.workspace import Workspace
+
+    folder = os.fsencode(tmp_path)
+    raw = os.path.join(folder, b"caf\xe9.jsonl")  # Latin-1 bytes in the name
+    with open(raw, "wb") as handle:
+        handle.write(jsonl([explicit(0)]))
+    path = os.fsdecode(raw)
+    record = Workspace(tmp_path / "ws").add_dataset(path)
+    assert record["name"] == "caf\\xe9.jsonl" and record["source_path"].endswith("caf\\xe9.jsonl")
+    assert load_preferences(path).report.file.endswith("caf\\xe9.jsonl")
