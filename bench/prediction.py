@@ -37,63 +37,54 @@ REFUSAL_PROBES = ("refusal", "apology")
 
 # The DPO run: LoRA on every linear layer, a constant learning rate high enough that a few dozen
 # steps move a 135M model's generations (the cpu-demo preset's 20 steps at 2e-4 move little).
+CPU_RUN = dict(
+    max_steps=48,
+    batch_size=4,
+    grad_accum=1,
+    max_length=256,
+    max_train_pairs=None,
+    learning_rate=1e-3,
+    lora_r=16,
+    lora_alpha=32,
+    beta=0.1,
+    save_steps=16,
+)
 RUNS = {
-    "cpu": dict(
-        max_steps=48,
-        batch_size=4,
-        grad_accum=1,
-        max_length=256,
-        max_train_pairs=None,
-        learning_rate=1e-3,
-        lora_r=16,
-        lora_alpha=32,
-        beta=0.1,
-        save_steps=16,
-    ),
-    "gpu": dict(
-        max_steps=400,
-        batch_size=16,
-        grad_accum=1,
-        max_length=1024,
-        max_train_pairs=None,
-        learning_rate=2e-4,
-        lora_r=16,
-        lora_alpha=32,
-        beta=0.1,
-        save_steps=100,
-    ),
+    "cpu": CPU_RUN,
+    "gpu": {
+        **CPU_RUN,
+        "max_steps": 400,
+        "batch_size": 16,
+        "max_length": 1024,
+        "learning_rate": 2e-4,
+        "save_steps": 100,
+    },
 }
 # The evaluation: only the closed-loop sections matter here; the rest run on a token size.
+CPU_EVAL = dict(
+    steer_families=("coin",),
+    steer_tasks_per_family=1,
+    steer_samples=2,
+    coverage_prompts=0,
+    polis_statements=0,
+    ambient_items=0,
+    grounded_questions=0,
+    constraint_prompts=0,
+    prevalence_prompts=96,
+    prevalence_max_new_tokens=48,
+    preference_pairs=32,
+    reward_pairs=60,
+)
 EVALS = {
-    "cpu": dict(
-        steer_families=("coin",),
-        steer_tasks_per_family=1,
-        steer_samples=2,
-        coverage_prompts=0,
-        polis_statements=0,
-        ambient_items=0,
-        grounded_questions=0,
-        constraint_prompts=0,
-        prevalence_prompts=96,
-        prevalence_max_new_tokens=48,
-        preference_pairs=32,
-        reward_pairs=60,
-    ),
-    "gpu": dict(
-        steer_families=("coin",),
-        steer_tasks_per_family=1,
-        steer_samples=2,
-        coverage_prompts=0,
-        polis_statements=0,
-        ambient_items=0,
-        grounded_questions=0,
-        constraint_prompts=0,
-        prevalence_prompts=512,
-        prevalence_max_new_tokens=128,
-        preference_pairs=200,
-        reward_pairs=300,
-        batch_size=32,
-    ),
+    "cpu": CPU_EVAL,
+    "gpu": {
+        **CPU_EVAL,
+        "prevalence_prompts": 512,
+        "prevalence_max_new_tokens": 128,
+        "preference_pairs": 200,
+        "reward_pairs": 300,
+        "batch_size": 32,
+    },
 }
 
 

@@ -164,6 +164,18 @@ def alignment_by_group(table: pd.DataFrame) -> go.Figure:
     return figure
 
 
+def _shift_interval(table: pd.DataFrame, colour: str, **style) -> dict:
+    """Error bars from a shift table's 95% interval (shift_low, shift_high)."""
+    return dict(
+        type="data",
+        symmetric=False,
+        array=table["shift_high"] - table["shift"],
+        arrayminus=table["shift"] - table["shift_low"],
+        color=colour,
+        **style,
+    )
+
+
 def prediction_scatter(tables: dict[str, pd.DataFrame], summaries: dict[str, dict | None] | None = None) -> go.Figure:
     """Per tuned model, one point per family: the shift the audit predicted (x) against the shift
     its generations show (y, with the 95% interval), decided concepts as diamonds, suppressed ones
@@ -188,15 +200,7 @@ def prediction_scatter(tables: dict[str, pd.DataFrame], summaries: dict[str, dic
                 symbol=["diamond" if d else "circle" for d in decided],
                 line=dict(color=[SUPPRESSED if s else colour for s in suppressed], width=2),
             ),
-            error_y=dict(
-                type="data",
-                symmetric=False,
-                array=table["shift_high"] - table["shift"],
-                arrayminus=table["shift"] - table["shift_low"],
-                thickness=1,
-                width=0,
-                color=colour,
-            ),
+            error_y=_shift_interval(table, colour, thickness=1, width=0),
             customdata=table[["concept_id", "label"]].astype(str).to_numpy(),
             hovertemplate="%{customdata[0]}: %{customdata[1]}<br>predicted %{x:+.3f}, realised %{y:+.3f}"
             "<extra>" + name + "</extra>",
@@ -241,13 +245,7 @@ def checkpoint_curves(curves: dict[str, pd.DataFrame]) -> go.Figure:
                 mode="lines+markers",
                 name=f"{name}: {points['label'].iloc[0]}"[:80],
                 line=dict(color=colour),
-                error_y=dict(
-                    type="data",
-                    symmetric=False,
-                    array=points["shift_high"] - points["shift"],
-                    arrayminus=points["shift"] - points["shift_low"],
-                    color=colour,
-                ),
+                error_y=_shift_interval(points, colour),
                 customdata=points[["checkpoint"]].astype(str).to_numpy(),
                 hovertemplate=str(concept_id) + " at %{customdata[0]}: %{y:+.3f}<extra></extra>",
             )

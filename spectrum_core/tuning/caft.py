@@ -47,8 +47,7 @@ class TrainingIntervention:
         return out
 
 
-def suppressed_basis(plan, audit_folder) -> torch.Tensor | None:
-    saes = load_audit_saes(audit_folder)
+def suppressed_basis(plan, saes: dict) -> torch.Tensor | None:
     directions = [d for choice in plan.suppressed for d in parts_directions(choice.parts(), saes)]
     return orthonormal_basis(directions)
 
@@ -69,11 +68,11 @@ def training_intervention(saved, audit_folder, loaded, mode: str, strength: floa
     plan = saved.plan
     saes = load_audit_saes(audit_folder)
     if mode == "zero":
-        basis = suppressed_basis(plan, audit_folder)
+        basis = suppressed_basis(plan, saes)
         return None if basis is None else TrainingIntervention(mode, basis)
     pooled = None
     if mode == "mean":
-        basis = suppressed_basis(plan, audit_folder)
+        basis = suppressed_basis(plan, saes)
         if basis is None:
             return None
         pooled = _reference_pooled(loaded, saes, plan.layer, saved.parquet)
