@@ -76,8 +76,8 @@ def planted_workspace(hh_dataset, tmp_path_factory, bundled_model):
             batch_size=4,
             learning_rate=1e-3,
             max_length=384,
-            # the suppressed run keeps checkpoints at steps 5, 10 and 15 (and the final 16)
-            save_steps=100 if action == "keep" else 5,
+            # the suppressed run keeps checkpoints at steps 6 and 12 (and the final 16)
+            save_steps=100 if action == "keep" else 6,
         )
         run_tuning(workspace, config)
         runs[action] = workspace.jobs("tune")[0].id
@@ -140,8 +140,8 @@ def test_checkpoint_curve_has_a_point_per_checkpoint(planted_workspace):
     folder = run_evaluation(workspace, runs["suppress"], EVAL)
     curve = pd.read_parquet(folder / "checkpoint_shifts.parquet")
     points = curve[curve["concept_id"] == CONCEPT].sort_values("position")
-    assert points["step"].tolist() == [5, 10, 15, 16]  # three saved checkpoints, then the final model
+    assert points["step"].tolist() == [6, 12, 16]  # two saved checkpoints, then the final model
     assert points["checkpoint"].iloc[-1] == "final"
     report = json.loads((folder / "report.json").read_text())
-    assert report["reemergence"]["checkpoints"] == 3
+    assert report["reemergence"]["checkpoints"] == 2
     assert report["reemergence"]["reemerged"] == reemerged(curve)
