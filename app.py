@@ -2,7 +2,12 @@
 
 import streamlit as st
 
+from app_pages.frame import login_gate
+
 st.set_page_config(page_title="Spectrum", page_icon="🌈", layout="wide")
+# A shared server shows its login and nothing else, not even the list of pages, until the user has
+# logged in (every page's frame asks again, so a page run on its own is gated too).
+login_gate()
 
 # Sections follow the pipeline: data → audit and review → interventions → training runs → results.
 # The pages live in app_pages/, not pages/: Streamlit serves a pages/ folder as legacy

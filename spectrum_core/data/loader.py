@@ -89,24 +89,51 @@ NOTE_WARNINGS = {
 }
 
 
-def _note_warnings(rows: list[RawRow]) -> list[str]:
-    """One warning per kind of reader note: how many rows, and the first one."""
-    first: dict[str, tuple[str, str]] = {}
-    counts: dict[str, int] = {}
-    for row in rows:
+class _NoteCounter:
+    """Reader notes counted by kind, keeping the first of each (the rows themselves are not kept)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.first: dict[str, tuple[str, str]] = {}
+
+    def add(self, row: RawRow) -> None:
         for kind, detail in row.notes:
-            counts[kind] = counts.get(kind, 0) + 1
-            first.setdefault(kind, (row.location, detail))
-    return [NOTE_WARNINGS[kind].format(n=counts[kind], where=first[kind][0], detail=first[kind][1]) for kind in counts]
+            self.counts[kind] = self.counts.get(kind, 0) + 1
+            self.first.setdefault(kind, (row.location, detail))
+
+    def warnings(self) -> list[str]:
+        """One warning per kind of note: how many rows, and the first one."""
+        return [
+            NOTE_WARNINGS[kind].format(n=n, where=self.first[kind][0], detail=self.first[kind][1])
+            for kind, n in self.counts.items()
+        ]
+
+
+def _canonical_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def make_pair_id(prompt: list[dict], chosen: str, rejected: str) -> str:
-    payload = json.dumps([prompt, chosen, rejected], ensure_ascii=False, sort_keys=True)
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+    return _digest(_canonical_json([prompt, chosen, rejected]))
 
 
 def prompt_key(prompt: list[dict]) -> str:
-    return hashlib.sha256(json.dumps(prompt, ensure_ascii=False, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+    return _digest(_canonical_json(prompt))
+
+
+def _pair_ids(prompt_json: str, chosen: str, rejected: str) -> tuple[str, str]:
+    """(pair id, id of the same pair with the sides swapped) from the prompt's canonical JSON,
+    encoded once: json.dumps of a list is its items' encodings joined by ", " inside brackets, so
+    these equal make_pair_id's (tests check it on real rows)."""
+    chosen_json, rejected_json = _canonical_json(chosen), _canonical_json(rejected)
+    return (
+        _digest(f"[{prompt_json}, {chosen_json}, {rejected_json}]"),
+        _digest(f"[{prompt_json}, {rejected_json}, {chosen_json}]"),
+    )
 
 
 def _final_turns(raw: RawPair, chosen_field: str, rejected_field: str) -> tuple[list[dict], str, str]:
@@ -208,22 +235,29 @@ def load_preferences(
     """
     path = Path(path)
     report = LoadReport(file=display_path(path), column_map=dict(column_map or {}))
+    # Two passes over the file, so no more than one raw row is held at a time: the first finds
+    # the columns (the schema depends on all of them) and rejects what cannot be read; the second
+    # builds the pairs. Memory is then that of the pairs kept.
     report.file_format, rows = read_rows(path, file_format, max_decompressed_mb)
-
-    raw_rows = []
-    for row in rows:
+    columns_seen: dict[str, None] = {}
+    notes = _NoteCounter()
+    unreadable: set[int] = set()  # positions rejected here, skipped in the second pass
+    for position, row in enumerate(rows):
         report.rows_read += 1
         if isinstance(row, BadRow):
             report.reject(row.location, None, row.reason, row.detail)
+            unreadable.add(position)
         elif any(_has_undecodable(key) for key in row.values):
             key = next(k for k in row.values if _has_undecodable(k))
             report.reject(row.location, _repair(key), UNDECODABLE, "a column name that is not valid UTF-8")
+            unreadable.add(position)
         else:
-            raw_rows.append(row)
-    columns: list[str] = list(dict.fromkeys(k for row in raw_rows for k in row.values))
+            columns_seen.update(dict.fromkeys(row.values))
+            notes.add(row)
+    columns = list(columns_seen)
     report.columns_found = columns
-    report.warnings.extend(_note_warnings(raw_rows))
-    if not raw_rows:
+    report.warnings.extend(notes.warnings())
+    if len(unreadable) == report.rows_read:
         raise DataLoadError(f"{path}: no rows could be read.\n{report.summary()}", report)
     try:
         cols = resolve_columns(columns, column_map)
@@ -239,10 +273,16 @@ def load_preferences(
                 f"{name}; the other(s) are kept in each pair's metadata"
             )
 
-    records: list[dict] = []
+    kept: dict[str, list] = {name: [] for name in (*PAIR_COLUMNS, "prompt_key")}
+    kept.pop("split")
     seen: dict[str, int] = {}
+    swapped: set[str] = set()
     repaired_metadata = 0
-    for row in raw_rows:
+    second_pass = 0
+    for position, row in enumerate(read_rows(path, file_format, max_decompressed_mb)[1]):
+        second_pass += 1
+        if position in unreadable or not isinstance(row, RawRow):
+            continue  # counted and reported in the first pass
         try:
             raw = chosen_schema.build(row.values, cols)
             for column in raw.used_columns:
@@ -263,44 +303,50 @@ def load_preferences(
         except RowError as exc:
             report.reject(row.location, exc.field, exc.reason, exc.detail)
             continue
-        pair_id = make_pair_id(prompt, chosen, rejected)
+        prompt_json = _canonical_json(prompt)
+        pair_id, swapped_id = _pair_ids(prompt_json, chosen, rejected)
         if pair_id in seen:
-            kept = records[seen[pair_id]]
-            kept["duplicates"] += 1
-            report.duplicates.append(DuplicateMerge(row.location, kept["source"], pair_id))
+            index = seen[pair_id]
+            kept["duplicates"][index] += 1
+            report.duplicates.append(DuplicateMerge(row.location, kept["source"][index], pair_id))
             continue
         metadata = {k: v for k, v in row.values.items() if k not in raw.used_columns}
         if _has_undecodable(metadata):
             metadata = _repair(metadata)
             repaired_metadata += 1
-        seen[pair_id] = len(records)
-        records.append(
-            {
-                "pair_id": pair_id,
-                "prompt": prompt,
-                "chosen": chosen,
-                "rejected": rejected,
-                "source": row.location,
-                "duplicates": 0,
-                "metadata": metadata,
-            }
+        seen[pair_id] = len(kept["pair_id"])
+        swapped.add(swapped_id)
+        for name, value in (
+            ("pair_id", pair_id),
+            ("prompt", prompt),
+            ("chosen", chosen),
+            ("rejected", rejected),
+            ("source", row.location),
+            ("duplicates", 0),
+            ("metadata", metadata),
+            ("prompt_key", _digest(prompt_json)),
+        ):
+            kept[name].append(value)
+    if second_pass != report.rows_read:
+        raise DataLoadError(
+            f"{path}: the file changed while it was being read ({report.rows_read:,} rows, then {second_pass:,})."
         )
+    del seen
 
-    report.rows_kept = len(records)
-    report.pairs_without_prompt = sum(1 for r in records if not r["prompt"])
-    swapped = {make_pair_id(r["prompt"], r["rejected"], r["chosen"]) for r in records}
-    report.conflicting_pairs = sum(1 for r in records if r["pair_id"] in swapped)
+    report.rows_kept = len(kept["pair_id"])
+    report.pairs_without_prompt = sum(1 for p in kept["prompt"] if not p)
+    report.conflicting_pairs = sum(1 for pair_id in kept["pair_id"] if pair_id in swapped)
+    del swapped
     if repaired_metadata:
         report.warnings.append(
             f"{repaired_metadata} rows had invalid UTF-8 in metadata columns; "
             "those bytes were replaced with U+FFFD (the pairs themselves are intact)"
         )
-    if not records:
+    if not report.rows_kept:
         raise DataLoadError(f"{path}: no usable pairs.\n{report.summary()}", report)
-    pairs = pd.DataFrame.from_records(records)
-    pairs["split"] = assign_split(
-        [prompt_key(p) for p in pairs["prompt"]], held_out_fraction=held_out_fraction, seed=seed
-    )
+    split = assign_split(kept.pop("prompt_key"), held_out_fraction=held_out_fraction, seed=seed)
+    pairs = pd.DataFrame(kept)
+    pairs["split"] = split
     return PreferenceDataset(pairs[PAIR_COLUMNS], report)
 
 

@@ -18,7 +18,7 @@ import os
 import re
 import stat
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,8 +48,8 @@ CSV_FIELD_LIMIT = 2**31 - 1
 # GB) stops at the limit instead of filling memory.
 DEFAULT_MAX_DECOMPRESSED_MB = 1024
 _CHUNK = 1 << 20
-# Line ends in JSONL: \r\n, \n, or a lone \r (old Mac files); JSON strings cannot hold raw ones.
-_LINE_END = re.compile(r"\r\n|\r|\n")
+# Bytes read first to tell an empty file, a binary one and the text encoding apart.
+HEAD_BYTES = 4096
 
 
 # Kinds of notes a reader attaches to a row it read anyway (the loader counts them as warnings).
@@ -89,31 +89,51 @@ def detect_format(path: Path) -> tuple[str, bool]:
     return fmt, gzipped
 
 
-def read_bytes(path: Path, gzipped: bool, max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB) -> bytes:
-    """The file's bytes; a gzipped file decompressed in chunks, stopping with an error once it
-    passes ``max_decompressed_mb``."""
-    if not gzipped:
+class _CheckedStream(io.RawIOBase):
+    """A file's bytes, read in chunks: a gzipped file is decompressed on the fly and stops with an
+    error once it passes ``max_decompressed_mb``; every failure while reading (a broken archive,
+    an I/O error) becomes the one-line DataLoadError naming the file, wherever the read happens."""
+
+    def __init__(self, path: Path, gzipped: bool, max_decompressed_mb: int) -> None:
+        self.path, self.max_mb, self.total = path, max_decompressed_mb, 0
+        self.limit = max_decompressed_mb * (1 << 20) if gzipped else None
         try:
-            return path.read_bytes()
+            self.raw = gzip.open(path, "rb") if gzipped else open(path, "rb")  # noqa: SIM115 - closed in close()
         except OSError as exc:
             raise DataLoadError(f"{path}: cannot be read ({exc.strerror or exc}).") from None
-    limit = max_decompressed_mb * (1 << 20)
-    chunks, total = [], 0
-    try:
-        with gzip.open(path, "rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                total += len(chunk)
-                if total > limit:
-                    raise DataLoadError(
-                        f"{path}: expands to more than {max_decompressed_mb:,} MB when decompressed; if the "
-                        "file is genuine, raise the limit (--max-decompressed-mb)."
-                    )
-                chunks.append(chunk)
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise DataLoadError(f"{path}: not a complete gzip archive ({exc}).") from None
-    except OSError as exc:
-        raise DataLoadError(f"{path}: cannot be read ({exc.strerror or exc}).") from None
-    return b"".join(chunks)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        try:
+            count = self.raw.readinto(buffer)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise DataLoadError(f"{self.path}: not a complete gzip archive ({exc}).") from None
+        except OSError as exc:
+            raise DataLoadError(f"{self.path}: cannot be read ({exc.strerror or exc}).") from None
+        self.total += count
+        if self.limit is not None and self.total > self.limit:
+            raise DataLoadError(
+                f"{self.path}: expands to more than {self.max_mb:,} MB when decompressed; if the "
+                "file is genuine, raise the limit (--max-decompressed-mb)."
+            )
+        return count
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+
+def open_bytes(path: Path, gzipped: bool, max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB) -> io.BufferedReader:
+    """The file's bytes as a buffered stream (see _CheckedStream)."""
+    return io.BufferedReader(_CheckedStream(path, gzipped, max_decompressed_mb), _CHUNK)
+
+
+def read_bytes(path: Path, gzipped: bool, max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB) -> bytes:
+    """The whole file's bytes (decompressed, capped): for formats that need all of it at once."""
+    with open_bytes(path, gzipped, max_decompressed_mb) as stream:
+        return stream.read()
 
 
 _BOMS = (  # longest first: the UTF-32-LE mark starts with the UTF-16-LE one
@@ -130,7 +150,7 @@ def detect_encoding(data: bytes) -> str:
     for mark, name in _BOMS:
         if data.startswith(mark):
             return name
-    head = data[:4096]
+    head = data[:HEAD_BYTES]
     head = head[: len(head) - len(head) % 4]
     if len(head) >= 4 and b"\x00" in head:
 
@@ -149,14 +169,14 @@ def detect_encoding(data: bytes) -> str:
     return "utf-8"
 
 
-def decode_text(data: bytes, encoding: str = "utf-8") -> str:
-    """UTF-8 with bad bytes kept as escapes (a BOM is dropped); UTF-16/32 strictly (read_rows turns
-    a failure into a file-level error naming the encoding)."""
-    if encoding != "utf-8":
-        return data.decode(encoding).removeprefix("\ufeff")
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    return data.decode("utf-8", errors="surrogateescape")
+def open_text(path: Path, gzipped: bool, encoding: str, max_decompressed_mb: int) -> io.TextIOWrapper:
+    """The file as text, decoded as it is read: UTF-8 with bad bytes kept as escapes (a BOM is
+    dropped), UTF-16/32 strictly (a failure surfaces as UnicodeDecodeError while reading). Lines
+    end at \\r\\n, \\n or a lone \\r, untranslated (what csv wants); U+2028 and friends, which
+    JSON strings may hold, do not end a line."""
+    errors = "surrogateescape" if encoding == "utf-8" else "strict"
+    codec = "utf-8-sig" if encoding == "utf-8" else encoding
+    return io.TextIOWrapper(open_bytes(path, gzipped, max_decompressed_mb), codec, errors=errors, newline="")
 
 
 def value_depth(value: Any) -> int:
@@ -187,11 +207,29 @@ def _keeping_duplicates(found: list[str]):
     return hook
 
 
+# A key's closing quote and its colon. In a flat object, as many of these in the text as keys in
+# the parsed object means no key was repeated: every key contributes one, and any other match
+# (an escaped quote before a colon inside a string) only adds to the count.
+_KEY_END = re.compile(r'"\s*:')
+
+
+def _flat_without_repeats(value: Any, text: str) -> bool:
+    return (
+        isinstance(value, dict)
+        and not any(isinstance(v, (dict, list)) for v in value.values())
+        and len(_KEY_END.findall(text)) == len(value)
+    )
+
+
 def _parse_json(text: str, duplicates: list[str] | None = None) -> tuple[Any, str | None]:
     """(value, None), or (None, why) for JSON Python cannot take: nesting deeper than the
     interpreter's stack or than MAX_VALUE_DEPTH, or an integer with thousands of digits. Keys
     repeated within an object are appended to ``duplicates``."""
     try:
+        value = json.loads(text)
+        if _flat_without_repeats(value, text):
+            return value, None  # the common row, parsed once: depth 1, no repeats possible
+        # Nested or suspect: parse again, watching for repeated keys and measuring the depth.
         value = json.loads(text, object_pairs_hook=_keeping_duplicates(duplicates if duplicates is not None else []))
     except json.JSONDecodeError as exc:
         return None, f"invalid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
@@ -217,10 +255,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _jsonl_rows(path: Path, text: str) -> Iterator[RawRow | BadRow]:
-    # Split on line ends only: str.splitlines() would also split on U+2028 and friends, which may
-    # legitimately sit inside JSON strings.
-    for number, line in enumerate(_LINE_END.split(text), start=1):
+def _jsonl_rows(lines: Iterable[str]) -> Iterator[RawRow | BadRow]:
+    for number, line in enumerate(lines, start=1):
         stripped = line.strip()
         if not stripped:
             continue
@@ -249,13 +285,15 @@ def _is_split_dict(document: dict) -> bool:
 
 
 def _json_rows(path: Path, text: str) -> Iterator[RawRow | BadRow]:
+    if not text.strip():
+        raise DataLoadError(f"{path}: the file is empty; no rows could be read.")
     duplicates: list[str] = []
     try:
         document = json.loads(text, object_pairs_hook=_keeping_duplicates(duplicates))
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data":
             # Several JSON objects one per line: a JSONL file with a .json name.
-            yield from _jsonl_rows(path, text)
+            yield from _jsonl_rows(io.StringIO(text, newline=""))
             return
         raise DataLoadError(
             f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); the file may be truncated."
@@ -314,17 +352,17 @@ def _json_rows(path: Path, text: str) -> Iterator[RawRow | BadRow]:
             yield BadRow(f"item {index}", NOT_AN_OBJECT, f"found a JSON {type(value).__name__}")
 
 
-def _csv_rows(path: Path, text: str, delimiter: str) -> Iterator[RawRow | BadRow]:
+def _csv_rows(path: Path, lines: Iterable[str], delimiter: str) -> Iterator[RawRow | BadRow]:
     # The csv module's limit is process-wide: raised while this file is read, restored after.
     previous = csv.field_size_limit(CSV_FIELD_LIMIT)
     try:
-        yield from _csv_fields(path, text, delimiter)
+        yield from _csv_fields(path, lines, delimiter)
     finally:
         csv.field_size_limit(previous)
 
 
-def _csv_fields(path: Path, text: str, delimiter: str) -> Iterator[RawRow | BadRow]:
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+def _csv_fields(path: Path, lines: Iterable[str], delimiter: str) -> Iterator[RawRow | BadRow]:
+    reader = csv.reader(lines, delimiter=delimiter)
     try:
         header = next(reader)
     except StopIteration:
@@ -354,23 +392,31 @@ def _csv_fields(path: Path, text: str, delimiter: str) -> Iterator[RawRow | BadR
         yield RawRow(f"line {start_line}", values, spans)
 
 
-def _arrow_rows(table, location_prefix: str = "") -> Iterator[RawRow]:
+def _arrow_rows(batches: Iterable, location_prefix: str = "") -> Iterator[RawRow]:
     index = 0
-    for batch in table.to_batches(max_chunksize=1024):
+    for batch in batches:
         for record in batch.to_pylist():
             index += 1
             yield RawRow(f"{location_prefix}row {index}", _plain(record))
 
 
-def _parquet_rows(path: Path, data: bytes) -> Iterator[RawRow | BadRow]:
+# Rows converted to Python objects at a time: enough to amortise Arrow's per-batch cost, few
+# enough that a file of millions of rows never exists as Python objects all at once.
+ARROW_BATCH_ROWS = 1024
+
+
+def _parquet_rows(path: Path, gzipped: bool, max_decompressed_mb: int) -> Iterator[RawRow | BadRow]:
+    """Row groups read in batches; a gzipped file is decompressed (capped) into memory first, since
+    Parquet needs random access."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(pa.BufferReader(data))
+        source = pa.BufferReader(read_bytes(path, True, max_decompressed_mb)) if gzipped else str(path)
+        parquet = pq.ParquetFile(source)
+        yield from _arrow_rows(parquet.iter_batches(batch_size=ARROW_BATCH_ROWS))
     except (pa.ArrowException, OSError) as exc:
         raise DataLoadError(f"{path}: not a readable Parquet file ({exc}).") from None
-    yield from _arrow_rows(table)
 
 
 def _hf_rows(path: Path) -> Iterator[RawRow | BadRow]:
@@ -389,11 +435,11 @@ def _hf_rows(path: Path) -> Iterator[RawRow | BadRow]:
         raise DataLoadError(f"{path}: datasets could not load this folder ({exc}).") from None
     if isinstance(loaded, datasets.DatasetDict):
         for split, dataset in loaded.items():
-            for row in _arrow_rows(dataset.data.table, f"split {split} "):
+            for row in _arrow_rows(dataset.data.table.to_batches(ARROW_BATCH_ROWS), f"split {split} "):
                 row.values.setdefault("hf_split", split)
                 yield row
     else:
-        yield from _arrow_rows(loaded.data.table)
+        yield from _arrow_rows(loaded.data.table.to_batches(ARROW_BATCH_ROWS))
 
 
 def display_path(path: str | Path) -> str:
@@ -434,24 +480,34 @@ def read_rows(
     label = fmt + (".gz" if gzipped else "")
     if fmt == "hf-datasets":
         return label, _hf_rows(path)
-    data = read_bytes(path, gzipped, max_decompressed_mb)
     if fmt == "parquet":
-        return label, _parquet_rows(path, data)
-    if not data.strip():
+        return label, _parquet_rows(path, gzipped, max_decompressed_mb)
+    with open_bytes(path, gzipped, max_decompressed_mb) as stream:
+        head = stream.read(HEAD_BYTES)
+    if not head.strip() and len(head) < HEAD_BYTES:
         raise DataLoadError(f"{path}: the file is empty; no rows could be read.")
-    encoding = detect_encoding(data)
-    if encoding == "utf-8" and b"\x00" in data[:4096]:
+    encoding = detect_encoding(head)
+    if encoding == "utf-8" and b"\x00" in head:
         raise DataLoadError(f"{path}: contains NUL bytes; this looks like a binary file, not {fmt}.")
+    if encoding != "utf-8":
+        label += f" ({encoding.upper()})"
+    return label, _text_rows(path, fmt, gzipped, encoding, max_decompressed_mb)
+
+
+def _text_rows(
+    path: Path, fmt: str, gzipped: bool, encoding: str, max_decompressed_mb: int
+) -> Iterator[RawRow | BadRow]:
+    """JSONL and CSV/TSV rows as the text streams past (memory stays that of one row); a JSON
+    document is one value, so it is read whole."""
     try:
-        text = decode_text(data, encoding)
+        with open_text(path, gzipped, encoding, max_decompressed_mb) as text:
+            if fmt == "jsonl":
+                yield from _jsonl_rows(text)
+            elif fmt == "json":
+                yield from _json_rows(path, text.read())
+            else:
+                yield from _csv_rows(path, text, "\t" if fmt == "tsv" else ",")
     except UnicodeDecodeError as exc:
         raise DataLoadError(
             f"{path}: looks like {encoding.upper()} but is not valid {encoding.upper()} ({exc.reason})."
         ) from None
-    if encoding != "utf-8":
-        label += f" ({encoding.upper()})"
-    if fmt == "jsonl":
-        return label, _jsonl_rows(path, text)
-    if fmt == "json":
-        return label, _json_rows(path, text)
-    return label, _csv_rows(path, text, "\t" if fmt == "tsv" else ",")

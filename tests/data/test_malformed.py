@@ -529,11 +529,14 @@ def test_data_chosen_without_a_word_now_gets_one(tmp_path):
     in case: each still loads, with a counted warning naming what was used."""
     keys = tmp_path / "keys.jsonl"
     keys.write_bytes(
-        b'{"prompt": "p", "chosen": "first", "chosen": "second", "rejected": "r"}\n' + jsonl([explicit(1)])
+        b'{"prompt": "p", "chosen": "first", "chosen": "second", "rejected": "r"}\n'
+        + jsonl([explicit(1)])
+        # a flat row whose text holds an escaped quote before a colon, and a spaced repeated key
+        + b'{"prompt": "say \\": here", "chosen" : "x", "chosen" : "y", "rejected": "r"}\n'
     )
     dataset = load_preferences(keys)
-    assert dataset.pairs.iloc[0]["chosen"] == "second"
-    assert any("1 row(s) repeat a key" in w and "line 1" in w and "'chosen'" in w for w in dataset.report.warnings)
+    assert dataset.pairs.iloc[0]["chosen"] == "second" and dataset.pairs.iloc[2]["chosen"] == "y"
+    assert any("2 row(s) repeat a key" in w and "line 1" in w and "'chosen'" in w for w in dataset.report.warnings)
 
     quote = tmp_path / "quote.csv"  # the quote opened on line 2 closes on line 3: one row, two lines
     quote.write_bytes(b'prompt,chosen,rejected\np1,"c1\np2,c2",r1\np3,c3,r3\n')

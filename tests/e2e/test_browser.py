@@ -50,12 +50,18 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def app_server(tmp_path, bundled_model):
+def app_env() -> dict[str, str]:
+    """Extra environment for the server (a test parametrizes it, e.g. with login tokens)."""
+    return {}
+
+
+@pytest.fixture
+def app_server(tmp_path, bundled_model, app_env):
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium (apt-get install chromium)")
     port = free_port()
     workspace = tmp_path / "ws"
-    env = dict(os.environ, SPECTRUM_WORKSPACE=str(workspace))
+    env = dict(os.environ, SPECTRUM_WORKSPACE=str(workspace), **app_env)
     log = open(tmp_path / "server.log", "w")
     server = subprocess.Popen(
         [
@@ -242,4 +248,35 @@ def test_results_page_in_a_browser(evaluated, app_server, shots):
         expect(page.get_by_text("Suppressed concepts over training").first).to_be_visible(timeout=60_000)
         settle(page)
         page.screenshot(path=str(shots / "results-prediction.png"), full_page=True)
+        browser.close()
+
+
+TOKEN = "ana-4f9c2e7b1d8a6035"
+
+
+@pytest.mark.parametrize("app_env", [{"SPECTRUM_APP_TOKENS": f"ana:{TOKEN}"}])
+def test_a_shared_server_shows_only_its_login_until_a_valid_token(app_server, app_env):
+    """With per-user tokens set (what a shared server needs), a browser sees the login and no
+    page, workspace or navigation; a wrong token is refused; the right one opens the app with the
+    token's user signed in."""
+    from playwright.sync_api import expect, sync_playwright
+
+    base, _ = app_server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        open_page(page, base + "/concepts")  # a deep link is gated too
+        token = page.get_by_label("Access token", exact=True)
+        token.wait_for(timeout=120_000)
+        settle(page)
+        body = page.locator("body").inner_text()
+        assert "Workspace" not in body and "Pairs kept" not in body and "Concepts" not in body
+        assert page.locator("[data-testid=stSidebarNav]").count() == 0
+        token.fill("ana-wrong-token-000000")
+        token.press("Enter")
+        expect(page.get_by_text("That token is not valid.")).to_be_visible(timeout=60_000)
+        token.fill(TOKEN)
+        token.press("Enter")
+        expect(page.get_by_text("Signed in as ana")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text("Workspace:").first).to_be_visible(timeout=60_000)
         browser.close()
