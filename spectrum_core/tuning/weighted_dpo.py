@@ -21,12 +21,36 @@ from trl.trainer.dpo_trainer import DataCollatorForPreference
 WEIGHT_COLUMN = "weight"
 
 
+def fit_pair(prompt: list[int], chosen: list[int], rejected: list[int], max_length: int | None):
+    """(prompt, chosen, rejected) token ids cut to fit ``max_length`` per side without losing the
+    pair: the prompt keeps its end (the turns the responses answer), as much of it as the longer
+    response leaves room for but at least half the budget; the responses then keep their start.
+
+    TRL cuts prompt + response from one end instead, and with its default (``keep_start``) drops
+    every pair whose prompt alone fills ``max_length`` before training, without a word (long
+    multi-turn HH prompts: 31 of 192 pairs at 256 tokens). Both sides keep the same prompt."""
+    longest = max(len(chosen), len(rejected))
+    if max_length is None or len(prompt) + longest <= max_length:
+        return prompt, chosen, rejected
+    prompt_budget = max(max_length - longest, max_length // 2)
+    prompt = prompt[len(prompt) - min(len(prompt), prompt_budget) :]
+    room = max_length - len(prompt)
+    return prompt, chosen[:room], rejected[:room]
+
+
 @dataclass
 class WeightedPreferenceCollator(DataCollatorForPreference):
-    """TRL's preference collator plus a float ``weight`` per pair (1 when the column is absent)."""
+    """TRL's preference collator plus a float ``weight`` per pair (1 when the column is absent);
+    pairs longer than ``max_length`` are cut by ``fit_pair``."""
 
     def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        batch = super().torch_call(examples)
+        fitted = []
+        for example in examples:
+            prompt, chosen, rejected = fit_pair(
+                example["prompt_ids"], example["chosen_ids"], example["rejected_ids"], self.max_length
+            )
+            fitted.append(dict(example, prompt_ids=prompt, chosen_ids=chosen, rejected_ids=rejected))
+        batch = super().torch_call(fitted)
         batch[WEIGHT_COLUMN] = torch.tensor([float(e.get(WEIGHT_COLUMN, 1.0)) for e in examples])
         return batch
 
@@ -125,7 +149,10 @@ class WeightedDPOTrainer(DPOTrainer):
 
 def weighted_dpo_config(**overrides) -> DPOConfig:
     """DPOConfig with the settings the weighted trainer needs (reference log-probs once, the weight
-    column kept)."""
-    defaults: dict[str, Any] = dict(precompute_ref_log_probs=True, loss_type=["sigmoid"], report_to=[])
+    column kept). ``keep_end`` only stops TRL from dropping pairs whose prompt fills ``max_length``;
+    the collator cuts every pair to fit first (``fit_pair``), so TRL's own cut never applies."""
+    defaults: dict[str, Any] = dict(
+        precompute_ref_log_probs=True, loss_type=["sigmoid"], report_to=[], truncation_mode="keep_end"
+    )
     defaults.update(overrides)
     return DPOConfig(**defaults)

@@ -10,7 +10,7 @@ import torch
 from datasets import Dataset
 from trl import DPOTrainer
 
-from spectrum_core.tuning.weighted_dpo import WeightedDPOTrainer, weighted_dpo_config
+from spectrum_core.tuning.weighted_dpo import WeightedDPOTrainer, fit_pair, weighted_dpo_config
 
 
 @pytest.fixture
@@ -28,11 +28,11 @@ def pairs(hh_dataset):
     ]
 
 
-def make_trainer(cls, tiny_model, records, tmp_path):
+def make_trainer(cls, tiny_model, records, tmp_path, max_length=256):
     args = weighted_dpo_config(
         output_dir=str(tmp_path / cls.__name__),
         per_device_train_batch_size=3,
-        max_length=256,
+        max_length=max_length,
         use_cpu=True,
         bf16=False,
         seed=0,
@@ -90,3 +90,29 @@ def test_reference_log_probs_are_computed_once(tiny_model, pairs, tmp_path):
     trainer.compute_ref_log_probs = lambda *a, **k: calls.append(1) or original(*a, **k)
     trainer.train()
     assert calls == []  # training read the precomputed values
+
+
+def test_fit_pair_keeps_the_prompt_end_and_the_responses_start():
+    prompt, chosen, rejected = list(range(100)), [1000 + i for i in range(30)], [2000 + i for i in range(10)]
+    assert fit_pair(prompt, chosen, rejected, 200) == (prompt, chosen, rejected)  # fits: untouched
+    assert fit_pair(prompt, chosen, rejected, 64) == (list(range(66, 100)), chosen, rejected)  # 64 - 30 = 34
+    long_chosen = [1000 + i for i in range(90)]
+    # the responses would leave the prompt 4 tokens: it keeps half the budget, the responses the rest
+    assert fit_pair(prompt, long_chosen, rejected, 64) == (list(range(68, 100)), long_chosen[:32], rejected)
+    assert fit_pair(prompt[:5], long_chosen, rejected, 64) == (prompt[:5], long_chosen[:59], rejected)
+
+
+def test_a_pair_whose_prompt_fills_max_length_is_trained_on_not_dropped(tiny_model, pairs, tmp_path):
+    """TRL's default drops such pairs before training; the weighted trainer keeps every pair and
+    cuts the prompt from the left, so each side still has response tokens to learn from."""
+    records = [dict(p, weight=1.0) for p in pairs]
+    tokenizer = tiny_model.tokenizer
+    longest_prompt = max(
+        len(tokenizer(tokenizer.apply_chat_template(r["prompt"], tokenize=False))["input_ids"]) for r in records
+    )
+    assert longest_prompt > 20
+    trainer = make_trainer(WeightedDPOTrainer, tiny_model, records, tmp_path, max_length=longest_prompt - 4)
+    assert len(trainer.train_dataset) == len(records)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(records))])
+    assert batch["input_ids"].shape[1] <= longest_prompt - 4
+    assert (batch["completion_mask"].sum(dim=1) > 0).all()
