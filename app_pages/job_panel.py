@@ -14,6 +14,7 @@ from typing import Any
 import streamlit as st
 
 from spectrum_core import jobs, settings
+from spectrum_core.progress import ProgressFollower
 from spectrum_core.stages import Stage, stage_status
 from spectrum_core.workspace import Workspace
 
@@ -95,9 +96,19 @@ def watch(
 ) -> None:
     """Poll a job: its progress, ``details`` (charts, results), Stop / Resume / error, the log."""
 
-    @st.fragment(run_every=POLL_SECONDS)
+    # Poll only while the job can still change: a finished job's panel is drawn once (the panel
+    # reruns the whole page when it sees the job end, which draws it again without polling).
+    polling = jobs.refresh(workspace, job_id).status in jobs.ACTIVE
+
+    @st.fragment(run_every=POLL_SECONDS if polling else None)
     def panel() -> None:
-        view = jobs.view(workspace, job_id)
+        # One follower per watched job and session: each poll reads only the new progress lines.
+        followers = st.session_state.setdefault("progress_followers", {})
+        job = workspace.job(job_id)
+        key = (str(workspace.root), job_id, job.progress_path)
+        if job.progress_path and key not in followers:
+            followers[key] = ProgressFollower(workspace.root / job.progress_path)
+        view = jobs.view(workspace, job_id, follower=followers.get(key))
         st.markdown(f"**{title} #{job_id}: {view.status}**")
         for stage, record in view.stages.items():
             eta = record.get("eta")

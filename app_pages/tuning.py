@@ -15,7 +15,6 @@ from spectrum_core.artifacts import TuningArtifact
 from spectrum_core.charts import training_curves
 from spectrum_core.errors import SpectrumError
 from spectrum_core.interventions import InterventionPlan
-from spectrum_core.progress import read_progress
 from spectrum_core.tuning.config import CONFIG_CLASSES, config_from_dict, preset, tune_cli_args
 from spectrum_core.tuning.runs import TuneStage
 
@@ -106,7 +105,7 @@ st.dataframe(
 
 def run_details(view: jobs.JobView) -> None:
     job = view.job
-    records = read_progress(workspace.root / job.progress_path) if job.progress_path else []
+    records = view.records
     if any("loss" in r for r in records):
         st.plotly_chart(
             training_curves(records, CURVES.get(job.settings.get("method"), ("loss",))),

@@ -356,6 +356,14 @@ def cmd_workspace_info(args) -> int:
     return 0
 
 
+# Streamlit's watching of source files: off for users, on with --dev; and no full garbage
+# collection after each script run (see .streamlit/config.toml for why).
+SOURCE_WATCHING = {
+    False: ["--server.fileWatcherType", "none", "--server.runOnSave", "false", "--runner.postScriptGC", "false"],
+    True: ["--server.fileWatcherType", "auto", "--server.runOnSave", "true", "--runner.postScriptGC", "false"],
+}
+
+
 def cmd_app(args) -> int:
     from .access import check_address
 
@@ -383,6 +391,9 @@ def cmd_app(args) -> int:
         "true",
         "--browser.gatherUsageStats",
         "false",
+        # Also set here, not only in .streamlit/config.toml, which Streamlit reads from the
+        # working directory only: watching files costs the server CPU its jobs need.
+        *SOURCE_WATCHING[args.dev],
     ]
     print(f"Spectrum: open http://{args.address}:{args.port}" + (f" (login: {mode})" if mode else ""), flush=True)
     # Become the Streamlit process (rather than wait on a child), so stopping `spectrum app`
@@ -502,6 +513,11 @@ def build_parser() -> argparse.ArgumentParser:
     app = commands.add_parser("app", help="open the Spectrum app in the browser")
     app.add_argument("--address", default="127.0.0.1", help="listen address (default: 127.0.0.1 only)")
     app.add_argument("--port", type=int, default=8501)
+    app.add_argument(
+        "--dev",
+        action="store_true",
+        help="developer mode: watch the source files and rerun pages when they are saved (costs CPU)",
+    )
     app.set_defaults(func=cmd_app)
     return parser
 

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .progress import read_progress
+from .progress import ProgressFollower
 from .workspace import JobRecord, Workspace
 from .workspace.workspace import ACTIVE_STATUSES, utc_now
 
@@ -32,6 +32,7 @@ class JobView:
     stages: dict[str, dict] = field(default_factory=dict)
     current: dict | None = None
     log_tail: str = ""
+    records: list[dict] = field(default_factory=list)  # every progress record so far, in order
 
     @property
     def status(self) -> str:
@@ -183,12 +184,16 @@ def refresh(workspace: Workspace, job_id: int) -> JobRecord:
     return job
 
 
-def view(workspace: Workspace, job_id: int, log_lines: int = 30) -> JobView:
+def view(workspace: Workspace, job_id: int, log_lines: int = 30, follower: ProgressFollower | None = None) -> JobView:
+    """The job's row, progress and log tail. Pass the same ``follower`` (for the job's progress
+    file) to every poll and only what was written since the last one is read."""
     job = refresh(workspace, job_id)
-    records = read_progress(workspace.root / job.progress_path) if job.progress_path else []
-    stages: dict[str, dict] = {}
-    for record in records:
-        stages[record["stage"]] = record
+    if follower is None:
+        follower = ProgressFollower(workspace.root / job.progress_path) if job.progress_path else None
+    if follower is not None:
+        follower.update()
+    records = follower.records if follower is not None else []
+    stages = dict(follower.stages) if follower is not None else {}
     tail = ""
     if job.log_path:
         path = workspace.root / job.log_path
@@ -200,7 +205,7 @@ def view(workspace: Workspace, job_id: int, log_lines: int = 30) -> JobView:
             lines = [line.split("\r")[-1] for line in text.splitlines()]
             tail = "\n".join(line for line in lines if line.strip())
             tail = "\n".join(tail.splitlines()[-log_lines:])
-    return JobView(job=job, stages=stages, current=records[-1] if records else None, log_tail=tail)
+    return JobView(job=job, stages=stages, current=records[-1] if records else None, log_tail=tail, records=records)
 
 
 def stop_job(workspace: Workspace, job_id: int, *, grace_seconds: float = 10.0) -> JobRecord:

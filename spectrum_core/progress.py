@@ -104,3 +104,45 @@ class TqdmProgress:
 
 def quiet(stage: str, done: int, total: int, **info) -> None:
     """A progress callback that reports nothing."""
+
+
+class ProgressFollower:
+    """Follows a progress file as it grows: each ``update`` reads only the bytes written since the
+    last one (a page polling a job every two seconds would otherwise re-read and re-parse a
+    training run's whole log each time). A half-written last line waits for the next update; a
+    file that shrank or was replaced is read again from the start."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.records: list[dict] = []
+        self.stages: dict[str, dict] = {}  # the latest record of each stage
+        self._offset = 0
+        self._identity: tuple[int, int] | None = None
+
+    def update(self) -> list[dict]:
+        """The records added since the last update (all of them the first time)."""
+        try:
+            status = self.path.stat()
+        except FileNotFoundError:
+            return []
+        identity = (status.st_dev, status.st_ino)
+        if identity != self._identity or status.st_size < self._offset:
+            self.records, self.stages, self._offset, self._identity = [], {}, 0, identity
+        if status.st_size == self._offset:
+            return []
+        with open(self.path, "rb") as handle:
+            handle.seek(self._offset)
+            chunk = handle.read(status.st_size - self._offset)
+        complete = chunk.rfind(b"\n") + 1  # bytes up to the last full line
+        self._offset += complete
+        added = []
+        for line in chunk[:complete].decode("utf-8", "replace").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and "stage" in record:
+                added.append(record)
+                self.stages[record["stage"]] = record
+        self.records.extend(added)
+        return added

@@ -166,3 +166,30 @@ def test_help_is_generated_from_the_configs(capsys):
         text = " ".join(capsys.readouterr().out.split())
         for part in expected:
             assert part in text, (command, part)
+
+
+def test_the_app_server_watches_no_files_unless_in_developer_mode(monkeypatch):
+    """Streamlit's file watcher re-walks the tree whenever a job writes; the shipped server runs
+    without it (and without rerun-on-save), `--dev` turns both back on."""
+    import spectrum_core.cli as cli
+
+    launched = []
+
+    def execve(path, command, env):
+        launched.append(command)
+        return 0
+
+    monkeypatch.setattr(cli.os, "execve", execve)
+    for argv, watcher, rerun in ((["app"], "none", "false"), (["app", "--dev"], "auto", "true")):
+        cli.main(argv)
+        command = launched[-1]
+        assert command[command.index("--server.fileWatcherType") + 1] == watcher
+        assert command[command.index("--server.runOnSave") + 1] == rerun
+        assert command[command.index("--runner.postScriptGC") + 1] == "false"
+    import tomllib
+
+    from tests.conftest import ROOT
+
+    shipped = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert shipped["server"]["fileWatcherType"] == "none" and shipped["server"]["runOnSave"] is False
+    assert shipped["runner"]["postScriptGC"] is False
