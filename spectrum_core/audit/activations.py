@@ -15,6 +15,7 @@ shards whose number is r modulo the process count.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import time
@@ -44,6 +45,9 @@ class ActivationConfig:
     # 2-core CPU, 1-2k-token batches ran 30% faster than 8k-token ones.
     tokens_per_batch: int = 2048
     shard_size: int = 512  # responses per shard file
+    # Run each pair's prompt once and both responses from its key/value cache (pairs share their
+    # prompt, often hundreds of tokens of multi-turn HH), instead of each response with its prompt.
+    share_prompts: bool = True
 
 
 class _StopForward(Exception):
@@ -127,22 +131,37 @@ def tokenize_pairs(tokenizer, pairs, config: ActivationConfig) -> list[dict]:
 
 
 def _plan(records: list[dict], config: ActivationConfig) -> list[list[int]]:
-    """Responses sorted by length (stable), cut into shards of ``shard_size``."""
-    order = sorted(range(len(records)), key=lambda i: (len(records[i]["ids"]), i))
-    return [order[i : i + config.shard_size] for i in range(0, len(order), config.shard_size)]
+    """Responses sorted by length (stable), cut into shards of ``shard_size``. With shared
+    prompts, pairs (responses 2i and 2i+1) sorted by prompt length, then longer response, stay
+    together, so a batch's prompts pad little and each prompt runs once."""
+    if config.share_prompts:
+        pairs = sorted(range(len(records) // 2), key=lambda i: (*_pair_lengths(records, i), i))
+        order = [r for i in pairs for r in (2 * i, 2 * i + 1)]
+        size = max(2, config.shard_size - config.shard_size % 2)
+    else:
+        order = sorted(range(len(records)), key=lambda i: (len(records[i]["ids"]), i))
+        size = config.shard_size
+    return [order[i : i + size] for i in range(0, len(order), size)]
 
 
-def _batches(indices: list[int], records: list[dict], tokens_per_batch: int) -> Iterator[list[int]]:
-    """Consecutive (length-sorted) responses while batch size x longest length fits the budget."""
+def _pair_lengths(records: list[dict], pair: int) -> tuple[int, int]:
+    """(prompt tokens, tokens of the longer response) of pair ``pair``."""
+    chosen, rejected = records[2 * pair], records[2 * pair + 1]
+    return chosen["prefix"], max(len(chosen["ids"]) - chosen["prefix"], len(rejected["ids"]) - rejected["prefix"])
+
+
+def _budget_batches(items: list[int], length: Callable[[int], int], budget: int) -> Iterator[list[int]]:
+    """Consecutive items while their number x the longest ``length`` fits ``budget`` (items
+    come sorted by length, so padding stays small)."""
     batch: list[int] = []
     longest = 0
-    for index in indices:
-        length = len(records[index]["ids"])
-        if batch and (len(batch) + 1) * max(longest, length) > tokens_per_batch:
+    for item in items:
+        size = length(item)
+        if batch and (len(batch) + 1) * max(longest, size) > budget:
             yield batch
             batch, longest = [], 0
-        batch.append(index)
-        longest = max(longest, length)
+        batch.append(item)
+        longest = max(longest, size)
     if batch:
         yield batch
 
@@ -175,9 +194,11 @@ def residuals(
     layer: int,
     config: ActivationConfig,
     on_batch: Callable[[int], None],
+    store_dtype: torch.dtype = torch.bfloat16,
 ) -> dict[str, torch.Tensor]:
     """The residual stream after block ``layer`` on the response tokens of ``records[indices]``,
-    concatenated (bfloat16, on the CPU), with token ids, per-response offsets and indices."""
+    concatenated (``store_dtype``, bfloat16 in shards, on the CPU), with token ids, per-response
+    offsets and indices."""
     model = loaded.model
     captured: dict[str, torch.Tensor] = {}
 
@@ -189,7 +210,7 @@ def residuals(
     pad_id = loaded.tokenizer.pad_token_id or 0
     pieces, token_pieces, lengths, responses = [], [], [], []
     try:
-        for batch in _batches(indices, records, config.tokens_per_batch):
+        for batch in _budget_batches(indices, lambda i: len(records[i]["ids"]), config.tokens_per_batch):
             longest = max(len(records[i]["ids"]) for i in batch)
             ids = torch.full((len(batch), longest), pad_id, dtype=torch.long)
             for row, index in enumerate(batch):
@@ -205,13 +226,136 @@ def residuals(
             for row, index in enumerate(batch):
                 record = records[index]
                 start, end = record["prefix"], len(record["ids"])
-                pieces.append(resid[row, start:end].to("cpu", torch.bfloat16))
+                pieces.append(resid[row, start:end].to("cpu", store_dtype))
                 token_pieces.append(torch.tensor(record["ids"][start:end], dtype=torch.int32))
                 lengths.append(end - start)
                 responses.append(record["response"])
             on_batch(sum(len(records[i]["ids"]) for i in batch))
     finally:
         handle.remove()
+    return _stacked(pieces, token_pieces, lengths, responses)
+
+
+# Prompt batches whose key/value caches are held at once: the window's responses are then re-sorted
+# by length across all of them, so the response passes pad little although the window was cut by
+# prompt length. Eight 2,048-token batches hold about 200 MB of cache for the bundled model.
+PROMPT_BATCHES_PER_WINDOW = 8
+
+
+@torch.inference_mode()
+def pair_residuals(
+    loaded: LoadedModel,
+    records: list[dict],
+    indices: list[int],
+    layer: int,
+    config: ActivationConfig,
+    on_batch: Callable[[int], None],
+    store_dtype: torch.dtype = torch.bfloat16,
+) -> dict[str, torch.Tensor]:
+    """``residuals`` for whole pairs (``indices`` lists responses 2i, 2i+1 together, pairs sorted
+    by prompt length), each pair's prompt run once.
+
+    Per window of pairs: the prompts run right-padded (no mask needed: no real token attends to a
+    later one) into a key/value cache, and each prompt's own keys and values up to ``layer`` are
+    kept. The window's responses, sorted by length, then run in batches from a cache assembled
+    from their prompts' entries, left-padded (masked) to the batch's longest prompt, each response
+    positioned after its own prompt. Equal to running each response with its prompt, up to the
+    rounding of differently shaped products."""
+    from transformers import DynamicCache
+
+    model = loaded.model
+    base = _base_model(model)
+    captured: dict[str, torch.Tensor] = {}
+
+    def stop_here(module, args, output):
+        captured["resid"] = output[0] if isinstance(output, tuple) else output
+        raise _StopForward
+
+    # transformers 5 names the argument `cache`; models with their own code may still use the old name
+    cache_argument = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+    def run(cache, **inputs) -> torch.Tensor:
+        inputs = {k: v.to(loaded.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
+        try:
+            base(**inputs, **{cache_argument: cache}, use_cache=True)
+        except _StopForward:
+            pass
+        return captured.pop("resid")
+
+    def prompt_length(pair: int) -> int:
+        return records[2 * pair]["prefix"]
+
+    def response_length(response: int) -> int:
+        return len(records[response]["ids"]) - records[response]["prefix"]
+
+    handle = decoder_layers(model)[layer].register_forward_hook(stop_here)
+    pad_id = loaded.tokenizer.pad_token_id or 0
+    budget = config.tokens_per_batch
+    pieces, token_pieces, lengths, responses = [], [], [], []
+    try:
+        pairs = [r // 2 for r in indices[::2]]
+        for window in _budget_batches(pairs, prompt_length, budget * PROMPT_BATCHES_PER_WINDOW):
+            kept: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # pair -> (keys, values) per block
+            for batch in _budget_batches(window, prompt_length, budget):
+                width = max(prompt_length(pair) for pair in batch)
+                ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+                for row, pair in enumerate(batch):
+                    ids[row, : prompt_length(pair)] = torch.tensor(records[2 * pair]["ids"][: prompt_length(pair)])
+                cache = DynamicCache()
+                run(input_ids=ids, cache=cache)
+                blocks = [(keys, values) for keys, values, _ in list(cache)[: layer + 1]]
+                for row, pair in enumerate(batch):
+                    end = prompt_length(pair)
+                    kept[pair] = [(keys[row, :, :end], values[row, :, :end]) for keys, values in blocks]
+            window_responses = sorted((r for pair in window for r in (2 * pair, 2 * pair + 1)), key=response_length)
+            for batch in _budget_batches(window_responses, response_length, budget):
+                resid = _run_responses(run, records, batch, kept, layer, pad_id, response_length)
+                for row, response in enumerate(batch):
+                    record, span = records[response], response_length(response)
+                    pieces.append(resid[row, :span].to("cpu", store_dtype))
+                    token_pieces.append(torch.tensor(record["ids"][record["prefix"] :], dtype=torch.int32))
+                    lengths.append(span)
+                    responses.append(record["response"])
+                on_batch(sum(len(records[r]["ids"]) for r in batch))
+    finally:
+        handle.remove()
+    return _stacked(pieces, token_pieces, lengths, responses)
+
+
+def _run_responses(run, records, batch: list[int], kept: dict, layer: int, pad_id: int, response_length):
+    """One response pass: the batch's prompts' cached keys and values, left-padded to the longest
+    prompt (masked), and the responses right-padded, each positioned after its own prompt."""
+    from transformers import DynamicCache
+
+    prompts = torch.tensor([records[r]["prefix"] for r in batch])
+    width, longest = int(prompts.max()), max(response_length(r) for r in batch)
+    blocks = []
+    for block in range(layer + 1):
+        keys, values = kept[batch[0] // 2][block]
+        shape = (len(batch), keys.shape[0], width, keys.shape[2])
+        block_keys, block_values = keys.new_zeros(shape), values.new_zeros(shape)
+        for row, response in enumerate(batch):
+            keys, values = kept[response // 2][block]
+            block_keys[row, :, width - keys.shape[1] :] = keys
+            block_values[row, :, width - keys.shape[1] :] = values
+        blocks.append((block_keys, block_values))
+    mask = torch.ones((len(batch), width + longest), dtype=torch.long)
+    for row, length in enumerate(prompts.tolist()):
+        mask[row, : width - length] = 0  # this row's prompt's left padding
+    response_ids = torch.full((len(batch), longest), pad_id, dtype=torch.long)
+    for row, response in enumerate(batch):
+        response_ids[row, : response_length(response)] = torch.tensor(
+            records[response]["ids"][records[response]["prefix"] :]
+        )
+    return run(
+        input_ids=response_ids,
+        attention_mask=mask if bool((mask == 0).any()) else None,
+        position_ids=prompts[:, None] + torch.arange(longest),
+        cache=DynamicCache(ddp_cache_data=blocks),
+    )
+
+
+def _stacked(pieces, token_pieces, lengths, responses) -> dict[str, torch.Tensor]:
     acts = torch.cat(pieces)
     offsets = torch.zeros(len(lengths) + 1, dtype=torch.int64)
     offsets[1:] = torch.cumsum(torch.tensor(lengths, dtype=torch.int64), 0)
@@ -278,7 +422,8 @@ def extract_activations(
             if progress:
                 progress("activations", done_tokens, total_tokens, unit="tokens", elapsed=time.perf_counter() - started)
 
-        tensors = residuals(loaded, records, shards[shard_index], layer, config, on_batch)
+        extract = pair_residuals if config.share_prompts else residuals
+        tensors = extract(loaded, records, shards[shard_index], layer, config, on_batch)
         tmp = path.with_suffix(f".tmp-{os.getpid()}")
         save_file(tensors, str(tmp))
         tmp.replace(path)

@@ -36,6 +36,9 @@ class AuditConfig:
     max_prompt_tokens: int = setting(512, "prompts keep their last this many tokens")
     max_response_tokens: int = setting(512, "responses keep their first this many tokens")
     tokens_per_batch: int = setting(2048, "token budget of one extraction batch")
+    share_prompts: bool = setting(
+        True, "run each pair's prompt once and both responses from its key/value cache (off: each response whole)"
+    )
     sae_width: int | None = setting(None, "SAE latents (none: sized to the tokens)", flags=("--width",))
     sae_k: int | None = setting(None, "SAE active latents per token (none: 16 or 32)", flags=("--k",))
     sae_training_tokens: int | None = setting(
@@ -78,4 +81,5 @@ class AuditConfig:
             max_prompt_tokens=self.max_prompt_tokens,
             max_response_tokens=self.max_response_tokens,
             tokens_per_batch=self.tokens_per_batch,
+            share_prompts=self.share_prompts,
         )

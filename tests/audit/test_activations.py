@@ -116,3 +116,47 @@ def test_bundled_model_residual_norms(bundled_model, hh_pairs, tmp_path):
     assert 100 < store.median_norm() < 250
     tokens, info = store.training_tokens()
     assert info["n_outliers"] == 0 and tokens.dtype == torch.bfloat16
+
+
+def _both_ways(loaded, pairs, config, store_dtype):
+    """Every response's residuals, by response index: with each pair's prompt run once (shared)
+    and with each response run whole, over the same batches' worth of pairs."""
+    from spectrum_core.audit.activations import _plan, pair_residuals, residuals
+
+    records = tokenize_pairs(loaded.tokenizer, pairs, config)
+    out = []
+    for share in (True, False):
+        plan_config = ActivationConfig(**{**config.__dict__, "share_prompts": share})
+        extract = pair_residuals if share else residuals
+        by_response = {}
+        for shard in _plan(records, plan_config):
+            got = extract(loaded, records, shard, config.layer, plan_config, lambda n: None, store_dtype=store_dtype)
+            offsets = got["offsets"]
+            for row, response in enumerate(got["responses"].tolist()):
+                by_response[response] = got["acts"][offsets[row] : offsets[row + 1]]
+        out.append(by_response)
+    return out
+
+
+def test_shared_prompts_equal_whole_responses_exactly_in_float32(tiny_model, hh_pairs):
+    """Prompts of different lengths in one batch (left padding, masked, positions per prompt) and
+    responses of different lengths (right padding): the same residuals as running each response
+    with its prompt, to float32 rounding."""
+    config = ActivationConfig(layer=2, shard_size=12, tokens_per_batch=4096, max_prompt_tokens=96)
+    shared, whole = _both_ways(tiny_model, hh_pairs.head(12), config, torch.float32)
+    assert sorted(shared) == sorted(whole) == list(range(24))
+    for response in whole:
+        torch.testing.assert_close(shared[response], whole[response], atol=1e-5, rtol=1e-5)
+
+
+def test_shared_prompts_equal_whole_responses_on_real_hh_pairs(bundled_model, hh_pairs):
+    """The bundled model in bfloat16 on real multi-turn HH pairs: equal to bfloat16 tolerance
+    (different product shapes round differently), with the same mean activation per response."""
+    config = ActivationConfig(layer=default_layer(bundled_model.model), shard_size=16, max_prompt_tokens=128)
+    shared, whole = _both_ways(bundled_model, hh_pairs.head(8), config, torch.bfloat16)
+    assert sorted(shared) == sorted(whole) == list(range(16))
+    for response in whole:
+        a, b = shared[response].float(), whole[response].float()
+        scale = b.norm(dim=-1).median()
+        assert (a - b).norm(dim=-1).max() < 0.05 * scale, response
+        torch.testing.assert_close(a.mean(0), b.mean(0), atol=0.02 * float(scale) / a.shape[1] ** 0.5, rtol=0.05)
