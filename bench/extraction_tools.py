@@ -71,6 +71,7 @@ def main() -> None:
         ActivationConfig,
         _budget_batches,
         _plan,
+        batch_token_budget,
         decoder_layers,
         default_layer,
         hook_name,
@@ -91,7 +92,7 @@ def main() -> None:
     batches = [
         batch
         for shard in _plan(records, whole_config)
-        for batch in _budget_batches(shard, lambda i: len(records[i]["ids"]), whole_config.tokens_per_batch)
+        for batch in _budget_batches(shard, lambda i: len(records[i]["ids"]), batch_token_budget(loaded, layer))
     ]
     pad_id = loaded.tokenizer.pad_token_id or 0
 

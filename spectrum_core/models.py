@@ -277,6 +277,30 @@ def pick_dtype(device: str, requested: str | None = None):
     return torch.float32
 
 
+# A model whose weights need more than this share of the GPU's free memory is spread over the
+# GPUs (and the CPU, if need be) by accelerate's device_map="auto" instead of moved whole: the
+# rest is for activations, the SAE and the allocator's slack.
+MODEL_FIT_FRACTION = 0.8
+
+
+def weight_bytes(path, dtype, trust_remote_code: bool = False) -> int:
+    """Bytes the model's parameters take in ``dtype``, counted on the meta device (no memory)."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    with init_empty_weights():
+        empty = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    empty.tie_weights()  # a tied head shares the embedding (ties nothing inside init_empty_weights)
+    return sum(p.numel() for p in empty.parameters()) * dtype.itemsize
+
+
+def spread_over_devices(needed_bytes: int, free_bytes: int) -> bool:
+    """Whether a model of ``needed_bytes`` must be spread (device_map="auto") rather than moved
+    whole onto a GPU with ``free_bytes`` free."""
+    return needed_bytes > MODEL_FIT_FRACTION * free_bytes
+
+
 def load_model(
     spec: str | None = None,
     *,
@@ -293,7 +317,15 @@ def load_model(
     device = pick_device(device)
     torch_dtype = pick_dtype(device, dtype)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+    spread = False
+    if device.startswith("cuda"):
+        import torch
+
+        free = sum(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count()))
+        spread = device == "cuda" and spread_over_devices(weight_bytes(path, torch_dtype, trust_remote_code), free)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=torch_dtype, trust_remote_code=trust_remote_code, **({"device_map": "auto"} if spread else {})
+    )
     if is_bundled(spec):
         # The cache is written with these fixes; applying them again keeps older caches right.
         _fix_chatml_tokenizer(tokenizer)
@@ -301,7 +333,8 @@ def load_model(
     elif tokenizer.pad_token is None:
         # Padding needs a token; reuse end-of-sequence, the usual choice for causal LMs.
         tokenizer.pad_token = tokenizer.eos_token
-    model.to(device)  # type: ignore[arg-type]  # transformers' wrapped ``to`` stub is wrong; a device is fine
+    if not spread:  # a spread model's layers already sit where accelerate put them
+        model.to(device)  # type: ignore[arg-type]  # transformers' wrapped ``to`` stub is wrong; a device is fine
     model.eval()
     fold_output_projection_input(model)
     return LoadedModel(
@@ -313,6 +346,7 @@ def load_model(
         dtype=torch_dtype,
         load_seconds=time.perf_counter() - started,
         info={
+            "device_map": "auto" if spread else None,
             "n_layers": getattr(model.config, "num_hidden_layers", None),
             "hidden_size": getattr(model.config, "hidden_size", None),
         },

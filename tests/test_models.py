@@ -158,3 +158,36 @@ def test_not_a_model_folder(tmp_path):
         load_model(str(tmp_path))
     with pytest.raises(ModelNotAvailableError, match="does not exist"):
         load_model("./no/such/folder")
+
+
+def test_a_model_too_big_for_the_gpu_is_spread_and_its_size_is_counted_without_memory(bundled_model):
+    """The weight count comes from the meta device (no weights loaded) and matches the loaded
+    model; a model over MODEL_FIT_FRACTION of the free GPU memory is spread with device_map."""
+    import torch
+
+    from spectrum_core.models import MODEL_FIT_FRACTION, spread_over_devices, weight_bytes
+
+    counted = weight_bytes(bundled_model.path, torch.bfloat16)
+    assert counted == sum(p.numel() for p in bundled_model.model.parameters()) * 2
+    assert not spread_over_devices(counted, free_bytes=int(counted / MODEL_FIT_FRACTION) + 1)
+    assert spread_over_devices(counted, free_bytes=counted)  # fits only with nothing to spare
+    assert bundled_model.info["device_map"] is None  # on this CPU: loaded whole
+
+
+def test_extraction_batches_are_sized_from_free_gpu_memory(bundled_model, tiny_model):
+    """On a CPU the measured constant; on a GPU a budget that grows with free memory and with a
+    smaller model, within bounds (the GPU itself is not needed to size it)."""
+    from dataclasses import replace
+
+    from spectrum_core.audit.activations import (
+        CPU_TOKENS_PER_BATCH,
+        GPU_TOKENS_PER_BATCH_MAX,
+        batch_token_budget,
+    )
+
+    assert batch_token_budget(bundled_model, 15) == CPU_TOKENS_PER_BATCH
+    gpu = replace(bundled_model, device="cuda")
+    small, large = (batch_token_budget(gpu, 15, free_bytes=gib << 30) for gib in (2, 40))
+    assert CPU_TOKENS_PER_BATCH < small < large <= GPU_TOKENS_PER_BATCH_MAX
+    assert batch_token_budget(replace(tiny_model, device="cuda"), 2, free_bytes=2 << 30) > small
+    assert batch_token_budget(gpu, 15, free_bytes=1 << 20) == CPU_TOKENS_PER_BATCH  # never below the CPU's

@@ -20,7 +20,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,13 +41,44 @@ class ActivationConfig:
     layer: int | None = None  # block whose output (resid_post) is read; default: the middle one
     max_prompt_tokens: int = 512  # longer prompts keep their last tokens
     max_response_tokens: int = 512  # longer responses keep their first tokens
-    # Padded tokens per forward pass. Small batches keep activations in cache: measured on a
-    # 2-core CPU, 1-2k-token batches ran 30% faster than 8k-token ones.
-    tokens_per_batch: int = 2048
+    # Padded tokens per forward pass; None: CPU_TOKENS_PER_BATCH on a CPU, sized from free memory
+    # on a GPU (batch_token_budget).
+    tokens_per_batch: int | None = None
     shard_size: int = 512  # responses per shard file
     # Run each pair's prompt once and both responses from its key/value cache (pairs share their
     # prompt, often hundreds of tokens of multi-turn HH), instead of each response with its prompt.
     share_prompts: bool = True
+
+
+# Small batches keep activations in cache: measured on a 2-core CPU, 1-2k-token batches ran 30%
+# faster than 8k-token ones.
+CPU_TOKENS_PER_BATCH = 2048
+# On a GPU: the share of free memory one batch may use (the rest: the allocator's slack, the SAE,
+# other processes), and the bounds of the budget (below the CPU's is pointless on a GPU; above
+# a quarter million tokens the batches stop getting faster and the shards get coarse).
+GPU_MEMORY_SHARE = 0.4
+GPU_TOKENS_PER_BATCH_MAX = 262_144
+
+
+def batch_token_budget(loaded: LoadedModel, layer: int, free_bytes: int | None = None) -> int:
+    """Padded tokens per extraction batch: the CPU constant, or on a GPU what fits in
+    ``GPU_MEMORY_SHARE`` of its free memory. Per token that is one block's live tensors (the
+    residual, attention input and output, the MLP's gated hidden states) plus the keys and
+    values of blocks 0..layer that a window of shared prompts holds."""
+    if not str(loaded.device).startswith("cuda"):
+        return CPU_TOKENS_PER_BATCH
+    if free_bytes is None:
+        free_bytes = torch.cuda.mem_get_info(torch.device(loaded.device))[0]
+    config = loaded.model.config
+    width = int(config.hidden_size)
+    mlp = int(getattr(config, "intermediate_size", 4 * width))
+    heads = int(getattr(config, "num_attention_heads", 1))
+    kv_width = int(getattr(config, "num_key_value_heads", heads)) * (width // heads)
+    element = torch.finfo(loaded.dtype).bits // 8
+    live = element * (6 * width + 3 * mlp)
+    cached = element * 2 * kv_width * (layer + 1) * PROMPT_BATCHES_PER_WINDOW
+    budget = int(free_bytes * GPU_MEMORY_SHARE / (live + cached))
+    return max(CPU_TOKENS_PER_BATCH, min(GPU_TOKENS_PER_BATCH_MAX, budget))
 
 
 class _StopForward(Exception):
@@ -210,7 +241,8 @@ def residuals(
     pad_id = loaded.tokenizer.pad_token_id or 0
     pieces, token_pieces, lengths, responses = [], [], [], []
     try:
-        for batch in _budget_batches(indices, lambda i: len(records[i]["ids"]), config.tokens_per_batch):
+        budget = config.tokens_per_batch or batch_token_budget(loaded, layer)
+        for batch in _budget_batches(indices, lambda i: len(records[i]["ids"]), budget):
             longest = max(len(records[i]["ids"]) for i in batch)
             ids = torch.full((len(batch), longest), pad_id, dtype=torch.long)
             for row, index in enumerate(batch):
@@ -290,7 +322,7 @@ def pair_residuals(
 
     handle = decoder_layers(model)[layer].register_forward_hook(stop_here)
     pad_id = loaded.tokenizer.pad_token_id or 0
-    budget = config.tokens_per_batch
+    budget = config.tokens_per_batch or batch_token_budget(loaded, layer)
     pieces, token_pieces, lengths, responses = [], [], [], []
     try:
         pairs = [r // 2 for r in indices[::2]]
@@ -391,10 +423,15 @@ def extract_activations(
         raise AuditInputError(f"Layer {layer} does not exist; the model has blocks 0..{n_layers - 1}.")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path = out_dir / MANIFEST
+    if config.tokens_per_batch is None:
+        # Resolved once and written down: a resumed run keeps the first run's batches, whatever
+        # the GPU's free memory is now.
+        earlier = json.loads(manifest_path.read_text())["config"] if manifest_path.exists() else {}
+        config = replace(config, tokens_per_batch=earlier.get("tokens_per_batch") or batch_token_budget(loaded, layer))
     records = tokenize_pairs(loaded.tokenizer, pairs, config)
     shards = _plan(records, config)
     manifest = _manifest(loaded, pairs, records, shards, config, layer)
-    manifest_path = out_dir / MANIFEST
     if manifest_path.exists():
         existing = json.loads(manifest_path.read_text())
         if existing != manifest:

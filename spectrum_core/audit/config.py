@@ -35,7 +35,9 @@ class AuditConfig:
     dtype: Dtype | None = setting(None, "activation dtype (none: bfloat16 where the hardware is fast at it)")
     max_prompt_tokens: int = setting(512, "prompts keep their last this many tokens")
     max_response_tokens: int = setting(512, "responses keep their first this many tokens")
-    tokens_per_batch: int = setting(2048, "token budget of one extraction batch")
+    tokens_per_batch: int | None = setting(
+        None, "token budget of one extraction batch (none: 2,048 on a CPU, sized from free memory on a GPU)"
+    )
     share_prompts: bool = setting(
         True, "run each pair's prompt once and both responses from its key/value cache (off: each response whole)"
     )
