@@ -266,7 +266,8 @@ def run_audit(
         "n_train": int(train_mask.sum()),
         "n_held_out": int((~train_mask).sum()),
         "activations": {
-            k: store.manifest[k] for k in ("n_tokens_total", "n_response_tokens", "n_responses", "d_model")
+            **{k: store.manifest[k] for k in ("n_tokens_total", "n_response_tokens", "n_responses", "d_model")},
+            "tokens_per_batch": store.manifest["config"]["tokens_per_batch"],  # resolved (GPU: from free memory)
         },
         "sae": {},
         "joint_models": {},

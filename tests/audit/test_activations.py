@@ -160,3 +160,22 @@ def test_shared_prompts_equal_whole_responses_on_real_hh_pairs(bundled_model, hh
         scale = b.norm(dim=-1).median()
         assert (a - b).norm(dim=-1).max() < 0.05 * scale, response
         torch.testing.assert_close(a.mean(0), b.mean(0), atol=0.02 * float(scale) / a.shape[1] ** 0.5, rtol=0.05)
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_processes_split_an_uneven_dataset_each_pair_exactly_once(tiny_model, hh_pairs, tmp_path, world_size):
+    """Under `accelerate launch` process r writes the shards whose number is r modulo the process
+    count: with 13 pairs (26 responses, 7 shards of 4, which divides by neither 2 nor 3) every
+    response lands in exactly one shard, and the folder equals a one-process run's."""
+    pairs = hh_pairs.head(13)
+    config = ActivationConfig(layer=2, shard_size=4, tokens_per_batch=1024, max_prompt_tokens=96)
+    for rank in range(world_size):  # the ranks one after another, into one folder
+        extract_activations(tiny_model, pairs, tmp_path / "split", config, rank=rank, world_size=world_size)
+    split = ActivationStore(tmp_path / "split")
+    assert split.is_complete() and split.n_shards == 7
+    seen = [response for response, _, _ in split.iter_responses()]
+    assert sorted(seen) == list(range(26))  # each once: no rank repeats another's rows
+    single = extract_activations(tiny_model, pairs, tmp_path / "single", config)
+    for index in range(single.n_shards):
+        a, b = split.load_shard(index), single.load_shard(index)
+        assert torch.equal(a["responses"], b["responses"]) and torch.equal(a["acts"], b["acts"])

@@ -1,0 +1,158 @@
+"""The GPU check: a whole audit on a randomly initialised Llama of about 1B parameters, built from
+a config (no downloads: the machine with the GPU reaches no hub), on bundled HH pairs.
+
+Prints real tokens per second of the extraction (each pair's prompt once plus both responses,
+what the pass computes), the floor a bfloat16 matmul rate measured in the same run allows (2
+FLOPs per weight of blocks 0..layer per token), their ratio, peak GPU memory, each stage's time
+and the whole audit's. Random weights compute exactly as trained ones do; the concepts found are
+meaningless and not printed.
+
+Run on a GPU machine: `bash bench/gpu_check.sh` (the `1b` size, 2,000 pairs). `--size tiny
+--pairs 24` runs the same path on a CPU in a minute (the test suite does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+HH = ROOT / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
+# Llama-3.2-1B's shape (16 blocks of width 2,048, grouped-query attention 32/8, MLP 8,192) with
+# the bundled tokenizer's 49,152-token vocabulary: 1.07B parameters. `tiny` is for the CPU test.
+SIZES = {
+    "1b": dict(
+        hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8
+    ),
+    "tiny": dict(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2
+    ),
+}
+
+
+def build_model(size: str, folder: Path) -> int:
+    """A random Llama of ``size`` saved with the bundled tokenizer; its parameter count."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from spectrum_core.models import load_model
+
+    tokenizer = load_model("bundled", device="cpu").tokenizer
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **SIZES[size],
+    )
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return sum(p.numel() for p in model.parameters())
+
+
+def matmul_floor(loaded, layer: int, n_tokens: int = 8192) -> tuple[float, int]:
+    """(tokens/s the pass's own matrix multiplies allow at the rate measured now, weights per token)."""
+    from spectrum_core.audit.activations import decoder_layers
+
+    weights = [p for block in decoder_layers(loaded.model)[: layer + 1] for p in block.parameters() if p.dim() == 2]
+    inputs = {w.shape[1]: torch.randn(n_tokens, w.shape[1], dtype=w.dtype, device=w.device) for w in weights}
+
+    def run():
+        for w in weights:
+            torch.nn.functional.linear(inputs[w.shape[1]], w)
+        if loaded.device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    with torch.inference_mode():
+        run()
+        best = float("inf")
+        for _ in range(5):
+            started = time.perf_counter()
+            run()
+            best = min(best, time.perf_counter() - started)
+    params = sum(w.numel() for w in weights)
+    rate = 2 * n_tokens * params / best
+    return rate / (2 * params), params
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="1b")
+    parser.add_argument("--pairs", type=int, default=2000)
+    parser.add_argument("--device", default=None, help="cuda, cpu ... (none: the best available)")
+    parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
+    args = parser.parse_args()
+
+    from spectrum_core.audit.activations import default_layer
+    from spectrum_core.audit.pipeline import AuditConfig
+    from spectrum_core.audit.runner import run_audit_in_workspace
+    from spectrum_core.models import load_model
+    from spectrum_core.workspace import Workspace
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / f"llama-{args.size}-random"
+        n_params = build_model(args.size, folder)
+        loaded = load_model(str(folder), device=args.device)
+        layer = default_layer(loaded.model)
+        floor, weights = matmul_floor(loaded, layer)
+        if loaded.device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+        config = AuditConfig(
+            model=str(folder),
+            device=args.device,
+            max_pairs=args.pairs,
+            sae_seeds=0,
+            topics=0,
+            labelled_concepts=50,
+            llm_labelled_concepts=0,
+            **({"sae_training_tokens": 20_000} if args.size == "tiny" else {}),
+        )
+        started = time.perf_counter()
+        outcome = run_audit_in_workspace(Workspace(Path(tmp) / "ws"), HH, config)
+        audit_seconds = time.perf_counter() - started
+        peak = torch.cuda.max_memory_allocated() if loaded.device.startswith("cuda") else None
+        manifest = outcome.report["activations"]
+        timings = outcome.report["timings"]
+    response_tokens = manifest["n_response_tokens"]
+    computed = (manifest["n_tokens_total"] - response_tokens) // 2 + response_tokens
+    rate = computed / timings["activations"]
+    results = {
+        "device": torch.cuda.get_device_name() if loaded.device.startswith("cuda") else loaded.device,
+        "model": f"random Llama {args.size}, {n_params / 1e6:,.1f}M parameters, {loaded.dtype}",
+        "pairs": outcome.report["n_pairs"],
+        "tokens_per_batch": manifest["tokens_per_batch"],
+        "tokens_computed": computed,
+        "tokens_per_second": rate,
+        "floor_tokens_per_second": floor,
+        "ratio": rate / floor,
+        "weights_per_token": weights,
+        "peak_gpu_memory_gib": None if peak is None else peak / 2**30,
+        "stage_seconds": timings,
+        "audit_seconds": audit_seconds,
+    }
+    print(
+        f"{results['device']}: {results['model']}, blocks 0..{layer}, {results['pairs']:,} HH pairs, "
+        f"{manifest['tokens_per_batch']:,} tokens per batch"
+    )
+    print("| measurement | result |\n|---|---|")
+    print(f"| extraction, real tokens/s ({computed:,} tokens: prompts once, both responses) | {rate:,.0f} |")
+    print(f"| floor: bf16 matmul rate measured now, 2 FLOPs × {weights / 1e6:.0f}M weights per token | {floor:,.0f} |")
+    print(f"| ratio | {rate / floor:.2f} |")
+    if peak is not None:
+        print(f"| peak GPU memory | {peak / 2**30:.1f} GiB |")
+    print(f"| stages (s) | {', '.join(f'{k} {v:.1f}' for k, v in timings.items())} |")
+    print(f"| whole audit | {audit_seconds:.0f} s |")
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
