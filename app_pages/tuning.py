@@ -3,12 +3,15 @@ run as a job, watch its loss and reward margins live, stop it, resume it; run hi
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 import torch
 import yaml
 
-from app_pages.frame import build_frame
+from app_pages.frame import build_frame, escape_markdown
 from app_pages.job_panel import config_form, pick_job, start_panel, watch
 from spectrum_core import jobs
 from spectrum_core.artifacts import TuningArtifact
@@ -24,6 +27,17 @@ METHOD_NAMES = {
     "reset": "ReSet: rejection sampling with the shaped reward and task scorers",
 }
 CURVES = {"dpo": ("loss", "rewards_margins"), "reset": ("loss", "acceptance", "score_kept")}
+# What each method did in the latest method benchmark (bench/methods/): its results files.
+BENCHMARKS = Path(__file__).resolve().parent.parent / "bench" / "methods" / "results"
+BENCHMARKED = {"spectrum": ("spectrum", "ia2"), "reset": ("reset",)}
+
+
+def benchmark_records(method: str) -> list[dict]:
+    """The latest benchmark record behind ``method`` (IA2 priming is an option of Spectrum
+    Tuning's supervised loop); none when the benchmark has not been run."""
+    paths = [BENCHMARKS / f"{name}.json" for name in BENCHMARKED.get(method, ())]
+    return [json.loads(path.read_text()) for path in paths if path.exists()]
+
 
 frame = build_frame()
 workspace = frame.workspace
@@ -52,6 +66,15 @@ plan_id = st.selectbox("Plan", list(plans), format_func=plan_label)
 plan = InterventionPlan.from_yaml(plans[plan_id]["plan_yaml"])
 left, right = st.columns(2)
 method = left.radio("Method", list(CONFIG_CLASSES), format_func=METHOD_NAMES.get)
+for record in benchmark_records(method):
+    left.caption(f"Latest benchmark: {escape_markdown(record['headline'])}, {record['date']}")
+    with left.expander(f"Full report: {record['method']} benchmark (mean [95% interval over seeds])"):
+        table = pd.DataFrame({c: {m: v["text"] for m, v in ms.items()} for c, ms in record["results"].items()}).T
+        st.dataframe(table, width="stretch")
+        st.caption(
+            f"`bench/methods/{record['method']}.py --preset {record['preset']}`, {record['minutes']} min, "
+            f"commit {record['commit']}; settings: {escape_markdown(json.dumps(record['settings']))}"
+        )
 hardware = right.radio(
     "Preset",
     ["cpu-demo", "gpu"],

@@ -25,11 +25,13 @@ def matmul_rate(model, layer: int, n_tokens: int = 8192) -> float:
     from spectrum_core.audit.activations import decoder_layers
 
     weights = [p for block in decoder_layers(model)[: layer + 1] for p in block.parameters() if p.dim() == 2]
-    inputs = {w.shape[1]: torch.randn(n_tokens, w.shape[1], dtype=w.dtype) for w in weights}
+    inputs = {w.shape[1]: torch.randn(n_tokens, w.shape[1], dtype=w.dtype, device=w.device) for w in weights}
 
     def run():
         for w in weights:
             torch.nn.functional.linear(inputs[w.shape[1]], w)
+        if weights[0].is_cuda:
+            torch.cuda.synchronize()
 
     with torch.inference_mode():
         run()

@@ -58,29 +58,14 @@ def build_model(size: str, folder: Path) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def matmul_floor(loaded, layer: int, n_tokens: int = 8192) -> tuple[float, int]:
+def matmul_floor(loaded, layer: int) -> tuple[float, int]:
     """(tokens/s the pass's own matrix multiplies allow at the rate measured now, weights per token)."""
-    from spectrum_core.audit.activations import decoder_layers
+    from audit_extraction import matmul_rate
 
-    weights = [p for block in decoder_layers(loaded.model)[: layer + 1] for p in block.parameters() if p.dim() == 2]
-    inputs = {w.shape[1]: torch.randn(n_tokens, w.shape[1], dtype=w.dtype, device=w.device) for w in weights}
+    from spectrum_core.audit.activations import matmul_params
 
-    def run():
-        for w in weights:
-            torch.nn.functional.linear(inputs[w.shape[1]], w)
-        if loaded.device.startswith("cuda"):
-            torch.cuda.synchronize()
-
-    with torch.inference_mode():
-        run()
-        best = float("inf")
-        for _ in range(5):
-            started = time.perf_counter()
-            run()
-            best = min(best, time.perf_counter() - started)
-    params = sum(w.numel() for w in weights)
-    rate = 2 * n_tokens * params / best
-    return rate / (2 * params), params
+    params = matmul_params(loaded.model, layer)
+    return matmul_rate(loaded.model, layer) / (2 * params), params
 
 
 def main() -> None:

@@ -141,7 +141,7 @@ def test_tiny_random_model_from_a_local_folder(tmp_path, bundled_model):
     LlamaForCausalLM(config).save_pretrained(tmp_path)
     bundled_model.tokenizer.save_pretrained(tmp_path)
     loaded = load_model(str(tmp_path))
-    assert loaded.info == {"n_layers": 2, "hidden_size": 32}
+    assert loaded.info == {"device_map": None, "n_layers": 2, "hidden_size": 32}
 
 
 def test_missing_hub_model_gives_one_line(monkeypatch):

@@ -20,6 +20,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -230,17 +231,9 @@ def residuals(
     """The residual stream after block ``layer`` on the response tokens of ``records[indices]``,
     concatenated (``store_dtype``, bfloat16 in shards, on the CPU), with token ids, per-response
     offsets and indices."""
-    model = loaded.model
-    captured: dict[str, torch.Tensor] = {}
-
-    def stop_here(module, args, output):
-        captured["resid"] = output[0] if isinstance(output, tuple) else output
-        raise _StopForward
-
-    handle = decoder_layers(model)[layer].register_forward_hook(stop_here)
     pad_id = loaded.tokenizer.pad_token_id or 0
     pieces, token_pieces, lengths, responses = [], [], [], []
-    try:
+    with _reading_block(loaded, layer) as run:
         budget = config.tokens_per_batch or batch_token_budget(loaded, layer)
         for batch in _budget_batches(indices, lambda i: len(records[i]["ids"]), budget):
             longest = max(len(records[i]["ids"]) for i in batch)
@@ -250,11 +243,7 @@ def residuals(
                 ids[row, : len(seq)] = torch.tensor(seq)
             # Right padding with plain causal attention: a real token never attends to the
             # padding after it, so no padding mask is needed and the fast causal kernel runs.
-            try:
-                _base_model(model)(input_ids=ids.to(loaded.device), use_cache=False)
-            except _StopForward:
-                pass
-            resid = captured.pop("resid")
+            resid = run(input_ids=ids, use_cache=False)
             for row, index in enumerate(batch):
                 record = records[index]
                 start, end = record["prefix"], len(record["ids"])
@@ -263,9 +252,32 @@ def residuals(
                 lengths.append(end - start)
                 responses.append(record["response"])
             on_batch(sum(len(records[i]["ids"]) for i in batch))
+    return _stacked(pieces, token_pieces, lengths, responses)
+
+
+@contextmanager
+def _reading_block(loaded: LoadedModel, layer: int) -> Iterator[Callable[..., torch.Tensor]]:
+    """A function that runs the model (without its head) on the given inputs only as far as block
+    ``layer`` and returns that block's output: a hook stores it and stops the pass."""
+    base = _base_model(loaded.model)
+    captured: dict[str, torch.Tensor] = {}
+
+    def stop_here(module, args, output):
+        captured["resid"] = output[0] if isinstance(output, tuple) else output
+        raise _StopForward
+
+    def run(**inputs) -> torch.Tensor:
+        try:
+            base(**{k: v.to(loaded.device) if torch.is_tensor(v) else v for k, v in inputs.items()})
+        except _StopForward:
+            pass
+        return captured.pop("resid")
+
+    handle = decoder_layers(loaded.model)[layer].register_forward_hook(stop_here)
+    try:
+        yield run
     finally:
         handle.remove()
-    return _stacked(pieces, token_pieces, lengths, responses)
 
 
 # Prompt batches whose key/value caches are held at once: the window's responses are then re-sorted
@@ -295,24 +307,9 @@ def pair_residuals(
     rounding of differently shaped products."""
     from transformers import DynamicCache
 
-    model = loaded.model
-    base = _base_model(model)
-    captured: dict[str, torch.Tensor] = {}
-
-    def stop_here(module, args, output):
-        captured["resid"] = output[0] if isinstance(output, tuple) else output
-        raise _StopForward
-
     # transformers 5 names the argument `cache`; models with their own code may still use the old name
-    cache_argument = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-
-    def run(cache, **inputs) -> torch.Tensor:
-        inputs = {k: v.to(loaded.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
-        try:
-            base(**inputs, **{cache_argument: cache}, use_cache=True)
-        except _StopForward:
-            pass
-        return captured.pop("resid")
+    parameters = inspect.signature(_base_model(loaded.model).forward).parameters
+    cache_argument = "cache" if "cache" in parameters else "past_key_values"
 
     def prompt_length(pair: int) -> int:
         return records[2 * pair]["prefix"]
@@ -320,11 +317,14 @@ def pair_residuals(
     def response_length(response: int) -> int:
         return len(records[response]["ids"]) - records[response]["prefix"]
 
-    handle = decoder_layers(model)[layer].register_forward_hook(stop_here)
     pad_id = loaded.tokenizer.pad_token_id or 0
     budget = config.tokens_per_batch or batch_token_budget(loaded, layer)
     pieces, token_pieces, lengths, responses = [], [], [], []
-    try:
+    with _reading_block(loaded, layer) as read:
+
+        def run(cache, **inputs) -> torch.Tensor:
+            return read(**inputs, **{cache_argument: cache}, use_cache=True)
+
         pairs = [r // 2 for r in indices[::2]]
         for window in _budget_batches(pairs, prompt_length, budget * PROMPT_BATCHES_PER_WINDOW):
             kept: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # pair -> (keys, values) per block
@@ -349,8 +349,6 @@ def pair_residuals(
                     lengths.append(span)
                     responses.append(record["response"])
                 on_batch(sum(len(records[r]["ids"]) for r in batch))
-    finally:
-        handle.remove()
     return _stacked(pieces, token_pieces, lengths, responses)
 
 

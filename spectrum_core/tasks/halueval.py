@@ -20,6 +20,7 @@ class HaluEvalQuestion:
     question: str
     context: str  # the knowledge passage
     grounded_answer: str
+    hallucinated_answer: str = ""  # HaluEval's plausible but unsupported answer
 
     @property
     def messages(self) -> list[dict]:
@@ -32,4 +33,7 @@ def halueval_questions(n: int, seed: int, *, offset: int = 0, split: str = "trai
     rows = [json.loads(line) for line in open(bundled_file(HALUEVAL_QA), encoding="utf-8")]
     rows = [r for r in rows if in_split(f"halueval:{r['question']}", split)]
     random.Random(seed).shuffle(rows)
-    return [HaluEvalQuestion(r["question"], r["context"], r["grounded_answer"]) for r in rows[offset : offset + n]]
+    return [
+        HaluEvalQuestion(r["question"], r["context"], r["grounded_answer"], r.get("hallucinated_answer_one_turn", ""))
+        for r in rows[offset : offset + n]
+    ]

@@ -124,3 +124,18 @@ def test_prevalence_flags_a_suppressed_concept_that_rose_and_only_that():
     shuffled = Generations(base.prompts[::-1], base.responses, base.encoded)
     with pytest.raises(ValueError, match="different prompts"):
         compare_prevalence(base, shuffled, concepts, saes={})
+
+
+def test_equal_mass_ece_by_hand():
+    from spectrum_core.metrics.calibration import equal_mass_ece
+
+    # 6 predictions, 3 bins of 2 after sorting by confidence:
+    # (0.2, 0.3) right 0 of 2: |0 - 0.25| = 0.25; (0.6, 0.7) right 1: |0.5 - 0.65| = 0.15;
+    # (0.9, 1.0) right 2: |1 - 0.95| = 0.05 → (0.25 + 0.15 + 0.05) / 3 = 0.15
+    confidence = [0.9, 0.2, 0.6, 1.0, 0.3, 0.7]
+    correct = [1, 0, 1, 1, 0, 0]
+    assert equal_mass_ece(confidence, correct, n_bins=3) == pytest.approx(0.15)
+    assert equal_mass_ece([0.8] * 10, [1] * 8 + [0] * 2, n_bins=1) == pytest.approx(0.0)  # calibrated overall
+    # one item per bin: each bin's error is |right - 0.8|, so 8 x 0.2 + 2 x 0.8 over 10
+    assert equal_mass_ece([0.8] * 10, [1] * 8 + [0] * 2, n_bins=10) == pytest.approx(0.32)
+    assert equal_mass_ece([0.5, 0.5], [1, 1], n_bins=15) == pytest.approx(0.5)  # fewer items than bins

@@ -1,0 +1,59 @@
+"""The remapped-label task: arbitrary words for the labels, balanced demonstrations that never
+include the query, and the bundled sources read the way their docstrings say."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from spectrum_core.tasks.remapped import (
+    LABEL_WORDS,
+    SUPPORTED,
+    UNSUPPORTED,
+    LabelledText,
+    build_episodes,
+    entailment_items,
+    remap_labels,
+    support_items,
+)
+
+ITEMS = [LabelledText(f"text {i}", "a" if i % 3 else "b") for i in range(12)]  # 8 of a, 4 of b
+
+
+def test_labels_get_distinct_words_by_seed_only():
+    mapping = remap_labels(["b", "a", "a"], seed=3)
+    assert set(mapping) == {"a", "b"} and len(set(mapping.values())) == 2
+    assert set(mapping.values()) <= set(LABEL_WORDS)
+    assert remap_labels(["a", "b"], seed=3) == mapping  # the order labels come in does not matter
+    assert any(remap_labels(["a", "b"], seed=s) != mapping for s in range(10))
+    with pytest.raises(ValueError):
+        remap_labels([str(i) for i in range(len(LABEL_WORDS) + 1)], seed=0)
+
+
+def test_episodes_balance_their_demonstrations_and_leave_the_query_out():
+    mapping = {"a": "apple", "b": "river"}
+    episodes = build_episodes(ITEMS, mapping, n_demos=4, n_episodes=12, seed=0)
+    assert sorted(e.query for e in episodes) == sorted(i.text for i in ITEMS)  # every item queried once
+    for episode in episodes:
+        words = Counter(word for _, word in episode.demonstrations)
+        assert words == {"apple": 2, "river": 2}  # even although the items are 2:1
+        assert episode.query not in {text for text, _ in episode.demonstrations}
+        assert len({text for text, _ in episode.demonstrations}) == 4
+        answer = next(mapping[i.label] for i in ITEMS if i.text == episode.query)
+        assert episode.answer == answer
+    assert build_episodes(ITEMS, mapping, 4, 12, seed=0) == episodes  # seeded
+    turns = episodes[0].messages()
+    assert [t["role"] for t in turns] == ["user", "assistant"] * 4 + ["user"]
+    assert [t["content"] for t in turns[1:8:2]] == [word for _, word in episodes[0].demonstrations]
+    assert turns[-1]["content"].endswith(f"Input: {episodes[0].query}\nLabel:")
+    assert episodes[0].messages(with_demonstrations=False) == turns[-1:]
+
+
+def test_bundled_sources():
+    support = support_items(30, seed=0)
+    assert Counter(i.label for i in support) == {SUPPORTED: 30, UNSUPPORTED: 30}
+    assert all("Passage:" in i.text and "Answer:" in i.text for i in support)
+    entail = entailment_items("train")
+    assert {i.label for i in entail} == {SUPPORTED, UNSUPPORTED} and len(entail) > 50
+    assert all(i.text.startswith("Premise:") for i in entail)
