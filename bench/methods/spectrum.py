@@ -27,21 +27,21 @@ from pathlib import Path
 from common import arguments, finish, summarise
 
 PRESETS = {
-    # About 15 minutes on the project's 2-core CPU with the bundled model.
+    # Sized to finish within 20 minutes on the project's 2-core CPU with the bundled model.
     "cpu": dict(
         model="bundled",
         families=["polis", "diffuse", "coin", "urn", "categorical"],
         held_out="ambient",
-        tasks_per_family=24,
+        tasks_per_family=16,
         samples_per_task=12,
-        max_steps=60,
+        max_steps=40,
         batch_size=4,
         learning_rate=1e-3,
         max_length=512,
-        held_out_tasks=24,
-        js_items=40,
-        yield_prompts=6,
-        yield_samples=24,
+        held_out_tasks=16,
+        js_items=30,
+        yield_prompts=4,
+        yield_samples=16,
         seeds=3,
     ),
     "gpu": dict(

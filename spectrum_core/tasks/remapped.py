@@ -97,14 +97,19 @@ def build_episodes(
     return episodes
 
 
-def support_items(n: int, seed: int, split: str = "train") -> list[LabelledText]:
+def support_items(n: int, seed: int, split: str = "train", max_passage_chars: int | None = None) -> list[LabelledText]:
     """In-distribution: HaluEval passages with a question and an answer, supported (grounded) or
-    not (hallucinated); ``n`` questions give 2n items, balanced."""
+    not (hallucinated); ``n`` questions give 2n items, balanced. ``max_passage_chars`` cuts long
+    passages at a word boundary (a CPU-sized benchmark; the answer may then be unsupported by what
+    is left, which both labels' items share)."""
     items = []
     for question in halueval_questions(n, seed, split=split):
+        passage = question.context
+        if max_passage_chars is not None and len(passage) > max_passage_chars:
+            passage = passage[:max_passage_chars].rsplit(" ", 1)[0] + " …"
         for answer, label in ((question.grounded_answer, SUPPORTED), (question.hallucinated_answer, UNSUPPORTED)):
             if answer:
-                text = f"Passage: {question.context} Question: {question.question} Answer: {answer}"
+                text = f"Passage: {passage} Question: {question.question} Answer: {answer}"
                 items.append(LabelledText(text, label))
     return items
 

@@ -54,6 +54,10 @@ def test_bundled_sources():
     support = support_items(30, seed=0)
     assert Counter(i.label for i in support) == {SUPPORTED: 30, UNSUPPORTED: 30}
     assert all("Passage:" in i.text and "Answer:" in i.text for i in support)
+    cut = support_items(30, seed=0, max_passage_chars=120)
+    passages = [i.text.split(" Question: ")[0].removeprefix("Passage: ") for i in cut]
+    assert all(len(p) <= 120 + 2 for p in passages) and any(p.endswith(" …") for p in passages)
+    assert [i.label for i in cut] == [i.label for i in support]
     entail = entailment_items("train")
     assert {i.label for i in entail} == {SUPPORTED, UNSUPPORTED} and len(entail) > 50
     assert all(i.text.startswith("Premise:") for i in entail)
