@@ -74,6 +74,8 @@ def _balance_bins(agreement: np.ndarray, mask: np.ndarray, n_bins: int) -> np.nd
     """Bin index per pair (−1 outside ``mask`` or where Δ = 0), with as many quantile bins of |Δ|
     as keep both directions in every bin; None when even one bin has only one direction."""
     differ = mask & (agreement != 0)
+    if not differ.any():  # no kept pair differs in the concept: nothing to balance, no bins
+        return np.full(len(agreement), -1)
     magnitude = np.abs(agreement[differ])
     for bins in range(max(1, n_bins), 0, -1):
         edges: np.ndarray | list[float] = (
@@ -162,6 +164,9 @@ def shape_pairs(
                 weight[agreeing] = 0.0
                 for i in np.flatnonzero(agreeing):
                     changed_by[i].append(f"reweight:{choice.concept_id}")
+            continue
+        if not (bins >= 0).any():
+            notes.append(f"{choice.concept_id}: no kept pair differs in it, so there is nothing to reweight")
             continue
         balanced.append((choice, e, bins))
         for i in np.flatnonzero(bins >= 0):

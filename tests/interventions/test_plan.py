@@ -17,7 +17,18 @@ def decided(small_audit):
     workspace, outcome = small_audit
     view = AuditView.load(workspace.find_artifact(outcome.artifact_key))
     directed = view.concepts[view.concepts["direction"] != "none"].sort_values("rank")
-    first, second, third = directed["concept_id"].iloc[:3]
+    # Three concepts that do not overlap: a family loses the members decided on their own, so a
+    # family next to its only member would have nothing left to reweight.
+    families = directed.get("family", pd.Series(index=directed.index, dtype=object))
+    picked: list[str] = []
+    for concept_id in directed["concept_id"]:
+        group = families.get(concept_id)
+        taken = {families.get(c) for c in picked} | set(picked)
+        if concept_id not in taken and (not isinstance(group, str) or group not in taken):
+            picked.append(concept_id)
+        if len(picked) == 3:
+            break
+    first, second, third = picked
     workspace.decide(outcome.job_id, first, "suppress", reason="a shortcut", user="ana")
     flip = workspace.decide(outcome.job_id, second, "suppress", user="ana")
     workspace.set_intervention(flip, "flip", user="ben")

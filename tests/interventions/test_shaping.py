@@ -123,6 +123,18 @@ def test_weights_that_cannot_balance_say_so():
     assert "cannot balance" in shaped.summary()["notes"][0]
 
 
+def test_reweighting_a_concept_no_kept_pair_differs_in_changes_nothing_and_says_so():
+    """Once a first decision drops every pair where the second concept differs (or it never
+    differs), reweighting it has nothing to act on: no error, weights unchanged, a note."""
+    ids = pd.Index(["p0", "p1", "p2", "p3"])
+    deltas = {"a": np.array([1.0, 2.0, -1.0, 0.0]), "b": np.array([0.0, 0.0, 0.0, 0.0])}.__getitem__
+    shaped = shape_pairs(make_plan(suppress("b", "reweight")), ids, ids, deltas)
+    assert list(shaped.table["weight"]) == [1.0, 1.0, 1.0, 1.0]
+    assert shaped.summary()["notes"] == ["b: no kept pair differs in it, so there is nothing to reweight"]
+    both = shape_pairs(make_plan(suppress("a", "drop"), suppress("b", "reweight")), ids, ids, deltas)
+    assert "nothing to reweight" in " ".join(both.summary()["notes"])
+
+
 def test_upweight_multiplies_agreeing_pairs(data):
     everything, audited, deltas = data
     amplify = ConceptChoice(
