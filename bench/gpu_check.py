@@ -35,13 +35,17 @@ SIZES = {
 }
 
 
-def build_model(size: str, folder: Path) -> int:
-    """A random Llama of ``size`` saved with the bundled tokenizer; its parameter count."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+def build_model(size: str, folder: Path, tokenizer_source: str) -> int:
+    """A random Llama of ``size`` saved with the tokenizer of ``tokenizer_source`` (``bundled``,
+    a folder or a hub id); its parameter count."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from spectrum_core.models import load_model
+    from spectrum_core.models import is_bundled, load_model
 
-    tokenizer = load_model("bundled", device="cpu").tokenizer
+    if is_bundled(tokenizer_source):
+        tokenizer = load_model("bundled", device="cpu").tokenizer
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -74,6 +78,12 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=2000)
     parser.add_argument("--device", default=None, help="cuda, cpu ... (none: the best available)")
     parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
+    parser.add_argument(
+        "--tokenizer",
+        default="bundled",
+        help="tokenizer folder or hub id (default: the bundled model's; a saved copy of it lets a machine "
+        "without the bundled model's package run the check)",
+    )
     args = parser.parse_args()
 
     from spectrum_core.audit.activations import default_layer
@@ -84,7 +94,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / f"llama-{args.size}-random"
-        n_params = build_model(args.size, folder)
+        n_params = build_model(args.size, folder, args.tokenizer)
         loaded = load_model(str(folder), device=args.device)
         layer = default_layer(loaded.model)
         floor, weights = matmul_floor(loaded, layer)
