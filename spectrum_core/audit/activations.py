@@ -137,20 +137,33 @@ def tokenize_responses(tokenizer, prompts, responses, config: ActivationConfig) 
 
     The prompt is rendered with the chat template up to the assistant turn's opening; the
     response is tokenized on its own and appended, so its token span is known exactly."""
-    records = []
-    rendered: dict[int, list[int]] = {}  # the same prompt object is rendered once
-    for index, (prompt, text) in enumerate(zip(prompts, responses)):
+    # Each distinct prompt object rendered once; prompts and responses then tokenized in two batch
+    # calls (the fast tokenizer's batch path gives the same ids as one call per text).
+    slot: dict[int, int] = {}
+    rendered: list[str] = []
+    prompt_slots = []
+    for prompt in prompts:
         key = id(prompt)
-        if key not in rendered:
+        if key not in slot:
+            slot[key] = len(rendered)
             messages = list(prompt) or [{"role": "user", "content": ""}]
-            prefix = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-            rendered[key] = tokenizer(prefix, add_special_tokens=False)["input_ids"][-config.max_prompt_tokens :]
-        prefix_ids = rendered[key]
-        response_ids = tokenizer(text, add_special_tokens=False)["input_ids"][: config.max_response_tokens]
+            rendered.append(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+        prompt_slots.append(slot[key])
+    prefixes = [ids[-config.max_prompt_tokens :] for ids in _token_ids(tokenizer, rendered)]
+    fallback = None
+    records = []
+    for index, (prompt_slot, response_ids) in enumerate(zip(prompt_slots, _token_ids(tokenizer, list(responses)))):
+        prefix_ids = prefixes[prompt_slot]
+        response_ids = response_ids[: config.max_response_tokens]
         if not response_ids:  # an empty generation; keep one token so spans exist
-            response_ids = tokenizer(" ", add_special_tokens=False)["input_ids"][:1]
+            fallback = fallback or tokenizer(" ", add_special_tokens=False)["input_ids"][:1]
+            response_ids = fallback
         records.append({"response": index, "prefix": len(prefix_ids), "ids": prefix_ids + response_ids})
     return records
+
+
+def _token_ids(tokenizer, texts: list[str]) -> list[list[int]]:
+    return tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
 
 
 def tokenize_pairs(tokenizer, pairs, config: ActivationConfig) -> list[dict]:
@@ -232,7 +245,7 @@ def residuals(
     concatenated (``store_dtype``, bfloat16 in shards, on the CPU), with token ids, per-response
     offsets and indices."""
     pad_id = loaded.tokenizer.pad_token_id or 0
-    pieces, token_pieces, lengths, responses = [], [], [], []
+    pieces, norm_pieces, token_pieces, lengths, responses = [], [], [], [], []
     with _reading_block(loaded, layer) as run:
         budget = config.tokens_per_batch or batch_token_budget(loaded, layer)
         for batch in _budget_batches(indices, lambda i: len(records[i]["ids"]), budget):
@@ -244,15 +257,27 @@ def residuals(
             # Right padding with plain causal attention: a real token never attends to the
             # padding after it, so no padding mask is needed and the fast causal kernel runs.
             resid = run(input_ids=ids, use_cache=False)
-            for row, index in enumerate(batch):
-                record = records[index]
-                start, end = record["prefix"], len(record["ids"])
-                pieces.append(resid[row, start:end].to("cpu", store_dtype))
-                token_pieces.append(torch.tensor(record["ids"][start:end], dtype=torch.int32))
+            spans = [(records[i]["prefix"], len(records[i]["ids"])) for i in batch]
+            _keep_tokens(resid, spans, store_dtype, pieces, norm_pieces)
+            for index, (start, end) in zip(batch, spans):
+                token_pieces.append(torch.tensor(records[index]["ids"][start:end], dtype=torch.int32))
                 lengths.append(end - start)
-                responses.append(record["response"])
+                responses.append(records[index]["response"])
             on_batch(sum(len(records[i]["ids"]) for i in batch))
-    return _stacked(pieces, token_pieces, lengths, responses)
+    return _stacked(pieces, norm_pieces, token_pieces, lengths, responses)
+
+
+def _keep_tokens(resid: torch.Tensor, spans: list[tuple[int, int]], store_dtype, pieces: list, norm_pieces: list):
+    """Append the real tokens of ``resid`` (rows' ``[start, end)`` spans), cast to ``store_dtype``,
+    and their norms, gathered on the model's device and moved to the CPU in one copy each: a copy
+    per row costs a device synchronisation per response on a GPU."""
+    keep = torch.zeros(resid.shape[:2], dtype=torch.bool)
+    for row, (start, end) in enumerate(spans):
+        keep[row, start:end] = True
+    tokens = resid[keep.to(resid.device)].to(store_dtype)
+    pieces.append(tokens.cpu())
+    # Norms of the stored values, so they match what the shards hold.
+    norm_pieces.append(tokens.float().norm(dim=-1).cpu())
 
 
 @contextmanager
@@ -319,7 +344,7 @@ def pair_residuals(
 
     pad_id = loaded.tokenizer.pad_token_id or 0
     budget = config.tokens_per_batch or batch_token_budget(loaded, layer)
-    pieces, token_pieces, lengths, responses = [], [], [], []
+    pieces, norm_pieces, token_pieces, lengths, responses = [], [], [], [], []
     with _reading_block(loaded, layer) as read:
 
         def run(cache, **inputs) -> torch.Tensor:
@@ -327,7 +352,7 @@ def pair_residuals(
 
         pairs = [r // 2 for r in indices[::2]]
         for window in _budget_batches(pairs, prompt_length, budget * PROMPT_BATCHES_PER_WINDOW):
-            kept: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # pair -> (keys, values) per block
+            kept: dict[int, torch.Tensor] = {}  # pair -> its prompt's (block, keys|values, head, token, dim)
             for batch in _budget_batches(window, prompt_length, budget):
                 width = max(prompt_length(pair) for pair in batch)
                 ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
@@ -335,40 +360,38 @@ def pair_residuals(
                     ids[row, : prompt_length(pair)] = torch.tensor(records[2 * pair]["ids"][: prompt_length(pair)])
                 cache = DynamicCache()
                 run(input_ids=ids, cache=cache)
-                blocks = [(keys, values) for keys, values, _ in list(cache)[: layer + 1]]
+                # (block, keys|values, row, head, token, dim): a pair's whole cache is then one view
+                stacked = torch.stack([torch.stack((keys, values)) for keys, values, _ in list(cache)[: layer + 1]])
                 for row, pair in enumerate(batch):
-                    end = prompt_length(pair)
-                    kept[pair] = [(keys[row, :, :end], values[row, :, :end]) for keys, values in blocks]
+                    kept[pair] = stacked[:, :, row, :, : prompt_length(pair)]
             window_responses = sorted((r for pair in window for r in (2 * pair, 2 * pair + 1)), key=response_length)
             for batch in _budget_batches(window_responses, response_length, budget):
-                resid = _run_responses(run, records, batch, kept, layer, pad_id, response_length)
-                for row, response in enumerate(batch):
-                    record, span = records[response], response_length(response)
-                    pieces.append(resid[row, :span].to("cpu", store_dtype))
+                resid = _run_responses(run, records, batch, kept, pad_id, response_length)
+                _keep_tokens(resid, [(0, response_length(r)) for r in batch], store_dtype, pieces, norm_pieces)
+                for response in batch:
+                    record = records[response]
                     token_pieces.append(torch.tensor(record["ids"][record["prefix"] :], dtype=torch.int32))
-                    lengths.append(span)
+                    lengths.append(response_length(response))
                     responses.append(record["response"])
                 on_batch(sum(len(records[r]["ids"]) for r in batch))
-    return _stacked(pieces, token_pieces, lengths, responses)
+    return _stacked(pieces, norm_pieces, token_pieces, lengths, responses)
 
 
-def _run_responses(run, records, batch: list[int], kept: dict, layer: int, pad_id: int, response_length):
+def _run_responses(run, records, batch: list[int], kept: dict, pad_id: int, response_length):
     """One response pass: the batch's prompts' cached keys and values, left-padded to the longest
     prompt (masked), and the responses right-padded, each positioned after its own prompt."""
     from transformers import DynamicCache
 
     prompts = torch.tensor([records[r]["prefix"] for r in batch])
     width, longest = int(prompts.max()), max(response_length(r) for r in batch)
-    blocks = []
-    for block in range(layer + 1):
-        keys, values = kept[batch[0] // 2][block]
-        shape = (len(batch), keys.shape[0], width, keys.shape[2])
-        block_keys, block_values = keys.new_zeros(shape), values.new_zeros(shape)
-        for row, response in enumerate(batch):
-            keys, values = kept[response // 2][block]
-            block_keys[row, :, width - keys.shape[1] :] = keys
-            block_values[row, :, width - keys.shape[1] :] = values
-        blocks.append((block_keys, block_values))
+    first = kept[batch[0] // 2]
+    n_blocks, _, heads, _, dim = first.shape
+    # One copy per row (all blocks' keys and values at once), not one per row and block.
+    cache = first.new_zeros((n_blocks, 2, len(batch), heads, width, dim))
+    for row, response in enumerate(batch):
+        prompt = kept[response // 2]
+        cache[:, :, row, :, width - prompt.shape[3] :] = prompt
+    blocks = [(cache[block, 0], cache[block, 1]) for block in range(n_blocks)]
     mask = torch.ones((len(batch), width + longest), dtype=torch.long)
     for row, length in enumerate(prompts.tolist()):
         mask[row, : width - length] = 0  # this row's prompt's left padding
@@ -385,13 +408,13 @@ def _run_responses(run, records, batch: list[int], kept: dict, layer: int, pad_i
     )
 
 
-def _stacked(pieces, token_pieces, lengths, responses) -> dict[str, torch.Tensor]:
+def _stacked(pieces, norm_pieces, token_pieces, lengths, responses) -> dict[str, torch.Tensor]:
     acts = torch.cat(pieces)
     offsets = torch.zeros(len(lengths) + 1, dtype=torch.int64)
     offsets[1:] = torch.cumsum(torch.tensor(lengths, dtype=torch.int64), 0)
     return {
         "acts": acts.contiguous(),
-        "norms": acts.float().norm(dim=-1),
+        "norms": torch.cat(norm_pieces),
         "token_ids": torch.cat(token_pieces),
         "offsets": offsets,
         "responses": torch.tensor(responses, dtype=torch.int64),
