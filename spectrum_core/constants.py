@@ -30,6 +30,7 @@ MODEL_DIR = "model"  # a full fine-tune's weights and tokenizer
 REWARD_DIR = "reward"  # a ReSet run's shaped reward (and its report)
 REWARD_WEIGHTS_FILE = "reward.npz"
 HELD_OUT_TASKS_FILE = "held_out_tasks.jsonl"  # Spectrum Tuning's held-out task families
+IA2_ADAPTER_FILE = "ia2_adapter.safetensors"  # the adapter after IA2 priming, before tuning
 CHECKPOINTS_DIR = "checkpoints"  # in the job folder: trainer checkpoints, for resuming
 DPO_PAIRS_DIR = "dpo_pairs"  # in the job folder: the training pairs as a dataset shared by processes
 RESET_ROUND_GLOB = "round-*.jsonl"  # a ReSet round's kept samples

@@ -39,7 +39,7 @@ PRESETS = {
         ood_items=40,
         seeds=3,
         sft_steps=16,
-        ia2_steps=16,
+        ia2_steps=40,
         batch_size=4,
         learning_rate=1e-3,
         ia2_learning_rate=1e-3,
@@ -116,7 +116,7 @@ def tuned(settings: dict, n_demos: int, seed: int, records: list[dict], examples
     """A fresh model with a LoRA adapter trained by ``mode``: sft, ia2, or ia2+sft."""
     from spectrum_core.models import load_model
     from spectrum_core.tuning.config import SpectrumRunConfig
-    from spectrum_core.tuning.ia2 import ia2_items, ia2_prime
+    from spectrum_core.tuning.ia2 import ia2_items, ia2_prime, teach_items
     from spectrum_core.tuning.trainers import _with_lora, train_sft
 
     loaded = load_model(settings["model"])
@@ -137,7 +137,8 @@ def tuned(settings: dict, n_demos: int, seed: int, records: list[dict], examples
     if mode == "ia2":
         model = _with_lora(loaded.model, config)
         items = ia2_items(loaded.tokenizer, records, n_demos, seed, settings["max_length"] * 4)
-        ia2_prime(model, items, settings["ia2_steps"], settings["ia2_learning_rate"])
+        teach_items(model, loaded.tokenizer, items, config.ia2_tokens)
+        ia2_prime(model, items, settings["ia2_steps"], settings["ia2_learning_rate"], seed=seed)
         return model, loaded.tokenizer
     return train_sft(None, config, folder, examples, loaded, 0, None, ia2_records=records)
 
@@ -176,10 +177,17 @@ def main() -> None:
                 " (OOD)": build_episodes(train, mapping, n_demos, len(ood), seed, queries=ood),
             }
             records = [
-                {"prompt": [query_turn(item.text)], "chosen": [{"role": "assistant", "content": mapping[item.label]}]}
+                {
+                    "prompt": [query_turn(item.text)],
+                    "chosen": [{"role": "assistant", "content": mapping[item.label]}],
+                    "group": item.group,  # the same question's other answer is never its demonstration
+                }
                 for item in train
             ]
-            examples = [sft_example(base.tokenizer, r["prompt"], r["chosen"][0]["content"], 10**6) for r in records]
+            examples = [
+                sft_example(base.tokenizer, r["prompt"], r["chosen"][0]["content"], 10**6, end_token=False)
+                for r in records
+            ]
             models = {"base": (base.model, False), "ICL": (base.model, True)}
             with tempfile.TemporaryDirectory() as tmp:
                 for name, mode in (("SFT only", "sft"), ("IA2 only", "ia2"), ("IA2 → SFT", "ia2+sft")):

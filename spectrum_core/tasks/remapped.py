@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from .families import ambient_rows
 from .halueval import halueval_questions
+from .scorers import answer_matches
 
 SUPPORTED, UNSUPPORTED = "supported", "unsupported"
 # Candidate label words: common, unrelated to the task, each one token for typical BPE
@@ -28,6 +29,7 @@ INSTRUCTION = "Label each input with one word."
 class LabelledText:
     text: str
     label: str
+    group: str = ""  # items sharing a group (one question's two answers) never demonstrate each other
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,11 @@ def build_episodes(
         chosen: list[int] = []
         for slot in range(n_demos):
             label = labels[(start + slot) % len(labels)]
-            pool = [i for i in by_label[label] if items[i].text != query.text and i not in chosen]
+            pool = [
+                i
+                for i in by_label[label]
+                if items[i].text != query.text and i not in chosen and not (query.group and items[i].group == query.group)
+            ]
             chosen.append(rng.choice(pool))
         rng.shuffle(chosen)
         demos = tuple((items[i].text, mapping[items[i].label]) for i in chosen)
@@ -99,18 +105,26 @@ def build_episodes(
 
 def support_items(n: int, seed: int, split: str = "train", max_passage_chars: int | None = None) -> list[LabelledText]:
     """In-distribution: HaluEval passages with a question and an answer, supported (grounded) or
-    not (hallucinated); ``n`` questions give 2n items, balanced. ``max_passage_chars`` cuts long
-    passages at a word boundary (a CPU-sized benchmark; the answer may then be unsupported by what
-    is left, which both labels' items share)."""
-    items = []
-    for question in halueval_questions(n, seed, split=split):
+    not (hallucinated); ``n`` questions give 2n items, balanced, grouped by question.
+    ``max_passage_chars`` cuts long passages at a word boundary (a CPU-sized benchmark); a question
+    whose grounded answer the cut passage no longer contains is skipped, so no label is wrong."""
+    items: list[LabelledText] = []
+    kept = 0
+    for question in halueval_questions(10**6, seed, split=split):
+        if kept == n:
+            break
         passage = question.context
         if max_passage_chars is not None and len(passage) > max_passage_chars:
             passage = passage[:max_passage_chars].rsplit(" ", 1)[0] + " …"
+            if not answer_matches(passage, question.grounded_answer):
+                continue
+        kept += 1
         for answer, label in ((question.grounded_answer, SUPPORTED), (question.hallucinated_answer, UNSUPPORTED)):
             if answer:
                 text = f"Passage: {passage} Question: {question.question} Answer: {answer}"
-                items.append(LabelledText(text, label))
+                items.append(LabelledText(text, label, group=question.question))
+    if kept < n:
+        raise ValueError(f"only {kept} HaluEval {split} questions keep their answer within {max_passage_chars} characters")
     return items
 
 

@@ -61,6 +61,9 @@ class TuningConfig:
     ia2_steps: int = setting(20, "IA2 priming steps")
     ia2_demos: int = setting(3, "demonstrations per IA2 priming example")
     ia2_learning_rate: float = setting(1e-3, "IA2 priming learning rate")
+    ia2_tokens: int = setting(
+        1, "IA2: tokens of the teacher's own answer whose predicting positions are aligned (the paper's default: 1)"
+    )
     method: Method = field(default="dpo", init=False)
 
     def __post_init__(self):

@@ -71,11 +71,12 @@ def select_best(scores: np.ndarray, owners: np.ndarray, threshold: float) -> lis
     return kept
 
 
-def sft_example(tokenizer, messages: list[dict], response: str, max_length: int) -> dict:
-    """Prompt and response as one sequence, the loss on the response and its end token."""
+def sft_example(tokenizer, messages: list[dict], response: str, max_length: int, end_token: bool = True) -> dict:
+    """Prompt and response as one sequence, the loss on the response and (``end_token``) its end
+    token; a single-token label is trained without it, as IA2's SFT stage does."""
     prefix = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]
-    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] * end_token
     ids = (prefix_ids + response_ids)[-max_length:]
     labels = ([-100] * len(prefix_ids) + response_ids)[-max_length:]
     return {"input_ids": ids, "labels": labels}

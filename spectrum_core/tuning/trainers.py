@@ -195,13 +195,8 @@ def train_sft(
     from trl import SFTTrainer
 
     model = _with_lora(loaded.model, config) if model is None else model
-    if config.ia2_priming and ia2_records and not (output_dir / "ia2.done").exists():
-        from .ia2 import ia2_items, ia2_prime
-
-        items = ia2_items(loaded.tokenizer, ia2_records, config.ia2_demos, config.seed, config.max_length * 4)
-        ia2_prime(model, items, config.ia2_steps, config.ia2_learning_rate, progress)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "ia2.done").write_text("")
+    if config.ia2_priming and ia2_records:
+        _ia2_priming(model, loaded.tokenizer, config, ia2_records, output_dir, progress)
     model.train()
     with concept_ablation(model, layer, intervention):
         trainer = SFTTrainer(
@@ -213,6 +208,27 @@ def train_sft(
         )
         trainer.train(resume_from_checkpoint=get_last_checkpoint(str(output_dir)) if output_dir.exists() else None)
     return trainer.model, loaded.tokenizer
+
+
+def _ia2_priming(model, tokenizer, config: TuningConfig, records: list[dict], output_dir: Path, progress) -> None:
+    """IA2 priming once per run: the primed adapter is saved, so a run resumed before its first
+    checkpoint starts tuning from the primed weights, not from a fresh adapter."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+    from safetensors.torch import load_file, save_file
+
+    from .ia2 import ia2_items, ia2_prime, teach_items
+
+    primed = output_dir / names.IA2_ADAPTER_FILE
+    if primed.exists():
+        set_peft_model_state_dict(model, load_file(str(primed)))
+        return
+    items = ia2_items(tokenizer, records, config.ia2_demos, config.seed, config.max_length * 4)
+    teach_items(model, tokenizer, items, config.ia2_tokens)
+    ia2_prime(model, items, config.ia2_steps, config.ia2_learning_rate, progress, seed=config.seed)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tmp = primed.with_suffix(".partial")
+    save_file({k: v.detach().contiguous() for k, v in get_peft_model_state_dict(model).items()}, str(tmp))
+    tmp.replace(primed)
 
 
 def spectrum_examples(config: SpectrumRunConfig, records: list[dict], tokenizer) -> tuple[list[dict], list]:

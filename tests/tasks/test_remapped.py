@@ -17,6 +17,7 @@ from spectrum_core.tasks.remapped import (
     remap_labels,
     support_items,
 )
+from spectrum_core.tasks.scorers import answer_matches
 
 ITEMS = [LabelledText(f"text {i}", "a" if i % 3 else "b") for i in range(12)]  # 8 of a, 4 of b
 
@@ -50,14 +51,31 @@ def test_episodes_balance_their_demonstrations_and_leave_the_query_out():
     assert episodes[0].messages(with_demonstrations=False) == turns[-1:]
 
 
+def test_a_query_never_sees_its_own_groups_items():
+    """One question's supported and unsupported answers share a group: neither demonstrates the other."""
+    grouped = [LabelledText(f"q{i // 2} answer {i % 2}", "ab"[i % 2], group=f"q{i // 2}") for i in range(12)]
+    episodes = build_episodes(grouped, {"a": "apple", "b": "river"}, 6, 12, seed=1)
+    for episode in episodes:
+        group = episode.query.split()[0]
+        assert all(not text.startswith(group + " ") for text, _ in episode.demonstrations)
+    ungrouped = [LabelledText(i.text, i.label) for i in grouped]
+    shared = build_episodes(ungrouped, {"a": "apple", "b": "river"}, 6, 12, seed=1)
+    assert any(text.split()[0] == e.query.split()[0] for e in shared for text, _ in e.demonstrations)
+
+
 def test_bundled_sources():
     support = support_items(30, seed=0)
     assert Counter(i.label for i in support) == {SUPPORTED: 30, UNSUPPORTED: 30}
     assert all("Passage:" in i.text and "Answer:" in i.text for i in support)
+    assert all(len({i.group for i in support[k : k + 2]}) == 1 for k in range(0, 60, 2))  # a question's two answers
     cut = support_items(30, seed=0, max_passage_chars=120)
     passages = [i.text.split(" Question: ")[0].removeprefix("Passage: ") for i in cut]
     assert all(len(p) <= 120 + 2 for p in passages) and any(p.endswith(" …") for p in passages)
-    assert [i.label for i in cut] == [i.label for i in support]
+    assert Counter(i.label for i in cut) == {SUPPORTED: 30, UNSUPPORTED: 30}
+    # A cut passage still holds its grounded answer (questions whose answer was cut away are skipped).
+    grounded = [i for i in cut if i.label == SUPPORTED]
+    assert all(answer_matches(i.text.split(" Question: ")[0], i.text.split(" Answer: ")[1]) for i in grounded)
+    assert {i.group for i in cut} != {i.group for i in support}  # some questions were skipped for it
     entail = entailment_items("train")
     assert {i.label for i in entail} == {SUPPORTED, UNSUPPORTED} and len(entail) > 50
     assert all(i.text.startswith("Premise:") for i in entail)
