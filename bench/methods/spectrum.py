@@ -8,10 +8,15 @@ tuned models are measured on held-out items only:
 - loss ≥ 1: the mean loss (nats per output) of each output of a held-out-family task given the
   samples before it, over outputs with at least one earlier sample; and its curve over i (the
   Spectrum Suite's in-context steerability: it should fall with i, and fall below the base's);
-- JS: Jensen–Shannon divergence (bits) between the model's distribution over AmbiEnt's options
-  and the annotators' on held-out items (the distributional alignment the paper reports);
-- yield: distinct valid outputs among samples at temperature 1 on the held-out diffuse-distribution
-  prompts (the paper: tuned models cover more of the valid set than the instruction-tuned one).
+- JS: Jensen–Shannon divergence (bits; the paper's code reports nats, 0.693 × these) between the
+  model's distribution over AmbiEnt's options and the annotators' on held-out items (the
+  distributional alignment the paper reports);
+- yield: distinct valid outputs among samples at temperature 1 on the diffuse-distribution
+  prompts of the evaluation quarter (the paper: tuned models cover more of the valid set than the
+  instruction-tuned one). Diffuse is a training family, so these are held-out items, not a
+  held-out family. Every model is asked the way Spectrum Tuning trains, the request as the task
+  description and then "Another sample." (an earlier version asked the request as a user turn,
+  off the tuned model's format).
 
 The base model is the instruction-tuned SmolLM2, so "base" is the paper's instruction-tuned
 baseline. 95% intervals over seeds. Run: `.venv/bin/python bench/methods/spectrum.py
@@ -86,6 +91,7 @@ def measure(model, tokenizer, settings: dict, seed: int) -> dict[str, float]:
     from spectrum_core.metrics.coverage import coverage_metrics
     from spectrum_core.sampling import sample_responses
     from spectrum_core.tasks.families import ambient_rows, build_mixture, diffuse_rows
+    from spectrum_core.tasks.spectrum_format import sample_prompt
 
     model.eval()
     tasks = build_mixture(
@@ -103,7 +109,7 @@ def measure(model, tokenizer, settings: dict, seed: int) -> dict[str, float]:
         samples = sample_responses(
             model,
             tokenizer,
-            [[{"role": "user", "content": request}]],
+            [sample_prompt(request)],  # the request as a task description, as tuning saw it
             n=settings["yield_samples"],
             temperature=1.0,
             max_new_tokens=24,

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..tasks.families import ambient_description, polis_description
-from ..tasks.spectrum_format import NO_INPUT
+from ..tasks.spectrum_format import end_of_turn, sample_prompt
 from .divergence import as_distribution, compare_distributions
 from .scoring import continuation_logprobs
 
@@ -28,14 +28,10 @@ def option_distributions(
     """(renormalised probabilities (n, k), mass on the options before renormalising (n,)): each
     option is scored as the first output of a Spectrum task with that description."""
     prefixes = [
-        tokenizer.apply_chat_template(
-            [{"role": "system", "content": d}, {"role": "user", "content": NO_INPUT}],
-            tokenize=False,
-            add_generation_prompt=True,
-        )
+        tokenizer.apply_chat_template(sample_prompt(d), tokenize=False, add_generation_prompt=True)
         for d in descriptions
     ]
-    end = tokenizer.eos_token or ""
+    end = end_of_turn(tokenizer)
     logp = continuation_logprobs(
         model,
         tokenizer,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..tasks.spectrum_format import end_of_turn
 from .scoring import continuation_logprobs
 
 
@@ -13,7 +14,7 @@ def _response_logprobs(
     model, tokenizer, prompts: list[list[dict]], responses: list[str], max_length: int, batch_size: int
 ) -> np.ndarray:
     prefixes = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
-    end = tokenizer.eos_token or ""
+    end = end_of_turn(tokenizer)
     return continuation_logprobs(model, tokenizer, prefixes, [r + end for r in responses], batch_size, max_length)
 
 

@@ -15,6 +15,7 @@ from ..audit.review import AuditView
 from ..sampling import sample_responses
 from ..settings import plain
 from ..tasks.families import ambient_rows, build_mixture, diffuse_rows, polis_rows
+from ..tasks.spectrum_format import sample_prompt
 from ..workspace import Workspace, artifact_key
 from ..workspace.workspace import utc_now
 from . import alignment, steerability
@@ -57,7 +58,7 @@ def coverage_section(models, tokenizer, config, progress):
         samples = sample_responses(
             models.policy,
             tokenizer,
-            [[{"role": "user", "content": request}]],
+            [sample_prompt(request)],
             n=config.coverage_samples,
             temperature=config.coverage_temperature,
             max_new_tokens=config.coverage_max_new_tokens,

@@ -4,7 +4,7 @@ i.i.d. samples from one distribution, with the loss on the output contents and t
 Rendering uses the model's own chat template: the description is the system turn, each sample's
 input is a user turn ("Another sample." when a task has no inputs) and its output an assistant
 turn. The loss mask covers exactly each assistant turn's content and the end-of-turn token after
-it; the first output is left unscored when a task has neither a description nor inputs (nothing
+it (the one the template closes the turn with, ``end_of_turn``); the first output is left unscored when a task has neither a description nor inputs (nothing
 could predict it).
 """
 
@@ -23,6 +23,27 @@ class SpectrumTask:
     distribution: dict[str, float] | None = None  # the distribution the outputs were drawn from, when known
 
 
+def sample_prompt(description: str) -> list[dict]:
+    """A task's first sample asked for: its description and the no-input turn, as Spectrum
+    Tuning trains (the prompt of the distributional and yield metrics, for every model alike)."""
+    return [{"role": "system", "content": description}, {"role": "user", "content": NO_INPUT}]
+
+
+# A string no template rewrites, to find what a template puts after an assistant turn's content.
+_CONTENT_MARK = "Zq7xSPECTRUMxq7Z"
+
+
+def end_of_turn(tokenizer) -> str:
+    """The text the chat template closes an assistant turn with: the token a model emits to end
+    an output (``<|im_end|>`` for SmolLM2, ``<|eot_id|>`` for Llama 3, ``<end_of_turn>`` for
+    Gemma), which is not always the tokenizer's ``eos_token`` (Llama 3's and Gemma's base
+    tokenizers end documents with another). The ``eos_token`` when the template adds nothing."""
+    messages = [{"role": "user", "content": "Hi."}, {"role": "assistant", "content": _CONTENT_MARK}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    closing = text.split(_CONTENT_MARK, 1)[1].split() if _CONTENT_MARK in text else []
+    return closing[0] if closing else tokenizer.eos_token or ""
+
+
 def messages_of(task: SpectrumTask) -> list[dict]:
     messages = [{"role": "system", "content": task.description}] if task.description else []
     for given, output in task.samples:
@@ -34,7 +55,7 @@ def messages_of(task: SpectrumTask) -> list[dict]:
 def _output_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
     """The rendered text and each assistant turn's character span (content and end-of-turn token)."""
     text = tokenizer.apply_chat_template(messages, tokenize=False)
-    end_token = tokenizer.eos_token or ""
+    end_token = end_of_turn(tokenizer)
     spans = []
     for index, message in enumerate(messages):
         if message["role"] != "assistant":
