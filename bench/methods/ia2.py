@@ -218,7 +218,11 @@ def main() -> None:
                     model, _ = tuned(settings, n_demos, seed, records, examples, mode, Path(tmp) / mode)
                     models[name] = (model, False)
                 icl: dict[str, list[int]] = {}
-                for name, (model, with_demos) in models.items():  # ICL comes before the tuned models
+                for name in models:  # the table's order: base, ICL, then the tuned models
+                    for suffix in tests:
+                        per_seed.setdefault(f"N={n_demos} {name}{suffix}", {})
+                for name in sorted(models, key=lambda n: n != "ICL"):  # ICL first: the others are compared to it
+                    model, with_demos = models[name]
                     for suffix, episodes in tests.items():
                         confidence, correct, predicted = predictions(model, base.tokenizer, episodes, words, with_demos)
                         if name == "ICL":

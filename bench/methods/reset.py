@@ -31,7 +31,6 @@ cpu|gpu|smoke]`.
 
 from __future__ import annotations
 
-import copy
 import math
 import random
 import tempfile
@@ -253,14 +252,17 @@ def reset_candidates(model, tokenizer, prompts, settings: dict, seed: int):
     return np.array(owners), candidates, scores
 
 
-def tune(settings: dict, seed: int, examples: list[dict], steps: int, folder: Path, base, model=None):
-    """LoRA supervised tuning through the library's trainer: a fresh copy of the model, or
-    ``model`` (already a LoRA model) continued; ``base`` gives the tokenizer and dtype."""
+def tune(settings: dict, seed: int, examples: list[dict], steps: int, folder: Path, start: dict | None = None):
+    """LoRA supervised tuning through the library's trainer, from a fresh adapter or from the
+    adapter weights ``start`` (another run's, loaded into a fresh model: a deep copy of a trained
+    peft model kept computing with the original's weights, measured here)."""
+    from peft import set_peft_model_state_dict
+
     from spectrum_core.models import load_model
     from spectrum_core.tuning.config import ReSetRunConfig
-    from spectrum_core.tuning.trainers import train_sft
+    from spectrum_core.tuning.trainers import _with_lora, train_sft
 
-    loaded = load_model(settings["model"]) if model is None else base
+    loaded = load_model(settings["model"])
     config = ReSetRunConfig(
         model=settings["model"],
         seed=seed,
@@ -271,8 +273,18 @@ def tune(settings: dict, seed: int, examples: list[dict], steps: int, folder: Pa
         save_steps=10**6,
         logging_steps=10**6,
     )
-    tuned, _ = train_sft(None, config, folder, examples, loaded, 0, None, model=model)
-    return tuned
+    model = _with_lora(loaded.model, config)
+    if start is not None:
+        set_peft_model_state_dict(model, start)
+    if steps and examples:
+        model, _ = train_sft(None, config, folder, examples, loaded, 0, None, model=model)
+    return model
+
+
+def adapter_state(model) -> dict:
+    from peft import get_peft_model_state_dict
+
+    return {name: value.detach().clone() for name, value in get_peft_model_state_dict(model).items()}
 
 
 def main() -> None:
@@ -318,23 +330,24 @@ def main() -> None:
 
         record("base", scores_of(base.model))
         with tempfile.TemporaryDirectory() as tmp:
-            multi = tune(settings, seed, mixed, settings["sft_steps"], Path(tmp) / "multi-task", base)
+            multi = tune(settings, seed, mixed, settings["sft_steps"], Path(tmp) / "multi-task")
             record("multi-task", {**scores_of(multi), "kept": len(mixed)})
             owners, candidates, scores = reset_candidates(multi, tokenizer, prompts, settings, seed)
+            start = adapter_state(multi)
+            del multi
             steps_taken = {}
             for name, threshold in (("ReSet", settings["threshold"]), ("ReSet-S", settings["strict_threshold"])):
                 kept = select_best(scores, owners, threshold)
                 examples = [example(prompts[owners[i]].messages, candidates[i]) for i in kept]
                 steps = math.ceil(settings["continue_epochs"] * len(examples) / settings["batch_size"])
                 steps_taken[name] = steps
-                model = copy.deepcopy(multi)
-                if examples:  # nothing kept: the multi-task model as it is
-                    model = tune(settings, seed, examples, steps, Path(tmp) / name, base, model=model)
+                # nothing kept: the multi-task model as it is
+                model = tune(settings, seed, examples, steps, Path(tmp) / name, start=start)
                 mean_kept = float(np.mean(scores[kept])) if kept else 0.0
                 record(name, {**scores_of(model), "kept": len(examples), "kept score": mean_kept})
                 del model
             steps = max(1, steps_taken["ReSet"])
-            control = tune(settings, seed, mixed, steps, Path(tmp) / "continued", base, model=copy.deepcopy(multi))
+            control = tune(settings, seed, mixed, steps, Path(tmp) / "continued", start=start)
             record("multi-task, continued", {**scores_of(control), "kept": len(mixed)})
             record("candidates", {"kept score": float(scores.mean())})
         print(f"seed {seed}: {time.perf_counter() - started:.0f} s", flush=True)
