@@ -60,3 +60,8 @@ def test_configure_start_and_watch_a_run(page):
     assert any("Adapter and configuration" in s.value for s in at.success)
     assert at.dataframe[0].value["status"].tolist() == ["succeeded"]
     assert len(at.get("plotly_chart")) == 1  # the loss and margin curves
+    # Beside each method, the latest method benchmark's line (bench/methods/results/, committed).
+    assert not any("Latest benchmark" in c.value for c in at.caption)  # weighted DPO has none
+    at.radio[0].set_value("reset").run()
+    assert not at.exception, at.exception
+    assert any(c.value.startswith("Latest benchmark: held-out constraints satisfied: multi-task") for c in at.caption)
