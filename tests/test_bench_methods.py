@@ -67,4 +67,7 @@ def test_reset_baseline_targets_meet_their_constraints():
         for pair in combinations([c.name for c in CONSTRAINTS], 2):
             target = satisfy(prompt["chosen"], list(pair), max_words=60)
             assert constraints_satisfied(target, list(pair)) == 1.0, (pair, target)
-        assert prompt["chosen"].split()[0].strip(",").lower() in satisfy(prompt["chosen"], prompt["constraints"], 60).lower()
+        assert (
+            prompt["chosen"].split()[0].strip(",").lower()
+            in satisfy(prompt["chosen"], prompt["constraints"], 60).lower()
+        )

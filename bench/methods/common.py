@@ -26,8 +26,21 @@ def arguments(description: str, presets: dict[str, dict]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--preset", choices=sorted(presets), default="cpu")
     parser.add_argument("--seeds", type=int, default=None, help="override the preset's number of seeds")
+    parser.add_argument(
+        "--model", default=None, help="override the preset's model: 'bundled', a hub id or a local folder"
+    )
     parser.add_argument("--out", type=Path, default=None, help="results file (default: results/<method>.json)")
     return parser.parse_args()
+
+
+def preset_settings(args: argparse.Namespace, presets: dict[str, dict]) -> dict:
+    """The chosen preset with the command line's overrides."""
+    settings = dict(presets[args.preset])
+    if args.seeds:
+        settings["seeds"] = args.seeds
+    if args.model:
+        settings["model"] = args.model
+    return settings
 
 
 def summarise(per_seed: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, dict]]:

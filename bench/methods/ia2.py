@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import arguments, finish, summarise
+from common import arguments, finish, preset_settings, summarise
 
 PRESETS = {
     # Sized to finish within 20 minutes on the project's 2-core CPU with the bundled model: a
@@ -108,7 +108,9 @@ def predictions(model, tokenizer, episodes, words: list[str], with_demonstration
         for start in range(0, len(episodes), batch_size):
             chunk = episodes[start : start + batch_size]
             texts = [
-                tokenizer.apply_chat_template(e.messages(with_demonstrations), tokenize=False, add_generation_prompt=True)
+                tokenizer.apply_chat_template(
+                    e.messages(with_demonstrations), tokenize=False, add_generation_prompt=True
+                )
                 for e in chunk
             ]
             batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
@@ -182,9 +184,7 @@ def main() -> None:
     from spectrum_core.tuning.reset import sft_example
 
     args = arguments(__doc__.splitlines()[0], PRESETS)
-    settings = dict(PRESETS[args.preset])
-    if args.seeds:
-        settings["seeds"] = args.seeds
+    settings = preset_settings(args, PRESETS)
     started = time.perf_counter()
     cut = settings["max_passage_chars"]
     train = support_items(settings["train_questions"], seed=0, split="train", max_passage_chars=cut)

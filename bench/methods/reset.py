@@ -38,7 +38,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from common import arguments, finish, summarise
+from common import arguments, finish, preset_settings, summarise
 
 PRESETS = {
     # Sized to finish within 20 minutes on the project's 2-core CPU with the bundled model (a
@@ -294,12 +294,12 @@ def main() -> None:
     from spectrum_core.tuning.reset import ReSetPrompt, select_best, sft_example
 
     args = arguments(__doc__.splitlines()[0], PRESETS)
-    settings = dict(PRESETS[args.preset])
-    if args.seeds:
-        settings["seeds"] = args.seeds
+    settings = preset_settings(args, PRESETS)
     started = time.perf_counter()
     cut = settings["max_passage_chars"]
-    eval_contexts = context_questions(settings["eval_context"], "eval", cut)  # one test set for every seed
+    # One test set for every seed.
+    eval_contexts = context_questions(settings["eval_context"], "eval", cut)
+    eval_constraints = constraint_prompts(settings["eval_constraint"], "held_out", 0, settings["max_request_chars"])
     base = load_model(settings["model"])
     tokenizer = base.tokenizer
     per_seed: dict[str, dict[str, list[float]]] = {}
@@ -308,6 +308,9 @@ def main() -> None:
         for metric, value in values.items():
             per_seed.setdefault(condition, {}).setdefault(metric, []).append(float(value))
 
+    def scores_of(model) -> dict[str, float]:
+        return evaluate(model, tokenizer, eval_contexts, eval_constraints, settings["eval_new_tokens"])
+
     def example(messages, response):
         return sft_example(tokenizer, messages, response, settings["max_length"])
 
@@ -315,7 +318,6 @@ def main() -> None:
         train_contexts = context_questions(settings["train_context"], "train", cut, seed)
         request_chars = settings["max_request_chars"]
         train_constraints = constraint_prompts(settings["train_constraint"], "train", seed, request_chars)
-        eval_constraints = constraint_prompts(settings["eval_constraint"], "held_out", 0, request_chars)
         mixed = [example(q.messages, q.grounded_answer) for q in train_contexts] + [
             example(p["messages"], satisfy(p["chosen"], p["constraints"], settings["max_target_words"]))
             for p in train_constraints
@@ -324,9 +326,6 @@ def main() -> None:
         prompts = [ReSetPrompt(q.messages, "context", context=q.context) for q in train_contexts] + [
             ReSetPrompt(p["messages"], "constraints", constraints=p["constraints"]) for p in train_constraints
         ]
-
-        def scores_of(model) -> dict[str, float]:
-            return evaluate(model, tokenizer, eval_contexts, eval_constraints, settings["eval_new_tokens"])
 
         record("base", scores_of(base.model))
         with tempfile.TemporaryDirectory() as tmp:

@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import arguments, finish, summarise
+from common import arguments, finish, preset_settings, summarise
 
 PRESETS = {
     # Sized to finish within 20 minutes on the project's 2-core CPU with the bundled model.
@@ -127,9 +127,7 @@ def main() -> None:
     from spectrum_core.tuning.trainers import spectrum_examples, train_sft
 
     args = arguments(__doc__.splitlines()[0], PRESETS)
-    settings = dict(PRESETS[args.preset])
-    if args.seeds:
-        settings["seeds"] = args.seeds
+    settings = preset_settings(args, PRESETS)
     started = time.perf_counter()
     base = load_model(settings["model"])
     per_seed: dict[str, dict[str, list[float]]] = {}
