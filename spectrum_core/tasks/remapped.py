@@ -94,7 +94,9 @@ def build_episodes(
             pool = [
                 i
                 for i in by_label[label]
-                if items[i].text != query.text and i not in chosen and not (query.group and items[i].group == query.group)
+                if items[i].text != query.text
+                and i not in chosen
+                and not (query.group and items[i].group == query.group)
             ]
             chosen.append(rng.choice(pool))
         rng.shuffle(chosen)
@@ -124,7 +126,9 @@ def support_items(n: int, seed: int, split: str = "train", max_passage_chars: in
                 text = f"Passage: {passage} Question: {question.question} Answer: {answer}"
                 items.append(LabelledText(text, label, group=question.question))
     if kept < n:
-        raise ValueError(f"only {kept} HaluEval {split} questions keep their answer within {max_passage_chars} characters")
+        raise ValueError(
+            f"only {kept} HaluEval {split} questions keep their answer within {max_passage_chars} characters"
+        )
     return items
 
 
