@@ -245,7 +245,9 @@ def residuals(
     concatenated (``store_dtype``, bfloat16 in shards, on the CPU), with token ids, per-response
     offsets and indices."""
     pad_id = loaded.tokenizer.pad_token_id or 0
-    pieces, norm_pieces, token_pieces, lengths, responses = [], [], [], [], []
+    pieces: list[torch.Tensor] = []  # the kept tokens' residuals and their norms, per batch
+    norm_pieces: list[torch.Tensor] = []
+    token_pieces, lengths, responses = [], [], []
     with _reading_block(loaded, layer) as run:
         budget = config.tokens_per_batch or batch_token_budget(loaded, layer)
         for batch in _budget_batches(indices, lambda i: len(records[i]["ids"]), budget):
@@ -344,7 +346,9 @@ def pair_residuals(
 
     pad_id = loaded.tokenizer.pad_token_id or 0
     budget = config.tokens_per_batch or batch_token_budget(loaded, layer)
-    pieces, norm_pieces, token_pieces, lengths, responses = [], [], [], [], []
+    pieces: list[torch.Tensor] = []  # the kept tokens' residuals and their norms, per batch
+    norm_pieces: list[torch.Tensor] = []
+    token_pieces, lengths, responses = [], [], []
     with _reading_block(loaded, layer) as read:
 
         def run(cache, **inputs) -> torch.Tensor:
