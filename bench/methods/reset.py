@@ -125,13 +125,12 @@ CLOSING_QUESTION = "Does that help?"
 def context_questions(n: int, split: str, max_chars: int | None, seed: int = 0):
     """``n`` HaluEval questions of ``split`` (in a seeded order) whose grounded answer survives the
     passage cut."""
-    from spectrum_core.tasks.halueval import halueval_questions
+    from spectrum_core.tasks.halueval import cut_passage, halueval_questions
     from spectrum_core.tasks.scorers import answer_matches
 
     picked = []
     for question in halueval_questions(10**6, seed=seed, split=split):
-        if max_chars is not None and len(question.context) > max_chars:
-            question = replace(question, context=question.context[:max_chars].rsplit(" ", 1)[0] + " …")
+        question = replace(question, context=cut_passage(question.context, max_chars))
         if answer_matches(question.context, question.grounded_answer):
             picked.append(question)
         if len(picked) == n:

@@ -28,6 +28,14 @@ class HaluEvalQuestion:
         return [{"role": "user", "content": CONTEXT_INSTRUCTION.format(context=self.context, question=self.question)}]
 
 
+def cut_passage(passage: str, max_chars: int | None) -> str:
+    """``passage`` cut at a word boundary to at most ``max_chars`` (and an ellipsis); CPU-sized
+    benchmarks use it, and check that the answer survived."""
+    if max_chars is None or len(passage) <= max_chars:
+        return passage
+    return passage[:max_chars].rsplit(" ", 1)[0] + " …"
+
+
 def halueval_questions(n: int, seed: int, *, offset: int = 0, split: str = "train") -> list[HaluEvalQuestion]:
     """``n`` HaluEval QA items of the split in a seeded order, from ``offset`` on."""
     rows = [json.loads(line) for line in open(bundled_file(HALUEVAL_QA), encoding="utf-8")]

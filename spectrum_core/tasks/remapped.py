@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from .families import ambient_rows
-from .halueval import halueval_questions
+from .halueval import cut_passage, halueval_questions
 from .scorers import answer_matches
 
 SUPPORTED, UNSUPPORTED = "supported", "unsupported"
@@ -115,11 +115,9 @@ def support_items(n: int, seed: int, split: str = "train", max_passage_chars: in
     for question in halueval_questions(10**6, seed, split=split):
         if kept == n:
             break
-        passage = question.context
-        if max_passage_chars is not None and len(passage) > max_passage_chars:
-            passage = passage[:max_passage_chars].rsplit(" ", 1)[0] + " …"
-            if not answer_matches(passage, question.grounded_answer):
-                continue
+        passage = cut_passage(question.context, max_passage_chars)
+        if passage != question.context and not answer_matches(passage, question.grounded_answer):
+            continue
         kept += 1
         for answer, label in ((question.grounded_answer, SUPPORTED), (question.hallucinated_answer, UNSUPPORTED)):
             if answer:
