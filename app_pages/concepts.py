@@ -8,8 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages.frame import build_frame, escape_markdown, load_audit_view
-from spectrum_core.audit.pipeline import describe_concept
-from spectrum_core.audit.review import highlight_tokens, verdict_badge
+from spectrum_core.audit.review import describe_concept, highlight_tokens, verdict_badge
 from spectrum_core.charts import topic_heatmap, topic_lean_bars
 
 frame = build_frame()

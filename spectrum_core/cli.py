@@ -152,8 +152,7 @@ def _audit_config(args) -> AuditConfig:
 def print_concepts(concepts, top: int, alpha: float = 0.05) -> None:
     """The ranked families (the review queue), each with its verdict, effect size and members;
     the ranked single concepts when the audit has no families."""
-    from .audit.pipeline import describe_concept
-    from .audit.review import verdict_badge
+    from .audit.review import describe_concept, verdict_badge
 
     families = concepts[concepts["kind"] == "family"] if "kind" in concepts else concepts.iloc[:0]
     table, noun = (families, "families") if len(families) else (concepts, "concepts")

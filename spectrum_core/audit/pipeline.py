@@ -19,8 +19,10 @@ import logging
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -48,7 +50,7 @@ from .features import (
 )
 from .local_labeller import LocalLabeler
 from .power import power_summary, verdict
-from .probes import PROBES, compute_probes, probe_correlations
+from .probes import PROBES, compute_probes, nearest_probes
 from .robustness import seed_stability, split_half_agreement
 from .sae import SAETrainingConfig, decoder_directions, evaluate_sae, load_pretrained_sae, train_sae
 from .stats import adjust_pvalues, feature_statistics, joint_model, rank_concepts
@@ -192,19 +194,319 @@ def _long_matrix(
     )
 
 
-def describe_concept(row) -> str:
-    """One sentence a researcher can check: direction, strength and how sure."""
-    side = {"chosen": "Chosen", "rejected": "Rejected"}.get(row["direction"])
-    if side is None:
-        return f"{row['label']}: no direction"
-    share = row["share_chosen_more"] if row["direction"] == "chosen" else 1 - row["share_chosen_more"]
-    q = row["q_value"]
-    q_text = "q < 1e-6" if q < 1e-6 else f"q = {q:.2g}"
-    return (
-        f"{side} responses have more of “{row['label']}” ({q_text}; {share:.0%} of the "
-        f"{int(row['n_differ'])} pairs where it differs; length-controlled coefficient "
-        f"{row['coef']:+.2f} [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}])"
+@dataclass
+class AuditState:
+    """What the audit's steps have produced so far; each step reads earlier fields and fills its own."""
+
+    pairs: pd.DataFrame
+    config: AuditConfig
+    out_dir: Path
+    activations_dir: Path
+    progress: Progress | None = None
+    distributed: Any = None
+    loaded: LoadedModel | None = None
+    stopped: bool = False  # set by a helper process of a multi-process run once its extraction is done
+    # model and layer
+    layer: int = -1
+    hook: str = ""
+    device: str = "cpu"
+    pretrained: Any = None  # a sae-lens SAE loaded instead of trained (token mode)
+    token_sae: Any = None  # the token mode's SAE, trained or loaded
+    # activations
+    store: Any = None  # ActivationStore
+    train_mask: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    # SAEs and the per-response matrices: mode -> (chosen, rejected), pairs × concepts
+    features: ResponseFeatures | None = None
+    pooled: torch.Tensor | None = None  # pooled residuals (difference mode)
+    token_sae_config: SAETrainingConfig | None = None
+    difference_sae_config: SAETrainingConfig | None = None
+    mode_data: dict[str, tuple[sp.csr_matrix, sp.csr_matrix]] = field(default_factory=dict)
+    decoders: dict[str, np.ndarray] = field(default_factory=dict)  # mode -> decoder directions (latents × d_model)
+    probe_delta: pd.DataFrame | None = None
+    # statistics and what follows
+    joints: dict[str, dict] = field(default_factory=dict)
+    concepts: pd.DataFrame = field(default_factory=pd.DataFrame)
+    topics: Any = None  # topics.Topics
+    leans: pd.DataFrame | None = None
+    cards: pd.DataFrame = field(default_factory=pd.DataFrame)
+    report: dict = field(default_factory=dict)
+
+    @property
+    def modes(self) -> list[str]:
+        return [m for m in self.config.modes if m in MODES]
+
+    @property
+    def lengths(self) -> tuple[np.ndarray, np.ndarray]:
+        """Response lengths in tokens, chosen and rejected (responses are stored interleaved)."""
+        lengths = self.features.response_tokens if self.features is not None else self.store.response_lengths()
+        return lengths[0::2].astype(float), lengths[1::2].astype(float)
+
+
+def _load_model(state: AuditState) -> None:
+    config = state.config
+    state.loaded = loaded = state.loaded or load_model(config.model, device=config.device, dtype=config.dtype)
+    state.layer = default_layer(loaded.model) if config.layer is None else config.layer
+    state.hook, state.device = hook_name(state.layer), loaded.device
+    if "token" in state.modes and config.sae != "train":
+        # Check a pretrained SAE fits this model and layer before spending time on activations.
+        state.pretrained = load_pretrained_sae(
+            config.sae, d_model=int(loaded.model.config.hidden_size), hook=state.hook, device=state.device
+        )
+
+
+def _extract(state: AuditState) -> None:
+    distributed, config = state.distributed, state.config
+    rank, world = (distributed.process_index, distributed.num_processes) if distributed else (0, 1)
+    assert state.loaded is not None
+    state.store = store = extract_activations(
+        state.loaded,
+        state.pairs,
+        state.activations_dir,
+        replace(config.activation_config(), layer=state.layer),
+        state.progress,
+        rank=rank,
+        world_size=world,
     )
+    if distributed is not None:
+        distributed.wait_for_everyone()
+        if not distributed.is_main_process:
+            state.stopped = True
+            return
+    state.train_mask = train_mask = (state.pairs["split"] == "train").to_numpy()
+    state.report = {
+        "config": config.identity(),
+        "model_path": str(state.loaded.path),
+        "layer": state.layer,
+        "hook_name": state.hook,
+        "n_pairs": len(state.pairs),
+        "n_train": int(train_mask.sum()),
+        "n_held_out": int((~train_mask).sum()),
+        "activations": {
+            **{k: store.manifest[k] for k in ("n_tokens_total", "n_response_tokens", "n_responses", "d_model")},
+            "tokens_per_batch": store.manifest["config"]["tokens_per_batch"],  # resolved (GPU: from free memory)
+        },
+        "sae": {},
+        "joint_models": {},
+        "warnings": [],
+    }
+
+
+def _token_sae(state: AuditState) -> None:
+    config, store = state.config, state.store
+    state.token_sae_config = SAETrainingConfig(
+        width=config.sae_width, k=config.sae_k, training_tokens=config.sae_training_tokens, seed=config.seed
+    )
+    tokens, token_info = store.training_tokens()
+    if config.sae == "train":
+        sae, metrics = train_sae(
+            tokens,
+            state.out_dir / names.TOKEN_SAE_DIR,
+            state.token_sae_config,
+            model_name=config.model,
+            hook=state.hook,
+            device=state.device,
+            progress=state.progress,
+        )
+        metrics.update(token_info)
+    else:
+        assert state.pretrained is not None  # loaded with the model whenever the SAE is not trained here
+        sae = state.pretrained
+        sae.save_model(str(state.out_dir / names.TOKEN_SAE_DIR))
+        metrics = evaluate_sae(sae, tokens)
+        metrics.update(token_info, source=config.sae)
+    del tokens
+    state.token_sae = sae
+    state.report["sae"]["token"] = metrics
+    state.decoders["token"] = decoder_directions(sae)
+
+
+def _encode(state: AuditState) -> None:
+    state.features = encode_responses(state.store, state.token_sae, progress=state.progress)
+    state.mode_data["token"] = state.features.pooled(state.config.pooling)
+
+
+def _difference_sae(state: AuditState) -> None:
+    state.pooled = pooled = pooled_residuals(state.store)
+    vectors = difference_vectors(pooled)
+    width = difference_width(len(state.pairs))
+    state.difference_sae_config = SAETrainingConfig(
+        width=width,
+        k=max(2, min(8, width // 16)),
+        batch_size=256,
+        training_tokens=max(50_000, 50 * len(vectors)),
+        seed=state.config.seed,
+    )
+    diff_sae, diff_metrics = train_sae(
+        vectors,
+        state.out_dir / names.DIFFERENCE_SAE_DIR,
+        state.difference_sae_config,
+        model_name=state.config.model,
+        hook=state.hook + ".pooled_difference",
+        device=state.device,
+        progress=state.progress,
+    )
+    state.report["sae"]["difference"] = diff_metrics
+    state.decoders["difference"] = decoder_directions(diff_sae)
+    state.mode_data["difference"] = encode_differences(pooled, diff_sae)
+
+
+def _probes(state: AuditState) -> None:
+    chosen_len, rejected_len = state.lengths
+    probe_chosen = compute_probes(list(state.pairs["chosen"]), chosen_len)
+    probe_rejected = compute_probes(list(state.pairs["rejected"]), rejected_len)
+    state.probe_delta = probe_chosen - probe_rejected
+    state.mode_data["probe"] = (
+        sp.csr_matrix(probe_chosen.to_numpy(np.float32)),
+        sp.csr_matrix(probe_rejected.to_numpy(np.float32)),
+    )
+
+
+def _statistics(state: AuditState) -> None:
+    config, progress, mode_data = state.config, state.progress, state.mode_data
+    tables: list[pd.DataFrame] = []
+    for mode, (chosen, rejected) in mode_data.items():
+        if progress:
+            progress("statistics", len(tables), len(mode_data), unit="modes")
+        table, state.joints[mode] = _mode_table(mode, chosen, rejected, state.lengths, state.train_mask, config)
+        if mode == "probe":
+            table["concept_id"] = [f"probe:{name}" for name in PROBES]
+            table["label"] = list(PROBES)
+            table["description"] = [p.description for p in PROBES.values()]
+        else:
+            table["concept_id"] = [f"{mode}:{j}" for j in range(len(table))]
+            table["nearest_probe"], table["probe_r"] = nearest_probes(chosen - rejected, state.probe_delta)
+        tables.append(table)
+    if progress:
+        progress("statistics", len(mode_data), len(mode_data), unit="modes")
+    concepts = pd.concat(tables, ignore_index=True)
+    # One family of hypotheses: q-values across every concept of every mode.
+    concepts["q_value"] = adjust_pvalues(concepts["p_sign"].to_numpy(), method=config.correction)
+    state.concepts = agreement_strength(rank_concepts(concepts, alpha=config.fdr_threshold), len(state.pairs))
+
+
+def _families(state: AuditState) -> None:
+    assert state.probe_delta is not None
+    state.concepts, family_matrices, state.report["families"] = _add_families(
+        state.concepts,
+        state.mode_data,
+        state.decoders,
+        state.lengths,
+        state.train_mask,
+        state.probe_delta,
+        state.config,
+        state.progress,
+    )
+    state.mode_data["family"] = family_matrices
+
+
+def _sae_seeds(state: AuditState) -> None:
+    retrained = {"token": state.token_sae_config} if "token" in state.modes else {}
+    if "difference" in state.modes:
+        retrained["difference"] = state.difference_sae_config
+    state.concepts = _seed_stability(
+        state.concepts,
+        state.mode_data,
+        {mode: c for mode, c in retrained.items() if c is not None},
+        state.store,
+        state.pooled,
+        state.config,
+        hook=state.hook,
+        device=state.device,
+        progress=state.progress,
+    )
+
+
+def _topics(state: AuditState) -> None:
+    state.topics = topics = find_topics(
+        list(state.pairs["prompt"]), state.config.topics, state.config.seed, device=state.device
+    )
+    family_rows = state.concepts[state.concepts["kind"] == "family"].head(TOPIC_FAMILIES)
+    family_chosen, family_rejected = state.mode_data["family"]
+    family_delta = (family_chosen - family_rejected).toarray()[:, family_rows["feature"].to_numpy(dtype=np.int64)]
+    state.leans = topic_leans(family_delta, list(family_rows["concept_id"]), topics)
+    state.report["topics"] = topics.table().to_dict(orient="records")
+
+
+def _cards_step(state: AuditState) -> None:
+    chosen_len, rejected_len = state.lengths
+    report = state.report
+    report["joint_models"] = {
+        mode: {k: v for k, v in joint.items() if not isinstance(v, np.ndarray)} for mode, joint in state.joints.items()
+    }
+    report["baselines"] = {
+        "length": length_baseline(chosen_len, rejected_len, state.train_mask, state.config.seed).to_dict()
+    }
+    assert state.loaded is not None
+    card_tables = [
+        _cards(
+            mode,
+            state.features if mode == "token" else None,
+            *state.mode_data[mode],
+            state.pairs,
+            state.loaded.tokenizer,
+            state.config.top_examples,
+        )
+        for mode in ("family", "token", "difference")
+        if mode in state.mode_data
+    ]
+    state.cards = pd.concat(card_tables, ignore_index=True) if card_tables else pd.DataFrame()
+
+
+def _labels(state: AuditState) -> None:
+    state.concepts = _label_concepts(
+        state.concepts,
+        state.cards,
+        state.pairs,
+        state.mode_data,
+        state.config,
+        state.out_dir,
+        state.progress,
+        state.report["warnings"],
+    )
+
+
+def _write(state: AuditState) -> None:
+    out_dir, mode_data, pairs = state.out_dir, state.mode_data, state.pairs
+    pair_ids = pairs["pair_id"].to_numpy()
+    long_parts = [_long_matrix(mode, *mode_data[mode], pair_ids) for mode in mode_data if mode != "probe"]
+    long_parts.append(_long_matrix("probe", *mode_data["probe"], pair_ids, names=list(PROBES)))
+    pd.concat(long_parts, ignore_index=True).to_parquet(out_dir / names.PAIR_FEATURES_FILE, index=False)
+    state.cards.to_parquet(out_dir / names.FEATURE_CARDS_FILE, index=False)
+    state.concepts.to_parquet(out_dir / names.CONCEPTS_FILE, index=False)
+    audited = pairs[["pair_id", "split"]]
+    if state.topics is not None:
+        assert state.leans is not None
+        audited = audited.assign(topic=state.topics.topic)
+        state.topics.table().to_parquet(out_dir / names.TOPICS_FILE, index=False)
+        state.leans.to_parquet(out_dir / names.TOPIC_LEANS_FILE, index=False)
+    audited.to_parquet(out_dir / names.AUDITED_PAIRS_FILE, index=False)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One named step of the audit: ``run`` fills fields of the state; ``when`` says whether it applies."""
+
+    name: str  # its key in the report's timings
+    run: Callable[[AuditState], None]
+    when: Callable[[AuditState], bool] = lambda state: True
+
+
+# The audit, top to bottom. Adding a step: write a function of the state, add a line here.
+STEPS: tuple[Step, ...] = (
+    Step("load_model", _load_model),
+    Step("activations", _extract),
+    Step("sae", _token_sae, when=lambda s: "token" in s.modes),
+    Step("features", _encode, when=lambda s: "token" in s.modes),
+    Step("difference_sae", _difference_sae, when=lambda s: "difference" in s.modes),
+    Step("probes", _probes),
+    Step("statistics", _statistics),
+    Step("families", _families),
+    Step("sae_seeds", _sae_seeds, when=lambda s: bool(s.config.sae_seeds) and s.config.sae == "train"),
+    Step("topics", _topics, when=lambda s: bool(s.config.topics)),
+    Step("cards", _cards_step),
+    Step("labels", _labels),
+    Step("write", _write),
+)
 
 
 def run_audit(
@@ -217,247 +519,46 @@ def run_audit(
     progress: Progress | None = None,
     distributed=None,
 ) -> AuditResult | None:
-    """Run the whole audit into ``out_dir``. With ``distributed`` (accelerate's PartialState)
-    each process extracts its share of the shards; only the main process goes on past the
-    extraction, and the others return None."""
-    timer = _Timer()
+    """Run the whole audit into ``out_dir``: each of ``STEPS`` in order, timed by name. With
+    ``distributed`` (accelerate's PartialState) each process extracts its share of the shards;
+    only the main process goes on past the extraction, and the others return None."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pairs = sample_pairs(pairs, config.max_pairs, config.seed)
     if len(pairs) < 10:
         raise AuditInputError(f"An audit needs at least 10 pairs; got {len(pairs)}.")
-    modes = [m for m in config.modes if m in MODES]
-    if not modes:
+    state = AuditState(pairs, config, out_dir, Path(activations_dir), progress, distributed, loaded)
+    if not state.modes:
         raise AuditInputError(f"modes must include one of {MODES}; got {config.modes}")
+    timer = _Timer()
+    for step in STEPS:
+        if step.when(state):
+            with timer(step.name):
+                step.run(state)
+        if state.stopped:
+            return None
+    _write_report(state, timer.seconds)
+    return AuditResult(out_dir, state.concepts, state.report)
 
-    with timer("load_model"):
-        loaded = loaded or load_model(config.model, device=config.device, dtype=config.dtype)
-    layer = default_layer(loaded.model) if config.layer is None else config.layer
-    hook = hook_name(layer)
-    device = loaded.device
-    pretrained = None
-    if "token" in modes and config.sae != "train":
-        # Check a pretrained SAE fits this model and layer before spending time on activations.
-        pretrained = load_pretrained_sae(
-            config.sae, d_model=int(loaded.model.config.hidden_size), hook=hook, device=device
-        )
-    rank, world = (distributed.process_index, distributed.num_processes) if distributed else (0, 1)
-    with timer("activations"):
-        store = extract_activations(
-            loaded,
-            pairs,
-            activations_dir,
-            replace(config.activation_config(), layer=layer),
-            progress,
-            rank=rank,
-            world_size=world,
-        )
-        if distributed is not None:
-            distributed.wait_for_everyone()
-            if not distributed.is_main_process:
-                return None
-    train_mask = (pairs["split"] == "train").to_numpy()
-    report: dict = {
-        "config": config.identity(),
-        "model_path": str(loaded.path),
-        "layer": layer,
-        "hook_name": hook,
-        "n_pairs": len(pairs),
-        "n_train": int(train_mask.sum()),
-        "n_held_out": int((~train_mask).sum()),
-        "activations": {
-            **{k: store.manifest[k] for k in ("n_tokens_total", "n_response_tokens", "n_responses", "d_model")},
-            "tokens_per_batch": store.manifest["config"]["tokens_per_batch"],  # resolved (GPU: from free memory)
-        },
-        "sae": {},
-        "joint_models": {},
-        "warnings": [],
-    }
 
-    pooled = None  # the difference mode's pooled residuals, when that mode runs
-    token_sae_config = SAETrainingConfig(
-        width=config.sae_width, k=config.sae_k, training_tokens=config.sae_training_tokens, seed=config.seed
-    )
-    tables: list[pd.DataFrame] = []
-    joints: dict[str, dict] = {}
-    decoders: dict[str, np.ndarray] = {}  # mode -> its SAE's decoder directions (latents × d_model)
-    mode_data: dict[str, tuple[sp.csr_matrix, sp.csr_matrix]] = {}
-    features = None
-    if "token" in modes:
-        with timer("sae"):
-            if config.sae == "train":
-                tokens, token_info = store.training_tokens()
-                sae, metrics = train_sae(
-                    tokens,
-                    out_dir / names.TOKEN_SAE_DIR,
-                    token_sae_config,
-                    model_name=config.model,
-                    hook=hook,
-                    device=device,
-                    progress=progress,
-                )
-                metrics.update(token_info)
-                del tokens
-            else:
-                assert pretrained is not None  # loaded above whenever the SAE is not trained here
-                sae = pretrained
-                sae.save_model(str(out_dir / names.TOKEN_SAE_DIR))
-                tokens, token_info = store.training_tokens()
-                metrics = evaluate_sae(sae, tokens)
-                metrics.update(token_info, source=config.sae)
-                del tokens
-        report["sae"]["token"] = metrics
-        decoders["token"] = decoder_directions(sae)
-        with timer("features"):
-            features = encode_responses(store, sae, progress=progress)
-        chosen, rejected = features.pooled(config.pooling)
-        mode_data["token"] = (chosen, rejected)
-    lengths_all = features.response_tokens if features is not None else store.response_lengths()
-    chosen_len, rejected_len = lengths_all[0::2].astype(float), lengths_all[1::2].astype(float)
-
-    if "difference" in modes:
-        with timer("difference_sae"):
-            pooled = pooled_residuals(store)
-            vectors = difference_vectors(pooled)
-            width = difference_width(len(pairs))
-            difference_sae_config = SAETrainingConfig(
-                width=width,
-                k=max(2, min(8, width // 16)),
-                batch_size=256,
-                training_tokens=max(50_000, 50 * len(vectors)),
-                seed=config.seed,
-            )
-            diff_sae, diff_metrics = train_sae(
-                vectors,
-                out_dir / names.DIFFERENCE_SAE_DIR,
-                difference_sae_config,
-                model_name=config.model,
-                hook=hook + ".pooled_difference",
-                device=device,
-                progress=progress,
-            )
-            report["sae"]["difference"] = diff_metrics
-            decoders["difference"] = decoder_directions(diff_sae)
-            mode_data["difference"] = encode_differences(pooled, diff_sae)
-
-    with timer("probes"):
-        texts_chosen, texts_rejected = list(pairs["chosen"]), list(pairs["rejected"])
-        probe_chosen = compute_probes(texts_chosen, chosen_len)
-        probe_rejected = compute_probes(texts_rejected, rejected_len)
-        probe_delta = probe_chosen - probe_rejected
-        mode_data["probe"] = (
-            sp.csr_matrix(probe_chosen.to_numpy(np.float32)),
-            sp.csr_matrix(probe_rejected.to_numpy(np.float32)),
-        )
-
-    with timer("statistics"):
-        for mode, (chosen, rejected) in mode_data.items():
-            if progress:
-                progress("statistics", len(tables), len(mode_data), unit="modes")
-            table, joint = _mode_table(mode, chosen, rejected, (chosen_len, rejected_len), train_mask, config)
-            if mode == "probe":
-                table["concept_id"] = [f"probe:{name}" for name in PROBES]
-                table["label"] = list(PROBES)
-                table["description"] = [p.description for p in PROBES.values()]
-            else:
-                table["concept_id"] = [f"{mode}:{j}" for j in range(len(table))]
-                corr = probe_correlations(chosen - rejected, probe_delta)
-                values = corr.to_numpy()
-                best = np.nanargmax(np.where(np.isnan(values), -1, np.abs(values)), axis=1)
-                table["nearest_probe"] = np.array(corr.columns)[best]
-                table["probe_r"] = values[np.arange(len(values)), best]
-                table.loc[np.isnan(table["probe_r"]), "nearest_probe"] = ""
-            tables.append(table)
-            joints[mode] = joint
-        if progress:
-            progress("statistics", len(mode_data), len(mode_data), unit="modes")
-        concepts = pd.concat(tables, ignore_index=True)
-        # One family of hypotheses: q-values across every concept of every mode.
-        concepts["q_value"] = adjust_pvalues(concepts["p_sign"].to_numpy(), method=config.correction)
-        concepts = agreement_strength(rank_concepts(concepts, alpha=config.fdr_threshold), len(pairs))
-    with timer("families"):
-        concepts, family_matrices, report["families"] = _add_families(
-            concepts, mode_data, decoders, (chosen_len, rejected_len), train_mask, probe_delta, config, progress
-        )
-        mode_data["family"] = family_matrices
-    if config.sae_seeds and config.sae == "train":
-        with timer("sae_seeds"):
-            retrained = {"token": token_sae_config} if "token" in modes else {}
-            if "difference" in modes:
-                retrained["difference"] = difference_sae_config
-            concepts = _seed_stability(
-                concepts, mode_data, retrained, store, pooled, config, hook=hook, device=device, progress=progress
-            )
-    topics = None
-    if config.topics:
-        with timer("topics"):
-            topics = find_topics(list(pairs["prompt"]), config.topics, config.seed, device=device)
-            family_rows = concepts[concepts["kind"] == "family"].head(TOPIC_FAMILIES)
-            family_chosen, family_rejected = mode_data["family"]
-            family_delta = (family_chosen - family_rejected).toarray()[
-                :, family_rows["feature"].to_numpy(dtype=np.int64)
-            ]
-            leans = topic_leans(family_delta, list(family_rows["concept_id"]), topics)
-        report["topics"] = topics.table().to_dict(orient="records")
-    report["joint_models"] = {
-        mode: {k: v for k, v in joint.items() if not isinstance(v, np.ndarray)} for mode, joint in joints.items()
-    }
-    report["baselines"] = {"length": length_baseline(chosen_len, rejected_len, train_mask, config.seed).to_dict()}
-
-    with timer("cards"):
-        card_tables = []
-        for mode in ("family", "token", "difference"):
-            if mode in mode_data:
-                chosen, rejected = mode_data[mode]
-                card_tables.append(
-                    _cards(
-                        mode,
-                        features if mode == "token" else None,
-                        chosen,
-                        rejected,
-                        pairs,
-                        loaded.tokenizer,
-                        config.top_examples,
-                    )
-                )
-        cards = pd.concat(card_tables, ignore_index=True) if card_tables else pd.DataFrame()
-
-    with timer("labels"):
-        concepts = _label_concepts(concepts, cards, pairs, mode_data, config, out_dir, progress, report["warnings"])
-
-    with timer("write"):
-        pair_ids = pairs["pair_id"].to_numpy()
-        long_parts = [_long_matrix(mode, *mode_data[mode], pair_ids) for mode in mode_data if mode != "probe"]
-        long_parts.append(_long_matrix("probe", *mode_data["probe"], pair_ids, names=list(PROBES)))
-        pd.concat(long_parts, ignore_index=True).to_parquet(out_dir / names.PAIR_FEATURES_FILE, index=False)
-        cards.to_parquet(out_dir / names.FEATURE_CARDS_FILE, index=False)
-        concepts.to_parquet(out_dir / names.CONCEPTS_FILE, index=False)
-        audited = pairs[["pair_id", "split"]]
-        if topics is not None:
-            audited = audited.assign(topic=topics.topic)
-            topics.table().to_parquet(out_dir / names.TOPICS_FILE, index=False)
-            leans.to_parquet(out_dir / names.TOPIC_LEANS_FILE, index=False)
-        audited.to_parquet(out_dir / names.AUDITED_PAIRS_FILE, index=False)
-
-    report["timings"] = timer.seconds
-    # Counts, the verdict and power are about single concepts; families have their own q-values
-    # (report["families"]).
-    singles = concepts[concepts["kind"] != "family"]
-    single_modes = [mode for mode in mode_data if mode != "family"]
+def _write_report(state: AuditState, timings: dict[str, float]) -> None:
+    """Counts, the verdict and power are about single concepts; families have their own q-values
+    (report["families"])."""
+    report, concepts, threshold = state.report, state.concepts, state.config.fdr_threshold
+    report["timings"] = timings
+    single_modes = [mode for mode in state.mode_data if mode != "family"]
     report["n_concepts"] = {mode: int((concepts["mode"] == mode).sum()) for mode in single_modes}
     report["n_significant"] = {
-        mode: int(((concepts["mode"] == mode) & (concepts["q_value"] < config.fdr_threshold)).sum())
-        for mode in single_modes
+        mode: int(((concepts["mode"] == mode) & (concepts["q_value"] < threshold)).sum()) for mode in single_modes
     }
     report["families"]["n_significant_families"] = int(
-        ((concepts["kind"] == "family") & (concepts["q_value"] < config.fdr_threshold)).sum()
+        ((concepts["kind"] == "family") & (concepts["q_value"] < threshold)).sum()
     )
-    summary = power_summary(singles, len(pairs), config.fdr_threshold)
-    report["fdr_threshold"] = config.fdr_threshold
+    summary = power_summary(concepts[concepts["kind"] != "family"], len(state.pairs), threshold)
+    report["fdr_threshold"] = threshold
     report["power"] = summary.to_dict()
     report["verdict"] = verdict(summary)
-    (out_dir / names.REPORT_FILE).write_text(json.dumps(report, indent=1, default=float))
-    return AuditResult(out_dir, concepts, report)
+    (state.out_dir / names.REPORT_FILE).write_text(json.dumps(report, indent=1, default=float))
 
 
 def _add_families(
@@ -500,10 +601,8 @@ def _add_families(
     table["representative"] = concept_of_column[representatives(delta, found, family_delta)]
     table["mean_similarity"] = [found.mean_similarity(f) for f in range(found.n_families)]
     table["effect_size"] = effect_size(family_delta)
-    corr = probe_correlations(family_delta, probe_delta).to_numpy()
-    best = np.nanargmax(np.where(np.isnan(corr), -1, np.abs(corr)), axis=1) if len(corr) else np.zeros(0, int)
-    table["probe_r"] = corr[np.arange(len(corr)), best] if len(corr) else []
-    table["nearest_probe"] = np.where(np.isnan(table["probe_r"]), "", np.array(list(PROBES))[best])
+    nearest, table["probe_r"] = nearest_probes(family_delta, probe_delta)  # this column order, as stored
+    table["nearest_probe"] = nearest
     # Until the labeller names it, a family goes by its representative's name.
     table["label"] = table["representative"]
     # Ranked by the concepts' rule (length-controlled effect first): ranked by effect size alone, the

@@ -33,7 +33,7 @@ __all__ = [
     "PROBES",
     "Probe",
     "compute_probes",
-    "nearest_probe",
+    "nearest_probes",
     "probe_correlations",
     "probe_deltas",
 ]
@@ -749,16 +749,18 @@ def probe_correlations(
     return pd.DataFrame(corr, columns=probe_delta.columns)
 
 
-def nearest_probe(feature_delta: np.ndarray, probe_delta: pd.DataFrame) -> tuple[str, float]:
-    """The probe whose delta moves most with one feature's delta: (name, signed Pearson r).
+def nearest_probes(
+    feature_deltas: np.ndarray | sp.spmatrix | sp.sparray, probe_delta: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each feature, the probe whose delta moves most with its delta: (names, signed Pearson r).
 
-    Chosen by the largest |r|; constant columns are skipped. ("", nan) when no probe qualifies
-    (or the feature's delta is itself constant).
+    Chosen by the largest |r|; constant columns are skipped. A feature with no qualifying probe
+    (or a constant delta) gets ("", nan).
     """
-    column = np.asarray(feature_delta, dtype=np.float64).reshape(-1, 1)
-    corr = probe_correlations(column, probe_delta)
-    row = corr.iloc[0].to_numpy()
-    if not np.isfinite(row).any():
-        return "", float("nan")
-    best = int(np.nanargmax(np.abs(row)))
-    return str(corr.columns[best]), float(row[best])
+    corr = probe_correlations(feature_deltas, probe_delta)
+    values = corr.to_numpy()
+    if not len(values):
+        return np.zeros(0, dtype=object), np.zeros(0)
+    best = np.argmax(np.where(np.isnan(values), -1, np.abs(values)), axis=1)
+    r = values[np.arange(len(values)), best]
+    return np.where(np.isnan(r), "", np.array(corr.columns, dtype=object)[best]), r

@@ -14,6 +14,21 @@ import pandas as pd
 from ..artifacts import AuditArtifact
 
 
+def describe_concept(row) -> str:
+    """One sentence a researcher can check: direction, strength and how sure."""
+    side = {"chosen": "Chosen", "rejected": "Rejected"}.get(row["direction"])
+    if side is None:
+        return f"{row['label']}: no direction"
+    share = row["share_chosen_more"] if row["direction"] == "chosen" else 1 - row["share_chosen_more"]
+    q = row["q_value"]
+    q_text = "q < 1e-6" if q < 1e-6 else f"q = {q:.2g}"
+    return (
+        f"{side} responses have more of “{row['label']}” ({q_text}; {share:.0%} of the "
+        f"{int(row['n_differ'])} pairs where it differs; length-controlled coefficient "
+        f"{row['coef']:+.2f} [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}])"
+    )
+
+
 @dataclass
 class AuditView:
     folder: Path

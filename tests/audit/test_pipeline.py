@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spectrum_core.audit.pipeline import AuditConfig, describe_concept
-from spectrum_core.audit.review import AuditView
+from spectrum_core.audit.config import AuditConfig
+from spectrum_core.audit.review import AuditView, describe_concept
 from spectrum_core.audit.runner import run_audit_in_workspace
 from spectrum_core.audit.sae import SAELoadError
 from spectrum_core.workspace import Workspace

@@ -15,7 +15,7 @@ from spectrum_core.audit.probes import (
     PROBES,
     Probe,
     compute_probes,
-    nearest_probe,
+    nearest_probes,
     probe_correlations,
     probe_deltas,
 )
@@ -321,15 +321,17 @@ def test_probe_correlations_rejects_misaligned_rows():
         probe_correlations(np.zeros((5, 2)), pd.DataFrame({"a": np.arange(4.0)}))
 
 
-def test_nearest_probe_picks_the_largest_absolute_correlation():
+def test_nearest_probes_picks_the_largest_absolute_correlation():
     rng = np.random.default_rng(5)
     probes = _probe_frame(rng, 80)
     feature = -2.0 * probes["c"].to_numpy() + rng.normal(scale=0.05, size=80)
-    name, r = nearest_probe(feature, probes)
-    assert name == "c"
-    assert r == pytest.approx(np.corrcoef(feature, probes["c"])[0, 1])
-    assert r < -0.99  # the sign is kept
-    name, r = nearest_probe(np.full(80, 3.0), probes)
-    assert name == "" and math.isnan(r)
-    name, r = nearest_probe(feature, probes[["d"]])
-    assert name == "" and math.isnan(r)
+    features = np.column_stack([feature, np.full(80, 3.0)])
+    names, r = nearest_probes(features, probes)
+    assert names[0] == "c"
+    assert r[0] == pytest.approx(np.corrcoef(feature, probes["c"])[0, 1])
+    assert r[0] < -0.99  # the sign is kept
+    assert names[1] == "" and math.isnan(r[1])  # a constant feature has no nearest probe
+    sparse_names, sparse_r = nearest_probes(sp.csr_matrix(features), probes)  # sparse input, same answer
+    assert list(sparse_names) == list(names) and sparse_r[0] == pytest.approx(r[0])
+    names, r = nearest_probes(features, probes[["d"]])
+    assert list(names) == ["", ""] and np.isnan(r).all()
