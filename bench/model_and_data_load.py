@@ -1,6 +1,6 @@
 """Benchmark: first (converting) and cached loads of the bundled model, and data loading speed.
 
-Prints a Markdown table for the README. Run: `.venv/bin/python bench/model_and_data_load.py`.
+Prints a Markdown table for docs/benchmarks.md. Run: `.venv/bin/python bench/model_and_data_load.py`.
 The first load converts into a fresh temporary cache, so it measures the real one-off cost.
 """
 

@@ -84,6 +84,6 @@ def check_address(address: str, environ: Mapping[str, str]) -> AuthMode | None:
             f"--address {address} would put every dataset, decision and run in the open: set "
             f'{TOKENS_ENV}="name:token,..." (one random token per user, at least {MIN_TOKEN_CHARS} '
             f"characters) or {AUTH_ENV}=oidc with an [auth] section in .streamlit/secrets.toml "
-            "(Streamlit's OpenID Connect login); see the README's 'A shared team server'"
+            "(Streamlit's OpenID Connect login); see docs/app.md, 'A shared team server'"
         )
     return mode

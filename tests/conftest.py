@@ -152,3 +152,35 @@ def evaluated(evaluated_source, tmp_path):
     root = tmp_path / "ws"
     shutil.copytree(source, root, ignore=shutil.ignore_patterns("activations-*", ".staging"))
     return Workspace(root), outcome, tune_job
+
+
+# `make test-fast` runs what is not marked slow. A test is slow when it needs a whole audit, a
+# tuning run or an evaluation (the session fixtures below), drives the app or a browser, or runs a
+# benchmark script; SLOW_FILES are files whose every test does one of these in its own body.
+SLOW_FIXTURES = {"small_audit_source", "evaluated_source", "planted_audit"}
+SLOW_FILES = {
+    "tests/e2e/test_browser.py",
+    "tests/test_bench_methods.py",
+    "tests/test_bench_scripts.py",
+    "tests/tuning/test_runs.py",
+    "tests/metrics/test_closed_loop.py",
+}
+# Single tests that each run a whole audit, job process or app session in their body (15 s to 80 s
+# each, measured with `pytest -m "not slow" --durations=40`).
+SLOW_TESTS = {
+    "tests/audit/test_reproducibility.py::test_one_thread_and_two_threads_give_the_same_families",
+    "tests/app/test_audit_page.py::test_start_watch_and_reuse",
+    "tests/audit/test_pipeline.py::test_two_processes_through_accelerate",
+    "tests/audit/test_labels.py::test_an_audit_with_a_local_labeller_and_with_one_that_cannot_load",
+    "tests/test_jobs.py::test_job_runs_to_the_end_and_reports",
+    "tests/test_jobs.py::test_stop_ends_the_process_tree_and_resume_continues",
+    "tests/test_cli.py::test_audit_command_runs_then_reuses",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = Path(str(item.fspath)).relative_to(ROOT).as_posix()
+        slow_test = f"{path}::{item.name}" in SLOW_TESTS
+        if slow_test or path in SLOW_FILES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

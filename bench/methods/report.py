@@ -1,5 +1,5 @@
 """The methods' shared report: every measured result in `results/` as one Markdown document (the
-README's "Method benchmarks" tables come from here).
+"Method benchmarks" tables of docs/benchmarks.md come from here).
 
 Run: `.venv/bin/python bench/methods/report.py` after any of `spectrum.py`, `ia2.py`.
 """

@@ -29,7 +29,7 @@ from scipy.spatial.distance import squareform
 
 # Two concepts are "alike" from r = 0.3 of their per-pair Δ (or decoder cosine within an SAE): on
 # the full bundled HH audit that puts the refusal features ("sorry", "I can't", "cannot help") in
-# one family and keeps length-like and topic features apart (README, "Concept families").
+# one family and keeps length-like and topic features apart (docs/audit.md, "Concept families").
 MIN_SIMILARITY = 0.3
 # Only the best-ranked concepts are clustered: the pairwise matrix is quadratic in their number
 # (2,000 → 32 MB), and the weak tail of thousands of features has nothing to review.

@@ -20,7 +20,7 @@ from .families import cross_correlation
 from .review import AuditView
 
 # Two families are "the same" when their family-score Δ correlate at least this much over the
-# pairs both audits read (the README's reproducibility statement).
+# pairs both audits read (docs/audit.md, 'Reproducibility').
 SAME_FAMILY_R = 0.8
 
 
