@@ -8,10 +8,10 @@ from app_pages.frame import build_frame, escape_markdown
 from app_pages.job_panel import config_form, pick_job, start_panel, watch
 from spectrum_core import jobs, settings
 from spectrum_core.artifacts import AuditArtifact
-from spectrum_core.audit.baselines import LengthBaseline
 from spectrum_core.audit.config import MODES, AuditConfig
 from spectrum_core.audit.families import describe_families
 from spectrum_core.audit.runner import AuditStage, resolved_config
+from spectrum_core.audit.stats.baselines import LengthBaseline
 
 MAIN_SETTINGS = ("model", "layer", "max_pairs", "sae", "modes", "pooling", "seed")
 

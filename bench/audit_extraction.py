@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def matmul_rate(model, layer: int, n_tokens: int = 8192) -> float:
     """FLOP/s of the pass's own linear layers applied to ``n_tokens`` tokens, in its dtype."""
-    from spectrum_core.audit.activations import decoder_layers
+    from spectrum_core.audit.extract.activations import decoder_layers
 
     weights = [p for block in decoder_layers(model)[: layer + 1] for p in block.parameters() if p.dim() == 2]
     inputs = {w.shape[1]: torch.randn(n_tokens, w.shape[1], dtype=w.dtype, device=w.device) for w in weights}
@@ -44,7 +44,12 @@ def matmul_rate(model, layer: int, n_tokens: int = 8192) -> float:
 
 
 def main() -> None:
-    from spectrum_core.audit.activations import ActivationConfig, default_layer, extract_activations, matmul_params
+    from spectrum_core.audit.extract.activations import (
+        ActivationConfig,
+        default_layer,
+        extract_activations,
+        matmul_params,
+    )
     from spectrum_core.audit.sae import SAETrainingConfig, train_sae
     from spectrum_core.data import load_preferences
     from spectrum_core.models import load_model

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHILD = """
 import sys, time
 import pandas as pd
-from spectrum_core.audit.activations import extract_activations
+from spectrum_core.audit.extract.activations import extract_activations
 from spectrum_core.data import load_preferences
 from spectrum_core.models import load_model
 n, folder = int(sys.argv[1]), sys.argv[2]

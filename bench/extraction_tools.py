@@ -67,7 +67,7 @@ def hooked_transformer(loaded):
 
 
 def main() -> None:
-    from spectrum_core.audit.activations import (
+    from spectrum_core.audit.extract.activations import (
         ActivationConfig,
         _budget_batches,
         _plan,
@@ -111,7 +111,7 @@ def main() -> None:
     def spectrum(config):
         def run():
             for shard in _plan(records, config):
-                from spectrum_core.audit.activations import residuals
+                from spectrum_core.audit.extract.activations import residuals
 
                 extract = pair_residuals if config.share_prompts else residuals
                 extract(loaded, records, shard, layer, config, lambda n: None)

@@ -66,7 +66,7 @@ def matmul_floor(loaded, layer: int) -> tuple[float, int]:
     """(tokens/s the pass's own matrix multiplies allow at the rate measured now, weights per token)."""
     from audit_extraction import matmul_rate
 
-    from spectrum_core.audit.activations import matmul_params
+    from spectrum_core.audit.extract.activations import matmul_params
 
     params = matmul_params(loaded.model, layer)
     return matmul_rate(loaded.model, layer) / (2 * params), params
@@ -86,7 +86,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from spectrum_core.audit.activations import default_layer
+    from spectrum_core.audit.extract.activations import default_layer
     from spectrum_core.audit.pipeline import AuditConfig
     from spectrum_core.audit.runner import run_audit_in_workspace
     from spectrum_core.models import load_model

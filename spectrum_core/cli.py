@@ -322,7 +322,7 @@ def cmd_audit(args) -> int:
             f"({joint['n_selected']} selected)"
         )
     if "baselines" in report:
-        from .audit.baselines import LengthBaseline
+        from .audit.stats.baselines import LengthBaseline
 
         print(LengthBaseline(**report["baselines"]["length"]).sentence())
     if "families" in report:

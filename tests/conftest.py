@@ -171,7 +171,7 @@ SLOW_TESTS = {
     "tests/audit/test_reproducibility.py::test_one_thread_and_two_threads_give_the_same_families",
     "tests/app/test_audit_page.py::test_start_watch_and_reuse",
     "tests/audit/test_pipeline.py::test_two_processes_through_accelerate",
-    "tests/audit/test_labels.py::test_an_audit_with_a_local_labeller_and_with_one_that_cannot_load",
+    "tests/audit/labelling/test_labels.py::test_an_audit_with_a_local_labeller_and_with_one_that_cannot_load",
     "tests/test_jobs.py::test_job_runs_to_the_end_and_reports",
     "tests/test_jobs.py::test_stop_ends_the_process_tree_and_resume_continues",
     "tests/test_cli.py::test_audit_command_runs_then_reuses",

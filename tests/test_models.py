@@ -179,7 +179,7 @@ def test_extraction_batches_are_sized_from_free_gpu_memory(bundled_model, tiny_m
     smaller model, within bounds (the GPU itself is not needed to size it)."""
     from dataclasses import replace
 
-    from spectrum_core.audit.activations import (
+    from spectrum_core.audit.extract.activations import (
         CPU_TOKENS_PER_BATCH,
         GPU_TOKENS_PER_BATCH_MAX,
         batch_token_budget,

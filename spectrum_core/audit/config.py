@@ -76,7 +76,7 @@ class AuditConfig:
         return data
 
     def activation_config(self):
-        from .activations import ActivationConfig
+        from .extract.activations import ActivationConfig
 
         return ActivationConfig(
             layer=self.layer,

@@ -31,9 +31,11 @@ from scipy.spatial.distance import squareform
 # the full bundled HH audit that puts the refusal features ("sorry", "I can't", "cannot help") in
 # one family and keeps length-like and topic features apart (docs/audit.md, "Concept families").
 MIN_SIMILARITY = 0.3
+
 # Only the best-ranked concepts are clustered: the pairwise matrix is quadratic in their number
 # (2,000 → 32 MB), and the weak tail of thousands of features has nothing to review.
 MAX_CANDIDATES = 2000
+
 # A concept that differs in fewer pairs than this has a Δ correlation too noisy to trust.
 MIN_PAIRS_DIFFERING = 5
 

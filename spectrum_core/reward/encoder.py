@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..audit.activations import ActivationConfig, residuals, tokenize_responses
+from ..audit.extract.activations import ActivationConfig, residuals, tokenize_responses
 from ..models import LoadedModel
 
 

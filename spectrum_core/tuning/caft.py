@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from ..audit.activations import decoder_layers
+from ..audit.extract.activations import decoder_layers
 from ..reward.encoder import ResponseEncoder, orthonormal_basis, project_out
 from ..reward.shaped import TOKEN_SAE, load_audit_saes, parts_directions
 

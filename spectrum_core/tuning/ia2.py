@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..audit.activations import decoder_layers
+from ..audit.extract.activations import decoder_layers
 
 IA2_MODULES = ("q_proj", "k_proj", "o_proj")
 

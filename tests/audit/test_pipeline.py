@@ -274,7 +274,7 @@ def test_two_processes_through_accelerate(tmp_path, bundled_model):
 
 def test_no_top_family_label_is_only_function_words(planted_audit):
     """On real HH pairs: the top 20 families' labels are never lists of stop words."""
-    from spectrum_core.audit.labels import is_function_words
+    from spectrum_core.audit.labelling.offline import is_function_words
 
     _, _, outcome, _ = planted_audit
     families = outcome.concepts[outcome.concepts["kind"] == "family"].head(20)

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..models import LoadedModel, chat_generate, load_model
-from .labels import LabelingError, LLMEndpoint, LLMLabeler
+from ...models import LoadedModel, chat_generate, load_model
+from .llm_client import LabelingError, LLMEndpoint
+from .llm_labeller import LLMLabeler
 
 # Enough for a short label list or twenty "n: yes" lines, and no more: a small model that does
 # not stop would otherwise ramble for the whole budget on every call.
 MAX_NEW_TOKENS = 128
 EXAMPLE_CHARS = 400  # shorter quotes than for an endpoint: a small local model has a short context
+
 # Twenty responses judged per call (an endpoint gets ten): a generate here costs about the same
 # for a longer prompt, and every call saved is seconds on a CPU.
 BATCH_SIZE = 20

@@ -16,17 +16,10 @@ from typing import Any
 
 import pytest
 
-from spectrum_core.audit.labels import (
-    LabelCache,
-    LabelingError,
-    LLMEndpoint,
-    LLMLabeler,
-    contrastive_ngrams,
-    offline_label,
-    parse_annotations,
-    parse_label_list,
-    top_activating_tokens,
-)
+from spectrum_core.audit.labelling.llm_client import LabelCache, LabelingError, LLMEndpoint
+from spectrum_core.audit.labelling.llm_labeller import LLMLabeler
+from spectrum_core.audit.labelling.offline import contrastive_ngrams, offline_label, top_activating_tokens
+from spectrum_core.audit.labelling.parsing import parse_annotations, parse_label_list
 
 SECRET = "sk-test-Zq9-never-store-me"
 
@@ -442,7 +435,7 @@ def test_a_dead_endpoint_costs_a_warning_not_the_audit(tmp_path: Path, monkeypat
 
 
 def test_function_words_and_snippets() -> None:
-    from spectrum_core.audit.labels import is_function_words, snippet
+    from spectrum_core.audit.labelling.offline import is_function_words, snippet
 
     for term in ("a", "that and", "you're", "i'd", "i'm", "them in", ",", "It's"):
         assert is_function_words(term), term
@@ -456,7 +449,7 @@ def test_function_words_and_snippets() -> None:
 
 def test_the_local_labeller_labels_with_the_bundled_model(tmp_path: Path, bundled_model) -> None:
     """The same prompts and scoring as the endpoint, answered by a model loaded here."""
-    from spectrum_core.audit.local_labeller import LocalLabeler
+    from spectrum_core.audit.labelling.local_labeller import LocalLabeler
 
     labeler = LocalLabeler(bundled_model, tmp_path / "cache.jsonl", batch_size=4)
     high = ["I'm sorry, but I can't help with that.", "Sorry, I cannot assist with this request."]

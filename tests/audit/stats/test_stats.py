@@ -13,7 +13,6 @@ import pytest
 import scipy.sparse as sp
 from scipy import stats as sps
 
-from spectrum_core.audit import stats
 from spectrum_core.audit.stats import (
     adjust_pvalues,
     feature_statistics,
@@ -23,6 +22,7 @@ from spectrum_core.audit.stats import (
     rank_concepts,
     sign_test,
 )
+from spectrum_core.audit.stats.joint import _sklearn_l1_kwargs
 
 
 def random_pairs(
@@ -247,7 +247,7 @@ def test_joint_model_equals_full_liblinear_fit_and_exact_auc_contributions():
     for C in (None, 0.05):
         result = joint_model(chosen - rejected, chosen_len, rejected_len, train, seed=seed, C=C)
         full = LogisticRegression(
-            C=result["C"], solver="liblinear", tol=1e-4, random_state=seed, **stats._sklearn_l1_kwargs()
+            C=result["C"], solver="liblinear", tol=1e-4, random_state=seed, **_sklearn_l1_kwargs()
         )
         full.fit(X[train].astype(np.float32), y[train])
         ours = np.append(result["coef"], result["length_coef"])

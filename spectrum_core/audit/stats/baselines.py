@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from .stats import _auc, _fit_null, randomised_order
+from .length_logit import fit_length_null
+from .pairs import auc_score, randomised_order
 
 
 @dataclass
@@ -50,8 +51,8 @@ def length_baseline(
     train = np.asarray(train_mask, dtype=bool)
     auc = float("nan")
     if train.any() and (~train).any():
-        _, slope, _ = _fit_null(y[train], length[train])
-        auc = _auc(y[~train], slope * length[~train])
+        _, slope, _ = fit_length_null(y[train], length[train])
+        auc = auc_score(y[~train], slope * length[~train])
     return LengthBaseline(int(differs.sum()), share, auc)
 
 

@@ -4,7 +4,7 @@ An SAE feature is a hypothesis that still needs a name; a probe is a property wi
 the start (list items, refusal phrases, question marks, ...). Each probe maps one response to one
 number, so the audit can take chosen - rejected per pair and run the same statistics on probes as
 on features, and it can tell a reader which known property a feature moves with
-(`probe_correlations`, `nearest_probe`).
+(``correlation.py``).
 
 Everything here is the standard library `re` and `unicodedata` plus numpy/pandas, so probes are
 cheap: every pattern is compiled once at import and each response is prepared once (code removed,
@@ -19,24 +19,19 @@ markdown header and `x != y` in code is not an exclamation.
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
-__all__ = [
-    "PROBES",
-    "Probe",
-    "compute_probes",
-    "nearest_probes",
-    "probe_correlations",
-    "probe_deltas",
-]
+from ..text import straighten_apostrophes
+
+EMOJI_RANGES_FILE = "emoji_ranges.json"  # beside this module, shipped as package data
 
 
 @dataclass(frozen=True)
@@ -48,13 +43,6 @@ class Probe:
     measure: Callable[[str], float]
 
 
-# --------------------------------------------------------------------------------------------
-# Preparing a response once for all probes
-# --------------------------------------------------------------------------------------------
-
-# Typographic apostrophes become ASCII so "I can’t" and "I can't" match the same pattern.
-_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2032": "'"})
-
 # A fenced code block (CommonMark style): an opening fence of 3+ backticks (whose info string has
 # no backtick, so ```x``` on one line stays an inline span) or 3+ tildes, up to a closing fence of
 # the same character at least as long, or to the end of the text when it is never closed.
@@ -64,6 +52,7 @@ _FENCE_BLOCK = re.compile(
     r"(?:^[ \t]{0,3}(?:\1`*|\2~*)[ \t]*(?:\n|\Z)|\Z)",
     re.MULTILINE | re.DOTALL,
 )
+
 # An inline code span: a run of N backticks, content, a run of exactly N backticks. It may wrap a
 # line but not cross a blank line (a paragraph break), as in CommonMark.
 _INLINE_CODE = re.compile(r"(?<!`)(`+)(?!`)((?:(?!\n[ \t]*\n)[\s\S])+?)(?<!`)\1(?!`)")
@@ -90,7 +79,7 @@ def _views(text: str) -> _Views:
         plain, n_inline = _INLINE_CODE.subn(" code ", prose)
     else:
         plain, n_inline = prose, 0
-    low = " " + plain.translate(_APOSTROPHES).lower()
+    low = " " + straighten_apostrophes(plain).lower()
     return _Views(text, n_fences, prose, n_inline, plain, low)
 
 
@@ -108,10 +97,6 @@ def _count(pattern: re.Pattern[str], text: str) -> float:
     return float(len(pattern.findall(text)))
 
 
-# --------------------------------------------------------------------------------------------
-# Length
-# --------------------------------------------------------------------------------------------
-
 # Fallback tokenisation when the model's token counts are not given: runs of word characters, and
 # every other non-space character on its own ("can't" -> can ' t). It tracks a subword tokenizer's
 # count to within a small factor, which is enough for a chosen-vs-rejected comparison.
@@ -122,12 +107,9 @@ def _length_tokens(v: _Views) -> float:
     return float(_WORD_PIECE.subn("", v.raw)[1])
 
 
-# --------------------------------------------------------------------------------------------
-# Markdown and code
-# --------------------------------------------------------------------------------------------
-
 _LIST_ITEM = re.compile(r"^[ \t]*(?:[-*+]|\d{1,3}[.)])[ \t]+\S", re.MULTILINE)
 _HEADER = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+\S", re.MULTILINE)
+
 # `__` bold must not touch a word character on the outside, so snake_case__names are not bold.
 _BOLD = re.compile(r"\*\*(?=\S)[^\n]+?(?<=\S)\*\*|(?<!\w)__(?=\S)[^\n]+?(?<=\S)__(?!\w)")
 
@@ -153,10 +135,6 @@ def _code_block(v: _Views) -> float:
 def _inline_code(v: _Views) -> float:
     return float(v.n_inline)
 
-
-# --------------------------------------------------------------------------------------------
-# Refusal and deflection
-# --------------------------------------------------------------------------------------------
 
 # What a refusal declines to do. "I can't" alone is too common ("I can't stress enough") to count.
 _REFUSED_ACT = (
@@ -260,17 +238,12 @@ def _deflection(v: _Views) -> float:
     return _count(_DEFLECTION, v.low)
 
 
-# --------------------------------------------------------------------------------------------
-# Tone
-# --------------------------------------------------------------------------------------------
-
 # "I apologize" counts, "you should apologize to her" does not.
 _APOLOGY = _phrases(
     r"sorry",
     r"(?:i|we) (?:(?:do|must|sincerely|truly|really|deeply) )?apologi[sz]e",
     r"(?:my |our |sincere |many )?apologies",
 )
-
 _HEDGING = _phrases(
     r"might",
     r"perhaps",
@@ -301,11 +274,11 @@ _HEDGING = _phrases(
     r"generally",
     r"(may)",
 )
-
 _PRAISE_ADJ = (
     r"(?:great|good|excellent|wonderful|fantastic|lovely|thoughtful|interesting|smart|clever|"
     r"brilliant|insightful|fascinating|awesome|amazing|perceptive|terrific|superb)"
 )
+
 # Praise of the user or their question. "smart" alone is not counted ("smart phone"), only
 # "you're smart" or "smart question"; "not a good point" is not praise.
 _PRAISE = _phrases(
@@ -405,118 +378,15 @@ def _second_person(v: _Views) -> float:
     return _count(_SECOND_PERSON, v.low)
 
 
-# --------------------------------------------------------------------------------------------
-# Emoji
-# --------------------------------------------------------------------------------------------
+def _emoji_ranges(table: str) -> tuple[tuple[int, int], ...]:
+    """One table of code point ranges from emoji_ranges.json (data, not code: 140 lines of hex)."""
+    return tuple((int(row[0], 16), int(row[1], 16)) for row in _EMOJI_TABLES[table]["ranges"])
 
-# Pictographs outside the Basic Multilingual Plane: symbols ("So") in the emoji blocks, plus code
-# points this Python's Unicode tables do not know yet ("Cn"), which in these blocks are newer emoji.
-_ASTRAL_EMOJI_BLOCKS = (
-    (0x1F000, 0x1F0FF),  # mahjong, domino, playing cards
-    (0x1F170, 0x1F19A),  # negative squared letters (🅰 🅱 🆎 🆘 ...)
-    (0x1F200, 0x1F2FF),  # enclosed ideographic supplement
-    (0x1F300, 0x1F5FF),  # miscellaneous symbols and pictographs
-    (0x1F600, 0x1F64F),  # emoticons
-    (0x1F680, 0x1F6FF),  # transport and map symbols
-    (0x1F7E0, 0x1F7FF),  # coloured circles and squares
-    (0x1F900, 0x1F9FF),  # supplemental symbols and pictographs
-    (0x1FA70, 0x1FAFF),  # symbols and pictographs extended-A
-)
-# Pictographs in the Basic Multilingual Plane (Unicode's Extended_Pictographic there, ⌚ to ⭕),
-# minus arrows and plain geometric shapes, which are text unless followed by VS16 (below).
-_BMP_EMOJI = (
-    (0x231A, 0x231B),
-    (0x2328, 0x2328),
-    (0x23CF, 0x23CF),
-    (0x23E9, 0x23F3),
-    (0x23F8, 0x23FA),
-    (0x2600, 0x2604),
-    (0x260E, 0x260E),
-    (0x2611, 0x2611),
-    (0x2614, 0x2615),
-    (0x2618, 0x2618),
-    (0x261D, 0x261D),
-    (0x2620, 0x2620),
-    (0x2622, 0x2623),
-    (0x2626, 0x2626),
-    (0x262A, 0x262A),
-    (0x262E, 0x262F),
-    (0x2638, 0x263A),
-    (0x2640, 0x2640),
-    (0x2642, 0x2642),
-    (0x2648, 0x2653),
-    (0x265F, 0x2660),
-    (0x2663, 0x2663),
-    (0x2665, 0x2666),
-    (0x2668, 0x2668),
-    (0x267B, 0x267B),
-    (0x267E, 0x267F),
-    (0x2692, 0x2697),
-    (0x2699, 0x2699),
-    (0x269B, 0x269C),
-    (0x26A0, 0x26A1),
-    (0x26A7, 0x26A7),
-    (0x26AA, 0x26AB),
-    (0x26B0, 0x26B1),
-    (0x26BD, 0x26BE),
-    (0x26C4, 0x26C5),
-    (0x26C8, 0x26C8),
-    (0x26CE, 0x26CF),
-    (0x26D1, 0x26D1),
-    (0x26D3, 0x26D4),
-    (0x26E9, 0x26EA),
-    (0x26F0, 0x26F5),
-    (0x26F7, 0x26FA),
-    (0x26FD, 0x26FD),
-    (0x2702, 0x2702),
-    (0x2705, 0x2705),
-    (0x2708, 0x270D),
-    (0x270F, 0x270F),
-    (0x2712, 0x2712),
-    (0x2714, 0x2714),
-    (0x2716, 0x2716),
-    (0x271D, 0x271D),
-    (0x2721, 0x2721),
-    (0x2728, 0x2728),
-    (0x2733, 0x2734),
-    (0x2744, 0x2744),
-    (0x2747, 0x2747),
-    (0x274C, 0x274C),
-    (0x274E, 0x274E),
-    (0x2753, 0x2755),
-    (0x2757, 0x2757),
-    (0x2763, 0x2764),
-    (0x2795, 0x2797),
-    (0x27A1, 0x27A1),
-    (0x27B0, 0x27B0),
-    (0x27BF, 0x27BF),
-    (0x2B1B, 0x2B1C),
-    (0x2B50, 0x2B50),
-    (0x2B55, 0x2B55),
-)
-# Symbols that are text by default (© ® ™ ‼ ⁉ ℹ arrows, squares, ...) and emoji only when followed
-# by the emoji variation selector U+FE0F.
-_TEXT_DEFAULT_EMOJI = (
-    (0x00A9, 0x00A9),
-    (0x00AE, 0x00AE),
-    (0x203C, 0x203C),
-    (0x2049, 0x2049),
-    (0x2122, 0x2122),
-    (0x2139, 0x2139),
-    (0x2194, 0x2199),
-    (0x21A9, 0x21AA),
-    (0x24C2, 0x24C2),
-    (0x25AA, 0x25AB),
-    (0x25B6, 0x25B6),
-    (0x25C0, 0x25C0),
-    (0x25FB, 0x25FE),
-    (0x2934, 0x2935),
-    (0x2B05, 0x2B07),
-    (0x3030, 0x3030),
-    (0x303D, 0x303D),
-    (0x3297, 0x3297),
-    (0x3299, 0x3299),
-)
+
+_EMOJI_TABLES = json.loads((Path(__file__).parent / EMOJI_RANGES_FILE).read_text(encoding="utf-8"))
+_ASTRAL_EMOJI_BLOCKS = _emoji_ranges("astral_blocks")
+_BMP_EMOJI = _emoji_ranges("bmp_pictographs")
+_TEXT_DEFAULT_EMOJI = _emoji_ranges("text_default")
 
 
 def _char_class(ranges: Iterable[tuple[int, int]]) -> str:
@@ -541,6 +411,7 @@ _ASTRAL_PICTOGRAPHS = _merge(
     for cp in range(lo, hi + 1)
     if unicodedata.category(chr(cp)) in ("So", "Cn") and not 0x1F1E6 <= cp <= 0x1F1FF
 )
+
 # One emoji = one match: a keycap (1️⃣), a flag (a pair of regional indicators), a pictograph, or
 # a text-default symbol with VS16. A pictograph right after a zero-width joiner continues a ZWJ
 # sequence (👨‍👩‍👧 is one emoji), and skin-tone modifiers are category "Sk", so neither adds a count.
@@ -559,10 +430,6 @@ def _emoji(v: _Views) -> float:
         return 0.0
     return _count(_EMOJI, v.raw)
 
-
-# --------------------------------------------------------------------------------------------
-# Registry
-# --------------------------------------------------------------------------------------------
 
 _BUILTIN: tuple[tuple[str, str, Callable[[_Views], float]], ...] = (
     (
@@ -623,14 +490,10 @@ def _on_text(fn: Callable[[_Views], float]) -> Callable[[str], float]:
 
 
 PROBES: dict[str, Probe] = {name: Probe(name, desc, _on_text(fn)) for name, desc, fn in _BUILTIN}
+
 # compute_probes measures each text once into _Views and runs these on it; a probe that was
 # replaced or added in PROBES is measured through its own `measure` instead.
 _FAST: dict[str, tuple[Probe, Callable[[_Views], float]]] = {name: (PROBES[name], fn) for name, _, fn in _BUILTIN}
-
-
-# --------------------------------------------------------------------------------------------
-# Computing probes on many responses
-# --------------------------------------------------------------------------------------------
 
 
 def _as_text(value: object) -> str:
@@ -682,85 +545,3 @@ def probe_deltas(
     chosen = compute_probes(pairs["chosen"].tolist(), chosen_tokens).set_axis(index, axis=0)
     rejected = compute_probes(pairs["rejected"].tolist(), rejected_tokens).set_axis(index, axis=0)
     return chosen, rejected
-
-
-# --------------------------------------------------------------------------------------------
-# Relating SAE features to probes
-# --------------------------------------------------------------------------------------------
-
-
-def _dense_1d(values: Any) -> np.ndarray:
-    """A per-column reduction of a sparse matrix (ndarray, np.matrix or 1-D sparse), flat."""
-    if sp.issparse(values):
-        values = values.toarray()
-    return np.asarray(values, dtype=np.float64).ravel()
-
-
-def probe_correlations(
-    feature_deltas: np.ndarray | sp.spmatrix | sp.sparray, probe_delta: pd.DataFrame
-) -> pd.DataFrame:
-    """Pearson correlation of every feature's delta with every probe's delta, across pairs.
-
-    `feature_deltas` is (n_pairs, n_features), dense or scipy.sparse; rows align with the rows of
-    `probe_delta` (n_pairs, n_probes). Returns (n_features, n_probes), NaN where either column is
-    constant. A sparse input is never densified: with centred probe columns P', the covariance
-    numerator is X^T P' (sparse times dense) and a feature's sum of squares is sum(x^2) - n*mean^2.
-    """
-    probes = probe_delta.to_numpy(dtype=np.float64)
-    if probes.ndim != 2:
-        raise ValueError("probe_delta must be a 2-D table (pairs x probes)")
-    n = probes.shape[0]
-    sparse = sp.issparse(feature_deltas)
-    if sparse:
-        x = sp.csc_array(feature_deltas, dtype=np.float64)
-    else:
-        x = np.asarray(feature_deltas, dtype=np.float64)
-        if x.ndim == 1:
-            x = x.reshape(-1, 1)
-    if x.ndim != 2 or x.shape[0] != n:
-        raise ValueError(f"feature_deltas has shape {x.shape}, expected ({n}, n_features)")
-    n_features = x.shape[1]
-    out = np.full((n_features, probes.shape[1]), np.nan)
-    if n < 2 or n_features == 0 or probes.shape[1] == 0:
-        return pd.DataFrame(out, columns=probe_delta.columns)
-
-    p_centred = probes - probes.mean(axis=0)
-    p_ss = np.einsum("ij,ij->j", p_centred, p_centred)
-    p_constant = np.ptp(probes, axis=0) == 0
-
-    if sparse:
-        # max == min (implicit zeros included) is an exact constancy test without densifying.
-        x_constant = _dense_1d(x.max(axis=0)) == _dense_1d(x.min(axis=0))
-        x_mean = _dense_1d(x.sum(axis=0)) / n
-        x_ss = _dense_1d(x.multiply(x).sum(axis=0)) - n * x_mean**2
-        cross = np.asarray(x.T @ p_centred)
-    else:
-        x_constant = np.ptp(x, axis=0) == 0
-        x_centred = x - x.mean(axis=0)
-        x_ss = np.einsum("ij,ij->j", x_centred, x_centred)
-        cross = x_centred.T @ p_centred
-
-    x_ss = np.maximum(x_ss, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        corr = cross / np.sqrt(np.outer(x_ss, p_ss))
-    corr = np.clip(corr, -1.0, 1.0)
-    corr[x_constant, :] = np.nan
-    corr[:, p_constant] = np.nan
-    return pd.DataFrame(corr, columns=probe_delta.columns)
-
-
-def nearest_probes(
-    feature_deltas: np.ndarray | sp.spmatrix | sp.sparray, probe_delta: pd.DataFrame
-) -> tuple[np.ndarray, np.ndarray]:
-    """For each feature, the probe whose delta moves most with its delta: (names, signed Pearson r).
-
-    Chosen by the largest |r|; constant columns are skipped. A feature with no qualifying probe
-    (or a constant delta) gets ("", nan).
-    """
-    corr = probe_correlations(feature_deltas, probe_delta)
-    values = corr.to_numpy()
-    if not len(values):
-        return np.zeros(0, dtype=object), np.zeros(0)
-    best = np.argmax(np.where(np.isnan(values), -1, np.abs(values)), axis=1)
-    r = values[np.arange(len(values)), best]
-    return np.where(np.isnan(r), "", np.array(corr.columns, dtype=object)[best]), r

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from spectrum_core.audit.detection import detection_score
+from spectrum_core.audit.labelling.detection import detection_score
 
 
 def test_balanced_accuracy_by_hand():

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models import LoadedModel
-from .errors import AuditInputError
+from ...models import LoadedModel
+from ..errors import AuditInputError
 
 ProgressFn = Callable[..., None]
 MANIFEST = "manifest.json"

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .stats import _delta_csr, _sign_pvalues
+from .pairs import delta_csr
+from .sign_test import sign_pvalues
 
 
 def split_half_agreement(delta, n_splits: int, seed: int, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
@@ -20,7 +21,7 @@ def split_half_agreement(delta, n_splits: int, seed: int, alpha: float = 0.05) -
     the pairs: the share of splits in which both halves go the same way as all the pairs do
     (``direction``), and the share in which, in addition, each half's own sign test has p < alpha
     (``significant``). A feature with no direction overall scores 0 on both."""
-    d = _delta_csr(delta)
+    d = delta_csr(delta)
     n_pairs, n_features = d.shape
     positive = sp.csr_matrix(((d.data > 0).astype(np.float64), d.indices, d.indptr), shape=d.shape)
     negative = sp.csr_matrix(((d.data < 0).astype(np.float64), d.indices, d.indptr), shape=d.shape)
@@ -37,7 +38,7 @@ def split_half_agreement(delta, n_splits: int, seed: int, alpha: float = 0.05) -
         pos_a, neg_a = positive.T @ first, negative.T @ first
         pos_b, neg_b = total_pos - pos_a, total_neg - neg_a
         same = (np.sign(pos_a - neg_a) == overall) & (np.sign(pos_b - neg_b) == overall) & (overall != 0)
-        sure = (_sign_pvalues(pos_a, neg_a) < alpha) & (_sign_pvalues(pos_b, neg_b) < alpha)
+        sure = (sign_pvalues(pos_a, neg_a) < alpha) & (sign_pvalues(pos_b, neg_b) < alpha)
         direction += same
         significant += same & sure
     return direction / n_splits, significant / n_splits
@@ -55,7 +56,7 @@ def seed_stability(family_delta, reference_delta, family_members: list[np.ndarra
     have a latent whose Δ correlates with the family's Δ at least SEED_MATCH_SHARE times as well
     as the best of its SAE members (``family_members[f]``, columns of ``reference_delta``) does.
     NaN for a family with no SAE member (a family of probes does not depend on the SAE)."""
-    from .families import cross_correlation
+    from ..families import cross_correlation
 
     n_families = family_delta.shape[1]
     out = np.full(n_families, np.nan)

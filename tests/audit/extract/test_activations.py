@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spectrum_core.audit.activations import (
+from spectrum_core.audit.errors import AuditInputError
+from spectrum_core.audit.extract.activations import (
     ActivationConfig,
     ActivationStore,
     decoder_layers,
@@ -14,7 +15,6 @@ from spectrum_core.audit.activations import (
     matmul_params,
     tokenize_pairs,
 )
-from spectrum_core.audit.errors import AuditInputError
 
 CONFIG = ActivationConfig(layer=2, shard_size=8, tokens_per_batch=1024, max_prompt_tokens=96)
 
@@ -121,7 +121,7 @@ def test_bundled_model_residual_norms(bundled_model, hh_pairs, tmp_path):
 def _both_ways(loaded, pairs, config, store_dtype):
     """Every response's residuals, by response index: with each pair's prompt run once (shared)
     and with each response run whole, over the same batches' worth of pairs."""
-    from spectrum_core.audit.activations import _plan, pair_residuals, residuals
+    from spectrum_core.audit.extract.activations import _plan, pair_residuals, residuals
 
     records = tokenize_pairs(loaded.tokenizer, pairs, config)
     out = []

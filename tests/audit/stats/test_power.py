@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from spectrum_core.audit import power
-from spectrum_core.audit.stats import rank_concepts
+from spectrum_core.audit.stats import power, rank_concepts
 
 
 def test_critical_count_by_hand():
@@ -92,8 +91,8 @@ def test_no_concept_over_the_threshold_ranks_above_one_under_it(alpha):
 def test_length_baseline_and_agreement_strength_by_hand():
     from sklearn.metrics import roc_auc_score
 
-    from spectrum_core.audit.baselines import agreement_strength, length_baseline
     from spectrum_core.audit.stats import randomised_order
+    from spectrum_core.audit.stats.baselines import agreement_strength, length_baseline
 
     chosen = np.array([10, 20, 5, 7, 9, 30, 12, 8])
     rejected = np.array([5, 10, 5, 9, 3, 10, 6, 8])
@@ -120,7 +119,7 @@ def test_length_baseline_and_agreement_strength_by_hand():
 def test_split_half_agreement_by_hand():
     import scipy.sparse as sp
 
-    from spectrum_core.audit.robustness import split_half_agreement
+    from spectrum_core.audit.stats.robustness import split_half_agreement
 
     # Columns: always chosen (+ in all 8 pairs); balanced (+ in 4, − in 4); one pair only.
     delta = np.zeros((8, 3))

@@ -1,0 +1,86 @@
+"""The SAE-seed check: retrain the audit's SAEs with other seeds and ask, per family, whether
+each new SAE has a latent that moves with it (``stats/robustness.seed_stability``)."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from .config import AuditConfig
+from .extract.features import (
+    difference_vectors,
+    encode_differences,
+    encode_responses,
+)
+from .sae import SAETrainingConfig, train_sae
+from .stats.robustness import seed_stability
+
+
+def add_seed_stability(
+    concepts: pd.DataFrame,
+    mode_data: dict[str, tuple[sp.csr_matrix, sp.csr_matrix]],
+    retrained: dict[str, SAETrainingConfig],
+    store,
+    pooled,
+    config: AuditConfig,
+    *,
+    hook: str,
+    device: str,
+    progress,
+) -> pd.DataFrame:
+    """Retrain the audit's SAEs (same activations, same settings) with ``config.sae_seeds`` other
+    seeds and add ``seed_stability`` to the families: the share of seeds whose SAE has a latent
+    about as aligned with the family as its best member (robustness.seed_stability). ``pooled`` is
+    the difference mode's pooled residuals, computed once by the audit (None without that mode)."""
+    sae_modes = [m for m in retrained if m in mode_data]
+    reference = sp.hstack([mode_data[m][0] - mode_data[m][1] for m in sae_modes]).tocsc()
+    offsets = dict(zip(sae_modes, np.cumsum([0] + [mode_data[m][0].shape[1] for m in sae_modes[:-1]]).tolist()))
+    families = concepts[concepts["kind"] == "family"]
+    by_id = concepts.set_index("concept_id")
+    members = [
+        np.array(
+            [offsets[by_id.at[m, "mode"]] + int(by_id.at[m, "feature"]) for m in row if by_id.at[m, "mode"] in offsets],
+            dtype=np.int64,
+        )
+        for row in families["members"]
+    ]
+    family_chosen, family_rejected = mode_data["family"]
+    family_delta = (family_chosen - family_rejected).tocsc()[:, families["feature"].to_numpy(dtype=np.int64)]
+    # Read once for every seed: the token SAE's training tokens, the difference SAE's vectors.
+    training: dict[str, torch.Tensor] = {}
+    if "token" in sae_modes:
+        training["token"] = store.training_tokens()[0]
+    if "difference" in sae_modes:
+        training["difference"] = difference_vectors(pooled)
+    seed_deltas = []
+    for index in range(config.sae_seeds):
+        seed = config.seed + 1 + index
+        parts = []
+        with tempfile.TemporaryDirectory() as scratch:
+            for mode in sae_modes:
+                sae, _ = train_sae(
+                    training[mode],
+                    Path(scratch) / mode,
+                    replace(retrained[mode], seed=seed),
+                    hook=hook if mode == "token" else hook + ".pooled_difference",
+                    device=device,
+                )
+                if mode == "token":
+                    chosen, rejected = encode_responses(store, sae).pooled(config.pooling)
+                else:
+                    chosen, rejected = encode_differences(pooled, sae)
+                parts.append(chosen - rejected)
+        seed_deltas.append(sp.hstack(parts).tocsc())
+        if progress:
+            progress("sae_seeds", index + 1, config.sae_seeds, unit="seeds")
+    stability = seed_stability(family_delta, reference, members, seed_deltas)
+    concepts = concepts.copy()
+    concepts["seed_stability"] = np.nan
+    concepts.loc[families.index, "seed_stability"] = stability
+    return concepts

@@ -1,0 +1,30 @@
+"""Statistics that say which concepts separate chosen from rejected responses, pair by pair.
+
+Everything works on the per-pair difference Δ = chosen − rejected (pairs × concepts), kept sparse:
+
+- ``pairs``: the shared pieces: Δ as canonical sparse matrices, column blocks and moments, the
+  seeded pair order every logistic model uses, AUC;
+- ``sign_test``: the exact sign test per concept and the FDR / Bonferroni adjustment;
+- ``length_logit``: the length-controlled logistic regression, all concepts at once;
+- ``joint``: the joint L1 logistic model over all concepts plus length;
+- ``concept_statistics``: one table row per concept from all of the above, and the ranking;
+- ``robustness``: split-half agreement and SAE-seed stability;
+- ``baselines``: length alone, and each concept's agreement strength;
+- ``power``: what a sample of this size can detect, and the one-sentence verdict.
+"""
+
+from .concept_statistics import feature_statistics, rank_concepts
+from .joint import joint_model
+from .length_logit import length_controlled_logit
+from .pairs import randomised_order
+from .sign_test import adjust_pvalues, sign_test
+
+__all__ = [
+    "adjust_pvalues",
+    "feature_statistics",
+    "joint_model",
+    "length_controlled_logit",
+    "randomised_order",
+    "rank_concepts",
+    "sign_test",
+]

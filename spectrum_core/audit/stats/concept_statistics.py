@@ -1,0 +1,207 @@
+"""One row of statistics per concept (sign test, length-controlled logit, joint-model weight,
+side means) from the chosen and rejected matrices, and the ranking the review queue uses."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..config import AuditConfig
+from .joint import fit_joint
+from .length_logit import feature_logits, logit_table, null_row_term
+from .pairs import (
+    BLOCK_NNZ,
+    Matrix,
+    as_train_mask,
+    column_moments,
+    delta_csr,
+    length_difference,
+    randomised_order,
+    to_csr,
+)
+from .robustness import split_half_agreement
+from .sign_test import adjust_pvalues, sign_pvalues
+
+
+def _side_statistics(c: sp.csr_matrix, r: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per feature: pairs where chosen or rejected is nonzero, and the column sums of each side.
+
+    Row block by row block (views, no copies of the inputs), so temporaries stay small.
+    """
+    n_pairs, n_features = c.shape
+    union = np.zeros(n_features, dtype=np.int64)
+    sums = [np.zeros(n_features), np.zeros(n_features)]
+    c_ptr, r_ptr = c.indptr.astype(np.int64), r.indptr.astype(np.int64)
+    bounds = np.unique(
+        np.concatenate(
+            [
+                [0],
+                np.searchsorted(c_ptr + r_ptr, np.arange(BLOCK_NNZ, int(c_ptr[-1] + r_ptr[-1]), BLOCK_NNZ)),
+                [n_pairs],
+            ]
+        )
+    )
+    for r0, r1 in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        patterns = []
+        for side, (m, ptr) in enumerate(((c, c_ptr), (r, r_ptr))):
+            e0, e1 = int(ptr[r0]), int(ptr[r1])
+            data, indices = m.data[e0:e1], m.indices[e0:e1]
+            sums[side] += np.bincount(indices, weights=data, minlength=n_features)
+            nonzero = data != 0
+            union += np.bincount(indices[nonzero], minlength=n_features)
+            patterns.append(
+                sp.csr_matrix((nonzero.astype(np.int8), indices, ptr[r0 : r1 + 1] - e0), shape=(r1 - r0, n_features))
+            )
+        both = patterns[0].multiply(patterns[1]).tocsr()
+        union -= np.bincount(both.indices[both.data != 0], minlength=n_features)
+    return union, sums[0], sums[1]
+
+
+def feature_statistics(
+    chosen: Matrix,
+    rejected: Matrix,
+    chosen_len: Any,
+    rejected_len: Any,
+    train_mask: Any,
+    *,
+    seed: int = 0,
+    correction: str = "bh",
+    C: float | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """All per-feature statistics, one row per feature (index = feature number).
+
+    Columns: prevalence (share of pairs where chosen or rejected is nonzero), n_differ,
+    n_chosen_more, n_rejected_more, share_chosen_more, direction ("chosen" if share > 0.5,
+    "rejected" if < 0.5, else "none"), mean_delta, mean_chosen, mean_rejected, p_sign, q_value
+    (``correction`` of p_sign), the length-controlled logit (coef, ci_low, ci_high, se, p_logit,
+    converged), joint_coef and auc_contribution. The dict holds the joint model's scalars
+    (auc_held_out, auc_train, C, length_coef, n_selected) and the length-only null model
+    (null_intercept, null_length_coef, null_converged).
+
+    Δ is computed once (CSR and CSC); the joint model (liblinear and sparse mat-vecs, which
+    release the GIL) runs in a second thread while this one does the per-feature pass.
+    """
+    c, r = to_csr(chosen), to_csr(rejected)
+    if c.shape != r.shape:
+        raise ValueError(f"chosen {c.shape} and rejected {r.shape} differ in shape")
+    n_pairs, n_features = c.shape
+    mask = as_train_mask(train_mask, n_pairs)
+    dlen = length_difference(chosen_len, rejected_len, n_pairs)
+    signs = randomised_order(n_pairs, seed)
+
+    d = delta_csr(c - r)
+    csc = d.tocsc()
+    moments = column_moments(csc)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        joint_future = pool.submit(fit_joint, d, csc, moments["sd"], signs, dlen, mask, seed, C)
+        row_term, null_info = null_row_term(dlen, signs)
+        logits = feature_logits(csc, moments["sd"], row_term)
+        union, sum_chosen, sum_rejected = _side_statistics(c, r)
+        joint = joint_future.result()
+
+    n_pos, n_neg = moments["n_pos"], moments["n_neg"]
+    n_differ = n_pos + n_neg
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(n_differ > 0, n_pos / np.maximum(n_differ, 1), np.nan)
+        per_pair = 1.0 / n_pairs if n_pairs else np.nan
+    direction = np.full(n_features, "none", dtype=object)
+    direction[share > 0.5] = "chosen"
+    direction[share < 0.5] = "rejected"
+    p_sign = sign_pvalues(n_pos, n_neg)
+    logit = logit_table(logits, n_pos, n_neg, null_info["null_converged"])
+    table = pd.DataFrame(
+        {
+            "prevalence": union * per_pair,
+            "n_differ": n_differ,
+            "n_chosen_more": n_pos,
+            "n_rejected_more": n_neg,
+            "share_chosen_more": share,
+            "direction": direction,
+            "mean_delta": moments["sum"] * per_pair,
+            "mean_chosen": sum_chosen * per_pair,
+            "mean_rejected": sum_rejected * per_pair,
+            "p_sign": p_sign,
+            "q_value": adjust_pvalues(p_sign, correction),
+            **{name: logit[name].to_numpy() for name in logit.columns},
+            "joint_coef": joint["coef"],
+            "auc_contribution": joint["auc_contribution"],
+        }
+    ).rename_axis("feature")
+    summary = {key: value for key, value in joint.items() if not isinstance(value, np.ndarray)}
+    summary.update(null_info)
+    return table, summary
+
+
+def rank_concepts(table: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """Rank concepts: significant ones (q < alpha) first, those whose length-controlled effect
+    is also significant ahead of the others, each ordered by the size of that effect (how far
+    its 95% interval is from zero; |coef| when there is no interval);
+    then the rest by q and the length-controlled p-value. Within each group, fits that did not
+    converge come after those that did. Adds ``rank`` from 1.
+
+    Ranking significant concepts by q alone would put the most prevalent first: with thousands
+    of pairs, a feature that differs in most pairs reaches q < 1e-6 with a 60/40 split, and such
+    features are often response length in disguise. The length-controlled effect puts concepts
+    that predict preference beyond length ahead of them.
+    """
+    q = table["q_value"].to_numpy(dtype=np.float64)
+    if {"ci_low", "ci_high"} <= set(table.columns):
+        # The effect the data vouch for: the distance of the 95% interval from zero, so a huge
+        # but uncertain coefficient (a rare or nearly separating feature) does not lead.
+        low = table["ci_low"].to_numpy(dtype=np.float64)
+        high = table["ci_high"].to_numpy(dtype=np.float64)
+        strength = np.maximum(np.maximum(low, -high), 0.0)
+    else:
+        strength = np.abs(table["coef"].to_numpy(dtype=np.float64))
+    converged = (
+        table["converged"].to_numpy(dtype=bool) if "converged" in table.columns else np.ones(len(table), dtype=bool)
+    )
+    has_logit = "p_logit" in table.columns
+    evidence = table["p_logit"].to_numpy(dtype=np.float64) if has_logit else -strength
+    significant = q < alpha
+    # Significant by the sign test and with a length-controlled interval that excludes zero
+    # first; significant by the sign test alone next; the rest last.
+    confirmed = significant & (evidence < alpha) if has_logit else significant
+    key = pd.DataFrame(
+        {
+            "group": np.where(confirmed, 0, np.where(significant, 1, 2)),
+            "unconverged": ~converged,
+            "first": np.where(significant, -np.nan_to_num(strength, nan=-np.inf), q),
+            # Among the rest, a large but uncertain coefficient (few differing pairs) should not
+            # lead: order by the length-controlled p-value instead.
+            "second": np.where(significant, q, evidence),
+        }
+    )
+    order = key.sort_values(
+        ["group", "unconverged", "first", "second"], na_position="last", kind="mergesort"
+    ).index.to_numpy()
+    ranked = table.iloc[order].copy()
+    ranked["rank"] = np.arange(1, len(ranked) + 1)
+    return ranked
+
+
+def concept_table(
+    mode: str,
+    chosen: sp.csr_matrix,
+    rejected: sp.csr_matrix,
+    lengths: tuple,
+    train_mask: np.ndarray,
+    config: AuditConfig,
+) -> tuple[pd.DataFrame, dict]:
+    """The statistics table of one mode's concepts (``kind``, ``mode``, ``feature`` first, then
+    every column of :func:`feature_statistics` and the split-half agreement), and its joint model."""
+    table, joint = feature_statistics(
+        chosen, rejected, lengths[0], lengths[1], train_mask, seed=config.seed, correction=config.correction
+    )
+    table = table.reset_index(drop=True)
+    table["split_half_direction"], table["split_half_significant"] = split_half_agreement(
+        chosen - rejected, config.split_halves, config.seed, alpha=config.fdr_threshold
+    )
+    table.insert(0, "feature", np.arange(len(table)))
+    table.insert(0, "mode", mode)
+    table.insert(0, "kind", mode if mode in ("probe", "family") else "sae")
+    return table, joint

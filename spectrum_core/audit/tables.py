@@ -1,0 +1,82 @@
+"""The audit's per-response and per-pair tables as written to disk: feature cards (each concept's
+strongest responses with its activation on every token) and the pair features in long form."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .extract.features import (
+    ResponseFeatures,
+    token_activations,
+    top_responses,
+)
+
+
+def _token_strings(tokenizer, ids: np.ndarray, cache: dict[int, str]) -> list[str]:
+    out = []
+    for token_id in ids.tolist():
+        if token_id not in cache:
+            cache[token_id] = tokenizer.decode([token_id])
+        out.append(cache[token_id])
+    return out
+
+
+def feature_cards(
+    mode: str, features: ResponseFeatures | None, chosen, rejected, pairs, tokenizer, n_top: int
+) -> pd.DataFrame:
+    """Rows (concept_id, rank, pair_id, side, activation, tokens, token_activations)."""
+    wanted = top_responses(chosen, rejected, n_top)
+    per_token = token_activations(features, wanted) if features is not None else {}
+    decode_cache: dict[int, str] = {}
+    rows = []
+    rank_in_feature: dict[int, int] = {}
+    for feature, response, value in wanted:
+        rank_in_feature[feature] = rank_in_feature.get(feature, 0) + 1
+        tokens, acts = [], []
+        if features is not None:
+            tokens = _token_strings(tokenizer, features.token_ids[response], decode_cache)
+            acts = per_token[(feature, response)].tolist()
+        rows.append(
+            {
+                "concept_id": f"{mode}:{feature}",
+                "rank": rank_in_feature[feature],
+                "pair_id": pairs["pair_id"].iat[response // 2],
+                "side": "chosen" if response % 2 == 0 else "rejected",
+                "activation": float(value),
+                "tokens": tokens,
+                "token_activations": acts,
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["concept_id", "rank", "pair_id", "side", "activation", "tokens", "token_activations"]
+    )
+
+
+def pair_feature_table(
+    concept_prefix: str,
+    chosen: sp.csr_matrix,
+    rejected: sp.csr_matrix,
+    pair_ids: np.ndarray,
+    names: list[str] | None = None,
+) -> pd.DataFrame:
+    """Nonzero (pair, concept) cells of chosen and rejected, with Δ."""
+    union = (abs(chosen) + abs(rejected)).tocoo()
+    rows, cols = union.row, union.col
+    c = np.asarray(chosen[rows, cols]).ravel()
+    r = np.asarray(rejected[rows, cols]).ravel()
+    concept = (
+        np.array([f"{concept_prefix}:{n}" for n in names])[cols]
+        if names is not None
+        else np.char.add(f"{concept_prefix}:", cols.astype(str))
+    )
+    return pd.DataFrame(
+        {
+            "pair_id": pair_ids[rows],
+            "concept_id": concept,
+            "chosen": c.astype(np.float32),
+            "rejected": r.astype(np.float32),
+            "delta": (c - r).astype(np.float32),
+        }
+    )
