@@ -9,9 +9,7 @@ from app_pages.job_panel import config_form, pick_job, start_panel, watch
 from spectrum_core import jobs, settings
 from spectrum_core.artifacts import AuditArtifact
 from spectrum_core.audit.config import MODES, AuditConfig
-from spectrum_core.audit.families import describe_families
 from spectrum_core.audit.runner import AuditStage, resolved_config
-from spectrum_core.audit.stats.baselines import LengthBaseline
 
 MAIN_SETTINGS = ("model", "layer", "max_pairs", "sae", "modes", "pooling", "seed")
 
@@ -76,24 +74,22 @@ def results(view: jobs.JobView) -> None:
     if folder is None:
         return
     audit = AuditArtifact(folder)
-    report, sae = audit.report, audit.report["sae"].get("token")
+    report, sae = audit.report, audit.report.sae.get("token")
     columns = st.columns(4)
-    columns[0].metric("Pairs", f"{report['n_pairs']:,}")
-    alpha = report.get("fdr_threshold", 0.05)
-    columns[1].metric(f"Concepts with q < {alpha:g}", f"{sum(report['n_significant'].values()):,}")
+    columns[0].metric("Pairs", f"{report.n_pairs:,}")
+    columns[1].metric(f"Concepts with q < {report.fdr_threshold:g}", f"{report.total_significant:,}")
     if sae:
         columns[2].metric("SAE explained variance", f"{sae['explained_variance']:.2f}")
-    auc = report["joint_models"].get("token", {}).get("auc_held_out")
-    if auc is not None:
-        columns[3].metric("Held-out AUC (token mode)", f"{auc:.2f}")
-    if "baselines" in report:
-        st.caption(LengthBaseline(**report["baselines"]["length"]).sentence())
-    if "families" in report:
-        st.caption(describe_families(report["families"]))
-    for warning in report.get("warnings", []):
+    if "token" in report.joint_models:
+        columns[3].metric("Held-out AUC (token mode)", f"{report.joint_models['token'].auc_held_out:.2f}")
+    if report.baselines is not None:
+        st.caption(report.baselines.length.sentence())
+    if report.families is not None:
+        st.caption(report.families.sentence())
+    for warning in report.warnings:
         st.warning(escape_markdown(warning))
-    if report.get("verdict"):
-        (st.success if sum(report["n_significant"].values()) else st.warning)(report["verdict"])
+    if report.verdict:
+        (st.success if report.total_significant else st.warning)(report.verdict)
     st.dataframe(
         # families rank first (the top of the review queue), then the single concepts
         audit.concepts().head(10)[["rank", "concept_id", "label", "direction", "share_chosen_more", "q_value", "coef"]],

@@ -22,9 +22,8 @@ if folder is None:
 
 view = load_audit_view(str(folder))
 audit_id = frame.audit_id
-if view.report.get("verdict"):
-    significant = view.report["power"]["n_significant"]
-    (st.success if significant else st.warning)(view.report["verdict"])
+if view.report.verdict:
+    (st.success if view.report.total_significant else st.warning)(view.report.verdict)
 decisions = workspace.current_decisions(audit_id)
 labels = workspace.labels(audit_id)
 concepts = view.concepts.copy()
@@ -60,7 +59,7 @@ shown = shown.sort_values(sort, ascending=ascending, key=(lambda s: s.abs()) if 
 noun = "families" if review == "Families" else "concepts"
 total = int(concepts["kind"].isin(kinds).sum())
 st.caption(f"{len(shown):,} of {total:,} {noun}. Select one to open its card.")
-alpha = float(view.report.get("fdr_threshold", 0.05))
+alpha = view.report.fdr_threshold
 shown = shown.assign(verdict=[verdict_badge(r, alpha) for _, r in shown.iterrows()])
 optional = ["effect_size", "split_half_direction", "agreement_strength"]
 if review == "Families":

@@ -17,6 +17,7 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -114,15 +115,15 @@ def main() -> None:
         outcome = run_audit_in_workspace(Workspace(Path(tmp) / "ws"), HH, config)
         audit_seconds = time.perf_counter() - started
         peak = torch.cuda.max_memory_allocated() if loaded.device.startswith("cuda") else None
-        manifest = outcome.report["activations"]
-        timings = outcome.report["timings"]
+        manifest = asdict(outcome.report.activations)
+        timings = outcome.report.timings
     response_tokens = manifest["n_response_tokens"]
     computed = (manifest["n_tokens_total"] - response_tokens) // 2 + response_tokens
     rate = computed / timings["activations"]
     results = {
         "device": torch.cuda.get_device_name() if loaded.device.startswith("cuda") else loaded.device,
         "model": f"random Llama {args.size}, {n_params / 1e6:,.1f}M parameters, {loaded.dtype}",
-        "pairs": outcome.report["n_pairs"],
+        "pairs": outcome.report.n_pairs,
         "tokens_per_batch": manifest["tokens_per_batch"],
         "tokens_computed": computed,
         "tokens_per_second": rate,

@@ -91,7 +91,7 @@ EVALS = {
 def refusal_family(view) -> str:
     """The best-ranked significant family whose nearest probe is refusal (else apology)."""
     concepts = view.concepts
-    alpha = float(view.report.get("fdr_threshold", 0.05))
+    alpha = view.report.fdr_threshold
     families = concepts[(concepts["kind"] == "family") & (concepts["q_value"] < alpha)].sort_values("rank")
     for probe in REFUSAL_PROBES:
         found = families[families["nearest_probe"].astype(str).str.contains(probe)]

@@ -15,6 +15,7 @@ import pandas as pd
 import yaml
 
 from . import constants as names
+from .audit.report import AuditReport
 from .errors import NotFoundError
 
 
@@ -31,24 +32,21 @@ class Artifact:
     def path(self, name: str) -> Path:
         return self.folder / name
 
-    @cached_property
-    def report(self) -> dict:
-        return json.loads((self.folder / names.REPORT_FILE).read_text())
-
-    def write_report(self, report: dict) -> None:
-        (self.folder / names.REPORT_FILE).write_text(json.dumps(report, indent=1, default=str))
-
 
 class AuditArtifact(Artifact):
     """``audit-<hash>/``: concepts, the per-pair matrix, feature cards, the SAEs, the report."""
 
+    @cached_property
+    def report(self) -> AuditReport:
+        return AuditReport.read(self.folder)
+
     @property
     def layer(self) -> int:
-        return int(self.report["layer"])
+        return self.report.layer
 
     @property
     def model(self) -> str:
-        return str(self.report["config"]["model"])
+        return self.report.model
 
     def concepts(self) -> pd.DataFrame:
         return pd.read_parquet(self.folder / names.CONCEPTS_FILE)
@@ -105,6 +103,13 @@ class TuningArtifact(Artifact):
 
 class EvaluationArtifact(Artifact):
     """``eval-<hash>/``: the report, one table per section, and the generations."""
+
+    @cached_property
+    def report(self) -> dict:
+        return json.loads((self.folder / names.REPORT_FILE).read_text())
+
+    def write_report(self, report: dict) -> None:
+        (self.folder / names.REPORT_FILE).write_text(json.dumps(report, indent=1, default=str))
 
     @property
     def generations(self) -> Path:

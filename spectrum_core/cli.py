@@ -309,31 +309,26 @@ def cmd_audit(args) -> int:
     report = outcome.report
     state = "reused the finished audit" if outcome.reused else "finished"
     print(f"\nAudit {state}: {outcome.folder}")
-    sae = report.get("sae", {}).get("token")
+    sae = report.sae.get("token")
     if sae:
         print(
             f"SAE: {sae['width']} latents, k={sae['k']}, explained variance "
             f"{sae['explained_variance']:.3f}, mean L0 {sae['mean_l0']:.1f}, dead "
             f"{sae['dead_fraction']:.1%}"
         )
-    for mode, joint in report.get("joint_models", {}).items():
+    for mode, joint in report.joint_models.items():
         print(
-            f"Joint L1 model on {mode} Δ + length: held-out AUC {joint['auc_held_out']:.3f} "
-            f"({joint['n_selected']} selected)"
+            f"Joint L1 model on {mode} Δ + length: held-out AUC {joint.auc_held_out:.3f} ({joint.n_selected} selected)"
         )
-    if "baselines" in report:
-        from .audit.stats.baselines import LengthBaseline
-
-        print(LengthBaseline(**report["baselines"]["length"]).sentence())
-    if "families" in report:
-        from .audit.families import describe_families
-
-        print(describe_families(report["families"]))
-    for warning in report.get("warnings", []):
+    if report.baselines is not None:
+        print(report.baselines.length.sentence())
+    if report.families is not None:
+        print(report.families.sentence())
+    for warning in report.warnings:
         print(f"warning: {warning}")
-    if report.get("verdict"):
-        print(report["verdict"])
-    print_concepts(outcome.concepts, args.top, report.get("fdr_threshold", 0.05))
+    if report.verdict:
+        print(report.verdict)
+    print_concepts(outcome.concepts, args.top, report.fdr_threshold)
     return 0
 
 

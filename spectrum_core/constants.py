@@ -6,6 +6,9 @@ Artifacts live under ``<workspace>/artifacts/<kind>-<hash>/``; a job's own worki
 
 from __future__ import annotations
 
+# The workspace's database, beside artifacts/ and jobs/.
+DATABASE_FILE = "spectrum.db"
+
 # Shared by several artifacts and by every job folder.
 REPORT_FILE = "report.json"  # an audit's, an evaluation's, a loaded dataset's or a reward's report
 CONFIG_FILE = "config.yaml"  # a run's configuration; in a job folder, what ``--resume`` runs again
@@ -37,6 +40,7 @@ RESET_ROUND_GLOB = "round-*.jsonl"  # a ReSet round's kept samples
 
 # Evaluation artifact (eval-<hash>/).
 GENERATIONS_DIR = "generations"
+GENERATIONS_FILE = "generations.parquet"  # in GENERATIONS_DIR: one row per (prompt, response)
 EVAL_TABLES = (  # <name>.parquet
     "steerability",
     "coverage",
@@ -47,6 +51,8 @@ EVAL_TABLES = (  # <name>.parquet
     "checkpoint_shifts",  # tuned runs: the suppressed concepts' shift at every saved checkpoint
 )
 SHIFTS_FILE = "shifts.parquet"
+FAITHFULNESS_FILE = "faithfulness.parquet"
+PREVALENCE_FILE = "prevalence.parquet"
 CHECKPOINT_SHIFTS_FILE = "checkpoint_shifts.parquet"
 
 # Saved plan artifact (plan-<hash>/).

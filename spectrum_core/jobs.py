@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import constants as names
 from .progress import ProgressFollower
 from .workspace import JobRecord, Workspace
 from .workspace.workspace import ACTIVE_STATUSES, utc_now
@@ -54,7 +55,7 @@ def recording(workspace: Workspace, job_id: int):
     the message) if the work raises. The caller marks success once its result is published."""
     folder = job_dir(workspace, job_id)
     folder.mkdir(parents=True, exist_ok=True)
-    progress_path = folder / "progress.jsonl"
+    progress_path = folder / names.PROGRESS_FILE
     workspace.update_job(
         job_id,
         status="running",
@@ -108,7 +109,7 @@ def resume_job(workspace: Workspace, job_id: int, cli_args: list[str], *, env: d
 def _spawn(workspace: Workspace, job_id: int, cli_args: list[str], env: dict | None) -> None:
     folder = job_dir(workspace, job_id)
     folder.mkdir(parents=True, exist_ok=True)
-    log_path = folder / "log.txt"
+    log_path = folder / names.LOG_FILE
     command = [
         sys.executable,
         "-m",
@@ -135,7 +136,7 @@ def _spawn(workspace: Workspace, job_id: int, cli_args: list[str], env: dict | N
         job_id,
         pid=process.pid,
         log_path=str(log_path.relative_to(workspace.root)),
-        progress_path=str((folder / "progress.jsonl").relative_to(workspace.root)),
+        progress_path=str((folder / names.PROGRESS_FILE).relative_to(workspace.root)),
     )
 
 

@@ -185,26 +185,3 @@ def effect_size(delta: sp.spmatrix) -> np.ndarray:
     mean_sq = np.asarray(delta.multiply(delta).sum(axis=0)).ravel() / n
     sd = np.sqrt(np.maximum(mean_sq - mean**2, 0.0))
     return np.where(sd > 0, mean / np.where(sd > 0, sd, 1.0), 0.0)
-
-
-def describe_families(summary: dict) -> str:
-    """The report's family summary in one or two sentences (CLI and Audit page)."""
-    text = (
-        f"{summary['n_families']:,} families from {summary['n_clustered']:,} clustered concepts (members alike at "
-        f"a mean similarity of at least {summary['min_similarity']:g})."
-    )
-    needed = summary.get("families_holding_90pct_of_significant")
-    if summary.get("n_significant_concepts"):
-        text += (
-            f" {needed} families hold 90% of the {summary['n_significant_concepts']:,} significant concepts."
-            if needed
-            else f" The families hold under 90% of the {summary['n_significant_concepts']:,} significant concepts."
-        )
-    retained = summary.get("auc_gain_retained_by_top_families")
-    if retained is not None and retained == retained:
-        text += (
-            f" The top {summary['top_families']} families' members keep {retained:.0%} of the joint model's held-out "
-            f"AUC gain over length alone ({summary['auc_held_out_top_families']:.3f} vs "
-            f"{summary['auc_held_out_all_concepts']:.3f}; length alone {summary['auc_held_out_length_only']:.3f})."
-        )
-    return text

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 from .config import AuditConfig
 from .families import MAX_CANDIDATES, MIN_SIMILARITY, effect_size, family_scores, find_families, representatives
 from .probes import nearest_probes
+from .report import FamilySummary, JointModelSummary
 from .stats import joint_model, rank_concepts
 from .stats.baselines import agreement_strength, length_baseline
 from .stats.concept_statistics import concept_table
@@ -27,7 +28,7 @@ def add_families(
     probe_delta: pd.DataFrame,
     config: AuditConfig,
     progress,
-) -> tuple[pd.DataFrame, tuple[sp.csr_matrix, sp.csr_matrix], dict]:
+) -> tuple[pd.DataFrame, tuple[sp.csr_matrix, sp.csr_matrix], FamilySummary]:
     """Group the best-ranked concepts of every mode into families (``families.py``), test each
     family's score like a single concept, and put the families, ranked among themselves, above
     the concepts. Member rows gain ``family`` (its family's concept id, "" for none) and
@@ -35,11 +36,7 @@ def add_families(
     Returns the table, the families' (chosen, rejected) score matrices and the report's summary."""
     if progress:
         progress("families", 0, 1, unit="steps")
-    modes = list(mode_data)
-    offsets = dict(zip(modes, np.cumsum([0] + [mode_data[m][0].shape[1] for m in modes[:-1]]).tolist()))
-    chosen = sp.hstack([mode_data[m][0] for m in modes]).tocsr()
-    rejected = sp.hstack([mode_data[m][1] for m in modes]).tocsr()
-    column_mode = np.concatenate([np.full(mode_data[m][0].shape[1], m, dtype=object) for m in modes])
+    chosen, rejected, column_mode, offsets = _all_modes(mode_data)
     column = np.array([offsets[m] + int(f) for m, f in zip(concepts["mode"], concepts["feature"])], dtype=np.int64)
     decoder_columns = {m: (offsets[m] + np.arange(len(w)), w) for m, w in decoders.items() if m in offsets}
     found = find_families(chosen, rejected, column_mode, column[:MAX_CANDIDATES], decoder_columns)
@@ -72,11 +69,24 @@ def add_families(
         effect_size=effect_size(delta)[column],
     )
     summary = _family_summary(concepts, families, delta, column, lengths, train_mask, config)
-    summary.update(n_families=found.n_families, n_clustered=int(len(found.clustered)))
-    summary["joint_model"] = {k: v for k, v in joint.items() if not isinstance(v, np.ndarray)}
+    summary.n_families, summary.n_clustered = found.n_families, int(len(found.clustered))
+    summary.joint_model = JointModelSummary.from_fit(joint)
     if progress:
         progress("families", 1, 1, unit="steps")
     return pd.concat([families, concepts], ignore_index=True), (family_chosen, family_rejected), summary
+
+
+def _all_modes(
+    mode_data: dict[str, tuple[sp.csr_matrix, sp.csr_matrix]],
+) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray, dict[str, int]]:
+    """Every mode's concepts side by side: the chosen and rejected matrices, each column's mode,
+    and each mode's first column."""
+    modes = list(mode_data)
+    offsets = dict(zip(modes, np.cumsum([0] + [mode_data[m][0].shape[1] for m in modes[:-1]]).tolist()))
+    chosen = sp.hstack([mode_data[m][0] for m in modes]).tocsr()
+    rejected = sp.hstack([mode_data[m][1] for m in modes]).tocsr()
+    column_mode = np.concatenate([np.full(mode_data[m][0].shape[1], m, dtype=object) for m in modes])
+    return chosen, rejected, column_mode, offsets
 
 
 def _family_summary(
@@ -87,7 +97,7 @@ def _family_summary(
     lengths: tuple[np.ndarray, np.ndarray],
     train_mask: np.ndarray,
     config: AuditConfig,
-) -> dict:
+) -> FamilySummary:
     """How well the families summarise the concepts: how many families hold 90% of the
     significant concepts, and the share of the joint model's held-out AUC gain over a length-only
     model that the members of the top TOP_FAMILIES families keep."""
@@ -103,13 +113,15 @@ def _family_summary(
         auc[name] = float(fit.get("auc_held_out", float("nan")))
     length_auc = length_baseline(*lengths, train_mask, config.seed).length_only_auc_held_out
     gain_all, gain_top = auc["all"] - length_auc, auc["top"] - length_auc
-    return {
-        "min_similarity": MIN_SIMILARITY,
-        "n_significant_concepts": int(significant.sum()),
-        "families_holding_90pct_of_significant": needed if covered and significant.any() else None,
-        "top_families": TOP_FAMILIES,
-        "auc_held_out_length_only": length_auc,
-        "auc_held_out_all_concepts": auc["all"],
-        "auc_held_out_top_families": auc["top"],
-        "auc_gain_retained_by_top_families": gain_top / gain_all if gain_all > 0 else float("nan"),
-    }
+    return FamilySummary(
+        min_similarity=MIN_SIMILARITY,
+        n_families=0,  # set by the caller, which holds the families
+        n_clustered=0,
+        n_significant_concepts=int(significant.sum()),
+        families_holding_90pct_of_significant=needed if covered and significant.any() else None,
+        top_families=TOP_FAMILIES,
+        auc_held_out_length_only=length_auc,
+        auc_held_out_all_concepts=auc["all"],
+        auc_held_out_top_families=auc["top"],
+        auc_gain_retained_by_top_families=gain_top / gain_all if gain_all > 0 else float("nan"),
+    )

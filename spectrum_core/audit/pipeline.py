@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -44,6 +43,8 @@ from .extract.features import (
 from .family_table import add_families
 from .labelling.concept_labels import label_concepts
 from .probes import PROBES, compute_probes, nearest_probes
+from .report import ActivationSummary, AuditReport, Baselines, JointModelSummary
+from .responses import split_sides
 from .sae import SAETrainingConfig, decoder_directions, evaluate_sae, load_pretrained_sae, train_sae
 from .seed_check import add_seed_stability
 from .stats import adjust_pvalues, rank_concepts
@@ -61,7 +62,7 @@ TOPIC_FAMILIES = 200  # the best-ranked families whose lean per topic is kept (a
 class AuditResult:
     folder: Path
     concepts: pd.DataFrame
-    report: dict = field(default_factory=dict)
+    report: AuditReport
 
 
 def sample_pairs(pairs: pd.DataFrame, max_pairs: int | None, seed: int) -> pd.DataFrame:
@@ -130,7 +131,12 @@ class AuditState:
     topics: Any = None  # topics.Topics
     leans: pd.DataFrame | None = None
     cards: pd.DataFrame = field(default_factory=pd.DataFrame)
-    report: dict = field(default_factory=dict)
+    report: AuditReport | None = None  # started once the activations are in
+
+    @property
+    def report_so_far(self) -> AuditReport:
+        assert self.report is not None, "the report starts in the activations step"
+        return self.report
 
     @property
     def modes(self) -> list[str]:
@@ -138,9 +144,10 @@ class AuditState:
 
     @property
     def lengths(self) -> tuple[np.ndarray, np.ndarray]:
-        """Response lengths in tokens, chosen and rejected (responses are stored interleaved)."""
+        """Response lengths in tokens, chosen and rejected."""
         lengths = self.features.response_tokens if self.features is not None else self.store.response_lengths()
-        return lengths[0::2].astype(float), lengths[1::2].astype(float)
+        chosen, rejected = split_sides(lengths.astype(float))
+        return chosen, rejected
 
 
 def _load_model(state: AuditState) -> None:
@@ -174,22 +181,20 @@ def _extract(state: AuditState) -> None:
             state.stopped = True
             return
     state.train_mask = train_mask = (state.pairs["split"] == "train").to_numpy()
-    state.report = {
-        "config": config.identity(),
-        "model_path": str(state.loaded.path),
-        "layer": state.layer,
-        "hook_name": state.hook,
-        "n_pairs": len(state.pairs),
-        "n_train": int(train_mask.sum()),
-        "n_held_out": int((~train_mask).sum()),
-        "activations": {
-            **{k: store.manifest[k] for k in ("n_tokens_total", "n_response_tokens", "n_responses", "d_model")},
-            "tokens_per_batch": store.manifest["config"]["tokens_per_batch"],  # resolved (GPU: from free memory)
-        },
-        "sae": {},
-        "joint_models": {},
-        "warnings": [],
-    }
+    manifest = store.manifest
+    state.report = AuditReport(
+        config=config.identity(),
+        model_path=str(state.loaded.path),
+        layer=state.layer,
+        hook_name=state.hook,
+        n_pairs=len(state.pairs),
+        n_train=int(train_mask.sum()),
+        n_held_out=int((~train_mask).sum()),
+        activations=ActivationSummary(
+            **{k: manifest[k] for k in ("n_tokens_total", "n_response_tokens", "n_responses", "d_model")},
+            tokens_per_batch=manifest["config"]["tokens_per_batch"],
+        ),
+    )
 
 
 def _token_sae(state: AuditState) -> None:
@@ -217,7 +222,7 @@ def _token_sae(state: AuditState) -> None:
         metrics.update(token_info, source=config.sae)
     del tokens
     state.token_sae = sae
-    state.report["sae"]["token"] = metrics
+    state.report_so_far.sae["token"] = metrics
     state.decoders["token"] = decoder_directions(sae)
 
 
@@ -246,7 +251,7 @@ def _difference_sae(state: AuditState) -> None:
         device=state.device,
         progress=state.progress,
     )
-    state.report["sae"]["difference"] = diff_metrics
+    state.report_so_far.sae["difference"] = diff_metrics
     state.decoders["difference"] = decoder_directions(diff_sae)
     state.mode_data["difference"] = encode_differences(pooled, diff_sae)
 
@@ -287,7 +292,7 @@ def _statistics(state: AuditState) -> None:
 
 def _families(state: AuditState) -> None:
     assert state.probe_delta is not None
-    state.concepts, family_matrices, state.report["families"] = add_families(
+    state.concepts, family_matrices, state.report_so_far.families = add_families(
         state.concepts,
         state.mode_data,
         state.decoders,
@@ -325,18 +330,14 @@ def _topics(state: AuditState) -> None:
     family_chosen, family_rejected = state.mode_data["family"]
     family_delta = (family_chosen - family_rejected).toarray()[:, family_rows["feature"].to_numpy(dtype=np.int64)]
     state.leans = topic_leans(family_delta, list(family_rows["concept_id"]), topics)
-    state.report["topics"] = topics.table().to_dict(orient="records")
+    state.report_so_far.topics = topics.table().to_dict(orient="records")
 
 
 def _cards_step(state: AuditState) -> None:
     chosen_len, rejected_len = state.lengths
-    report = state.report
-    report["joint_models"] = {
-        mode: {k: v for k, v in joint.items() if not isinstance(v, np.ndarray)} for mode, joint in state.joints.items()
-    }
-    report["baselines"] = {
-        "length": length_baseline(chosen_len, rejected_len, state.train_mask, state.config.seed).to_dict()
-    }
+    report = state.report_so_far
+    report.joint_models = {mode: JointModelSummary.from_fit(joint) for mode, joint in state.joints.items()}
+    report.baselines = Baselines(length_baseline(chosen_len, rejected_len, state.train_mask, state.config.seed))
     assert state.loaded is not None
     card_tables = [
         feature_cards(
@@ -362,7 +363,7 @@ def _labels(state: AuditState) -> None:
         state.config,
         state.out_dir,
         state.progress,
-        state.report["warnings"],
+        state.report_so_far.warnings,
     )
 
 
@@ -438,25 +439,26 @@ def run_audit(
                 step.run(state)
         if state.stopped:
             return None
-    _write_report(state, timer.seconds)
-    return AuditResult(out_dir, state.concepts, state.report)
+    report = _finish_report(state, timer.seconds)
+    report.write(out_dir)
+    return AuditResult(out_dir, state.concepts, report)
 
 
-def _write_report(state: AuditState, timings: dict[str, float]) -> None:
+def _finish_report(state: AuditState, timings: dict[str, float]) -> AuditReport:
     """Counts, the verdict and power are about single concepts; families have their own q-values
-    (report["families"])."""
-    report, concepts, threshold = state.report, state.concepts, state.config.fdr_threshold
-    report["timings"] = timings
+    (``report.families``)."""
+    report, concepts, threshold = state.report_so_far, state.concepts, state.config.fdr_threshold
+    report.timings = timings
     single_modes = [mode for mode in state.mode_data if mode != "family"]
-    report["n_concepts"] = {mode: int((concepts["mode"] == mode).sum()) for mode in single_modes}
-    report["n_significant"] = {
+    report.n_concepts = {mode: int((concepts["mode"] == mode).sum()) for mode in single_modes}
+    report.n_significant = {
         mode: int(((concepts["mode"] == mode) & (concepts["q_value"] < threshold)).sum()) for mode in single_modes
     }
-    report["families"]["n_significant_families"] = int(
+    assert report.families is not None  # the families step always runs
+    report.families.n_significant_families = int(
         ((concepts["kind"] == "family") & (concepts["q_value"] < threshold)).sum()
     )
-    summary = power_summary(concepts[concepts["kind"] != "family"], len(state.pairs), threshold)
-    report["fdr_threshold"] = threshold
-    report["power"] = summary.to_dict()
-    report["verdict"] = verdict(summary)
-    (state.out_dir / names.REPORT_FILE).write_text(json.dumps(report, indent=1, default=float))
+    report.power = summary = power_summary(concepts[concepts["kind"] != "family"], len(state.pairs), threshold)
+    report.fdr_threshold = threshold
+    report.verdict = verdict(summary)
+    return report

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..artifacts import AuditArtifact
+from .report import AuditReport
 
 
 def describe_concept(row) -> str:
@@ -36,7 +37,7 @@ class AuditView:
     cards: pd.DataFrame
     pair_features: pd.DataFrame
     pair_ids: pd.Index
-    report: dict
+    report: AuditReport
     topics: pd.DataFrame = field(default_factory=pd.DataFrame)  # topic, label, n_pairs
     topic_leans: pd.DataFrame = field(default_factory=pd.DataFrame)  # per family and topic
 

@@ -19,13 +19,14 @@ from ..stages import JobLinks, Stage, StageContext, run_stage
 from ..workspace import Workspace, artifact_key
 from .config import Dtype
 from .pipeline import AuditConfig, run_audit
+from .report import AuditReport
 
 
 @dataclass
 class AuditOutcome:
     folder: Path
     concepts: pd.DataFrame
-    report: dict
+    report: AuditReport
     reused: bool
     job_id: int | None
     artifact_key: str

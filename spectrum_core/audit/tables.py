@@ -12,6 +12,7 @@ from .extract.features import (
     token_activations,
     top_responses,
 )
+from .responses import pair_of, side_name
 
 
 def _token_strings(tokenizer, ids: np.ndarray, cache: dict[int, str]) -> list[str]:
@@ -42,8 +43,8 @@ def feature_cards(
             {
                 "concept_id": f"{mode}:{feature}",
                 "rank": rank_in_feature[feature],
-                "pair_id": pairs["pair_id"].iat[response // 2],
-                "side": "chosen" if response % 2 == 0 else "rejected",
+                "pair_id": pairs["pair_id"].iat[pair_of(response)],
+                "side": side_name(response),
                 "activation": float(value),
                 "tokens": tokens,
                 "token_activations": acts,

@@ -188,9 +188,9 @@ def compile_plan(
         audit_artifact=cast(str, job.artifact_key),  # the audit is finished (``view``), so it has its artifact
         dataset_id=job.dataset_id,
         dataset_artifact=dataset["artifact_key"] if dataset else None,
-        model=str(view.report["config"]["model"]),
-        layer=int(view.report["layer"]),
-        hook_name=str(view.report["hook_name"]),
+        model=view.report.model,
+        layer=view.report.layer,
+        hook_name=view.report.hook_name,
         concepts=choices,
         balance_bins=balance_bins,
     )

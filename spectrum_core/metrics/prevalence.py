@@ -26,6 +26,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
+from .. import constants as names
 from ..reward.encoder import EncodedResponses, ResponseEncoder
 from ..reward.shaped import TOKEN_SAE, parts_activation
 
@@ -50,14 +51,14 @@ class Generations:
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame({"prompt": self.prompts, "response": self.responses}).to_parquet(folder / "generations.parquet")
+        pd.DataFrame({"prompt": self.prompts, "response": self.responses}).to_parquet(folder / names.GENERATIONS_FILE)
         sp.save_npz(folder / "features.npz", self.encoded.features)
         np.save(folder / "pooled.npy", self.encoded.pooled)
         np.save(folder / "lengths.npy", self.encoded.lengths)
 
     @classmethod
     def load(cls, folder: Path) -> Generations:
-        frame = pd.read_parquet(folder / "generations.parquet")
+        frame = pd.read_parquet(folder / names.GENERATIONS_FILE)
         encoded = EncodedResponses(
             features=sp.load_npz(folder / "features.npz").tocsr(),
             pooled=np.load(folder / "pooled.npy"),

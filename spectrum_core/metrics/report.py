@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import constants as names
+
 SURPRISES_SHOWN = 10  # in the summary lines; the artifact's shifts.parquet holds them all
 
 
 def load_report(folder: Path) -> dict:
-    return json.loads((Path(folder) / "report.json").read_text())
+    return json.loads((Path(folder) / names.REPORT_FILE).read_text())
 
 
 def _fmt(value, digits: int = 3) -> str:

@@ -28,9 +28,6 @@ from .preference import implicit_reward_accuracy, reward_comparison
 from .prevalence import Generations, compare_prevalence, encode_generations, held_out_prompts
 from .targets import EvalTarget, load_models, plan_concepts, run_checkpoints
 
-# The scatter's significance line for audits that did not record theirs (AuditConfig's default).
-DEFAULT_FDR = 0.05
-
 
 def steerability_section(models, tokenizer, config, progress):
 
@@ -239,7 +236,7 @@ def evaluate_model(
         report[name], table = timed(name, lambda section=section: section(models, tokenizer, config, progress))
         table.to_parquet(staging / f"{name}.parquet", index=False)
     faithful = timed("faithfulness", lambda: faithfulness_section(workspace, models, target, config, progress))
-    faithful.to_parquet(staging / "faithfulness.parquet", index=False)
+    faithful.to_parquet(staging / names.FAITHFULNESS_FILE, index=False)
     report["faithfulness"] = faithful.to_dict("records")
     report["preference"] = timed("preference", lambda: preference_section(workspace, models, target, config))
     if target.audit_job_id is not None:
@@ -275,7 +272,7 @@ def closed_loop_sections(
     concepts = plan_concepts(workspace, target)
     if concepts:
         table = compare_prevalence(base or generations, generations if base is not None else None, concepts, saes)
-        table.to_parquet(staging / "prevalence.parquet", index=False)
+        table.to_parquet(staging / names.PREVALENCE_FILE, index=False)
         sections["prevalence"] = {
             "concepts": len(table),
             "compared": base is not None,
@@ -287,7 +284,7 @@ def closed_loop_sections(
             "prediction", lambda: prediction_section(workspace, target, view, concepts, base, generations, saes)
         )
         shifts.to_parquet(staging / names.SHIFTS_FILE, index=False)
-        sections["prediction"] = scatter_summary(shifts, float(view.report.get("fdr_threshold", DEFAULT_FDR)))
+        sections["prediction"] = scatter_summary(shifts, view.report.fdr_threshold)
         curve = timed(
             "checkpoints",
             lambda: checkpoint_section(workspace, models, target, config, base, shifts, saes, layer, progress),

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from .. import constants as names
 from ..data import PreferenceDataset, load_preferences
 from ..data.readers import check_readable, display_path
 from ..errors import NotFoundError
@@ -126,7 +127,7 @@ class Workspace:
         self.root = resolve_root(root).resolve()
         self.artifacts_dir = self.root / "artifacts"
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
-        self.db_path = self.root / "spectrum.db"
+        self.db_path = self.root / names.DATABASE_FILE
         self.user = user or default_user()
         with self._db() as conn:
             self.schema_version = migrate(conn, SCHEMA_VERSION if migrate_to is None else migrate_to)

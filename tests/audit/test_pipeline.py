@@ -199,7 +199,7 @@ def test_pretrained_sae_from_a_previous_run(planted_audit):
     second = loaded.concepts.set_index("concept_id")
     common = [c for c in second.index if c.startswith("token:")]
     np.testing.assert_allclose(second.loc[common, "p_sign"], first.loc[common, "p_sign"], rtol=1e-6)
-    assert "activations" not in loaded.report["timings"] or loaded.report["timings"]["activations"] < 5
+    assert "activations" not in loaded.report.timings or loaded.report.timings["activations"] < 5
     with pytest.raises(SAELoadError, match="--layer"):
         run_audit_in_workspace(workspace, path, AuditConfig(**CONFIG, layer=10, sae=str(outcome.folder / "sae")))
     assert workspace.jobs("audit")[0].status == "failed"

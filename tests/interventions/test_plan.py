@@ -45,7 +45,7 @@ def test_plan_compiles_current_decisions_with_defaults(decided):
     assert plan.concepts[0].label == "hedges" and plan.concepts[0].reason == "a shortcut"
     assert plan.concepts[0].direction == view.concepts.loc[first, "direction"]
     assert plan.amplified[0].strength == 1.5 and len(plan.suppressed) == 2
-    assert plan.layer == view.report["layer"] and plan.audit_artifact == outcome.artifact_key
+    assert plan.layer == view.report.layer and plan.audit_artifact == outcome.artifact_key
     assert "decision.intervention" in [e["action"] for e in workspace.audit_log("decision")]
     again = InterventionPlan.from_yaml(plan.to_yaml({"pairs": 1}))
     assert again == plan and again.plan_hash == plan.plan_hash

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from ... import constants as names
 from ..config import AuditConfig
+from ..responses import interleave, other_side, ranked, response_texts, side_first
 from . import offline as labelling
 from .detection import DETECTION_HELD_OUT, detection_score
 from .llm_client import LabelingError, LLMEndpoint
@@ -51,16 +51,16 @@ def label_concepts(
     for name in ("detection", "detection_low", "detection_high"):
         concepts[name] = np.nan
     labeler = _make_labeler(config, out_dir, warnings)
-    texts = list(pairs["chosen"]) + list(pairs["rejected"])
-    # Both sides stacked (chosen rows, then rejected), column-major so each feature is one slice.
-    stacked = {mode: sp.vstack([c, r]).tocsc() for mode, (c, r) in mode_data.items() if mode != "probe"}
+    texts = response_texts(pairs)
+    # Responses × concepts, column-major so each feature is one slice.
+    by_response = {mode: interleave(c, r).tocsc() for mode, (c, r) in mode_data.items() if mode != "probe"}
     for count, index in enumerate(sae_rows):
         row = concepts.loc[index]
         mode, feature = row["mode"], int(row["feature"])
-        column = stacked[mode][:, feature].toarray().ravel()  # 2n: chosen then rejected
-        order = np.argsort(-column, kind="stable")
+        column = by_response[mode][:, feature].toarray().ravel()
+        order = ranked(column)
         high = [texts[i] for i in order[:30] if column[i] > 0]
-        zero = np.flatnonzero(column == 0)
+        zero = side_first(np.flatnonzero(column == 0))
         low_index = rng.choice(zero, size=min(200, len(zero)), replace=False) if len(zero) else order[-30:]
         low = [texts[i] for i in low_index]
         # More candidates than shown: those made only of function words are left out of the label.
@@ -150,15 +150,14 @@ def _llm_label(
     rng: np.random.Generator,
     seed: int,
 ) -> dict | None:
-    """An LLM label for one concept (``column``: its activation on every response, chosen then
-    rejected): candidates proposed from its 10 strongest responses against hard negatives (the
+    """An LLM label for one concept (``column``: its activation on every response): candidates proposed from its 10 strongest responses against hard negatives (the
     other side of the same pairs), the one whose yes/no annotations of 40 random responses track
     the activations best (fidelity), and that label's detection score on the next strongest
     responses, held out from the proposal, against responses where it is silent."""
     n_responses = len(texts)
     active = [int(i) for i in order[:30] if column[i] > 0]
     shown, held_active = active[:10], active[10 : 10 + DETECTION_HELD_OUT]
-    negatives = [(i + n_responses // 2) % n_responses for i in shown]
+    negatives = [other_side(i) for i in shown]
     held = rng.choice(n_responses, size=min(40, n_responses), replace=False)
     candidates = labeler.label_feature(
         [texts[i] for i in shown],

@@ -424,7 +424,7 @@ def test_a_dead_endpoint_costs_a_warning_not_the_audit(tmp_path: Path, monkeypat
     config = AuditConfig(**TINY_AUDIT, llm_labelled_concepts=3, labelled_concepts=5)
     outcome = run_audit_in_workspace(workspace, LLAMAFACTORY_FILE, config)
     assert outcome is not None and not outcome.reused
-    (warning,) = outcome.report["warnings"]
+    (warning,) = outcome.report.warnings
     assert "LLM labels skipped" in warning and f"127.0.0.1:{port}/v1/chat/completions" in warning
     labelled = outcome.concepts[outcome.concepts["label_source"].isin(["offline", "llm"])]
     assert len(labelled) == 5 + 5 and set(labelled["label_source"]) == {"offline"}  # 5 families, 5 features
@@ -471,7 +471,7 @@ def test_an_audit_with_a_local_labeller_and_with_one_that_cannot_load(tmp_path: 
     small = dict(TINY_AUDIT, labelled_concepts=2, llm_labelled_concepts=1, topics=0)
     workspace = Workspace(tmp_path / "ws")
     outcome = run_audit_in_workspace(workspace, LLAMAFACTORY_FILE, AuditConfig(**small, labeller="bundled"))
-    assert outcome is not None and outcome.report["warnings"] == []
+    assert outcome is not None and outcome.report.warnings == []
     assert (outcome.folder / LLM_LABEL_CACHE_FILE).stat().st_size > 0  # the local model was asked
     first = outcome.concepts.iloc[0]
     assert first["label_source"] in ("llm", "offline")  # offline when no candidate could be scored
@@ -481,5 +481,5 @@ def test_an_audit_with_a_local_labeller_and_with_one_that_cannot_load(tmp_path: 
         workspace, LLAMAFACTORY_FILE, AuditConfig(**small, labeller=str(tmp_path / "no-such-model"))
     )
     assert missing is not None
-    (warning,) = missing.report["warnings"]
+    (warning,) = missing.report.warnings
     assert "local labeller" in warning and "offline labels kept" in warning
