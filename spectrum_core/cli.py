@@ -419,7 +419,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spectrum", description=__doc__)
     parser.add_argument("--workspace", help="workspace folder (default: $SPECTRUM_WORKSPACE or ./workspace)")
     commands = parser.add_subparsers(dest="command", required=True)
+    for add_command in (
+        _data_commands,
+        _model_commands,
+        _workspace_commands,
+        _audit_command,
+        _tune_command,
+        _eval_command,
+        _app_command,
+    ):
+        add_command(commands)
+    return parser
 
+
+def _data_commands(commands) -> None:
+    """``spectrum data inspect`` and ``spectrum data add``."""
     data = commands.add_parser("data", help="preference data").add_subparsers(dest="data_command", required=True)
     inspect = data.add_parser("inspect", help="print the load report and a few pairs")
     _add_load_arguments(inspect)
@@ -432,6 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--name", help="display name (default: the file name)")
     add.set_defaults(func=cmd_data_add)
 
+
+def _model_commands(commands) -> None:
+    """``spectrum model prepare``."""
     model = commands.add_parser("model", help="language models").add_subparsers(dest="model_command", required=True)
     prepare = model.add_parser("prepare", help="make a model ready for offline use")
     prepare.add_argument(
@@ -447,10 +464,16 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--max-new-tokens", type=int, default=64)
     prepare.set_defaults(func=cmd_model_prepare)
 
+
+def _workspace_commands(commands) -> None:
+    """``spectrum workspace info``."""
     workspace = commands.add_parser("workspace", help="the workspace").add_subparsers(dest="ws_command", required=True)
     info = workspace.add_parser("info", help="list datasets and jobs")
     info.set_defaults(func=cmd_workspace_info)
 
+
+def _audit_command(commands) -> None:
+    """``spectrum audit``: its settings' flags come from AuditConfig."""
     audit = commands.add_parser("audit", help="find concepts that separate chosen from rejected")
     audit.add_argument(
         "dataset",
@@ -463,6 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--job-id", type=int, help=argparse.SUPPRESS)  # set by the app's job runner
     audit.set_defaults(func=cmd_audit)
 
+
+def _tune_command(commands) -> None:
+    """``spectrum tune``: its settings' flags come from every method's tuning config."""
     tune = commands.add_parser("tune", help="fine-tune on a saved intervention plan (weighted DPO, ...)")
     tune.add_argument(
         "--method",
@@ -482,6 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_job_arguments(tune, "max_steps=50", "resume that tuning job from its last checkpoint")
     tune.set_defaults(func=cmd_tune)
 
+
+def _eval_command(commands) -> None:
+    """``spectrum eval``: its settings' flags come from EvalConfig."""
     evaluate = commands.add_parser(
         "eval",
         help="evaluate the base model or a tuning run (steerability, "
@@ -504,6 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.set_defaults(func=cmd_eval)
 
+
+def _app_command(commands) -> None:
+    """``spectrum app``."""
     app = commands.add_parser("app", help="open the Spectrum app in the browser")
     app.add_argument("--address", default="127.0.0.1", help="listen address (default: 127.0.0.1 only)")
     app.add_argument("--port", type=int, default=8501)
@@ -513,7 +545,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="developer mode: watch the source files and rerun pages when they are saved (costs CPU)",
     )
     app.set_defaults(func=cmd_app)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

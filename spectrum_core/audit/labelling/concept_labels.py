@@ -56,39 +56,13 @@ def label_concepts(
     by_response = {mode: interleave(c, r).tocsc() for mode, (c, r) in mode_data.items() if mode != "probe"}
     for count, index in enumerate(sae_rows):
         row = concepts.loc[index]
-        mode, feature = row["mode"], int(row["feature"])
-        column = by_response[mode][:, feature].toarray().ravel()
+        column = by_response[row["mode"]][:, int(row["feature"])].toarray().ravel()
         order = ranked(column)
         high = [texts[i] for i in order[:30] if column[i] > 0]
         zero = side_first(np.flatnonzero(column == 0))
         low_index = rng.choice(zero, size=min(200, len(zero)), replace=False) if len(zero) else order[-30:]
-        low = [texts[i] for i in low_index]
-        # More candidates than shown: those made only of function words are left out of the label.
-        ngrams = labelling.contrastive_ngrams(high, low, top_k=NGRAM_CANDIDATES) if high else []
-        informative = [(g, z) for g, z in ngrams if not labelling.is_function_words(g)][:8]
-        # A family shows its representative's tokens when that is a token-mode feature.
-        representative = str(row.get("representative") or "")
-        card_id = (
-            representative if row["kind"] == "family" and representative.startswith("token:") else row["concept_id"]
-        )
-        card = cards_by_concept.get(card_id)
-        token_records: list[tuple[str, float]] = []
-        if card is not None:
-            for tokens, acts in zip(card["tokens"], card["token_activations"]):
-                token_records.extend(zip(tokens, acts))
-        top_tokens = labelling.top_activating_tokens(token_records, top_k=8) if token_records else []
-        label = labelling.offline_label(top_tokens, ngrams, row.get("nearest_probe") or None, row.get("probe_r"))
-        concepts.at[index, "label"] = label
-        concepts.at[index, "label_source"] = "offline"
-        concepts.at[index, "top_ngrams"] = ", ".join(g for g, _ in informative)
-        if card is not None and card_id.startswith("token:"):
-            quotes = [
-                labelling.snippet(tokens, acts) for tokens, acts in zip(card["tokens"], card["token_activations"])
-            ]
-        else:  # difference mode has no token activations: the start of its strongest responses
-            quotes = [" ".join(text.split()[:SNIPPET_WORDS]) + "…" for text in high]
-        concepts.at[index, "snippets"] = [q for q in dict.fromkeys(quotes) if q][:3]
-        concepts.at[index, "top_tokens"] = ", ".join(t for t, _ in top_tokens)
+        for name, value in _offline_label(row, high, [texts[i] for i in low_index], cards_by_concept).items():
+            concepts.at[index, name] = value
         if labeler is not None and count < config.llm_labelled_concepts and high:
             try:
                 labelled = _llm_label(labeler, column, order, texts, low_index, rng, config.seed)
@@ -96,10 +70,12 @@ def label_concepts(
                 _warn(warnings, f"LLM labels skipped, offline labels kept: {exc}")
                 labeler, labelled = None, None
             if labelled is not None:
-                concepts.at[index, "label"] = labelled["label"]
-                concepts.at[index, "label_source"] = "llm"
-                concepts.at[index, "llm_fidelity"] = labelled["fidelity"]
                 score = labelled["detection"]
+                concepts.loc[index, ["label", "label_source", "llm_fidelity"]] = [
+                    labelled["label"],
+                    "llm",
+                    labelled["fidelity"],
+                ]
                 concepts.loc[index, ["detection", "detection_low", "detection_high"]] = [
                     score.score,
                     score.low,
@@ -107,12 +83,46 @@ def label_concepts(
                 ]
         if progress:
             progress("labels", count + 1, len(sae_rows), unit="concepts")
+    return _name_the_rest(concepts)
+
+
+def _offline_label(row: pd.Series, high: list[str], low: list[str], cards_by_concept: dict) -> dict[str, object]:
+    """One concept's offline label and what it was made from: contrastive n-grams of its strongest
+    responses (``high``) against silent ones (``low``), the tokens it fires on, its nearest probe,
+    and up to three quotes."""
+    # More candidates than shown: those made only of function words are left out of the label.
+    ngrams = labelling.contrastive_ngrams(high, low, top_k=NGRAM_CANDIDATES) if high else []
+    informative = [(g, z) for g, z in ngrams if not labelling.is_function_words(g)][:8]
+    # A family shows its representative's tokens when that is a token-mode feature.
+    representative = str(row.get("representative") or "")
+    card_id = representative if row["kind"] == "family" and representative.startswith("token:") else row["concept_id"]
+    card = cards_by_concept.get(card_id)
+    token_records: list[tuple[str, float]] = []
+    if card is not None:
+        for tokens, acts in zip(card["tokens"], card["token_activations"]):
+            token_records.extend(zip(tokens, acts))
+    top_tokens = labelling.top_activating_tokens(token_records, top_k=8) if token_records else []
+    if card is not None and card_id.startswith("token:"):
+        quotes = [labelling.snippet(tokens, acts) for tokens, acts in zip(card["tokens"], card["token_activations"])]
+    else:  # difference mode has no token activations: the start of its strongest responses
+        quotes = [" ".join(text.split()[:SNIPPET_WORDS]) + "…" for text in high]
+    return {
+        "label": labelling.offline_label(top_tokens, ngrams, row.get("nearest_probe") or None, row.get("probe_r")),
+        "label_source": "offline",
+        "top_ngrams": ", ".join(g for g, _ in informative),
+        "snippets": [q for q in dict.fromkeys(quotes) if q][:3],
+        "top_tokens": ", ".join(t for t, _ in top_tokens),
+    }
+
+
+def _name_the_rest(concepts: pd.DataFrame) -> pd.DataFrame:
+    """SAE concepts beyond the labelled ones are named by mode and number; families beyond them
+    take their representative's label."""
     unlabelled = (concepts["kind"] == "sae") & (concepts["label_source"] == "")
     concepts.loc[unlabelled, "label"] = [
         f"{m} feature {f}" for m, f in zip(concepts.loc[unlabelled, "mode"], concepts.loc[unlabelled, "feature"])
     ]
     concepts.loc[unlabelled, "label_source"] = "none"
-    # Families beyond the labelled ones take their representative's label.
     by_id = dict(zip(concepts["concept_id"], concepts["label"]))
     rest = (concepts["kind"] == "family") & (concepts["label_source"] == "")
     concepts.loc[rest, "label"] = [by_id.get(r, r) for r in concepts.loc[rest, "representative"]]
