@@ -1,31 +1,53 @@
 """LLM labels for SAE features: the LLM proposes candidate labels from contrasting examples, then
 annotates held-out texts with each candidate, and ``fidelity`` scores how well those annotations
-track the feature's real activations."""
+track the feature's real activations. The endpoint is asked through the ``openai`` client."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+import openai
 from sklearn.metrics import roc_auc_score
 
-from .llm_client import HTTPClient, LabelCache, LabelingError, LLMEndpoint, _redact, cache_key
+from .llm_client import MAX_RETRIES, LabelCache, LabelingError, LLMEndpoint, _redact, cache_key, redacted_logs
 from .parsing import MAX_LABEL_WORDS, parse_annotations, parse_label_list
 
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionMessageParam
+
 logger = logging.getLogger(__name__)
+
+# How much of a reply body an error message quotes: enough to tell a server's error from, say,
+# a proxy's login page, short enough for a one-line warning.
+SHOWN_BODY_CHARS = 300
 
 
 def _truncate(text: str, max_chars: int) -> str:
     text = str(text).strip()
     return text if len(text) <= max_chars else text[: max_chars - 1].rstrip() + "…"
+
+
+def _failure_reason(exc: Exception, timeout: float) -> str:
+    """What went wrong, in words, for an exception from the openai client (or its transport)."""
+    if isinstance(exc, openai.APIStatusError):
+        try:
+            body = exc.response.text
+        except Exception:  # a body that was never read
+            body = ""
+        return f"HTTP {exc.status_code}: {_truncate(body, SHOWN_BODY_CHARS)}"
+    if isinstance(exc, openai.APITimeoutError):
+        return f"no reply within {timeout:g} s, {1 + MAX_RETRIES} attempts"
+    reason = f"{type(exc).__name__}: {exc}"
+    # openai's connection errors say only "Connection error."; their cause (httpx's) says why.
+    cause = exc.__cause__
+    if isinstance(exc, openai.APIConnectionError) and cause is not None:
+        reason += f" ({type(cause).__name__}: {cause})"
+    return reason
 
 
 _PROPOSE_SYSTEM = (
@@ -41,12 +63,7 @@ _ANNOTATE_SYSTEM = (
 
 
 class LLMLabeler:
-    """Proposes feature labels with an LLM and measures how faithful each one is.
-
-    ``client`` may be any object with ``post(url, json=, headers=, timeout=)`` returning a
-    response with ``status_code``, ``text`` and ``json()`` (an ``httpx.Client`` works); by
-    default the standard library's ``urllib`` is used so no extra dependency is needed.
-    """
+    """Proposes feature labels with an LLM and measures how faithful each one is."""
 
     temperature = 0.0
     candidates = 3  # labels proposed per feature, each scored on held-out responses
@@ -57,14 +74,12 @@ class LLMLabeler:
         cache_path: str | Path | None,
         *,
         timeout: float = 60,
-        client: HTTPClient | None = None,
         batch_size: int = 10,
         max_example_chars: int = 800,
     ) -> None:
         self.endpoint = endpoint
         self.cache = LabelCache(cache_path)
-        self.timeout = float(timeout)
-        self.client = client
+        self.timeout = float(timeout)  # seconds per attempt; the client makes 1 + MAX_RETRIES
         self.batch_size = max(int(batch_size), 1)
         self.max_example_chars = int(max_example_chars)
 
@@ -84,47 +99,33 @@ class LLMLabeler:
         return content
 
     def _post(self, messages: list[dict[str, str]]) -> str:
-        url = self.endpoint.url
+        """One chat completion. Every failure (no connection, a timeout, an HTTP error, a body
+        that is not a completion, no text) is a LabelingError naming the display URL and the
+        reason, with the key and the URL's credentials and query string redacted."""
         api_key = self.endpoint.api_key()
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        body = {"model": self.endpoint.model, "messages": messages, "temperature": self.temperature}
 
         def fail(reason: str) -> LabelingError:
             shown = self.endpoint.display_url
-            return LabelingError(_redact(f"LLM endpoint {shown} failed: {reason}", api_key, self.endpoint.url))
+            return LabelingError(_redact(f"LLM endpoint {shown} failed: {reason}", api_key, self.endpoint.base_url))
 
-        if self.client is not None:
-            try:
-                response = self.client.post(url, json=body, headers=headers, timeout=self.timeout)
-            except Exception as exc:  # any client's timeout/connection error type
-                raise fail(f"{type(exc).__name__}: {exc}") from None
-            status = int(response.status_code)
-            raw = str(response.text)
-        else:
-            request = urllib.request.Request(
-                url,
-                data=json.dumps(body).encode("utf-8"),
-                headers=headers,
-                method="POST",
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    status = int(response.status)
-                    raw = response.read().decode("utf-8", errors="replace")
-            except urllib.error.HTTPError as exc:
-                status = int(exc.code)
-                raw = exc.read().decode("utf-8", errors="replace") if exc.fp else ""
-            except (urllib.error.URLError, TimeoutError, OSError) as exc:
-                reason = getattr(exc, "reason", exc)
-                raise fail(f"{type(exc).__name__}: {reason}") from None
-        if status >= 400:
-            raise fail(f"HTTP {status}: {_truncate(raw, 300)}")
         try:
-            content = json.loads(raw)["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise fail(f"unexpected response body: {_truncate(raw, 300)}") from None
+            with (
+                redacted_logs(api_key, self.endpoint.base_url),
+                self.endpoint.open_client(api_key, self.timeout) as client,
+            ):
+                raw = client.chat.completions.with_raw_response.create(
+                    model=self.endpoint.model,
+                    messages=cast("list[ChatCompletionMessageParam]", messages),
+                    temperature=self.temperature,
+                )
+                body = raw.http_response.text
+        except Exception as exc:  # openai's errors, and httpx's InvalidURL for a malformed base URL
+            raise fail(_failure_reason(exc, self.timeout)) from None
+        try:
+            content = raw.parse().choices[0].message.content
+        except (openai.OpenAIError, ValueError, AttributeError, TypeError, IndexError, KeyError):
+            # Not JSON, or JSON without choices[0].message: the client's lenient parse keeps any shape.
+            raise fail(f"unexpected response body: {_truncate(body, SHOWN_BODY_CHARS)}") from None
         if not isinstance(content, str):
             raise fail("response has no text content")
         return content

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import math
 import re
 import socket
@@ -16,7 +18,14 @@ from typing import Any
 
 import pytest
 
-from spectrum_core.audit.labelling.llm_client import LabelCache, LabelingError, LLMEndpoint
+from spectrum_core.audit.labelling.llm_client import (
+    MAX_RETRIES,
+    NO_KEY,
+    LabelCache,
+    LabelingError,
+    LLMEndpoint,
+    _redact,
+)
 from spectrum_core.audit.labelling.llm_labeller import LLMLabeler
 from spectrum_core.audit.labelling.offline import contrastive_ngrams, offline_label, top_activating_tokens
 from spectrum_core.audit.labelling.parsing import parse_annotations, parse_label_list
@@ -188,13 +197,22 @@ def test_parse_annotations_formats() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# LLM path against a fake OpenAI-compatible server on 127.0.0.1
+# LLM path: the real openai client against a fake OpenAI-compatible server on 127.0.0.1
 # --------------------------------------------------------------------------------------------
 
 CANNED_LABELS = (
     "Here are my candidates:\n1. Apologises with the word sorry\n2. **Talks about the weather**\n"
     "- Uses formal legal language"
 )
+# Bodies that are not a chat completion with text, by path prefix: each must be a LabelingError.
+BROKEN_BODIES = {
+    "/not-json": "<html>proxy login</html>",
+    "/no-choices": json.dumps({"choices": []}),
+    "/no-message": json.dumps({"choices": [{}]}),
+    "/not-text": json.dumps({"choices": [{"message": {"role": "assistant", "content": None}}]}),
+}
+# What the client must not pick up from the environment and send to a third-party endpoint.
+OPENAI_ENV = {"OPENAI_API_KEY": "sk-openai-decoy", "OPENAI_ORG_ID": "org-decoy", "OPENAI_PROJECT_ID": "proj-decoy"}
 
 
 class FakeHandler(BaseHTTPRequestHandler):
@@ -213,23 +231,30 @@ class FakeHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _content(self, user: str) -> str:
+        if self.server.scripted:
+            return self.server.scripted.pop(0)
+        if "candidate labels" in user:
+            return CANNED_LABELS
+        label = re.search(r"Concept: (.*)", user).group(1).lower()
+        keyword = "sorry" if "apolog" in label else "weather" if "weather" in label else None
+        texts = re.findall(r"^\[(\d+)\] (.*)$", user, flags=re.MULTILINE)
+        return "\n".join(f"{i}: {'yes' if keyword and keyword in text.lower() else 'no'}" for i, text in texts)
+
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         auth = self.headers.get("Authorization")
-        self.server.requests.append({"path": self.path, "auth": auth, "body": body})
+        self.server.requests.append({"path": self.path, "auth": auth, "body": body, "headers": dict(self.headers)})
         if self.path.startswith("/fail"):  # echoes the header: the error must still not show the key
             self._reply(500, json.dumps({"error": "boom", "auth": self.headers.get("Authorization")}))
             return
+        for prefix, broken in BROKEN_BODIES.items():
+            if self.path.startswith(prefix):
+                self._reply(200, broken)
+                return
         if self.path.startswith("/slow"):
             time.sleep(1.0)
-        user = body["messages"][-1]["content"]
-        if "candidate labels" in user:
-            content = CANNED_LABELS
-        else:
-            label = re.search(r"Concept: (.*)", user).group(1).lower()
-            keyword = "sorry" if "apolog" in label else "weather" if "weather" in label else None
-            texts = re.findall(r"^\[(\d+)\] (.*)$", user, flags=re.MULTILINE)
-            content = "\n".join(f"{i}: {'yes' if keyword and keyword in text.lower() else 'no'}" for i, text in texts)
+        content = self._content(body["messages"][-1]["content"])
         self._reply(200, json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}))
 
 
@@ -240,6 +265,7 @@ class FakeServer(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), FakeHandler)
         self.requests: list[dict[str, Any]] = []
+        self.scripted: list[str] = []  # replies to give, in order, before the deterministic ones
 
     @property
     def base(self) -> str:
@@ -251,6 +277,8 @@ def fake_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServer]:
     for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SPECTRUM_LLM_API_KEY", SECRET)
+    for name, value in OPENAI_ENV.items():
+        monkeypatch.setenv(name, value)
     server = FakeServer()
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -288,6 +316,9 @@ def test_label_feature_end_to_end_with_cache(fake_server: FakeServer, tmp_path: 
     assert all(r["auth"] == f"Bearer {SECRET}" for r in fake_server.requests)
     assert all(r["body"]["temperature"] == 0 for r in fake_server.requests)
     assert all(r["body"]["model"] == "fake-model" for r in fake_server.requests)
+    # Nothing of the OpenAI account in the environment goes to this endpoint.
+    sent = json.dumps([r["headers"] for r in fake_server.requests])
+    assert not any(value in sent for value in OPENAI_ENV.values())
 
     # The same requests again, from a fresh labeler on the same cache file: no HTTP at all.
     fresh = LLMLabeler(endpoint, cache_path, timeout=5)
@@ -299,12 +330,14 @@ def test_label_feature_end_to_end_with_cache(fake_server: FakeServer, tmp_path: 
     assert len(cache_text.splitlines()) == 7
     assert SECRET not in cache_text and "Bearer" not in cache_text
     assert SECRET not in repr(labeler) and SECRET not in repr(endpoint)
+    assert SECRET not in repr(vars(labeler))  # no client holding the key outlives a call
 
 
 def test_annotate_and_fidelity(fake_server: FakeServer, tmp_path: Path) -> None:
     labeler = LLMLabeler(LLMEndpoint(fake_server.base, "fake-model"), tmp_path / "c.jsonl", timeout=5)
     answers = labeler.annotate("apologises", HELDOUT)
     assert answers == [True] * 10 + [False] * 10
+    assert {r["path"] for r in fake_server.requests} == {"/chat/completions"}
     assert labeler.fidelity("apologises", HELDOUT, ACTIVATIONS) == pytest.approx(1.0)
     n = len(fake_server.requests)
     assert labeler.annotate("apologises", HELDOUT) == answers and len(fake_server.requests) == n
@@ -322,51 +355,87 @@ def test_http_500_raises_labeling_error_naming_url(fake_server: FakeServer, tmp_
     with pytest.raises(LabelingError) as info:
         labeler.propose_labels(["a"], ["b"])
     message = str(info.value)
-    assert f"{fake_server.base}/fail/chat/completions" in message and "500" in message
-    assert SECRET not in message
+    assert f"{fake_server.base}/fail/chat/completions" in message and "HTTP 500" in message and "boom" in message
+    assert SECRET not in message  # the body echoed the Authorization header
+    assert len(fake_server.requests) == 1 + MAX_RETRIES  # the client's retries, then the error
     assert fake_server.requests[-1]["auth"] == f"Bearer {SECRET}"
     assert not (tmp_path / "c.jsonl").exists()  # failures are not cached
 
 
+@pytest.mark.parametrize("prefix", sorted(BROKEN_BODIES))
+def test_a_reply_that_is_no_completion_raises_labeling_error(fake_server: FakeServer, prefix: str) -> None:
+    labeler = LLMLabeler(LLMEndpoint(fake_server.base + prefix, "m"), None, timeout=5)
+    with pytest.raises(LabelingError) as info:
+        labeler.annotate("x", ["y"])
+    message = str(info.value)
+    assert f"{fake_server.base}{prefix}/chat/completions" in message and SECRET not in message
+    expected = "no text content" if prefix == "/not-text" else "unexpected response body"
+    assert expected in message, message
+    if prefix == "/not-json":
+        assert "proxy login" in message  # the start of the body says what answered
+    assert len(fake_server.requests) == 1 and len(labeler.cache) == 0  # a 200 is not retried, nor cached
+
+
 def test_timeout_and_unreachable_raise_labeling_error(fake_server: FakeServer, tmp_path: Path) -> None:
     slow = LLMLabeler(LLMEndpoint(fake_server.base + "/slow", "m"), None, timeout=0.2)
-    with pytest.raises(LabelingError, match=re.escape(f"{fake_server.base}/slow/chat/completions")):
+    with pytest.raises(LabelingError, match=re.escape(f"{fake_server.base}/slow/chat/completions")) as info:
         slow.propose_labels(["a"], ["b"])
+    assert f"no reply within 0.2 s, {1 + MAX_RETRIES} attempts" in str(info.value)
 
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     dead = LLMLabeler(LLMEndpoint(f"http://127.0.0.1:{port}", "m"), None, timeout=2)
-    with pytest.raises(LabelingError, match=f"127.0.0.1:{port}/chat/completions"):
+    with pytest.raises(LabelingError, match=f"127.0.0.1:{port}/chat/completions") as info:
         dead.annotate("x", ["y"])
+    assert "APIConnectionError" in str(info.value) and "ConnectError" in str(info.value)
+
+    for malformed in (f"http://127.0.0.1:{port}0000/v1", "http://[::1/v1", "not a url"):
+        with pytest.raises(LabelingError):  # never a ValueError or an httpx error
+            LLMLabeler(LLMEndpoint(malformed, "m"), None, timeout=2).annotate("x", ["y"])
 
 
-class ScriptedResponse:
-    def __init__(self, content: str) -> None:
-        self.status_code = 200
-        self.text = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]})
-
-
-class ScriptedClient:
-    """An injected client (the httpx.Client interface) that replays fixed replies."""
-
-    def __init__(self, replies: list[str]) -> None:
-        self.replies = list(replies)
-        self.calls: list[dict[str, Any]] = []
-
-    def post(self, url: str, *, json: Any, headers: dict[str, str], timeout: float) -> ScriptedResponse:
-        self.calls.append({"url": url, "json": json, "headers": headers})
-        return ScriptedResponse(self.replies.pop(0))
-
-
-def test_injected_client_and_retry_of_missing_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retry_of_missing_answers_and_no_key(fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SPECTRUM_LLM_API_KEY", raising=False)
-    client = ScriptedClient(["1: yes\n2: no", "1: yes"])  # the first reply skips text 3
-    labeler = LLMLabeler(LLMEndpoint("https://llm.example/v1", "m"), None, client=client)
+    fake_server.scripted = ["1: yes\n2: no", "1: yes"]  # the first reply skips text 3
+    labeler = LLMLabeler(LLMEndpoint(fake_server.base + "/v1", "m"), None, timeout=5)
     assert labeler.annotate("c", ["a", "b", "c"]) == [True, False, True]
-    assert [c["url"] for c in client.calls] == ["https://llm.example/v1/chat/completions"] * 2
-    assert "Authorization" not in client.calls[0]["headers"]  # no key set -> no header
-    assert "[1] c" in client.calls[1]["json"]["messages"][-1]["content"]
+    assert [r["path"] for r in fake_server.requests] == ["/v1/chat/completions"] * 2
+    # No key set: the placeholder, never OPENAI_API_KEY from the environment.
+    assert {r["auth"] for r in fake_server.requests} == {f"Bearer {NO_KEY}"}
+    assert "[1] c" in fake_server.requests[1]["body"]["messages"][-1]["content"]
+
+
+def test_query_string_and_credentials_in_the_base_url(
+    fake_server: FakeServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    query = "api-version=2024-06-01&key=k3y-in-query"
+    host = fake_server.base.removeprefix("http://")
+    labeler = LLMLabeler(LLMEndpoint(f"http://ana:s3cret@{host}/v1?{query}", "m"), tmp_path / "c.jsonl", timeout=5)
+    with caplog.at_level(logging.DEBUG):
+        assert labeler.annotate("apologises", SORRY[:2]) == [True, True]
+    (request,) = fake_server.requests
+    assert request["path"] == f"/v1/chat/completions?{query}"  # the query follows the path
+    assert request["auth"] == "Basic " + base64.b64encode(b"ana:s3cret").decode()  # httpx's reading of user:pw@
+    assert "/v1/chat/completions" in caplog.text  # httpx2 logged the request, redacted
+    assert not any(s in caplog.text for s in ("s3cret", "k3y-in-query", "ana:", SECRET))
+    assert not any(s in (tmp_path / "c.jsonl").read_text() for s in ("s3cret", "k3y-in-query", "ana:"))
+
+    failing = LLMLabeler(LLMEndpoint(f"http://ana:s3cret@{host}/fail?{query}", "m"), None, timeout=5)
+    with pytest.raises(LabelingError) as info:
+        failing.annotate("x", ["y"])
+    assert f"{fake_server.base}/fail/chat/completions failed: HTTP 500" in str(info.value)
+    assert not any(s in str(info.value) for s in ("s3cret", "k3y-in-query", "ana:", "YW5hOnMzY3JldA=="))
+
+
+def test_redact() -> None:
+    url = "https://ana:p%40ss@llm.example/v1?api-version=2024&key=k3y-k3y&stream=1"
+    text = f"{SECRET} ana p%40ss p@ss api-version=2024&key=k3y-k3y&stream=1 k3y-k3y HTTP 401"
+    assert _redact(text, SECRET, url) == "*** *** *** *** *** *** HTTP 401"  # "1" is no secret
+    basic = base64.b64encode(b"ana:p@ss").decode()  # what httpx sends for ana:p%40ss@, and a server may echo
+    assert _redact(f"Authorization: Basic {basic}", None, url) == "Authorization: Basic ***"
+    assert _redact(f"{SECRET} x", SECRET, "http://[::1/v1") == "*** x"  # a malformed URL still hides the key
+    assert _redact("nothing", None) == "nothing"
 
 
 def test_label_cache_roundtrip_and_torn_line(tmp_path: Path) -> None:
@@ -396,6 +465,9 @@ def test_display_url_drops_credentials_and_query() -> None:
     endpoint = LLMEndpoint("https://ana:s3cret@llm.example:8443/v1?api_key=k3y#frag", "m")
     assert endpoint.display_url == "https://llm.example:8443/v1/chat/completions"
     assert endpoint.url.startswith("https://ana:s3cret@")  # the request itself still carries them
+    assert endpoint.url.endswith("/v1/chat/completions?api_key=k3y")
+    assert LLMEndpoint("http://h:99999/v1", "m").display_url == "http://h:99999/v1/chat/completions"
+    assert LLMEndpoint("http://[::1/v1", "m").display_url == "<malformed URL>"
 
 
 # An audit small enough to run for a labelling path: 30 pairs, short texts, token mode only.
