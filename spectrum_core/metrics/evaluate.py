@@ -93,14 +93,6 @@ class EvalStage(Stage):
         EvaluationArtifact(context.staging).write_report({**report, "job_id": context.job_id})
 
 
-def find_evaluation(
-    workspace: Workspace, run: str | int, config: EvalConfig, audit_job_id: int | None = None
-) -> Path | None:
-    stage = EvalStage(run, config, audit_job_id)
-    stage.prepare(workspace)
-    return workspace.find_artifact(stage.key(workspace)[0])
-
-
 def run_evaluation(
     workspace: Workspace,
     run: str | int,
