@@ -118,10 +118,8 @@ def train_sae(
 ) -> tuple[object, dict]:
     """Train a TopK SAE on ``tokens`` (n × d_model) and save it to ``out_dir`` in sae-lens's
     inference format. Returns the loaded inference SAE and its quality metrics."""
-    from sae_lens import SAE, LoggingConfig, SAETrainer
-    from sae_lens.config import SAETrainerConfig
-    from sae_lens.saes.sae import SAEMetadata
-    from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+    # Importing sae_lens imports the modules the helpers below take their classes from.
+    from sae_lens import SAE, SAETrainer
 
     config = config or SAETrainingConfig()
     n_tokens, d_in = tokens.shape
@@ -132,44 +130,12 @@ def train_sae(
     total = config.training_tokens or default_training_tokens(n_tokens)
     batch_size = min(config.batch_size, n_tokens)
     autocast = _autocast_default(device) if config.autocast is None else config.autocast
-    torch.manual_seed(config.seed)
+    torch.manual_seed(config.seed)  # for the initial weights and whatever the trainer draws
 
-    sae_config = TopKTrainingSAEConfig(
-        d_in=d_in,
-        d_sae=width,
-        k=k,
-        dtype="float32",
-        device=device,
-        normalize_activations="expected_average_only_in",
-        rescale_acts_by_decoder_norm=False,
-        metadata=SAEMetadata(model_name=model_name, hook_name=hook),
-    )
-    training_sae = TopKTrainingSAE(sae_config)
-    trainer_config = SAETrainerConfig(
-        total_training_samples=total,
-        train_batch_size_samples=batch_size,
-        lr=config.lr,
-        lr_end=config.lr / 10,
-        lr_warm_up_steps=max(1, total // batch_size // 20),
-        lr_decay_steps=max(1, total // batch_size // 5),
-        device=device,
-        autocast=autocast,
-        # The default norm estimate pulls 1,000 batches (millions of samples) before training.
-        n_batches_for_norm_estimate=8,
-        dead_feature_window=max(50, total // batch_size // 4),
-        feature_sampling_window=max(100, total // batch_size // 2),
-        logger=LoggingConfig(log_to_wandb=False),
-    )
-    seen = 0
+    training_sae = _training_sae(d_in, width, k, device, model_name, hook)
+    trainer_config = _trainer_config(config, total, batch_size, device, autocast)
     started = time.perf_counter()
-
-    def on_batch(n: int) -> None:
-        nonlocal seen
-        seen += n
-        if progress:
-            progress("sae", min(seen, total), total, unit="samples", elapsed=time.perf_counter() - started)
-
-    provider = _batches(tokens, batch_size, config.seed, on_batch)
+    provider = _batches(tokens, batch_size, config.seed, _sample_counter(total, started, progress))
     SAETrainer(trainer_config, training_sae, provider).fit()
     train_seconds = time.perf_counter() - started
 
@@ -188,6 +154,61 @@ def train_sae(
         config=asdict(config),
     )
     return sae, metrics
+
+
+def _training_sae(d_in: int, width: int, k: int, device: str, model_name: str, hook: str):
+    """A freshly initialised sae-lens TopK training SAE (its weights drawn from torch's global
+    generator)."""
+    from sae_lens.saes.sae import SAEMetadata
+    from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+
+    sae_config = TopKTrainingSAEConfig(
+        d_in=d_in,
+        d_sae=width,
+        k=k,
+        dtype="float32",
+        device=device,
+        normalize_activations="expected_average_only_in",
+        rescale_acts_by_decoder_norm=False,
+        metadata=SAEMetadata(model_name=model_name, hook_name=hook),
+    )
+    return TopKTrainingSAE(sae_config)
+
+
+def _trainer_config(config: SAETrainingConfig, total: int, batch_size: int, device: str, autocast: bool):
+    """sae-lens's trainer settings: the learning-rate schedule and the dead-latent windows scaled
+    to the number of optimizer steps."""
+    from sae_lens import LoggingConfig
+    from sae_lens.config import SAETrainerConfig
+
+    return SAETrainerConfig(
+        total_training_samples=total,
+        train_batch_size_samples=batch_size,
+        lr=config.lr,
+        lr_end=config.lr / 10,
+        lr_warm_up_steps=max(1, total // batch_size // 20),
+        lr_decay_steps=max(1, total // batch_size // 5),
+        device=device,
+        autocast=autocast,
+        # The default norm estimate pulls 1,000 batches (millions of samples) before training.
+        n_batches_for_norm_estimate=8,
+        dead_feature_window=max(50, total // batch_size // 4),
+        feature_sampling_window=max(100, total // batch_size // 2),
+        logger=LoggingConfig(log_to_wandb=False),
+    )
+
+
+def _sample_counter(total: int, started: float, progress: ProgressFn | None) -> Callable[[int], None]:
+    """A batch callback that counts the samples the trainer has drawn and reports them."""
+    seen = 0
+
+    def on_batch(n: int) -> None:
+        nonlocal seen
+        seen += n
+        if progress:
+            progress("sae", min(seen, total), total, unit="samples", elapsed=time.perf_counter() - started)
+
+    return on_batch
 
 
 def decoder_directions(sae: Any) -> np.ndarray:

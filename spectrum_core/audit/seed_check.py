@@ -61,22 +61,8 @@ def add_seed_stability(
     seed_deltas = []
     for index in range(config.sae_seeds):
         seed = config.seed + 1 + index
-        parts = []
-        with tempfile.TemporaryDirectory() as scratch:
-            for mode in sae_modes:
-                sae, _ = train_sae(
-                    training[mode],
-                    Path(scratch) / mode,
-                    replace(retrained[mode], seed=seed),
-                    hook=hook if mode == "token" else hook + ".pooled_difference",
-                    device=device,
-                )
-                if mode == "token":
-                    chosen, rejected = encode_responses(store, sae).pooled(config.pooling)
-                else:
-                    chosen, rejected = encode_differences(pooled, sae)
-                parts.append(chosen - rejected)
-        seed_deltas.append(sp.hstack(parts).tocsc())
+        retrained_seed = {mode: replace(retrained[mode], seed=seed) for mode in sae_modes}
+        seed_deltas.append(_retrained_delta(retrained_seed, training, store, pooled, config, hook=hook, device=device))
         if progress:
             progress("sae_seeds", index + 1, config.sae_seeds, unit="seeds")
     stability = seed_stability(family_delta, reference, members, seed_deltas)
@@ -84,3 +70,33 @@ def add_seed_stability(
     concepts["seed_stability"] = np.nan
     concepts.loc[families.index, "seed_stability"] = stability
     return concepts
+
+
+def _retrained_delta(
+    retrained: dict[str, SAETrainingConfig],
+    training: dict[str, torch.Tensor],
+    store,
+    pooled,
+    config: AuditConfig,
+    *,
+    hook: str,
+    device: str,
+) -> sp.csc_matrix:
+    """Δ (chosen − rejected) of every pair on the latents of SAEs trained afresh with these
+    settings, one per mode in ``retrained``'s order, side by side; the SAEs are thrown away."""
+    parts = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for mode, sae_config in retrained.items():
+            sae, _ = train_sae(
+                training[mode],
+                Path(scratch) / mode,
+                sae_config,
+                hook=hook if mode == "token" else hook + ".pooled_difference",
+                device=device,
+            )
+            if mode == "token":
+                chosen, rejected = encode_responses(store, sae).pooled(config.pooling)
+            else:
+                chosen, rejected = encode_differences(pooled, sae)
+            parts.append(chosen - rejected)
+    return sp.hstack(parts).tocsc()

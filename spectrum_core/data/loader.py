@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from .report import (
     DuplicateMerge,
     LoadReport,
 )
-from .schemas import RawPair, RowError, SchemaError, detect_schema, resolve_columns
+from .schemas import RawPair, RowError, Schema, SchemaError, detect_schema, resolve_columns
 from .split import assign_split
 
 DEFAULT_MAX_TEXT_CHARS = 200_000
@@ -239,9 +240,40 @@ def load_preferences(
     # the columns (the schema depends on all of them) and rejects what cannot be read; the second
     # builds the pairs. Memory is then that of the pairs kept.
     report.file_format, rows = read_rows(path, file_format, max_decompressed_mb)
+    columns, unreadable = _scan_columns(rows, report)
+    if len(unreadable) == report.rows_read:
+        raise DataLoadError(f"{path}: no rows could be read.\n{report.summary()}", report)
+    cols, chosen_schema = _choose_schema(path, columns, column_map, schema, report)
+    second = _collect_pairs(
+        read_rows(path, file_format, max_decompressed_mb)[1], unreadable, chosen_schema, cols, max_text_chars, report
+    )
+    if second.rows_read != report.rows_read:
+        raise DataLoadError(
+            f"{path}: the file changed while it was being read ({report.rows_read:,} rows, then {second.rows_read:,})."
+        )
+    kept = second.kept
+    report.rows_kept = len(kept["pair_id"])
+    report.pairs_without_prompt = sum(1 for p in kept["prompt"] if not p)
+    report.conflicting_pairs = second.conflicting
+    if second.repaired_metadata:
+        report.warnings.append(
+            f"{second.repaired_metadata} rows had invalid UTF-8 in metadata columns; "
+            "those bytes were replaced with U+FFFD (the pairs themselves are intact)"
+        )
+    if not report.rows_kept:
+        raise DataLoadError(f"{path}: no usable pairs.\n{report.summary()}", report)
+    split = assign_split(kept.pop("prompt_key"), held_out_fraction=held_out_fraction, seed=seed)
+    pairs = pd.DataFrame(kept)
+    pairs["split"] = split
+    return PreferenceDataset(pairs[PAIR_COLUMNS], report)
+
+
+def _scan_columns(rows: Iterable[RawRow | BadRow], report: LoadReport) -> tuple[list[str], set[int]]:
+    """The first pass: every column name in the file (in order of first appearance), and the
+    positions of the rows rejected as unreadable, which the second pass skips."""
     columns_seen: dict[str, None] = {}
     notes = _NoteCounter()
-    unreadable: set[int] = set()  # positions rejected here, skipped in the second pass
+    unreadable: set[int] = set()
     for position, row in enumerate(rows):
         report.rows_read += 1
         if isinstance(row, BadRow):
@@ -257,8 +289,14 @@ def load_preferences(
     columns = list(columns_seen)
     report.columns_found = columns
     report.warnings.extend(notes.warnings())
-    if len(unreadable) == report.rows_read:
-        raise DataLoadError(f"{path}: no rows could be read.\n{report.summary()}", report)
+    return columns, unreadable
+
+
+def _choose_schema(
+    path: Path, columns: list[str], column_map: dict[str, str] | None, schema: str | None, report: LoadReport
+) -> tuple[dict[str, str], Schema]:
+    """The columns each field is read from and the schema that fits them, with a warning for every
+    column that differs from a used one only in case."""
     try:
         cols = resolve_columns(columns, column_map)
         chosen_schema = detect_schema(columns, cols, schema)
@@ -272,34 +310,42 @@ def load_preferences(
                 f"columns {', '.join(repr(c) for c in [used, *twins])} differ only in case: {used!r} was used for "
                 f"{name}; the other(s) are kept in each pair's metadata"
             )
+    return cols, chosen_schema
 
+
+@dataclass
+class _SecondPass:
+    """What the second pass leaves: the kept pairs column by column (``prompt_key`` for the split,
+    no ``split`` yet), and the counts the report needs."""
+
+    kept: dict[str, list]
+    rows_read: int
+    conflicting: int  # kept pairs whose swap (chosen and rejected exchanged) is also kept
+    repaired_metadata: int
+
+
+def _collect_pairs(
+    rows: Iterable[RawRow | BadRow],
+    unreadable: set[int],
+    chosen_schema: Schema,
+    cols: dict[str, str],
+    max_text_chars: int,
+    report: LoadReport,
+) -> _SecondPass:
+    """The second pass: each readable row checked and turned into a pair (or rejected in the
+    report), exact duplicates merged into the first copy and counted."""
     kept: dict[str, list] = {name: [] for name in (*PAIR_COLUMNS, "prompt_key")}
     kept.pop("split")
     seen: dict[str, int] = {}
     swapped: set[str] = set()
     repaired_metadata = 0
-    second_pass = 0
-    for position, row in enumerate(read_rows(path, file_format, max_decompressed_mb)[1]):
-        second_pass += 1
+    rows_read = 0
+    for position, row in enumerate(rows):
+        rows_read += 1
         if position in unreadable or not isinstance(row, RawRow):
             continue  # counted and reported in the first pass
         try:
-            raw = chosen_schema.build(row.values, cols)
-            for column in raw.used_columns:
-                value = row.values.get(column)
-                if _has_undecodable(value):
-                    raise RowError(column, UNDECODABLE, "bytes that are not valid UTF-8")
-                size = _text_length(value)
-                if size > max_text_chars:
-                    raise RowError(column, TOO_LARGE, f"{size:,} characters; limit {max_text_chars:,}")
-            chosen_field = cols.get(raw.chosen_field, raw.chosen_field)
-            rejected_field = cols.get(raw.rejected_field, raw.rejected_field)
-            prompt, chosen, rejected = _final_turns(raw, chosen_field, rejected_field)
-            for field, text in ((chosen_field, chosen), (rejected_field, rejected)):
-                if not text:
-                    raise RowError(field, EMPTY_RESPONSE)
-            if chosen == rejected:
-                raise RowError(chosen_field, IDENTICAL)
+            raw, prompt, chosen, rejected = _checked_pair(row, chosen_schema, cols, max_text_chars)
         except RowError as exc:
             report.reject(row.location, exc.field, exc.reason, exc.detail)
             continue
@@ -327,27 +373,32 @@ def load_preferences(
             ("prompt_key", _digest(prompt_json)),
         ):
             kept[name].append(value)
-    if second_pass != report.rows_read:
-        raise DataLoadError(
-            f"{path}: the file changed while it was being read ({report.rows_read:,} rows, then {second_pass:,})."
-        )
-    del seen
+    conflicting = sum(1 for pair_id in kept["pair_id"] if pair_id in swapped)
+    return _SecondPass(kept, rows_read, conflicting, repaired_metadata)
 
-    report.rows_kept = len(kept["pair_id"])
-    report.pairs_without_prompt = sum(1 for p in kept["prompt"] if not p)
-    report.conflicting_pairs = sum(1 for pair_id in kept["pair_id"] if pair_id in swapped)
-    del swapped
-    if repaired_metadata:
-        report.warnings.append(
-            f"{repaired_metadata} rows had invalid UTF-8 in metadata columns; "
-            "those bytes were replaced with U+FFFD (the pairs themselves are intact)"
-        )
-    if not report.rows_kept:
-        raise DataLoadError(f"{path}: no usable pairs.\n{report.summary()}", report)
-    split = assign_split(kept.pop("prompt_key"), held_out_fraction=held_out_fraction, seed=seed)
-    pairs = pd.DataFrame(kept)
-    pairs["split"] = split
-    return PreferenceDataset(pairs[PAIR_COLUMNS], report)
+
+def _checked_pair(
+    row: RawRow, chosen_schema: Schema, cols: dict[str, str], max_text_chars: int
+) -> tuple[RawPair, list[dict], str, str]:
+    """One row read by the schema: (raw pair, prompt, chosen, rejected), or ``RowError`` for text
+    that is not valid UTF-8 or over ``max_text_chars``, an empty response or two identical ones."""
+    raw = chosen_schema.build(row.values, cols)
+    for column in raw.used_columns:
+        value = row.values.get(column)
+        if _has_undecodable(value):
+            raise RowError(column, UNDECODABLE, "bytes that are not valid UTF-8")
+        size = _text_length(value)
+        if size > max_text_chars:
+            raise RowError(column, TOO_LARGE, f"{size:,} characters; limit {max_text_chars:,}")
+    chosen_field = cols.get(raw.chosen_field, raw.chosen_field)
+    rejected_field = cols.get(raw.rejected_field, raw.rejected_field)
+    prompt, chosen, rejected = _final_turns(raw, chosen_field, rejected_field)
+    for field, text in ((chosen_field, chosen), (rejected_field, rejected)):
+        if not text:
+            raise RowError(field, EMPTY_RESPONSE)
+    if chosen == rejected:
+        raise RowError(chosen_field, IDENTICAL)
+    return raw, prompt, chosen, rejected
 
 
 def describe_pair(row: Any, max_chars: int = 400) -> str:

@@ -308,38 +308,10 @@ def _json_rows(path: Path, text: str) -> Iterator[RawRow | BadRow]:
         if duplicates
         else []
     )
-    records = document
     if isinstance(document, dict) and _is_split_dict(document):
-        # {"train": [rows], "test": [rows]}: a dataset's splits, kept like a DatasetDict's.
-        for split, rows in document.items():
-            for index, value in enumerate(rows, start=1):
-                location = f"split {split} item {index}"
-                if not isinstance(value, dict):
-                    yield BadRow(location, NOT_AN_OBJECT, f"found a JSON {type(value).__name__}")
-                elif value_depth(value) > MAX_VALUE_DEPTH:
-                    yield BadRow(location, UNPARSEABLE, f"a value nested deeper than {MAX_VALUE_DEPTH} levels")
-                else:
-                    value.setdefault("hf_split", split)
-                    yield RawRow(location, value, notes)
-                    notes = []
+        yield from _split_dict_rows(document, notes)
         return
-    if isinstance(document, dict):
-        lists = [v for v in document.values() if isinstance(v, list)]
-        columnar = (
-            len(document) > 1
-            and len(lists) == len(document)
-            and len({len(v) for v in lists}) == 1
-            and not any(isinstance(v[0], dict) for v in lists if v)
-        )
-        if columnar:
-            # {"prompt": [...], "chosen": [...], "rejected": [...]}
-            keys = list(document)
-            records = [dict(zip(keys, values)) for values in zip(*document.values())]
-        elif len(lists) == 1:
-            # A wrapper such as {"data": [...]} or {"train": [...]}.
-            records = lists[0]
-        else:
-            records = [document]
+    records = _document_records(document)
     if not isinstance(records, list):
         raise DataLoadError(f"{path}: expected a JSON list of objects, found a {type(records).__name__}.")
     for index, value in enumerate(records, start=1):
@@ -350,6 +322,44 @@ def _json_rows(path: Path, text: str) -> Iterator[RawRow | BadRow]:
             notes = []
         else:
             yield BadRow(f"item {index}", NOT_AN_OBJECT, f"found a JSON {type(value).__name__}")
+
+
+def _split_dict_rows(document: dict, notes: list) -> Iterator[RawRow | BadRow]:
+    """{"train": [rows], "test": [rows]}: a dataset's splits, kept like a DatasetDict's (each row
+    gets its split as ``hf_split`` unless it has one); ``notes`` go on the first row."""
+    for split, rows in document.items():
+        for index, value in enumerate(rows, start=1):
+            location = f"split {split} item {index}"
+            if not isinstance(value, dict):
+                yield BadRow(location, NOT_AN_OBJECT, f"found a JSON {type(value).__name__}")
+            elif value_depth(value) > MAX_VALUE_DEPTH:
+                yield BadRow(location, UNPARSEABLE, f"a value nested deeper than {MAX_VALUE_DEPTH} levels")
+            else:
+                value.setdefault("hf_split", split)
+                yield RawRow(location, value, notes)
+                notes = []
+
+
+def _document_records(document: Any) -> Any:
+    """The rows of a JSON document that is not a split dict: a list as it is; an object of equal-length
+    columns zipped into rows; the one list inside a wrapper object; any other object as one row."""
+    if not isinstance(document, dict):
+        return document
+    lists = [v for v in document.values() if isinstance(v, list)]
+    columnar = (
+        len(document) > 1
+        and len(lists) == len(document)
+        and len({len(v) for v in lists}) == 1
+        and not any(isinstance(v[0], dict) for v in lists if v)
+    )
+    if columnar:
+        # {"prompt": [...], "chosen": [...], "rejected": [...]}
+        keys = list(document)
+        return [dict(zip(keys, values)) for values in zip(*document.values())]
+    if len(lists) == 1:
+        # A wrapper such as {"data": [...]} or {"train": [...]}.
+        return lists[0]
+    return [document]
 
 
 def _csv_rows(path: Path, lines: Iterable[str], delimiter: str) -> Iterator[RawRow | BadRow]:

@@ -104,107 +104,152 @@ def shape_pairs(
 ) -> ShapedPairs:
     """Apply the plan's data interventions. ``deltas(concept_id)`` gives Δ in ``audited_pair_ids``
     order."""
-    n = len(audited_pair_ids)
-    kept = np.ones(n, dtype=bool)
-    orientation = np.ones(n)  # −1 where chosen and rejected were swapped
-    weight = np.ones(n)
-    changed_by: list[list[str]] = [[] for _ in range(n)]
-    notes: list[str] = []
+    state = _Shaping(plan, deltas, len(audited_pair_ids))
+    state.drop()
+    state.flip()
+    state.upweight()
+    state.rake(state.reweight_targets())
+    state.normalise()
+    return _shaped_table(state, all_pair_ids, audited_pair_ids)
 
-    def agreement(choice: ConceptChoice) -> np.ndarray:
-        return _sign(choice.direction) * orientation * choice_delta(choice, deltas, n)
 
-    def active(action: str, intervention: str) -> list[ConceptChoice]:
-        chosen = [c for c in plan.concepts if c.action == action and c.intervention == intervention]
+class _Shaping:
+    """The audited pairs while a plan is applied: which are kept, which flipped, their weights,
+    which interventions changed each, and the notes for the user. Each step reads what the steps
+    before it left (agreement is measured on the kept pairs, in their current orientation)."""
+
+    def __init__(self, plan: InterventionPlan, deltas: DeltaSource, n: int):
+        self.plan = plan
+        self.deltas = deltas
+        self.n = n
+        self.kept = np.ones(n, dtype=bool)
+        self.orientation = np.ones(n)  # −1 where chosen and rejected were swapped
+        self.weight = np.ones(n)
+        self.changed_by: list[list[str]] = [[] for _ in range(n)]
+        self.notes: list[str] = []
+
+    def agreement(self, choice: ConceptChoice) -> np.ndarray:
+        return _sign(choice.direction) * self.orientation * choice_delta(choice, self.deltas, self.n)
+
+    def active(self, action: str, intervention: str) -> list[ConceptChoice]:
+        """The plan's concepts with this action and intervention that have a direction to act on
+        (a note for each that has none)."""
+        chosen = [c for c in self.plan.concepts if c.action == action and c.intervention == intervention]
         for choice in chosen:
             if _sign(choice.direction) == 0:
-                notes.append(f"{choice.concept_id}: no direction in the audit, so {intervention} has nothing to act on")
+                self.notes.append(
+                    f"{choice.concept_id}: no direction in the audit, so {intervention} has nothing to act on"
+                )
         return [c for c in chosen if _sign(c.direction) != 0]
 
-    for choice in active("suppress", "drop"):
-        e = agreement(choice)
-        agree = np.flatnonzero(kept & (e > 0))
-        excess = len(agree) - int((kept & (e < 0)).sum())
-        if excess > 0:
-            victims = agree[np.argsort(-e[agree], kind="stable")[:excess]]
-            kept[victims] = False
-            for i in victims:
-                changed_by[i].append(f"drop:{choice.concept_id}")
+    def mark(self, indices: np.ndarray, change: str) -> None:
+        for i in indices:
+            self.changed_by[i].append(change)
 
-    for choice in active("suppress", "flip"):
-        e = agreement(choice)
-        agree = np.flatnonzero(kept & (e > 0))
-        excess = len(agree) - int((kept & (e < 0)).sum())
-        if excess > 1:
-            victims = agree[np.argsort(-e[agree], kind="stable")[: excess // 2]]
-            orientation[victims] *= -1
-            for i in victims:
-                changed_by[i].append(f"flip:{choice.concept_id}")
+    def drop(self) -> None:
+        """Drop the excess of agreeing pairs, largest agreement first."""
+        kept = self.kept
+        for choice in self.active("suppress", "drop"):
+            e = self.agreement(choice)
+            agree = np.flatnonzero(kept & (e > 0))
+            excess = len(agree) - int((kept & (e < 0)).sum())
+            if excess > 0:
+                victims = agree[np.argsort(-e[agree], kind="stable")[:excess]]
+                kept[victims] = False
+                self.mark(victims, f"drop:{choice.concept_id}")
 
-    for choice in active("amplify", "upweight"):
-        e = agreement(choice)
-        factor = 1.0 + float(choice.strength if choice.strength is not None else 1.0)
-        boosted = np.flatnonzero(kept & (e > 0))
-        weight[boosted] *= factor
-        for i in boosted:
-            changed_by[i].append(f"upweight:{choice.concept_id}")
+    def flip(self) -> None:
+        """Swap chosen and rejected in half the excess of agreeing pairs, largest agreement first."""
+        kept = self.kept
+        for choice in self.active("suppress", "flip"):
+            e = self.agreement(choice)
+            agree = np.flatnonzero(kept & (e > 0))
+            excess = len(agree) - int((kept & (e < 0)).sum())
+            if excess > 1:
+                victims = agree[np.argsort(-e[agree], kind="stable")[: excess // 2]]
+                self.orientation[victims] *= -1
+                self.mark(victims, f"flip:{choice.concept_id}")
 
-    balanced = []
-    for choice in active("suppress", "reweight"):
-        e = agreement(choice)
-        bins = _balance_bins(e, kept, plan.balance_bins)
-        if bins is None:
-            agreeing = kept & (e > 0)
-            if agreeing.any():
-                notes.append(
-                    f"{choice.concept_id}: every kept pair where it differs agrees with the "
-                    f"label, so weights cannot balance it; its {int(agreeing.sum())} agreeing "
-                    "pairs get weight 0"
+    def upweight(self) -> None:
+        for choice in self.active("amplify", "upweight"):
+            e = self.agreement(choice)
+            factor = 1.0 + float(choice.strength if choice.strength is not None else 1.0)
+            boosted = np.flatnonzero(self.kept & (e > 0))
+            self.weight[boosted] *= factor
+            self.mark(boosted, f"upweight:{choice.concept_id}")
+
+    def reweight_targets(self) -> list[tuple[ConceptChoice, np.ndarray, np.ndarray]]:
+        """(concept, agreement, bins) for each reweighted concept that raking can balance. One whose
+        differing pairs all agree cannot be balanced: its agreeing pairs get weight 0 instead."""
+        kept, weight = self.kept, self.weight
+        balanced = []
+        for choice in self.active("suppress", "reweight"):
+            e = self.agreement(choice)
+            bins = _balance_bins(e, kept, self.plan.balance_bins)
+            if bins is None:
+                agreeing = kept & (e > 0)
+                if agreeing.any():
+                    self.notes.append(
+                        f"{choice.concept_id}: every kept pair where it differs agrees with the "
+                        f"label, so weights cannot balance it; its {int(agreeing.sum())} agreeing "
+                        "pairs get weight 0"
+                    )
+                    weight[agreeing] = 0.0
+                    self.mark(np.flatnonzero(agreeing), f"reweight:{choice.concept_id}")
+                continue
+            if not (bins >= 0).any():
+                self.notes.append(f"{choice.concept_id}: no kept pair differs in it, so there is nothing to reweight")
+                continue
+            balanced.append((choice, e, bins))
+            self.mark(np.flatnonzero(bins >= 0), f"reweight:{choice.concept_id}")
+        return balanced
+
+    def rake(self, balanced: list[tuple[ConceptChoice, np.ndarray, np.ndarray]]) -> None:
+        """Iterative proportional fitting: scale agreeing and disagreeing weight to equal totals in
+        every bin of every concept in turn, until the worst imbalance is under the tolerance."""
+        weight = self.weight
+        for _ in range(RAKING_ROUNDS):
+            worst = 0.0
+            for _choice, e, bins in balanced:
+                for b in np.unique(bins[bins >= 0]):
+                    agree = (bins == b) & (e > 0)
+                    disagree = (bins == b) & (e < 0)
+                    w_agree, w_disagree = weight[agree].sum(), weight[disagree].sum()
+                    if w_agree <= 0 or w_disagree <= 0:
+                        continue
+                    total = w_agree + w_disagree
+                    worst = max(worst, abs(w_agree - w_disagree) / total)
+                    weight[agree] *= total / (2 * w_agree)
+                    weight[disagree] *= total / (2 * w_disagree)
+            if worst < RAKING_TOLERANCE:
+                break
+        else:
+            if balanced:
+                self.notes.append(
+                    f"raking stopped after {RAKING_ROUNDS} rounds with an imbalance of "
+                    f"{worst:.1%}: the reweighted concepts pull against each other"
                 )
-                weight[agreeing] = 0.0
-                for i in np.flatnonzero(agreeing):
-                    changed_by[i].append(f"reweight:{choice.concept_id}")
-            continue
-        if not (bins >= 0).any():
-            notes.append(f"{choice.concept_id}: no kept pair differs in it, so there is nothing to reweight")
-            continue
-        balanced.append((choice, e, bins))
-        for i in np.flatnonzero(bins >= 0):
-            changed_by[i].append(f"reweight:{choice.concept_id}")
-    for _ in range(RAKING_ROUNDS):
-        worst = 0.0
-        for _choice, e, bins in balanced:
-            for b in np.unique(bins[bins >= 0]):
-                agree = (bins == b) & (e > 0)
-                disagree = (bins == b) & (e < 0)
-                w_agree, w_disagree = weight[agree].sum(), weight[disagree].sum()
-                if w_agree <= 0 or w_disagree <= 0:
-                    continue
-                total = w_agree + w_disagree
-                worst = max(worst, abs(w_agree - w_disagree) / total)
-                weight[agree] *= total / (2 * w_agree)
-                weight[disagree] *= total / (2 * w_disagree)
-        if worst < RAKING_TOLERANCE:
-            break
-    else:
-        if balanced:
-            notes.append(
-                f"raking stopped after {RAKING_ROUNDS} rounds with an imbalance of "
-                f"{worst:.1%}: the reweighted concepts pull against each other"
-            )
 
-    if kept.any() and weight[kept].sum() > 0:
-        weight[kept] *= kept.sum() / weight[kept].sum()
-    weight[~kept] = 0.0
+    def normalise(self) -> None:
+        """Weights scaled to mean 1 over the kept pairs; 0 for the dropped ones."""
+        kept, weight = self.kept, self.weight
+        if kept.any() and weight[kept].sum() > 0:
+            weight[kept] *= kept.sum() / weight[kept].sum()
+        weight[~kept] = 0.0
 
+
+def _shaped_table(state: _Shaping, all_pair_ids: pd.Index, audited_pair_ids: pd.Index) -> ShapedPairs:
+    """One row per pair of the dataset, in its order: the audited pairs as shaped, the rest
+    (outside the audit's pair limit) unchanged with weight 1."""
+    notes = state.notes
     audited = pd.DataFrame(
         {
             "pair_id": audited_pair_ids,
             "audited": True,
-            "kept": kept,
-            "flipped": orientation < 0,
-            "weight": weight,
-            "changed_by": [", ".join(c) for c in changed_by],
+            "kept": state.kept,
+            "flipped": state.orientation < 0,
+            "weight": state.weight,
+            "changed_by": [", ".join(c) for c in state.changed_by],
         }
     )
     missing = all_pair_ids.difference(audited_pair_ids, sort=False)

@@ -256,59 +256,21 @@ def fit_shaped_reward(
     covariates = [c for c in members if c.startswith("probe:")]
     suppressed_features = [int(c.split(":")[1]) for c in members if c.startswith("token:")]
 
-    table = pairs.merge(shaping[["pair_id", "kept", "flipped", "weight"]], on="pair_id", how="left")
-    table[["kept", "flipped"]] = table[["kept", "flipped"]].fillna({"kept": True, "flipped": False})
-    table["weight"] = table["weight"].fillna(1.0)
-    train = _sample(table[table["split"] == "train"], config.max_train_pairs, config.seed)
-    held_out = _sample(table[table["split"] != "train"], config.max_held_out_pairs, config.seed)
+    train, held_out = _reward_pairs(pairs, shaping, config)
     used = pd.concat([train, held_out])
-    prompts = [p for p in used["prompt"] for _ in range(2)]
-    texts = [t for c, r in zip(used["chosen"], used["rejected"]) for t in (c, r)]
     encoder = ResponseEncoder(loaded, saes[TOKEN_SAE], plan.layer)
-    plain, projected = encoder.encode_with(prompts, texts, [None, basis], progress)
-
+    texts, plain, projected = _encode_pairs(encoder, used, basis, progress)
     n_train = len(train)
-    train_rows = np.arange(n_train)
     held_rows = np.arange(n_train, len(used))
 
-    def pair_delta(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        return x[2 * rows] - x[2 * rows + 1]
-
-    # Unshaped: original labels, weight 1, no projection, no covariates.
-    x_plain = _design(plain, texts, [], config.use_pooled, saes)
-    scale_plain = x_plain[: 2 * n_train].std(axis=0) + 1e-6
-    coef_plain = _fit_bt(pair_delta(x_plain / scale_plain, train_rows), np.ones(n_train), config.C, config.seed)
-
-    # Shaped: dropped pairs out, flipped pairs reversed, weights; projected inputs + covariates.
-    x_shaped = _design(projected, texts, covariates, config.use_pooled, saes)
-    scale_shaped = x_shaped[: 2 * n_train].std(axis=0) + 1e-6
-    kept = train["kept"].to_numpy(dtype=bool)
-    orientation = np.where(train["flipped"].to_numpy(dtype=bool), -1.0, 1.0)[:, None]
-    delta = pair_delta(x_shaped / scale_shaped, train_rows) * orientation
-    coef = _fit_bt(delta[kept], train["weight"].to_numpy(dtype=float)[kept], config.C, config.seed)
-    for feature in suppressed_features:  # in the fit, out of the score
-        coef[feature] = 0.0
-    d_sae = saes[TOKEN_SAE].cfg.d_sae
-    coef[d_sae + (projected.pooled.shape[1] if config.use_pooled else 0) :] = 0.0  # covariates
-
-    base_scores = (x_shaped / scale_shaped)[: 2 * n_train] @ coef
+    scores_before = _unshaped_scores(plain, texts, n_train, config, saes)
+    scaled, scale_shaped, coef = _fit_shaped(projected, texts, covariates, suppressed_features, train, config, saes)
+    base_scores = scaled[: 2 * n_train] @ coef
     reward_sd = float(base_scores.std() + 1e-6)
-    bonuses = []
-    for choice in plan.amplified:
-        values = parts_activation(choice.parts(), plain, texts, saes)[: 2 * n_train]
-        sd = float(values.std() + 1e-6)
-        bonuses.append((choice.parts(), float(choice.strength or 1.0), sd))
-        base_scores = base_scores + float(choice.strength or 1.0) * reward_sd * values / sd
+    bonuses, base_scores = _amplify_bonuses(plan, plain, texts, saes, n_train, base_scores, reward_sd)
     # Remove what the suppressed concepts' activations still explain of the training margins
     # (bonuses included: where an amplified concept carries a suppressed one, suppress wins).
-    residualize = []
-    if suppressed:
-        # In pair differences (what a preference depends on): margin ~ Δ activations.
-        activations = np.column_stack([parts_activation(c, plain, texts, saes)[: 2 * n_train] for c in suppressed])
-        slopes, *_ = np.linalg.lstsq(
-            pair_delta(activations, train_rows), pair_delta(base_scores, train_rows), rcond=None
-        )
-        residualize = [(c, float(b)) for c, b in zip(suppressed, slopes)]
+    residualize = _residual_slopes(suppressed, plain, texts, saes, n_train, base_scores) if suppressed else []
     reward = ShapedReward(
         encoder=ResponseEncoder(loaded, saes[TOKEN_SAE], plan.layer, basis),
         saes=saes,
@@ -321,17 +283,140 @@ def fit_shaped_reward(
         residualize=residualize,
     )
 
-    scores_before = (x_plain / scale_plain) @ coef_plain
-    scores_after = reward.score_encoded(projected, plain, texts)
-    margin_before = pair_delta(scores_before, held_rows)
-    margin_after = pair_delta(scores_after, held_rows)
+    margin_before = _pair_delta(scores_before, held_rows)
+    margin_after = _pair_delta(reward.score_encoded(projected, plain, texts), held_rows)
+    report = RewardReport(
+        n_train=int(train["kept"].to_numpy(dtype=bool).sum()),
+        n_held_out=len(held_rows),
+        accuracy_before=float((margin_before > 0).mean()),
+        accuracy_after=float((margin_after > 0).mean()),
+        dependence=_dependence(plan, plain, texts, saes, held_rows, margin_before, margin_after),
+    )
+    return reward, report
+
+
+def _pair_delta(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """x(chosen) − x(rejected) for the pairs at ``rows`` (responses are interleaved chosen, rejected)."""
+    return x[2 * rows] - x[2 * rows + 1]
+
+
+def _encode_pairs(
+    encoder: ResponseEncoder, used: pd.DataFrame, basis: torch.Tensor | None, progress
+) -> tuple[list[str], EncodedResponses, EncodedResponses]:
+    """The pairs' responses, interleaved (chosen, rejected), and their two encodings: plain, and
+    with the suppressed directions projected out (``basis``)."""
+    prompts = [p for p in used["prompt"] for _ in range(2)]
+    texts = [t for c, r in zip(used["chosen"], used["rejected"]) for t in (c, r)]
+    plain, projected = encoder.encode_with(prompts, texts, [None, basis], progress)
+    return texts, plain, projected
+
+
+def _reward_pairs(
+    pairs: pd.DataFrame, shaping: pd.DataFrame, config: RewardConfig
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Seeded samples of the train and held-out pairs, with their shaping (pairs the plan did not
+    see: kept, not flipped, weight 1)."""
+    table = pairs.merge(shaping[["pair_id", "kept", "flipped", "weight"]], on="pair_id", how="left")
+    table[["kept", "flipped"]] = table[["kept", "flipped"]].fillna({"kept": True, "flipped": False})
+    table["weight"] = table["weight"].fillna(1.0)
+    train = _sample(table[table["split"] == "train"], config.max_train_pairs, config.seed)
+    held_out = _sample(table[table["split"] != "train"], config.max_held_out_pairs, config.seed)
+    return train, held_out
+
+
+def _unshaped_scores(
+    plain: EncodedResponses, texts: list[str], n_train: int, config: RewardConfig, saes: dict
+) -> np.ndarray:
+    """Every response's score under the unshaped reward (the comparison's "before"): original
+    labels, weight 1, no projection, no covariates."""
+    x_plain = _design(plain, texts, [], config.use_pooled, saes)
+    scale_plain = x_plain[: 2 * n_train].std(axis=0) + 1e-6
+    train_rows = np.arange(n_train)
+    coef_plain = _fit_bt(_pair_delta(x_plain / scale_plain, train_rows), np.ones(n_train), config.C, config.seed)
+    return (x_plain / scale_plain) @ coef_plain
+
+
+def _fit_shaped(
+    projected: EncodedResponses,
+    texts: list[str],
+    covariates: list[str],
+    suppressed_features: list[int],
+    train: pd.DataFrame,
+    config: RewardConfig,
+    saes: dict,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The shaped fit: dropped pairs out, flipped pairs reversed, weights; projected inputs and
+    covariates. Returns the scaled inputs, their scale and the coefficients, with the suppressed
+    features and the covariates given no weight (in the fit, out of the score)."""
+    x_shaped = _design(projected, texts, covariates, config.use_pooled, saes)
+    n_train = len(train)
+    scale_shaped = x_shaped[: 2 * n_train].std(axis=0) + 1e-6
+    scaled = x_shaped / scale_shaped
+    kept = train["kept"].to_numpy(dtype=bool)
+    orientation = np.where(train["flipped"].to_numpy(dtype=bool), -1.0, 1.0)[:, None]
+    delta = _pair_delta(scaled, np.arange(n_train)) * orientation
+    coef = _fit_bt(delta[kept], train["weight"].to_numpy(dtype=float)[kept], config.C, config.seed)
+    for feature in suppressed_features:
+        coef[feature] = 0.0
+    d_sae = saes[TOKEN_SAE].cfg.d_sae
+    coef[d_sae + (projected.pooled.shape[1] if config.use_pooled else 0) :] = 0.0  # covariates
+    return scaled, scale_shaped, coef
+
+
+def _amplify_bonuses(
+    plan: InterventionPlan,
+    plain: EncodedResponses,
+    texts: list[str],
+    saes: dict,
+    n_train: int,
+    base_scores: np.ndarray,
+    reward_sd: float,
+) -> tuple[list[tuple[Parts, float, float]], np.ndarray]:
+    """(parts, strength, concept sd) for each amplified concept, and the training responses' scores
+    with the bonuses added."""
+    bonuses = []
+    for choice in plan.amplified:
+        values = parts_activation(choice.parts(), plain, texts, saes)[: 2 * n_train]
+        sd = float(values.std() + 1e-6)
+        bonuses.append((choice.parts(), float(choice.strength or 1.0), sd))
+        base_scores = base_scores + float(choice.strength or 1.0) * reward_sd * values / sd
+    return bonuses, base_scores
+
+
+def _residual_slopes(
+    suppressed: list[Parts],
+    plain: EncodedResponses,
+    texts: list[str],
+    saes: dict,
+    n_train: int,
+    base_scores: np.ndarray,
+) -> list[tuple[ConceptRef, float]]:
+    """(parts, slope) per suppressed concept: a least-squares fit of the training margins on the
+    concepts' activations, in pair differences (what a preference depends on)."""
+    train_rows = np.arange(n_train)
+    activations = np.column_stack([parts_activation(c, plain, texts, saes)[: 2 * n_train] for c in suppressed])
+    slopes, *_ = np.linalg.lstsq(_pair_delta(activations, train_rows), _pair_delta(base_scores, train_rows), rcond=None)
+    return [(c, float(b)) for c, b in zip(suppressed, slopes)]
+
+
+def _dependence(
+    plan: InterventionPlan,
+    plain: EncodedResponses,
+    texts: list[str],
+    saes: dict,
+    held_rows: np.ndarray,
+    margin_before: np.ndarray,
+    margin_after: np.ndarray,
+) -> list[dict]:
+    """For each of the plan's concepts that can be measured, the correlation on held-out pairs
+    between its Δ and the reward margin, before and after shaping."""
     dependence = []
     for choice in plan.concepts:
         try:
             values = parts_activation(choice.parts(), plain, texts, saes)
         except KeyError:
             continue
-        concept_delta = pair_delta(values, held_rows)
+        concept_delta = _pair_delta(values, held_rows)
         dependence.append(
             {
                 "concept_id": choice.concept_id,
@@ -340,14 +425,7 @@ def fit_shaped_reward(
                 "after": _correlation(margin_after, concept_delta),
             }
         )
-    report = RewardReport(
-        n_train=int(kept.sum()),
-        n_held_out=len(held_rows),
-        accuracy_before=float((margin_before > 0).mean()),
-        accuracy_after=float((margin_after > 0).mean()),
-        dependence=dependence,
-    )
-    return reward, report
+    return dependence
 
 
 def save_report(report: RewardReport, path: Path) -> None:

@@ -69,6 +69,16 @@ def _train_records(saved, config: TuningConfig) -> list[dict]:
     ]
 
 
+def _chosen_records(saved) -> list[dict]:
+    """The plan's train pairs, prompt and chosen response with their weight: what the supervised
+    methods draw their examples, prompts and IA2 demonstrations from."""
+    return [
+        {"prompt": list(r.prompt), "chosen": list(r.chosen), "weight": float(r.weight)}
+        for r in pd.read_parquet(saved.parquet).itertuples()
+        if r.split == "train"
+    ]
+
+
 def _with_lora(model, config: TuningConfig):
     if config.full_finetune:
         return model
@@ -244,11 +254,7 @@ def spectrum_examples(config: SpectrumRunConfig, records: list[dict], tokenizer)
 def train_spectrum(workspace: Workspace, config: SpectrumRunConfig, output_dir: Path, progress=None):
     saved = load_plan(workspace, config.plan_id)
     loaded = load_model(config.model, dtype=config.dtype)
-    records = [
-        {"prompt": list(r.prompt), "chosen": list(r.chosen), "weight": float(r.weight)}
-        for r in pd.read_parquet(saved.parquet).itertuples()
-        if r.split == "train"
-    ]
+    records = _chosen_records(saved)
     examples, held_out = spectrum_examples(config, records, loaded.tokenizer)
     output_dir.mkdir(parents=True, exist_ok=True)
     with open(output_dir.parent / names.HELD_OUT_TASKS_FILE, "w", encoding="utf-8") as handle:
@@ -276,11 +282,7 @@ def train_spectrum(workspace: Workspace, config: SpectrumRunConfig, output_dir: 
 
 def train_reset(workspace: Workspace, config: ReSetRunConfig, output_dir: Path, progress=None):
     """Rounds of sample → score → keep the best over the threshold → supervised tuning."""
-    import numpy as np
-
-    from ..reward.shaped import fit_plan_reward
-    from ..sampling import sample_responses
-    from .reset import build_prompts, combine_scores, select_best, sft_example, task_score
+    from .reset import build_prompts, sft_example
 
     progress = progress or (lambda *a, **k: None)
     state = distributed_state()
@@ -290,27 +292,10 @@ def train_reset(workspace: Workspace, config: ReSetRunConfig, output_dir: Path, 
     loaded = load_model(config.model, dtype=config.dtype)
     audit_folder = workspace.find_artifact(plan.audit_artifact)
     run_dir = output_dir.parent
-    frame = pd.read_parquet(saved.parquet)
-    records = [
-        {"prompt": list(r.prompt), "chosen": list(r.chosen), "weight": float(r.weight)}
-        for r in frame.itertuples()
-        if r.split == "train"
-    ]
+    records = _chosen_records(saved)
     reward = None
     if main and not (run_dir / names.REWARD_DIR / names.REWARD_WEIGHTS_FILE).exists():
-        assert plan.dataset_id is not None and audit_folder is not None  # a plan comes from an audit of a dataset
-        dataset = workspace.load_dataset(plan.dataset_id)
-        reward = fit_plan_reward(
-            loaded,
-            audit_folder,
-            plan,
-            dataset.pairs,
-            saved.shaping(),
-            config.reward_pairs,
-            config.seed,
-            run_dir / names.REWARD_DIR,
-            progress,
-        )
+        reward = _fit_reset_reward(workspace, config, saved, loaded, audit_folder, run_dir, progress)
     prompts = build_prompts(
         records, config.preference_prompts, config.context_prompts, config.constraint_prompts, config.seed
     )
@@ -320,67 +305,11 @@ def train_reset(workspace: Workspace, config: ReSetRunConfig, output_dir: Path, 
         kept_path = run_dir / f"round-{round_index}.jsonl"
         if main and not kept_path.exists():  # a resumed run reuses a round's kept set
             if reward is None:
-                from ..reward import ShapedReward
-
-                assert audit_folder is not None  # the plan's audit is published
-                reward = ShapedReward.load(run_dir / names.REWARD_DIR, loaded, audit_folder)
-            model.eval()
-            owner_list: list[int] = []
-            candidates: list[str] = []
-            for temperature in config.temperatures:
-                for _ in range(config.candidates_per_temperature):
-                    # unseeded, top-k from the model's generation config: ReSet's own sampling
-                    candidates += [
-                        r[0]
-                        for r in sample_responses(
-                            model,
-                            loaded.tokenizer,
-                            [p.messages for p in prompts],
-                            temperature=temperature,
-                            max_new_tokens=config.max_new_tokens,
-                            batch_size=8,
-                            seed=None,
-                            top_k=None,
-                        )
-                    ]
-                    owner_list += list(range(len(prompts)))
-            owners = np.array(owner_list)
-            with model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext():
-                rewards = reward.score([prompts[o].messages for o in owners], candidates)
-            tasks = np.array([task_score(prompts[o], c) for o, c in zip(owners, candidates)])
-            scores = combine_scores(rewards, tasks, config.reward_weight, config.task_weight)
-            kept = select_best(scores, owners, config.threshold)
-            stats = {
-                "round": round_index + 1,
-                "candidates": len(candidates),
-                "kept": len(kept),
-                "acceptance": len(kept) / len(prompts),
-                "score_all": float(scores.mean()),
-                "score_kept": float(scores[kept].mean()) if kept else None,
-                "task_all": float(tasks.mean()),
-                "task_kept": float(tasks[kept].mean()) if kept else None,
-            }
-            partial = kept_path.with_suffix(".partial")
-            with open(partial, "w", encoding="utf-8") as handle:
-                handle.write(json.dumps({"stats": stats}) + "\n")
-                for index in kept:
-                    handle.write(
-                        json.dumps(
-                            {
-                                "prompt": prompts[owners[index]].messages,
-                                "kind": prompts[owners[index]].kind,
-                                "response": candidates[index],
-                                "score": float(scores[index]),
-                            },
-                            ensure_ascii=False,
-                        )
-                        + "\n"
-                    )
-            partial.replace(kept_path)
+                reward = _load_reset_reward(run_dir, loaded, audit_folder)
+            _reset_round(model, loaded.tokenizer, reward, prompts, config, round_index, kept_path)
         if state is not None:
             state.wait_for_everyone()  # helpers read the main process's kept set
-        lines = [json.loads(line) for line in kept_path.read_text(encoding="utf-8").splitlines()]
-        stats, kept_rows = lines[0]["stats"], lines[1:]
+        stats, kept_rows = _read_kept(kept_path)
         progress(
             "reset",
             round_index + 1,
@@ -406,6 +335,119 @@ def train_reset(workspace: Workspace, config: ReSetRunConfig, output_dir: Path, 
             ia2_records=records[:64] if round_index == 0 else None,
         )
     return model, loaded.tokenizer
+
+
+def _fit_reset_reward(
+    workspace: Workspace, config: ReSetRunConfig, saved, loaded, audit_folder, run_dir: Path, progress
+):
+    """The run's own shaped reward, fitted on the plan's dataset and saved into the run's folder."""
+    from ..reward.shaped import fit_plan_reward
+
+    plan = saved.plan
+    assert plan.dataset_id is not None and audit_folder is not None  # a plan comes from an audit of a dataset
+    dataset = workspace.load_dataset(plan.dataset_id)
+    return fit_plan_reward(
+        loaded,
+        audit_folder,
+        plan,
+        dataset.pairs,
+        saved.shaping(),
+        config.reward_pairs,
+        config.seed,
+        run_dir / names.REWARD_DIR,
+        progress,
+    )
+
+
+def _load_reset_reward(run_dir: Path, loaded, audit_folder):
+    """The shaped reward an earlier (resumed) attempt of the run fitted and saved."""
+    from ..reward import ShapedReward
+
+    assert audit_folder is not None  # the plan's audit is published
+    return ShapedReward.load(run_dir / names.REWARD_DIR, loaded, audit_folder)
+
+
+def _reset_round(model, tokenizer, reward, prompts: list, config: ReSetRunConfig, round_index: int, kept_path: Path):
+    """One round's sampling and scoring (main process only): the best candidate per prompt over the
+    threshold, written with the round's statistics to ``kept_path``."""
+    import numpy as np
+
+    from .reset import combine_scores, select_best, task_score
+
+    model.eval()
+    owners, candidates = _sample_candidates(model, tokenizer, prompts, config)
+    # the reward reads the base model's activations, the ones it was fitted on
+    with model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext():
+        rewards = reward.score([prompts[o].messages for o in owners], candidates)
+    tasks = np.array([task_score(prompts[o], c) for o, c in zip(owners, candidates)])
+    scores = combine_scores(rewards, tasks, config.reward_weight, config.task_weight)
+    kept = select_best(scores, owners, config.threshold)
+    stats = {
+        "round": round_index + 1,
+        "candidates": len(candidates),
+        "kept": len(kept),
+        "acceptance": len(kept) / len(prompts),
+        "score_all": float(scores.mean()),
+        "score_kept": float(scores[kept].mean()) if kept else None,
+        "task_all": float(tasks.mean()),
+        "task_kept": float(tasks[kept].mean()) if kept else None,
+    }
+    rows = [
+        {
+            "prompt": prompts[owners[index]].messages,
+            "kind": prompts[owners[index]].kind,
+            "response": candidates[index],
+            "score": float(scores[index]),
+        }
+        for index in kept
+    ]
+    _write_kept(kept_path, stats, rows)
+
+
+def _sample_candidates(model, tokenizer, prompts: list, config: ReSetRunConfig):
+    """Every prompt's candidates, ``candidates_per_temperature`` at each temperature, and for each
+    candidate the index of its prompt (its owner)."""
+    import numpy as np
+
+    from ..sampling import sample_responses
+
+    owner_list: list[int] = []
+    candidates: list[str] = []
+    for temperature in config.temperatures:
+        for _ in range(config.candidates_per_temperature):
+            # unseeded, top-k from the model's generation config: ReSet's own sampling
+            candidates += [
+                r[0]
+                for r in sample_responses(
+                    model,
+                    tokenizer,
+                    [p.messages for p in prompts],
+                    temperature=temperature,
+                    max_new_tokens=config.max_new_tokens,
+                    batch_size=8,
+                    seed=None,
+                    top_k=None,
+                )
+            ]
+            owner_list += list(range(len(prompts)))
+    return np.array(owner_list), candidates
+
+
+def _write_kept(kept_path: Path, stats: dict, rows: list[dict]) -> None:
+    """A round's kept set: a line of statistics, then one line per kept response; written whole or
+    not at all, since a resumed run takes an existing file as a finished round."""
+    partial = kept_path.with_suffix(".partial")
+    with open(partial, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps({"stats": stats}) + "\n")
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    partial.replace(kept_path)
+
+
+def _read_kept(kept_path: Path) -> tuple[dict, list[dict]]:
+    """A round's statistics and kept rows, as ``_write_kept`` wrote them."""
+    lines = [json.loads(line) for line in kept_path.read_text(encoding="utf-8").splitlines()]
+    return lines[0]["stats"], lines[1:]
 
 
 # Each takes (workspace, its method's run config, output folder, progress) → (model, tokenizer).

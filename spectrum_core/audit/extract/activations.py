@@ -332,8 +332,6 @@ def pair_residuals(
     from their prompts' entries, left-padded (masked) to the batch's longest prompt, each response
     positioned after its own prompt. Equal to running each response with its prompt, up to the
     rounding of differently shaped products."""
-    from transformers import DynamicCache
-
     # transformers 5 names the argument `cache`; models with their own code may still use the old name
     parameters = inspect.signature(_base_model(loaded.model).forward).parameters
     cache_argument = "cache" if "cache" in parameters else "past_key_values"
@@ -356,18 +354,7 @@ def pair_residuals(
 
         pairs = [r // 2 for r in indices[::2]]
         for window in _budget_batches(pairs, prompt_length, budget * PROMPT_BATCHES_PER_WINDOW):
-            kept: dict[int, torch.Tensor] = {}  # pair -> its prompt's (block, keys|values, head, token, dim)
-            for batch in _budget_batches(window, prompt_length, budget):
-                width = max(prompt_length(pair) for pair in batch)
-                ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-                for row, pair in enumerate(batch):
-                    ids[row, : prompt_length(pair)] = torch.tensor(records[2 * pair]["ids"][: prompt_length(pair)])
-                cache = DynamicCache()
-                run(input_ids=ids, cache=cache)
-                # (block, keys|values, row, head, token, dim): a pair's whole cache is then one view
-                stacked = torch.stack([torch.stack((keys, values)) for keys, values, _ in list(cache)[: layer + 1]])
-                for row, pair in enumerate(batch):
-                    kept[pair] = stacked[:, :, row, :, : prompt_length(pair)]
+            kept = _prompt_caches(run, records, window, prompt_length, budget, pad_id, layer)
             window_responses = sorted((r for pair in window for r in (2 * pair, 2 * pair + 1)), key=response_length)
             for batch in _budget_batches(window_responses, response_length, budget):
                 resid = _run_responses(run, records, batch, kept, pad_id, response_length)
@@ -379,6 +366,29 @@ def pair_residuals(
                     responses.append(record["response"])
                 on_batch(sum(len(records[r]["ids"]) for r in batch))
     return _stacked(pieces, norm_pieces, token_pieces, lengths, responses)
+
+
+def _prompt_caches(
+    run, records: list[dict], window: list[int], prompt_length, budget: int, pad_id: int, layer: int
+) -> dict[int, torch.Tensor]:
+    """Each pair of the window → its prompt's keys and values up to block ``layer``, as one
+    (block, keys|values, head, token, dim) view; the prompts run right-padded in batches under
+    the token budget."""
+    from transformers import DynamicCache
+
+    kept: dict[int, torch.Tensor] = {}
+    for batch in _budget_batches(window, prompt_length, budget):
+        width = max(prompt_length(pair) for pair in batch)
+        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        for row, pair in enumerate(batch):
+            ids[row, : prompt_length(pair)] = torch.tensor(records[2 * pair]["ids"][: prompt_length(pair)])
+        cache = DynamicCache()
+        run(input_ids=ids, cache=cache)
+        # (block, keys|values, row, head, token, dim): a pair's whole cache is then one view
+        stacked = torch.stack([torch.stack((keys, values)) for keys, values, _ in list(cache)[: layer + 1]])
+        for row, pair in enumerate(batch):
+            kept[pair] = stacked[:, :, row, :, : prompt_length(pair)]
+    return kept
 
 
 def _run_responses(run, records, batch: list[int], kept: dict, pad_id: int, response_length):
@@ -439,8 +449,6 @@ def extract_activations(
     """Write response-token activations for ``pairs`` under ``out_dir``; resume if present.
 
     ``stop_after_shards`` ends the run after that many new shards (used to test resuming)."""
-    from safetensors.torch import save_file
-
     config = config or ActivationConfig()
     layer = default_layer(loaded.model) if config.layer is None else config.layer
     n_layers = len(decoder_layers(loaded.model))
@@ -450,21 +458,10 @@ def extract_activations(
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = out_dir / MANIFEST
     if config.tokens_per_batch is None:
-        # Resolved once and written down: a resumed run keeps the first run's batches, whatever
-        # the GPU's free memory is now.
-        earlier = json.loads(manifest_path.read_text())["config"] if manifest_path.exists() else {}
-        config = replace(config, tokens_per_batch=earlier.get("tokens_per_batch") or batch_token_budget(loaded, layer))
+        config = _with_batch_budget(config, loaded, layer, manifest_path)
     records = tokenize_pairs(loaded.tokenizer, pairs, config)
     shards = _plan(records, config)
-    manifest = _manifest(loaded, pairs, records, shards, config, layer)
-    if manifest_path.exists():
-        existing = json.loads(manifest_path.read_text())
-        if existing != manifest:
-            raise ValueError(f"{out_dir} holds activations of a different run; use another folder.")
-    else:
-        tmp = manifest_path.with_suffix(f".tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(manifest))
-        tmp.replace(manifest_path)
+    _claim_folder(out_dir, _manifest(loaded, pairs, records, shards, config, layer))
 
     mine = [i for i in range(len(shards)) if i % world_size == rank]
     total_tokens = sum(len(records[j]["ids"]) for i in mine for j in shards[i])
@@ -485,12 +482,41 @@ def extract_activations(
                 progress("activations", done_tokens, total_tokens, unit="tokens", elapsed=time.perf_counter() - started)
 
         extract = pair_residuals if config.share_prompts else residuals
-        tensors = extract(loaded, records, shards[shard_index], layer, config, on_batch)
-        tmp = path.with_suffix(f".tmp-{os.getpid()}")
-        save_file(tensors, str(tmp))
-        tmp.replace(path)
+        _save_shard(extract(loaded, records, shards[shard_index], layer, config, on_batch), path)
         new_shards += 1
     return ActivationStore(out_dir)
+
+
+def _with_batch_budget(
+    config: ActivationConfig, loaded: LoadedModel, layer: int, manifest_path: Path
+) -> ActivationConfig:
+    """``config`` with its token budget per batch resolved once and written down: a resumed run
+    keeps the first run's batches (from its manifest), whatever the GPU's free memory is now."""
+    earlier = json.loads(manifest_path.read_text())["config"] if manifest_path.exists() else {}
+    return replace(config, tokens_per_batch=earlier.get("tokens_per_batch") or batch_token_budget(loaded, layer))
+
+
+def _claim_folder(out_dir: Path, manifest: dict) -> None:
+    """Write the run's manifest into ``out_dir``, or check that the one there is this run's (so a
+    resumed run adds shards only to its own activations)."""
+    manifest_path = out_dir / MANIFEST
+    if manifest_path.exists():
+        existing = json.loads(manifest_path.read_text())
+        if existing != manifest:
+            raise ValueError(f"{out_dir} holds activations of a different run; use another folder.")
+    else:
+        tmp = manifest_path.with_suffix(f".tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(manifest))
+        tmp.replace(manifest_path)
+
+
+def _save_shard(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Write a shard by an atomic rename: a shard file that exists is complete."""
+    from safetensors.torch import save_file
+
+    tmp = path.with_suffix(f".tmp-{os.getpid()}")
+    save_file(tensors, str(tmp))
+    tmp.replace(path)
 
 
 class ActivationStore:

@@ -46,69 +46,99 @@ class ResponseFeatures:
 
 @torch.no_grad()
 def encode_responses(store: ActivationStore, sae, *, chunk: int = 8192, progress=None) -> ResponseFeatures:
-    n_responses = store.manifest["n_responses"]
-    d_sae = sae.cfg.d_sae
+    """Every response token of ``store`` through ``sae``, shard by shard: the responses' max and
+    mean pooling and every token's nonzero activations (``ResponseFeatures``)."""
     device = next(sae.parameters()).device
-    rows_max: list[np.ndarray] = []
-    cols_max: list[np.ndarray] = []
-    vals_max: list[np.ndarray] = []
-    vals_mean: list[np.ndarray] = []
-    response_tokens = np.zeros(n_responses, dtype=np.int64)
-    t_resp, t_pos, t_lat, t_val = [], [], [], []
-    token_ids: dict[int, np.ndarray] = {}
+    parts = _FeatureParts(store.manifest["n_responses"], sae.cfg.d_sae)
     done = 0
     total = store.manifest["n_response_tokens"]
+
+    def on_tokens(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress("features", done, total, unit="tokens")
+
     for shard in store.iter_shards():
-        acts, offsets, responses = shard["acts"], shard["offsets"], shard["responses"]
-        lengths = (offsets[1:] - offsets[:-1]).numpy()
-        owner = np.repeat(np.arange(len(responses)), lengths)  # row within shard per token
-        position = np.arange(len(owner)) - np.repeat(offsets[:-1].numpy(), lengths)
-        for row, response in enumerate(responses.tolist()):
-            token_ids[response] = shard["token_ids"][offsets[row] : offsets[row + 1]].numpy()
-            response_tokens[response] = lengths[row]
-        pooled_max = torch.zeros(len(responses), d_sae)
-        pooled_sum = torch.zeros(len(responses), d_sae)
-        for start in range(0, acts.shape[0], chunk):
-            x = acts[start : start + chunk].float().to(device)
-            features = sae.encode(x).float().cpu()
-            token_index, latent = features.nonzero(as_tuple=True)
-            values = features[token_index, latent]
-            global_token = token_index.numpy() + start
-            shard_row = torch.from_numpy(owner[global_token])
-            flat = shard_row * d_sae + latent
-            pooled_max.view(-1).scatter_reduce_(0, flat, values, reduce="amax")
-            pooled_sum.view(-1).index_add_(0, flat, values)
-            t_resp.append(responses.numpy()[owner[global_token]])
-            t_pos.append(position[global_token].astype(np.int32))
-            t_lat.append(latent.numpy().astype(np.int32))
-            t_val.append(values.numpy().astype(np.float32))
-            done += x.shape[0]
-            if progress:
-                progress("features", done, total, unit="tokens")
-        pooled_mean = pooled_sum / torch.from_numpy(np.maximum(lengths, 1)).float()[:, None]
-        for pooled, vals in ((pooled_max, vals_max), (pooled_mean, vals_mean)):
-            r, c = pooled.nonzero(as_tuple=True)
-            vals.append(pooled[r, c].numpy())
-            if pooled is pooled_max:
-                rows_max.append(responses.numpy()[r.numpy()])
-                cols_max.append(c.numpy())
-    # Max and mean pooling are nonzero at the same places (activations are positive).
-    rows = np.concatenate(rows_max)
-    cols = np.concatenate(cols_max)
-    full_max = sp.csr_matrix((np.concatenate(vals_max), (rows, cols)), shape=(n_responses, d_sae))
-    full_mean = sp.csr_matrix((np.concatenate(vals_mean), (rows, cols)), shape=(n_responses, d_sae))
-    return ResponseFeatures(
-        chosen_max=full_max[0::2],
-        rejected_max=full_max[1::2],
-        chosen_mean=full_mean[0::2],
-        rejected_mean=full_mean[1::2],
-        response_tokens=response_tokens,
-        token_response=np.concatenate(t_resp),
-        token_position=np.concatenate(t_pos),
-        token_latent=np.concatenate(t_lat),
-        token_value=np.concatenate(t_val),
-        token_ids=token_ids,
-    )
+        _encode_shard(shard, sae, device, chunk, parts, on_tokens)
+    return parts.features()
+
+
+class _FeatureParts:
+    """What ``encode_responses`` collects shard by shard, assembled at the end by :meth:`features`."""
+
+    def __init__(self, n_responses: int, d_sae: int):
+        self.n_responses, self.d_sae = n_responses, d_sae
+        self.response_tokens = np.zeros(n_responses, dtype=np.int64)
+        self.token_ids: dict[int, np.ndarray] = {}
+        # Pooled activations as coordinates: the responses and latents of the max pooling's
+        # nonzero values (the mean pooling's are the same), and the values of each.
+        self.rows_max: list[np.ndarray] = []
+        self.cols_max: list[np.ndarray] = []
+        self.vals_max: list[np.ndarray] = []
+        self.vals_mean: list[np.ndarray] = []
+        # Token-level activations: response, position in it, latent, value.
+        self.t_resp: list[np.ndarray] = []
+        self.t_pos: list[np.ndarray] = []
+        self.t_lat: list[np.ndarray] = []
+        self.t_val: list[np.ndarray] = []
+
+    def features(self) -> ResponseFeatures:
+        # Max and mean pooling are nonzero at the same places (activations are positive).
+        rows = np.concatenate(self.rows_max)
+        cols = np.concatenate(self.cols_max)
+        shape = (self.n_responses, self.d_sae)
+        full_max = sp.csr_matrix((np.concatenate(self.vals_max), (rows, cols)), shape=shape)
+        full_mean = sp.csr_matrix((np.concatenate(self.vals_mean), (rows, cols)), shape=shape)
+        return ResponseFeatures(
+            chosen_max=full_max[0::2],
+            rejected_max=full_max[1::2],
+            chosen_mean=full_mean[0::2],
+            rejected_mean=full_mean[1::2],
+            response_tokens=self.response_tokens,
+            token_response=np.concatenate(self.t_resp),
+            token_position=np.concatenate(self.t_pos),
+            token_latent=np.concatenate(self.t_lat),
+            token_value=np.concatenate(self.t_val),
+            token_ids=self.token_ids,
+        )
+
+
+def _encode_shard(shard: dict, sae, device, chunk: int, parts: _FeatureParts, on_tokens) -> None:
+    """One shard's tokens through the SAE, ``chunk`` tokens at a time, into ``parts``: the token
+    ids and lengths of its responses, every nonzero token activation, and the pooled values."""
+    d_sae = parts.d_sae
+    acts, offsets, responses = shard["acts"], shard["offsets"], shard["responses"]
+    lengths = (offsets[1:] - offsets[:-1]).numpy()
+    owner = np.repeat(np.arange(len(responses)), lengths)  # row within shard per token
+    position = np.arange(len(owner)) - np.repeat(offsets[:-1].numpy(), lengths)
+    for row, response in enumerate(responses.tolist()):
+        parts.token_ids[response] = shard["token_ids"][offsets[row] : offsets[row + 1]].numpy()
+        parts.response_tokens[response] = lengths[row]
+    pooled_max = torch.zeros(len(responses), d_sae)
+    pooled_sum = torch.zeros(len(responses), d_sae)
+    for start in range(0, acts.shape[0], chunk):
+        x = acts[start : start + chunk].float().to(device)
+        features = sae.encode(x).float().cpu()
+        token_index, latent = features.nonzero(as_tuple=True)
+        values = features[token_index, latent]
+        global_token = token_index.numpy() + start
+        shard_row = torch.from_numpy(owner[global_token])
+        flat = shard_row * d_sae + latent
+        pooled_max.view(-1).scatter_reduce_(0, flat, values, reduce="amax")
+        pooled_sum.view(-1).index_add_(0, flat, values)
+        parts.t_resp.append(responses.numpy()[owner[global_token]])
+        parts.t_pos.append(position[global_token].astype(np.int32))
+        parts.t_lat.append(latent.numpy().astype(np.int32))
+        parts.t_val.append(values.numpy().astype(np.float32))
+        on_tokens(x.shape[0])
+    pooled_mean = pooled_sum / torch.from_numpy(np.maximum(lengths, 1)).float()[:, None]
+    for pooled, vals in ((pooled_max, parts.vals_max), (pooled_mean, parts.vals_mean)):
+        r, c = pooled.nonzero(as_tuple=True)
+        vals.append(pooled[r, c].numpy())
+        if pooled is pooled_max:
+            parts.rows_max.append(responses.numpy()[r.numpy()])
+            parts.cols_max.append(c.numpy())
 
 
 def pooled_residuals(store: ActivationStore) -> torch.Tensor:

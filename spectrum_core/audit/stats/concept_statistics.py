@@ -103,6 +103,26 @@ def feature_statistics(
         union, sum_chosen, sum_rejected = _side_statistics(c, r)
         joint = joint_future.result()
 
+    table = _feature_table(c.shape, moments, union, sum_chosen, sum_rejected, logits, null_info, joint, correction)
+    summary = {key: value for key, value in joint.items() if not isinstance(value, np.ndarray)}
+    summary.update(null_info)
+    return table, summary
+
+
+def _feature_table(
+    shape: tuple[int, int],
+    moments: dict[str, np.ndarray],
+    union: np.ndarray,
+    sum_chosen: np.ndarray,
+    sum_rejected: np.ndarray,
+    logits: dict[str, np.ndarray],
+    null_info: dict[str, Any],
+    joint: dict[str, Any],
+    correction: str,
+) -> pd.DataFrame:
+    """The per-feature table of ``feature_statistics`` from its parts: the columns of Δ
+    (``moments``), the side statistics, the length-controlled logits and the joint model."""
+    n_pairs, n_features = shape
     n_pos, n_neg = moments["n_pos"], moments["n_neg"]
     n_differ = n_pos + n_neg
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -113,7 +133,7 @@ def feature_statistics(
     direction[share < 0.5] = "rejected"
     p_sign = sign_pvalues(n_pos, n_neg)
     logit = logit_table(logits, n_pos, n_neg, null_info["null_converged"])
-    table = pd.DataFrame(
+    return pd.DataFrame(
         {
             "prevalence": union * per_pair,
             "n_differ": n_differ,
@@ -131,9 +151,6 @@ def feature_statistics(
             "auc_contribution": joint["auc_contribution"],
         }
     ).rename_axis("feature")
-    summary = {key: value for key, value in joint.items() if not isinstance(value, np.ndarray)}
-    summary.update(null_info)
-    return table, summary
 
 
 def rank_concepts(table: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:

@@ -244,6 +244,8 @@ def fit_joint(
     seed: int,
     C: float | None,
 ) -> dict[str, Any]:
+    """The joint model (see :func:`joint_model`) on a prepared Δ: CSR and CSC, each column's SD,
+    the randomised signs and the length difference."""
     n_pairs, n_features = d.shape
     y = signs > 0
     length_sd = float(np.std(dlen))
@@ -266,11 +268,7 @@ def fit_joint(
 
     gradient = design.gradient(train, y_train - 0.5)
     if C is None:
-        sub = train
-        if sub.size > CV_MAX_PAIRS:
-            sub = np.sort(np.random.default_rng(seed).choice(train, CV_MAX_PAIRS, replace=False))
-        sub_design = _Design(d[sub].tocsc(), signs[sub], inv_sd, length[sub])
-        C = _choose_multiplier(sub_design, y[sub], seed) * _c_min(gradient, y_train)
+        C = _cross_validated_c(d, signs, inv_sd, length, train, gradient, seed)
     C = float(C)
     weights, intercept, train_scores, _ = _fit_working_set(
         design, train, y_train, C, seed, FINAL_TOL, C * np.abs(gradient) > START_NEAR
@@ -289,19 +287,50 @@ def fit_joint(
     if held.size == 0:
         result["auc_contribution"] = np.where(coef != 0, np.nan, 0.0)
         return result
-    y_held = y[held]
+    result.update(_held_out_results(design, held, y[held], weights, intercept))
+    return result
+
+
+def _cross_validated_c(
+    d: sp.csr_matrix,
+    signs: np.ndarray,
+    inv_sd: np.ndarray,
+    length: np.ndarray,
+    train: np.ndarray,
+    gradient: np.ndarray,
+    seed: int,
+) -> float:
+    """C = m·C_min, the multiple m chosen by cross-validation on a seeded subsample of at most
+    ``CV_MAX_PAIRS`` training pairs; ``gradient`` is the full training split's at zero."""
+    y = signs > 0
+    sub = train
+    if sub.size > CV_MAX_PAIRS:
+        sub = np.sort(np.random.default_rng(seed).choice(train, CV_MAX_PAIRS, replace=False))
+    sub_design = _Design(d[sub].tocsc(), signs[sub], inv_sd, length[sub])
+    return _choose_multiplier(sub_design, y[sub], seed) * _c_min(gradient, y[train])
+
+
+def _held_out_results(
+    design: _Design, held: np.ndarray, y_held: np.ndarray, weights: np.ndarray, intercept: float
+) -> dict[str, Any]:
+    """The fitted model on the held-out pairs: its AUC and, when it selected any feature, each
+    selected feature's contribution (the AUC lost without it; NaN when the AUC is undefined)."""
+    n_features = design.n_features
+    coef = weights[:n_features]
+    selected = np.flatnonzero(coef)
     cols = np.append(selected, n_features)
     held_scores = design.columns(cols, held) @ weights[cols] + intercept
-    result["auc_held_out"] = auc = auc_score(y_held, held_scores)
+    out: dict[str, Any] = {"auc_held_out": auc_score(y_held, held_scores)}
     if selected.size:
+        auc = out["auc_held_out"]
         contribution = np.zeros(n_features)
         if np.isnan(auc):
             contribution[selected] = np.nan
         else:
             X_sel = design.columns(selected, held).tocsc()
             contribution[selected] = auc - _auc_without_each(y_held, held_scores, X_sel, coef[selected])
-        result["auc_contribution"] = contribution
-    return result
+        out["auc_contribution"] = contribution
+    return out
 
 
 def joint_model(
