@@ -15,6 +15,13 @@ CONFIG_FILE = "config.yaml"  # a run's configuration; in a job folder, what ``--
 PROGRESS_FILE = "progress.jsonl"  # one JSON line per progress update
 LOG_FILE = "log.txt"  # a job's standard output and error
 
+# Activations artifact (activations-<hash>/): the residual shards an audit reads.
+ACTIVATIONS_MANIFEST_FILE = "manifest.json"  # settings, responses, shard plan, token counts
+ACTIVATION_SHARD_FILE = "shard-{index:05d}.safetensors"  # .format(index=...): one shard of responses
+
+# Dataset artifact (dataset-<hash>/): the normalised pairs and the load report (REPORT_FILE).
+DATASET_PAIRS_FILE = "pairs.parquet"
+
 # Audit artifact (audit-<hash>/).
 CONCEPTS_FILE = "concepts.parquet"
 PAIR_FEATURES_FILE = "pair_features.parquet"
@@ -32,6 +39,7 @@ ADAPTER_DIR = "adapter"  # peft LoRA adapter and tokenizer
 MODEL_DIR = "model"  # a full fine-tune's weights and tokenizer
 REWARD_DIR = "reward"  # a ReSet run's shaped reward (and its report)
 REWARD_WEIGHTS_FILE = "reward.npz"
+REWARD_META_FILE = "reward.json"  # beside the weights: the reward's inputs, scales and basis
 HELD_OUT_TASKS_FILE = "held_out_tasks.jsonl"  # Spectrum Tuning's held-out task families
 IA2_ADAPTER_FILE = "ia2_adapter.safetensors"  # the adapter after IA2 priming, before tuning
 CHECKPOINTS_DIR = "checkpoints"  # in the job folder: trainer checkpoints, for resuming

@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from .. import constants as names
 from .messages import render_plain, shared_prefix_length, split_shared_text_prefix
 from .readers import DEFAULT_MAX_DECOMPRESSED_MB, DUPLICATE_KEYS, MULTI_LINE, BadRow, RawRow, display_path, read_rows
 from .report import (
@@ -202,18 +203,18 @@ class PreferenceDataset:
         frame = self.pairs.copy()
         frame["prompt"] = [json.dumps(p, ensure_ascii=False) for p in frame["prompt"]]
         frame["metadata"] = [json.dumps(m, ensure_ascii=False, default=str) for m in frame["metadata"]]
-        frame.to_parquet(folder / "pairs.parquet", index=False)
-        (folder / "report.json").write_text(
+        frame.to_parquet(folder / names.DATASET_PAIRS_FILE, index=False)
+        (folder / names.REPORT_FILE).write_text(
             json.dumps(self.report.to_dict(), indent=1, ensure_ascii=False, default=str)
         )
 
     @classmethod
     def load(cls, folder: Path) -> PreferenceDataset:
         folder = Path(folder)
-        frame = pd.read_parquet(folder / "pairs.parquet")
+        frame = pd.read_parquet(folder / names.DATASET_PAIRS_FILE)
         frame["prompt"] = [json.loads(p) for p in frame["prompt"]]
         frame["metadata"] = [json.loads(m) for m in frame["metadata"]]
-        report = LoadReport.from_dict(json.loads((folder / "report.json").read_text()))
+        report = LoadReport.from_dict(json.loads((folder / names.REPORT_FILE).read_text()))
         return cls(frame, report)
 
 

@@ -33,6 +33,7 @@ from sklearn.linear_model import LogisticRegression
 
 from .. import constants as names
 from ..audit.probes import PROBES, compute_probes
+from ..audit.responses import response_index
 from ..interventions.plan import InterventionPlan
 from ..models import LoadedModel
 from .encoder import EncodedResponses, ResponseEncoder, orthonormal_basis
@@ -169,7 +170,7 @@ class ShapedReward:
             scale=self.scale,
             basis=np.zeros((0, 0)) if self.encoder.basis is None else self.encoder.basis.numpy(),
         )
-        (folder / "reward.json").write_text(
+        (folder / names.REWARD_META_FILE).write_text(
             json.dumps(
                 {
                     "covariates": self.covariates,
@@ -187,7 +188,7 @@ class ShapedReward:
     def load(cls, folder: Path, loaded: LoadedModel, audit_folder: Path) -> ShapedReward:
         folder = Path(folder)
         arrays = np.load(folder / names.REWARD_WEIGHTS_FILE)
-        meta = json.loads((folder / "reward.json").read_text())
+        meta = json.loads((folder / names.REWARD_META_FILE).read_text())
         saes = load_audit_saes(audit_folder)
         basis = torch.from_numpy(arrays["basis"]) if arrays["basis"].size else None
         encoder = ResponseEncoder(loaded, saes[TOKEN_SAE], meta["layer"], basis)
@@ -296,8 +297,8 @@ def fit_shaped_reward(
 
 
 def _pair_delta(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """x(chosen) − x(rejected) for the pairs at ``rows`` (responses are interleaved chosen, rejected)."""
-    return x[2 * rows] - x[2 * rows + 1]
+    """x(chosen) − x(rejected) for the pairs at ``rows`` (one row of ``x`` per response)."""
+    return x[response_index(rows, 0)] - x[response_index(rows, 1)]
 
 
 def _encode_pairs(

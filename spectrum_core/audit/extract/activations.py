@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ... import constants as names
 from ...models import LoadedModel
 from ..errors import AuditInputError
 
 ProgressFn = Callable[..., None]
-MANIFEST = "manifest.json"
 # A token whose residual norm exceeds this multiple of the median is an outlier (attention-sink
 # positions reach ~160x the median in SmolLM2); such tokens are left out of SAE training.
 OUTLIER_NORM_RATIO = 10.0
@@ -456,7 +456,7 @@ def extract_activations(
         raise AuditInputError(f"Layer {layer} does not exist; the model has blocks 0..{n_layers - 1}.")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest_path = out_dir / MANIFEST
+    manifest_path = out_dir / names.ACTIVATIONS_MANIFEST_FILE
     if config.tokens_per_batch is None:
         config = _with_batch_budget(config, loaded, layer, manifest_path)
     records = tokenize_pairs(loaded.tokenizer, pairs, config)
@@ -467,7 +467,7 @@ def extract_activations(
     total_tokens = sum(len(records[j]["ids"]) for i in mine for j in shards[i])
     done_tokens, new_shards, started = 0, 0, time.perf_counter()
     for shard_index in mine:
-        path = out_dir / f"shard-{shard_index:05d}.safetensors"
+        path = out_dir / names.ACTIVATION_SHARD_FILE.format(index=shard_index)
         shard_tokens = sum(len(records[j]["ids"]) for j in shards[shard_index])
         if path.exists():
             done_tokens += shard_tokens
@@ -499,7 +499,7 @@ def _with_batch_budget(
 def _claim_folder(out_dir: Path, manifest: dict) -> None:
     """Write the run's manifest into ``out_dir``, or check that the one there is this run's (so a
     resumed run adds shards only to its own activations)."""
-    manifest_path = out_dir / MANIFEST
+    manifest_path = out_dir / names.ACTIVATIONS_MANIFEST_FILE
     if manifest_path.exists():
         existing = json.loads(manifest_path.read_text())
         if existing != manifest:
@@ -524,14 +524,14 @@ class ActivationStore:
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
-        self.manifest = json.loads((self.folder / MANIFEST).read_text())
+        self.manifest = json.loads((self.folder / names.ACTIVATIONS_MANIFEST_FILE).read_text())
 
     @property
     def n_shards(self) -> int:
         return len(self.manifest["shards"])
 
     def shard_paths(self) -> list[Path]:
-        return [self.folder / f"shard-{i:05d}.safetensors" for i in range(self.n_shards)]
+        return [self.folder / names.ACTIVATION_SHARD_FILE.format(index=i) for i in range(self.n_shards)]
 
     def is_complete(self) -> bool:
         return all(p.exists() for p in self.shard_paths())

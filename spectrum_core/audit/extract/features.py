@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from ..responses import interleave, pair_of, side_of, split_sides
 from .activations import ActivationStore
 
 
@@ -90,11 +91,12 @@ class _FeatureParts:
         shape = (self.n_responses, self.d_sae)
         full_max = sp.csr_matrix((np.concatenate(self.vals_max), (rows, cols)), shape=shape)
         full_mean = sp.csr_matrix((np.concatenate(self.vals_mean), (rows, cols)), shape=shape)
+        (chosen_max, rejected_max), (chosen_mean, rejected_mean) = split_sides(full_max), split_sides(full_mean)
         return ResponseFeatures(
-            chosen_max=full_max[0::2],
-            rejected_max=full_max[1::2],
-            chosen_mean=full_mean[0::2],
-            rejected_mean=full_mean[1::2],
+            chosen_max=chosen_max,
+            rejected_max=rejected_max,
+            chosen_mean=chosen_mean,
+            rejected_mean=rejected_mean,
             response_tokens=self.response_tokens,
             token_response=np.concatenate(self.t_resp),
             token_position=np.concatenate(self.t_pos),
@@ -151,14 +153,16 @@ def pooled_residuals(store: ActivationStore) -> torch.Tensor:
 
 def difference_vectors(pooled: torch.Tensor) -> torch.Tensor:
     """chosen − rejected per pair, stacked with the negations (so the SAE sees both signs)."""
-    delta = pooled[0::2] - pooled[1::2]
+    chosen, rejected = split_sides(pooled)
+    delta = chosen - rejected
     return torch.cat([delta, -delta])
 
 
 @torch.no_grad()
 def encode_differences(pooled: torch.Tensor, sae) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """(z(d), z(−d)) per pair, as the "chosen" and "rejected" activations of difference mode."""
-    delta = pooled[0::2] - pooled[1::2]
+    chosen, rejected = split_sides(pooled)
+    delta = chosen - rejected
     device = next(sae.parameters()).device
     plus = sae.encode(delta.to(device)).float().cpu().numpy()
     minus = sae.encode((-delta).to(device)).float().cpu().numpy()
@@ -168,10 +172,10 @@ def encode_differences(pooled: torch.Tensor, sae) -> tuple[sp.csr_matrix, sp.csr
 def top_responses(chosen: sp.csr_matrix, rejected: sp.csr_matrix, n_top: int) -> list[tuple[int, int, float]]:
     """(feature, response index, activation) for the ``n_top`` strongest responses of every
     feature, responses numbered 2i (chosen of pair i) and 2i+1 (rejected)."""
-    both = sp.vstack([chosen, rejected]).tocoo()
-    n_pairs = chosen.shape[0]
-    response = np.where(both.row < n_pairs, 2 * both.row, 2 * (both.row - n_pairs) + 1)
-    order = np.lexsort((-both.data, both.col))
+    both = interleave(chosen, rejected).tocoo()
+    response = both.row
+    # by feature, then activation, ties chosen side first, then by pair (as every ranking)
+    order = np.lexsort((pair_of(response), side_of(response), -both.data, both.col))
     cols, resp, vals = both.col[order], response[order], both.data[order]
     first = np.searchsorted(cols, cols, side="left")
     keep = (np.arange(len(cols)) - first) < n_top
