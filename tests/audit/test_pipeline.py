@@ -33,7 +33,9 @@ PLANTS = {
     ),
     "emoji": (lambda text: text + " 😊🌟🎉", ["emoji"]),
 }
-CONFIG = dict(max_prompt_tokens=192, max_response_tokens=160, seed=0)
+# No seed check or topics here: tests/audit/test_reproducibility.py runs the seed check on the
+# bundled model, the small audit (tests/conftest.py) has topics, and the golden audit has both.
+CONFIG = dict(max_prompt_tokens=192, max_response_tokens=160, seed=0, sae_seeds=0, topics=0)
 
 
 def planted_pairs(pairs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
@@ -227,6 +229,11 @@ def test_two_processes_through_accelerate(tmp_path, bundled_model):
         "40000",
         "--modes",
         "token",
+        # the steps after the extraction run in the main process only: no need for the slow ones
+        "--sae-seeds",
+        "0",
+        "--topics",
+        "0",
     ]
     # --multi_gpu is accelerate's multi-process launcher; without GPUs the processes share the CPU
     # (`--cpu` would start a single process).

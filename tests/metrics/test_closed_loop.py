@@ -54,7 +54,18 @@ def planted_workspace(hh_dataset, tmp_path_factory, bundled_model):
             handle.write(json.dumps({"prompt": row.prompt, "chosen": row.chosen, "rejected": row.rejected}) + "\n")
     workspace = Workspace(tmp_path_factory.mktemp("ws-loop"))
     outcome = run_audit_in_workspace(
-        workspace, path, AuditConfig(max_prompt_tokens=96, max_response_tokens=64, sae_training_tokens=30_000)
+        workspace,
+        path,
+        # No seed check, topics or labels beyond a few: the loop reads prevalence and shifts only
+        # (the seed check is tested in tests/audit/test_reproducibility.py, topics on the small audit).
+        AuditConfig(
+            max_prompt_tokens=96,
+            max_response_tokens=64,
+            sae_training_tokens=30_000,
+            sae_seeds=0,
+            topics=0,
+            labelled_concepts=20,
+        ),
     )
     view = AuditView.load(workspace.find_artifact(outcome.artifact_key))
     dataset = workspace.load_dataset(workspace.job(outcome.job_id).dataset_id)
