@@ -86,6 +86,10 @@ def results(view: jobs.JobView) -> None:
         st.caption(report.baselines.length.sentence())
     if report.families is not None:
         st.caption(report.families.sentence())
+    if report.confirmation is not None:
+        (st.success if report.confirmation.n_confirmed else st.info)(report.confirmation.sentence())
+    if report.null is not None:
+        st.caption(report.null.sentence())
     for warning in report.warnings:
         st.warning(escape_markdown(warning))
     if report.verdict:

@@ -61,7 +61,7 @@ total = int(concepts["kind"].isin(kinds).sum())
 st.caption(f"{len(shown):,} of {total:,} {noun}. Select one to open its card.")
 alpha = view.report.fdr_threshold
 shown = shown.assign(verdict=[verdict_badge(r, alpha) for _, r in shown.iterrows()])
-optional = ["effect_size", "split_half_direction", "agreement_strength"]
+optional = ["confirm_q", "effect_size", "split_half_direction", "agreement_strength"]
 if review == "Families":
     optional += ["seed_stability", "n_members"]
 table = shown[
@@ -93,7 +93,14 @@ selection = st.dataframe(
         "agreement_strength": st.column_config.NumberColumn(
             "κ × relevance", format="%.3f", help="Feedback Forensics' agreement strength with the human choice"
         ),
-        "q_value": st.column_config.NumberColumn(format="%.2e"),
+        "q_value": st.column_config.NumberColumn(
+            "q (discovery)", format="%.2e", help="on the discovery pairs, across every concept"
+        ),
+        "confirm_q": st.column_config.NumberColumn(
+            "q (confirmation)",
+            format="%.2e",
+            help="on the held-out confirmation pairs, across the hypotheses carried there (blank: not carried)",
+        ),
         "effect_size": st.column_config.NumberColumn(
             "effect size", format="%+.2f", help="standardised mean Δ (mean / SD over pairs)"
         ),

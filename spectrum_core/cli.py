@@ -324,6 +324,10 @@ def cmd_audit(args) -> int:
         print(report.baselines.length.sentence())
     if report.families is not None:
         print(report.families.sentence())
+    if report.confirmation is not None:
+        print(report.confirmation.sentence())
+    if report.null is not None:
+        print(report.null.sentence())
     for warning in report.warnings:
         print(f"warning: {warning}")
     if report.verdict:

@@ -34,7 +34,9 @@ def small_audit_source(tmp_path_factory, bundled_model):
     from spectrum_core.workspace import Workspace
 
     root = tmp_path_factory.mktemp("small-audit")
-    config = AuditConfig(max_pairs=60, max_prompt_tokens=96, max_response_tokens=96, sae_training_tokens=60_000)
+    config = AuditConfig(
+        max_pairs=60, max_prompt_tokens=96, max_response_tokens=96, sae_training_tokens=60_000, null_runs=3
+    )
     outcome = run_audit_in_workspace(Workspace(root), LLAMAFACTORY_FILE, config)
     return root, outcome
 

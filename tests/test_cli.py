@@ -88,10 +88,13 @@ def test_audit_command_runs_then_reuses(tmp_path, capsys, bundled_model):
         "60000",
         "--top",
         "5",
+        "--null-runs",
+        "2",
     ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "Audit finished" in out and "Top 5 of" in out and "Joint L1 model on token" in out
+    assert "discovery pairs" in out and "On shuffled preferences (chosen and rejected swapped" in out
     assert out.count("responses have more of") + out.count("no direction") == 5
     assert main(args) == 0
     assert "reused the finished audit" in capsys.readouterr().out

@@ -12,9 +12,9 @@ from spectrum_core import jobs
 from spectrum_core.workspace import Workspace
 from tests.conftest import HH_FILE, LLAMAFACTORY_FILE
 
-# A small audit: short texts, a small SAE, no seed check or topics (these tests are about jobs).
+# A small audit: short texts, a small SAE, no seed check, topics or null runs (these tests are about jobs).
 SMALL = ["--max-prompt-tokens", "64", "--max-response-tokens", "64", "--training-tokens", "40000"]
-SMALL += ["--sae-seeds", "0", "--topics", "0"]
+SMALL += ["--sae-seeds", "0", "--topics", "0", "--null-runs", "0"]
 
 
 def wait_for(predicate, timeout: float = 240, interval: float = 0.5):

@@ -29,7 +29,17 @@ class AuditConfig:
     fdr_threshold: float = setting(
         0.05, "a concept is significant when its q-value is below this; significant concepts always rank first"
     )
-    seed: int = setting(0, "seed of the pair sample, the SAE and the statistics")
+    seed: int = setting(0, "seed of the pair sample, the SAE, the statistics and the confirmation split")
+    confirmation_share: float = setting(
+        0.3,
+        "share of the prompts held out to confirm the finished list: every statistic that reads the "
+        "labels uses the other pairs (0: no confirmation, everything on all pairs)",
+    )
+    null_runs: int = setting(
+        20,
+        "null runs: the statistics, families and confirmation again with chosen and rejected swapped in a "
+        "random half of the pairs, to show what chance alone confirms (0 skips)",
+    )
     split_halves: int = setting(20, "random half splits of the pairs behind each concept's split-half agreement")
     device: str | None = setting(None, "cpu, cuda, cuda:N or mps (none: the best available)")
     dtype: Dtype | None = setting(None, "activation dtype (none: bfloat16 where the hardware is fast at it)")
@@ -68,6 +78,10 @@ class AuditConfig:
         validate(self)
         if not 0 < self.fdr_threshold < 1:
             raise ConfigError(f"AuditConfig: fdr_threshold must be between 0 and 1, got {self.fdr_threshold}")
+        if not 0 <= self.confirmation_share < 1:
+            raise ConfigError(
+                f"AuditConfig: confirmation_share must be at least 0 and below 1, got {self.confirmation_share}"
+            )
 
     def identity(self) -> dict:
         """What determines the result (so the artifact key): everything but the device."""

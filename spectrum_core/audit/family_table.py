@@ -28,23 +28,28 @@ def add_families(
     probe_delta: pd.DataFrame,
     config: AuditConfig,
     progress,
+    discovery: np.ndarray | None = None,
+    with_joint: bool = True,
 ) -> tuple[pd.DataFrame, tuple[sp.csr_matrix, sp.csr_matrix], FamilySummary]:
     """Group the best-ranked concepts of every mode into families (``families.py``), test each
-    family's score like a single concept, and put the families, ranked among themselves, above
-    the concepts. Member rows gain ``family`` (its family's concept id, "" for none) and
-    ``family_weight`` (1 / the member's standard deviation: the family score is the weighted sum).
-    Returns the table, the families' (chosen, rejected) score matrices and the report's summary."""
+    family's score like a single concept, and put the families (ranked) above the concepts. Members
+    gain ``family`` (its id, "" for none) and ``family_weight`` (1 / their SD: the score's weight).
+    Returns the table, the families' (chosen, rejected) scores over every pair and the summary;
+    with ``discovery`` (a mask over pairs) families are found, tested and described on those only."""
     if progress:
         progress("families", 0, 1, unit="steps")
     chosen, rejected, column_mode, offsets = _all_modes(mode_data)
+    rows = np.ones(chosen.shape[0], dtype=bool) if discovery is None else discovery
     column = np.array([offsets[m] + int(f) for m, f in zip(concepts["mode"], concepts["feature"])], dtype=np.int64)
     decoder_columns = {m: (offsets[m] + np.arange(len(w)), w) for m, w in decoders.items() if m in offsets}
-    found = find_families(chosen, rejected, column_mode, column[:MAX_CANDIDATES], decoder_columns)
+    found = find_families(chosen[rows], rejected[rows], column_mode, column[:MAX_CANDIDATES], decoder_columns)
     family_chosen, family_rejected = family_scores(chosen, found), family_scores(rejected, found)
-    delta = (chosen - rejected).tocsc()
-    family_delta = family_chosen - family_rejected
+    all_delta = (chosen - rejected).tocsc()  # every pair: the joint models are scored on held-out ones
+    delta, family_delta = all_delta[rows], (family_chosen - family_rejected)[rows]
 
-    table, joint = concept_table("family", family_chosen, family_rejected, lengths, train_mask, config)
+    table, joint = concept_table(
+        "family", family_chosen, family_rejected, lengths, train_mask, config, discovery, with_joint
+    )
     concept_of_column = np.empty(chosen.shape[1], dtype=object)
     concept_of_column[column] = concepts["concept_id"].to_numpy()
     member_family = found.family[column]
@@ -55,20 +60,20 @@ def add_families(
     table["representative"] = concept_of_column[representatives(delta, found, family_delta)]
     table["mean_similarity"] = [found.mean_similarity(f) for f in range(found.n_families)]
     table["effect_size"] = effect_size(family_delta)
-    nearest, table["probe_r"] = nearest_probes(family_delta, probe_delta)  # this column order, as stored
+    nearest, table["probe_r"] = nearest_probes(family_delta, probe_delta[rows])  # this column order, as stored
     table["nearest_probe"] = nearest
     # Until the labeller names it, a family goes by its representative's name.
     table["label"] = table["representative"]
     # Ranked by the concepts' rule (length-controlled effect first): ranked by effect size alone, the
     # full HH audit's top families were all length in disguise and its refusal families fell to 27th.
-    families = agreement_strength(rank_concepts(table, alpha=config.fdr_threshold), len(train_mask))
+    families = agreement_strength(rank_concepts(table, alpha=config.fdr_threshold), int(rows.sum()))
 
     concepts = concepts.assign(
         family=np.where(member_family >= 0, np.char.add("family:", member_family.astype(str)), ""),
         family_weight=np.where(member_family >= 0, found.weights[column], np.nan),
         effect_size=effect_size(delta)[column],
     )
-    summary = _family_summary(concepts, families, delta, column, lengths, train_mask, config)
+    summary = _family_summary(concepts, families, all_delta, column, lengths, train_mask, config, with_joint)
     summary.n_families, summary.n_clustered = found.n_families, int(len(found.clustered))
     summary.joint_model = JointModelSummary.from_fit(joint)
     if progress:
@@ -97,6 +102,7 @@ def _family_summary(
     lengths: tuple[np.ndarray, np.ndarray],
     train_mask: np.ndarray,
     config: AuditConfig,
+    with_joint: bool = True,
 ) -> FamilySummary:
     """How well the families summarise the concepts: how many families hold 90% of the
     significant concepts, and the share of the joint model's held-out AUC gain over a length-only
@@ -109,7 +115,8 @@ def _family_summary(
     top_columns = column[concepts["family"].isin(top).to_numpy()]
     auc = {}
     for name, columns in (("all", column), ("top", top_columns)):
-        fit = joint_model(delta[:, np.sort(columns)], *lengths, train_mask, config.seed) if len(columns) else {}
+        fitted = with_joint and len(columns)
+        fit = joint_model(delta[:, np.sort(columns)], *lengths, train_mask, config.seed) if fitted else {}
         auc[name] = float(fit.get("auc_held_out", float("nan")))
     length_auc = length_baseline(*lengths, train_mask, config.seed).length_only_auc_held_out
     gain_all, gain_top = auc["all"] - length_auc, auc["top"] - length_auc

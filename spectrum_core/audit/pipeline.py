@@ -50,6 +50,8 @@ from .seed_check import add_seed_stability
 from .stats import adjust_pvalues, rank_concepts
 from .stats.baselines import agreement_strength, length_baseline
 from .stats.concept_statistics import concept_table
+from .stats.confirmation import confirm, confirmation_summary, confirmed_first, discovery_split
+from .stats.null import NullSummary, confirmed_count, flip_pairs, null_flips
 from .stats.power import power_summary, verdict
 from .tables import feature_cards, pair_feature_table
 from .topics import find_topics, topic_leans
@@ -116,6 +118,9 @@ class AuditState:
     token_sae: Any = None  # the token mode's SAE, trained or loaded
     # activations
     store: Any = None  # ActivationStore
+    # Discovery pairs (everything that looks at the label reads these) and the joint models' train
+    # pairs: the discovery pairs too, so the joint models are scored on the confirmation pairs.
+    discovery: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     train_mask: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     # SAEs and the per-response matrices: mode -> (chosen, rejected), pairs × concepts
     features: ResponseFeatures | None = None
@@ -132,11 +137,21 @@ class AuditState:
     leans: pd.DataFrame | None = None
     cards: pd.DataFrame = field(default_factory=pd.DataFrame)
     report: AuditReport | None = None  # started once the activations are in
+    lengths_override: tuple[np.ndarray, np.ndarray] | None = None  # a null run's swapped lengths
+    joint_models: bool = True  # False in a null run: it counts confirmations, no joint model needed
 
     @property
     def report_so_far(self) -> AuditReport:
         assert self.report is not None, "the report starts in the activations step"
         return self.report
+
+    @property
+    def confirming(self) -> bool:
+        return self.config.confirmation_share > 0 and not self.discovery.all()
+
+    @property
+    def n_discovery(self) -> int:
+        return int(self.discovery.sum())
 
     @property
     def modes(self) -> list[str]:
@@ -145,6 +160,8 @@ class AuditState:
     @property
     def lengths(self) -> tuple[np.ndarray, np.ndarray]:
         """Response lengths in tokens, chosen and rejected."""
+        if self.lengths_override is not None:
+            return self.lengths_override
         lengths = self.features.response_tokens if self.features is not None else self.store.response_lengths()
         chosen, rejected = split_sides(lengths.astype(float))
         return chosen, rejected
@@ -180,7 +197,10 @@ def _extract(state: AuditState) -> None:
         if not distributed.is_main_process:
             state.stopped = True
             return
-    state.train_mask = train_mask = (state.pairs["split"] == "train").to_numpy()
+    state.discovery = discovery_split(list(state.pairs["prompt"]), config.confirmation_share, config.seed)
+    # Without a confirmation split the joint models keep the dataset's own held-out prompts.
+    dataset_train = (state.pairs["split"] == "train").to_numpy()
+    state.train_mask = train_mask = state.discovery.copy() if state.confirming else dataset_train
     manifest = store.manifest
     state.report = AuditReport(
         config=config.identity(),
@@ -273,21 +293,27 @@ def _statistics(state: AuditState) -> None:
     for mode, (chosen, rejected) in mode_data.items():
         if progress:
             progress("statistics", len(tables), len(mode_data), unit="modes")
-        table, state.joints[mode] = concept_table(mode, chosen, rejected, state.lengths, state.train_mask, config)
+        table, state.joints[mode] = concept_table(
+            mode, chosen, rejected, state.lengths, state.train_mask, config, state.discovery, state.joint_models
+        )
         if mode == "probe":
             table["concept_id"] = [f"probe:{name}" for name in PROBES]
             table["label"] = list(PROBES)
             table["description"] = [p.description for p in PROBES.values()]
         else:
             table["concept_id"] = [f"{mode}:{j}" for j in range(len(table))]
-            table["nearest_probe"], table["probe_r"] = nearest_probes(chosen - rejected, state.probe_delta)
+            assert state.probe_delta is not None  # the probes step runs first
+            rows = state.discovery
+            table["nearest_probe"], table["probe_r"] = nearest_probes(
+                (chosen - rejected)[rows], state.probe_delta[rows]
+            )
         tables.append(table)
     if progress:
         progress("statistics", len(mode_data), len(mode_data), unit="modes")
     concepts = pd.concat(tables, ignore_index=True)
     # One family of hypotheses: q-values across every concept of every mode.
     concepts["q_value"] = adjust_pvalues(concepts["p_sign"].to_numpy(), method=config.correction)
-    state.concepts = agreement_strength(rank_concepts(concepts, alpha=config.fdr_threshold), len(state.pairs))
+    state.concepts = agreement_strength(rank_concepts(concepts, alpha=config.fdr_threshold), state.n_discovery)
 
 
 def _families(state: AuditState) -> None:
@@ -301,8 +327,43 @@ def _families(state: AuditState) -> None:
         state.probe_delta,
         state.config,
         state.progress,
+        discovery=state.discovery,
+        with_joint=state.joint_models,
     )
     state.mode_data["family"] = family_matrices
+
+
+def _confirm(state: AuditState) -> None:
+    """The finished list's best hypotheses tested once on the confirmation pairs; the confirmed
+    ones lead the queue."""
+    config, held_out = state.config, ~state.discovery
+    deltas = {mode: (c[held_out] - r[held_out]).tocsc() for mode, (c, r) in state.mode_data.items()}
+    concepts = confirm(state.concepts, deltas, config.fdr_threshold, config.correction)
+    state.concepts = confirmed_first(concepts)
+    state.report_so_far.confirmation = confirmation_summary(
+        state.concepts, state.n_discovery, int(held_out.sum()), config.confirmation_share, config.fdr_threshold
+    )
+
+
+def _null(state: AuditState) -> None:
+    """The statistics, families and confirmation again on ``null_runs`` copies of the pairs with
+    chosen and rejected swapped in a seeded random half (stats/null.py), counting what each confirms."""
+    config, progress, counts = state.config, state.progress, []
+    chosen_len, rejected_len = state.lengths
+    for index, flip in enumerate(null_flips(len(state.pairs), config.null_runs, config.seed)):
+        run = AuditState(state.pairs, config, state.out_dir, state.activations_dir)
+        run.discovery, run.train_mask, run.decoders = state.discovery, state.train_mask, state.decoders
+        run.mode_data = {m: flip_pairs(c, r, flip) for m, (c, r) in state.mode_data.items() if m != "family"}
+        assert state.probe_delta is not None
+        run.probe_delta = state.probe_delta.mul(np.where(flip, -1.0, 1.0), axis=0)
+        run.lengths_override = (np.where(flip, rejected_len, chosen_len), np.where(flip, chosen_len, rejected_len))
+        run.report, run.joint_models = replace(state.report_so_far), False
+        for step in (_statistics, _families, _confirm):
+            step(run)
+        counts.append(confirmed_count(run.concepts))
+        if progress:
+            progress("null", index + 1, config.null_runs, unit="runs")
+    state.report_so_far.null = NullSummary.from_counts(confirmed_count(state.concepts), counts)
 
 
 def _sae_seeds(state: AuditState) -> None:
@@ -403,6 +464,8 @@ STEPS: tuple[Step, ...] = (
     Step("probes", _probes),
     Step("statistics", _statistics),
     Step("families", _families),
+    Step("confirm", _confirm, when=lambda s: s.confirming),
+    Step("null", _null, when=lambda s: s.confirming and s.config.null_runs > 0),
     Step("sae_seeds", _sae_seeds, when=lambda s: bool(s.config.sae_seeds) and s.config.sae == "train"),
     Step("topics", _topics, when=lambda s: bool(s.config.topics)),
     Step("cards", _cards_step),
@@ -458,7 +521,7 @@ def _finish_report(state: AuditState, timings: dict[str, float]) -> AuditReport:
     report.families.n_significant_families = int(
         ((concepts["kind"] == "family") & (concepts["q_value"] < threshold)).sum()
     )
-    report.power = summary = power_summary(concepts[concepts["kind"] != "family"], len(state.pairs), threshold)
+    report.power = summary = power_summary(concepts[concepts["kind"] != "family"], state.n_discovery, threshold)
     report.fdr_threshold = threshold
     report.verdict = verdict(summary)
     return report

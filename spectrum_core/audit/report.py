@@ -18,6 +18,8 @@ from typing import Any
 from .. import constants as names
 from ..errors import SpectrumError
 from .stats.baselines import LengthBaseline
+from .stats.confirmation import ConfirmationSummary
+from .stats.null import NullSummary
 from .stats.power import PowerSummary
 
 
@@ -115,6 +117,8 @@ class AuditReport:
     joint_models: dict[str, JointModelSummary] = field(default_factory=dict)  # mode -> its joint model
     warnings: list[str] = field(default_factory=list)  # what went wrong without stopping the audit
     families: FamilySummary | None = None
+    confirmation: ConfirmationSummary | None = None  # None: no confirmation split (confirmation_share 0)
+    null: NullSummary | None = None  # None: no null runs
     topics: list[dict[str, Any]] = field(default_factory=list)  # the prompt topics' table, one row each
     baselines: Baselines | None = None
     n_concepts: dict[str, int] = field(default_factory=dict)  # single concepts per mode (families apart)

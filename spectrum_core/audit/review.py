@@ -23,10 +23,18 @@ def describe_concept(row) -> str:
     share = row["share_chosen_more"] if row["direction"] == "chosen" else 1 - row["share_chosen_more"]
     q = row["q_value"]
     q_text = "q < 1e-6" if q < 1e-6 else f"q = {q:.2g}"
-    return (
+    text = (
         f"{side} responses have more of “{row['label']}” ({q_text}; {share:.0%} of the "
         f"{int(row['n_differ'])} pairs where it differs; length-controlled coefficient "
         f"{row['coef']:+.2f} [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}])"
+    )
+    if not bool(row.get("carried", False)):
+        return text
+    held = row["confirm_share_chosen_more"] if row["direction"] == "chosen" else 1 - row["confirm_share_chosen_more"]
+    verdict = "confirmed" if bool(row.get("confirmed", False)) else "not confirmed"
+    return (
+        f"{text}; {verdict} on the held-out pairs ({held:.0%} of the {int(row['confirm_n_differ'])} "
+        f"where it differs, q = {row['confirm_q']:.2g})"
     )
 
 
@@ -114,9 +122,14 @@ FRAGILE_SHARE = 0.5  # ... below this share of the splits, the same direction is
 
 def verdict_badge(row, alpha: float) -> str:
     """A concept's or family's verdict in a few words: significant or not at the audit's FDR
-    threshold, and how well it holds in random halves of the pairs."""
+    threshold on the discovery pairs, then whether the held-out confirmation pairs confirm it
+    (when it was carried there), else how well it holds in random halves of the pairs."""
     if not row["q_value"] < alpha:
         return f"not significant (q ≥ {alpha:g})"
+    if bool(row.get("carried", False)):
+        q = row.get("confirm_q")
+        held = "confirmed" if bool(row.get("confirmed", False)) else "not confirmed"
+        return f"significant · {held} on held-out pairs (q = {q:.2g})"
     halves = row.get("split_half_significant")
     if halves is None or pd.isna(halves):
         return "significant"

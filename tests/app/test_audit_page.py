@@ -30,14 +30,14 @@ def test_start_watch_and_reuse(page):
     at.run()
     assert not at.exception, at.exception
     at.number_input[1].set_value(30)  # pairs to audit
-    # Under "More settings": no seed check or topics, the audit's two slowest optional steps.
-    for name in ("sae_seeds", "topics"):
+    # Under "More settings": no seed check, topics or null runs, the audit's slowest optional steps.
+    for name in ("sae_seeds", "topics", "null_runs"):
         [n for n in at.number_input if n.label == name][0].set_value(0)
     at.button[0].click()  # the form's submit button
     at.run()
     command = at.code[0].value
-    assert command.startswith(f"spectrum audit {record['id']} --max-pairs 30 --dtype ")
-    assert command.endswith(" --sae-seeds 0 --topics 0")
+    assert command.startswith(f"spectrum audit {record['id']} --max-pairs 30 ")
+    assert all(f" {flags} " in f"{command} " for flags in ("--sae-seeds 0", "--topics 0", "--null-runs 0", "--dtype"))
     [b for b in at.button if b.label == "Start audit"][0].click()
     at.run()
     job = workspace.jobs("audit")[0]

@@ -40,6 +40,7 @@ CONFIG = AuditConfig(
     split_halves=5,
     labelled_concepts=40,
     llm_labelled_concepts=0,
+    null_runs=3,
 )
 COMPARED_TABLES = (names.CONCEPTS_FILE, names.FEATURE_CARDS_FILE, names.PAIR_FEATURES_FILE)
 # Report entries that depend on the machine or the run, not on the inputs.
@@ -132,3 +133,4 @@ def test_the_stored_audit_exercises_every_step():
     assert concepts["seed_stability"].notna().any()
     assert (concepts["label_source"] == "offline").any()
     assert report["topics"] and report["sae"].keys() == {"token", "difference"}
+    assert report["confirmation"]["n_confirmation"] > 0 and report["null"]["runs"] > 0

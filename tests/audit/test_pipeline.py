@@ -35,7 +35,7 @@ PLANTS = {
 }
 # No seed check or topics here: tests/audit/test_reproducibility.py runs the seed check on the
 # bundled model, the small audit (tests/conftest.py) has topics, and the golden audit has both.
-CONFIG = dict(max_prompt_tokens=192, max_response_tokens=160, seed=0, sae_seeds=0, topics=0)
+CONFIG = dict(max_prompt_tokens=192, max_response_tokens=160, seed=0, sae_seeds=0, topics=0, null_runs=5)
 
 
 def planted_pairs(pairs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
@@ -131,10 +131,20 @@ def test_each_planted_concept_is_one_family_near_the_top(planted_audit):
         assert len(families) == 1 and "" not in families, (name, concepts.loc[carriers, ["family", "label"]])
         family = concepts.loc[families.pop()]
         assert family["rank"] <= 10 and family["q_value"] < 0.05, family
+        # found on the discovery pairs, and confirmed on the held-out prompts' pairs
+        assert family["carried"] and family["confirmed"] and family["confirm_q"] < 0.05, family
         assert family["rank"] < unrelated_rank, (name, family["rank"], unrelated_rank)
         named = any(w in family["label"].lower() for w in words[name]) or family["nearest_probe"] in PLANTS[name][1]
         assert named, (name, family["label"], family["nearest_probe"])
         assert set(carriers) <= set(family["members"])
+
+
+def test_the_null_confirms_next_to_nothing_where_the_plants_are_confirmed(planted_audit):
+    _, _, outcome, _ = planted_audit
+    report = outcome.report
+    assert report.confirmation is not None and report.confirmation.n_confirmed >= len(PLANTS)
+    assert report.null is not None and report.null.runs == 5 and report.null.observed == report.confirmation.n_confirmed
+    assert report.null.confirmed_p95 <= 1 and report.null.false_discovery_share < 0.2, report.null
 
 
 def test_artifacts_and_report(planted_audit):
@@ -233,6 +243,8 @@ def test_two_processes_through_accelerate(tmp_path, bundled_model):
         "--sae-seeds",
         "0",
         "--topics",
+        "0",
+        "--null-runs",
         "0",
     ]
     # --multi_gpu is accelerate's multi-process launcher; without GPUs the processes share the CPU

@@ -24,7 +24,8 @@ def golden_dict() -> dict:
 def test_a_written_report_reads_back_field_for_field(tmp_path):
     data = golden_dict()
     report = AuditReport.from_dict(data)
-    assert isinstance(report.power, PowerSummary) and report.power.n_pairs == data["n_pairs"]
+    # the power of the discovery pairs' tests
+    assert isinstance(report.power, PowerSummary) and report.power.n_pairs == data["confirmation"]["n_discovery"]
     assert isinstance(report.families, FamilySummary) and isinstance(report.families.joint_model, JointModelSummary)
     assert report.joint_models["token"].auc_held_out == data["joint_models"]["token"]["auc_held_out"]
     assert report.baselines is not None and report.baselines.length.pairs_with_length_difference == 10

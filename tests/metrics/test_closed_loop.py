@@ -56,8 +56,9 @@ def planted_workspace(hh_dataset, tmp_path_factory, bundled_model):
     outcome = run_audit_in_workspace(
         workspace,
         path,
-        # No seed check, topics or labels beyond a few: the loop reads prevalence and shifts only
-        # (the seed check is tested in tests/audit/test_reproducibility.py, topics on the small audit).
+        # No seed check, topics, null runs or labels beyond a few: the loop reads prevalence and
+        # shifts only (the seed check is tested in tests/audit/test_reproducibility.py, topics on the
+        # small audit, the null runs on the planted audit).
         AuditConfig(
             max_prompt_tokens=96,
             max_response_tokens=64,
@@ -65,6 +66,7 @@ def planted_workspace(hh_dataset, tmp_path_factory, bundled_model):
             sae_seeds=0,
             topics=0,
             labelled_concepts=20,
+            null_runs=0,
         ),
     )
     view = AuditView.load(workspace.find_artifact(outcome.artifact_key))

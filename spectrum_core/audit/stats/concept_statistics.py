@@ -71,6 +71,8 @@ def feature_statistics(
     seed: int = 0,
     correction: str = "bh",
     C: float | None = None,
+    rows: Any = None,
+    with_joint: bool = True,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """All per-feature statistics, one row per feature (index = feature number).
 
@@ -82,8 +84,10 @@ def feature_statistics(
     (auc_held_out, auc_train, C, length_coef, n_selected) and the length-only null model
     (null_intercept, null_length_coef, null_converged).
 
-    Δ is computed once (CSR and CSC); the joint model (liblinear and sparse mat-vecs, which
-    release the GIL) runs in a second thread while this one does the per-feature pass.
+    Per-feature statistics read ``rows`` (a mask over pairs; default all); the joint model is fitted
+    on ``train_mask`` and scored on the rest (the audit passes its discovery pairs as both) and left
+    out with ``with_joint=False``. It runs in a second thread (liblinear and sparse mat-vecs release
+    the GIL) while this one does the per-feature pass.
     """
     c, r = to_csr(chosen), to_csr(rejected)
     if c.shape != r.shape:
@@ -96,17 +100,33 @@ def feature_statistics(
     d = delta_csr(c - r)
     csc = d.tocsc()
     moments = column_moments(csc)
+    keep = np.ones(n_pairs, dtype=bool) if rows is None else as_train_mask(rows, n_pairs)
+    if not keep.all():  # the per-feature part on ``rows`` only; the joint model on all
+        c, r, dlen_rows, signs_rows = c[keep], r[keep], dlen[keep], signs[keep]
+        moments_rows = column_moments(csc_rows := delta_csr(c - r).tocsc())
+    else:
+        dlen_rows, signs_rows, csc_rows, moments_rows = dlen, signs, csc, moments
     with ThreadPoolExecutor(max_workers=1) as pool:
-        joint_future = pool.submit(fit_joint, d, csc, moments["sd"], signs, dlen, mask, seed, C)
-        row_term, null_info = null_row_term(dlen, signs)
-        logits = feature_logits(csc, moments["sd"], row_term)
+        fit = fit_joint if with_joint else _no_joint
+        joint_future = pool.submit(fit, d, csc, moments["sd"], signs, dlen, mask, seed, C)
+        row_term, null_info = null_row_term(dlen_rows, signs_rows)
+        logits = feature_logits(csc_rows, moments_rows["sd"], row_term)
         union, sum_chosen, sum_rejected = _side_statistics(c, r)
-        joint = joint_future.result()
+        joint_fit = joint_future.result()
 
-    table = _feature_table(c.shape, moments, union, sum_chosen, sum_rejected, logits, null_info, joint, correction)
-    summary = {key: value for key, value in joint.items() if not isinstance(value, np.ndarray)}
+    table = _feature_table(
+        c.shape, moments_rows, union, sum_chosen, sum_rejected, logits, null_info, joint_fit, correction
+    )
+    summary = {key: value for key, value in joint_fit.items() if not isinstance(value, np.ndarray)}
     summary.update(null_info)
     return table, summary
+
+
+def _no_joint(d: sp.csr_matrix, *_: Any) -> dict[str, Any]:
+    """What ``fit_joint`` returns, not fitted: NaN scalars and columns."""
+    nan = np.full(d.shape[1], np.nan)
+    keys = ("auc_held_out", "auc_train", "C", "length_coef")
+    return {**{k: float("nan") for k in keys}, "n_selected": 0, "coef": nan, "auc_contribution": nan}
 
 
 def _feature_table(
@@ -208,15 +228,27 @@ def concept_table(
     lengths: tuple,
     train_mask: np.ndarray,
     config: AuditConfig,
+    discovery: np.ndarray | None = None,
+    with_joint: bool = True,
 ) -> tuple[pd.DataFrame, dict]:
     """The statistics table of one mode's concepts (``kind``, ``mode``, ``feature`` first, then
-    every column of :func:`feature_statistics` and the split-half agreement), and its joint model."""
+    every column of :func:`feature_statistics` and the split-half agreement), and its joint model.
+    With ``discovery`` (a mask over pairs) every per-concept statistic reads those pairs only."""
     table, joint = feature_statistics(
-        chosen, rejected, lengths[0], lengths[1], train_mask, seed=config.seed, correction=config.correction
+        chosen,
+        rejected,
+        lengths[0],
+        lengths[1],
+        train_mask,
+        seed=config.seed,
+        correction=config.correction,
+        rows=discovery,
+        with_joint=with_joint,
     )
     table = table.reset_index(drop=True)
+    delta = chosen - rejected
     table["split_half_direction"], table["split_half_significant"] = split_half_agreement(
-        chosen - rejected, config.split_halves, config.seed, alpha=config.fdr_threshold
+        delta if discovery is None else delta[discovery], config.split_halves, config.seed, alpha=config.fdr_threshold
     )
     table.insert(0, "feature", np.arange(len(table)))
     table.insert(0, "mode", mode)

@@ -478,6 +478,8 @@ TINY_AUDIT = dict(
     sae_training_tokens=20_000,
     modes=("token",),
     sae_seeds=0,
+    topics=0,
+    null_runs=0,  # these tests are about labels
 )
 
 
