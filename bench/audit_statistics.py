@@ -75,13 +75,10 @@ def peak_rss_mib() -> float:
 
 
 def main() -> None:
-    from spectrum_core.audit.stats import (
-        feature_statistics,
-        joint_model,
-        length_controlled_logit,
-        rank_concepts,
-        sign_test,
-    )
+    from spectrum_core.audit.stats.concept_statistics import feature_statistics, rank_concepts
+    from spectrum_core.audit.stats.joint import joint_model
+    from spectrum_core.audit.stats.length_logit import length_controlled_logit
+    from spectrum_core.audit.stats.sign_test import sign_test
 
     rng = np.random.default_rng(SEED)
     started = time.perf_counter()

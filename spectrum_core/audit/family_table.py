@@ -12,9 +12,9 @@ from .config import AuditConfig
 from .families import MAX_CANDIDATES, MIN_SIMILARITY, effect_size, family_scores, find_families, representatives
 from .probes import nearest_probes
 from .report import FamilySummary, JointModelSummary
-from .stats import joint_model, rank_concepts
 from .stats.baselines import agreement_strength, length_baseline
-from .stats.concept_statistics import concept_table
+from .stats.concept_statistics import concept_table, rank_concepts
+from .stats.joint import joint_model
 
 TOP_FAMILIES = 10  # the families whose members' share of the joint model's AUC gain is reported
 

@@ -47,12 +47,12 @@ from .report import ActivationSummary, AuditReport, Baselines, JointModelSummary
 from .responses import split_sides
 from .sae import SAETrainingConfig, decoder_directions, evaluate_sae, load_pretrained_sae, train_sae
 from .seed_check import add_seed_stability
-from .stats import adjust_pvalues, rank_concepts
 from .stats.baselines import agreement_strength, length_baseline
-from .stats.concept_statistics import concept_table
+from .stats.concept_statistics import concept_table, rank_concepts
 from .stats.confirmation import confirm, confirmation_summary, confirmed_first, discovery_split
 from .stats.null import NullSummary, confirmed_count, flip_pairs, null_flips
 from .stats.power import power_summary, verdict
+from .stats.sign_test import adjust_pvalues
 from .tables import feature_cards, pair_feature_table
 from .topics import find_topics, topic_leans
 
@@ -337,8 +337,7 @@ def _confirm(state: AuditState) -> None:
     """The finished list's best hypotheses tested once on the confirmation pairs; the confirmed
     ones lead the queue."""
     config, held_out = state.config, ~state.discovery
-    deltas = {mode: (c[held_out] - r[held_out]).tocsc() for mode, (c, r) in state.mode_data.items()}
-    concepts = confirm(state.concepts, deltas, config.fdr_threshold, config.correction)
+    concepts = confirm(state.concepts, state.mode_data, held_out, config.fdr_threshold, config.correction)
     state.concepts = confirmed_first(concepts)
     state.report_so_far.confirmation = confirmation_summary(
         state.concepts, state.n_discovery, int(held_out.sum()), config.confirmation_share, config.fdr_threshold

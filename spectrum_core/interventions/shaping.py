@@ -146,29 +146,28 @@ class _Shaping:
         for i in indices:
             self.changed_by[i].append(change)
 
+    def excess_agreeing(self, choice: ConceptChoice, divisor: int) -> np.ndarray:
+        """The kept pairs agreeing with ``choice`` beyond the disagreeing ones (that excess, divided
+        by ``divisor``), largest agreement first."""
+        e = self.agreement(choice)
+        agree = np.flatnonzero(self.kept & (e > 0))
+        n = (len(agree) - int((self.kept & (e < 0)).sum())) // divisor
+        return agree[np.argsort(-e[agree], kind="stable")[: max(n, 0)]]
+
     def drop(self) -> None:
         """Drop the excess of agreeing pairs, largest agreement first."""
-        kept = self.kept
         for choice in self.active("suppress", "drop"):
-            e = self.agreement(choice)
-            agree = np.flatnonzero(kept & (e > 0))
-            excess = len(agree) - int((kept & (e < 0)).sum())
-            if excess > 0:
-                victims = agree[np.argsort(-e[agree], kind="stable")[:excess]]
-                kept[victims] = False
-                self.mark(victims, f"drop:{choice.concept_id}")
+            victims = self.excess_agreeing(choice, 1)
+            self.kept[victims] = False
+            self.mark(victims, f"drop:{choice.concept_id}")
 
     def flip(self) -> None:
-        """Swap chosen and rejected in half the excess of agreeing pairs, largest agreement first."""
-        kept = self.kept
+        """Swap chosen and rejected in half the excess of agreeing pairs, largest agreement first
+        (each flip moves a pair from agreeing to disagreeing: half the excess balances them)."""
         for choice in self.active("suppress", "flip"):
-            e = self.agreement(choice)
-            agree = np.flatnonzero(kept & (e > 0))
-            excess = len(agree) - int((kept & (e < 0)).sum())
-            if excess > 1:
-                victims = agree[np.argsort(-e[agree], kind="stable")[: excess // 2]]
-                self.orientation[victims] *= -1
-                self.mark(victims, f"flip:{choice.concept_id}")
+            victims = self.excess_agreeing(choice, 2)
+            self.orientation[victims] *= -1
+            self.mark(victims, f"flip:{choice.concept_id}")
 
     def upweight(self) -> None:
         for choice in self.active("amplify", "upweight"):

@@ -11,20 +11,7 @@ Everything works on the per-pair difference Δ = chosen − rejected (pairs × c
 - ``robustness``: split-half agreement and SAE-seed stability;
 - ``baselines``: length alone, and each concept's agreement strength;
 - ``power``: what a sample of this size can detect, and the one-sentence verdict.
+
+Nothing is imported here: the report's readers (the pages) need only the small dataclasses, not
+scipy's and scikit-learn's fitting code, so each module is imported by name.
 """
-
-from .concept_statistics import feature_statistics, rank_concepts
-from .joint import joint_model
-from .length_logit import length_controlled_logit
-from .pairs import randomised_order
-from .sign_test import adjust_pvalues, sign_test
-
-__all__ = [
-    "adjust_pvalues",
-    "feature_statistics",
-    "joint_model",
-    "length_controlled_logit",
-    "randomised_order",
-    "rank_concepts",
-    "sign_test",
-]

@@ -68,15 +68,17 @@ def carried(concepts: pd.DataFrame, alpha: float, max_carried: int = MAX_CARRIED
 
 def confirm(
     concepts: pd.DataFrame,
-    deltas: dict[str, sp.csc_matrix],
+    mode_data: dict[str, tuple[sp.csr_matrix, sp.csr_matrix]],
+    confirmation: np.ndarray,
     alpha: float,
     correction: str = "bh",
     max_carried: int = MAX_CARRIED,
 ) -> pd.DataFrame:
     """``concepts`` with the confirmation columns: ``carried``, the sign test on the confirmation
     pairs (``confirm_n_differ``, ``confirm_share_chosen_more``, ``confirm_p``), ``confirm_q``
-    (``correction`` over the carried rows) and ``confirmed``. ``deltas``: mode → the confirmation
-    pairs' Δ (pairs × that mode's concepts)."""
+    (``correction`` over the carried rows) and ``confirmed``. ``mode_data``: mode → (chosen,
+    rejected), pairs × concepts; ``confirmation``: the mask of the confirmation pairs. Only the
+    carried concepts' columns are read."""
     table = concepts.assign(**CONFIRMATION_COLUMNS)
     rows = carried(concepts, alpha, max_carried)
     if not len(rows):
@@ -87,7 +89,8 @@ def confirm(
     for mode in concepts.loc[rows, "mode"].unique():
         at = np.flatnonzero(concepts.loc[rows, "mode"].to_numpy() == mode)
         features = concepts.loc[rows[at], "feature"].to_numpy(dtype=np.int64)
-        n_pos[at], n_neg[at], p[at] = sign_test(deltas[mode][:, features])
+        chosen, rejected = (side[confirmation][:, features] for side in mode_data[mode])
+        n_pos[at], n_neg[at], p[at] = sign_test(chosen - rejected)
     differ = n_pos + n_neg
     share = np.divide(n_pos, differ, out=np.full(len(rows), np.nan), where=differ > 0)
     q = adjust_pvalues(p, method=correction)

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from spectrum_core.audit.stats import power, rank_concepts
+from spectrum_core.audit.stats import power
+from spectrum_core.audit.stats.concept_statistics import rank_concepts
 
 
 def test_critical_count_by_hand():
@@ -91,8 +92,8 @@ def test_no_concept_over_the_threshold_ranks_above_one_under_it(alpha):
 def test_length_baseline_and_agreement_strength_by_hand():
     from sklearn.metrics import roc_auc_score
 
-    from spectrum_core.audit.stats import randomised_order
     from spectrum_core.audit.stats.baselines import agreement_strength, length_baseline
+    from spectrum_core.audit.stats.pairs import randomised_order
 
     chosen = np.array([10, 20, 5, 7, 9, 30, 12, 8])
     rejected = np.array([5, 10, 5, 9, 3, 10, 6, 8])

@@ -13,16 +13,11 @@ import pytest
 import scipy.sparse as sp
 from scipy import stats as sps
 
-from spectrum_core.audit.stats import (
-    adjust_pvalues,
-    feature_statistics,
-    joint_model,
-    length_controlled_logit,
-    randomised_order,
-    rank_concepts,
-    sign_test,
-)
-from spectrum_core.audit.stats.joint import _sklearn_l1_kwargs
+from spectrum_core.audit.stats.concept_statistics import feature_statistics, rank_concepts
+from spectrum_core.audit.stats.joint import _sklearn_l1_kwargs, joint_model
+from spectrum_core.audit.stats.length_logit import length_controlled_logit
+from spectrum_core.audit.stats.pairs import randomised_order
+from spectrum_core.audit.stats.sign_test import adjust_pvalues, sign_test
 
 
 def random_pairs(
