@@ -32,7 +32,7 @@ from ..models import LoadedModel, load_model
 from ..progress import Progress
 from .config import MODES, AuditConfig
 from .errors import AuditInputError
-from .extract.activations import default_layer, extract_activations, hook_name
+from .extract.activations import default_layer, extract_activations, hook_name, response_token_counts
 from .extract.features import (
     ResponseFeatures,
     difference_vectors,
@@ -41,10 +41,11 @@ from .extract.features import (
     pooled_residuals,
 )
 from .family_table import add_families
+from .heads import add_heads, copy_source_labels
 from .labelling.concept_labels import label_concepts
 from .probes import PROBES, compute_probes, nearest_probes
 from .report import ActivationSummary, AuditReport, Baselines, JointModelSummary
-from .responses import split_sides
+from .responses import response_texts, split_sides
 from .sae import SAETrainingConfig, decoder_directions, evaluate_sae, load_pretrained_sae, train_sae
 from .seed_check import add_seed_stability
 from .stats.baselines import agreement_strength, length_baseline
@@ -137,6 +138,8 @@ class AuditState:
     leans: pd.DataFrame | None = None
     cards: pd.DataFrame = field(default_factory=pd.DataFrame)
     report: AuditReport | None = None  # started once the activations are in
+    # Whole-response lengths in tokens (chosen, rejected), not the audit's truncated view of them
+    whole_lengths: tuple[np.ndarray, np.ndarray] | None = None
     lengths_override: tuple[np.ndarray, np.ndarray] | None = None  # a null run's swapped lengths
     joint_models: bool = True  # False in a null run: it counts confirmations, no joint model needed
 
@@ -159,9 +162,12 @@ class AuditState:
 
     @property
     def lengths(self) -> tuple[np.ndarray, np.ndarray]:
-        """Response lengths in tokens, chosen and rejected."""
+        """Response lengths in tokens, chosen and rejected: whole responses once the activations
+        step has counted them."""
         if self.lengths_override is not None:
             return self.lengths_override
+        if self.whole_lengths is not None:
+            return self.whole_lengths
         lengths = self.features.response_tokens if self.features is not None else self.store.response_lengths()
         chosen, rejected = split_sides(lengths.astype(float))
         return chosen, rejected
@@ -198,6 +204,8 @@ def _extract(state: AuditState) -> None:
             state.stopped = True
             return
     state.discovery = discovery_split(list(state.pairs["prompt"]), config.confirmation_share, config.seed)
+    counts = response_token_counts(state.loaded.tokenizer, response_texts(state.pairs)).astype(float)
+    state.whole_lengths = split_sides(counts)
     # Without a confirmation split the joint models keep the dataset's own held-out prompts.
     dataset_train = (state.pairs["split"] == "train").to_numpy()
     state.train_mask = train_mask = state.discovery.copy() if state.confirming else dataset_train
@@ -333,6 +341,20 @@ def _families(state: AuditState) -> None:
     state.mode_data["family"] = family_matrices
 
 
+def _heads(state: AuditState) -> None:
+    """The review queue: at most 30 heads chosen jointly on the discovery pairs (heads.py)."""
+    config = state.config
+    state.concepts, state.mode_data["head"], state.report_so_far.heads = add_heads(
+        state.concepts,
+        {mode: data for mode, data in state.mode_data.items() if mode != "head"},
+        state.discovery,
+        state.lengths,
+        list(state.pairs["prompt"]),
+        config.fdr_threshold,
+        config.seed,
+    )
+
+
 def _confirm(state: AuditState) -> None:
     """The finished list's best hypotheses tested once on the confirmation pairs; the confirmed
     ones lead the queue."""
@@ -352,12 +374,13 @@ def _null(state: AuditState) -> None:
     for index, flip in enumerate(null_flips(len(state.pairs), config.null_runs, config.seed)):
         run = AuditState(state.pairs, config, state.out_dir, state.activations_dir)
         run.discovery, run.train_mask, run.decoders = state.discovery, state.train_mask, state.decoders
-        run.mode_data = {m: flip_pairs(c, r, flip) for m, (c, r) in state.mode_data.items() if m != "family"}
+        derived = ("family", "head")  # rebuilt by the run's own steps
+        run.mode_data = {m: flip_pairs(c, r, flip) for m, (c, r) in state.mode_data.items() if m not in derived}
         assert state.probe_delta is not None
         run.probe_delta = state.probe_delta.mul(np.where(flip, -1.0, 1.0), axis=0)
         run.lengths_override = (np.where(flip, rejected_len, chosen_len), np.where(flip, chosen_len, rejected_len))
         run.report, run.joint_models = replace(state.report_so_far), False
-        for step in (_statistics, _families, _confirm):
+        for step in (_statistics, _families, _heads, _confirm):
             step(run)
         counts.append(confirmed_count(run.concepts))
         if progress:
@@ -425,6 +448,7 @@ def _labels(state: AuditState) -> None:
         state.progress,
         state.report_so_far.warnings,
     )
+    state.concepts = copy_source_labels(state.concepts)
 
 
 def _write(state: AuditState) -> None:
@@ -463,6 +487,7 @@ STEPS: tuple[Step, ...] = (
     Step("probes", _probes),
     Step("statistics", _statistics),
     Step("families", _families),
+    Step("heads", _heads),
     Step("confirm", _confirm, when=lambda s: s.confirming),
     Step("null", _null, when=lambda s: s.confirming and s.config.null_runs > 0),
     Step("sae_seeds", _sae_seeds, when=lambda s: bool(s.config.sae_seeds) and s.config.sae == "train"),
@@ -511,7 +536,7 @@ def _finish_report(state: AuditState, timings: dict[str, float]) -> AuditReport:
     (``report.families``)."""
     report, concepts, threshold = state.report_so_far, state.concepts, state.config.fdr_threshold
     report.timings = timings
-    single_modes = [mode for mode in state.mode_data if mode != "family"]
+    single_modes = [mode for mode in state.mode_data if mode not in ("family", "head")]
     report.n_concepts = {mode: int((concepts["mode"] == mode).sum()) for mode in single_modes}
     report.n_significant = {
         mode: int(((concepts["mode"] == mode) & (concepts["q_value"] < threshold)).sum()) for mode in single_modes
@@ -520,7 +545,8 @@ def _finish_report(state: AuditState, timings: dict[str, float]) -> AuditReport:
     report.families.n_significant_families = int(
         ((concepts["kind"] == "family") & (concepts["q_value"] < threshold)).sum()
     )
-    report.power = summary = power_summary(concepts[concepts["kind"] != "family"], state.n_discovery, threshold)
+    singles = concepts[~concepts["kind"].isin(["family", "head"])]
+    report.power = summary = power_summary(singles, state.n_discovery, threshold)
     report.fdr_threshold = threshold
     report.verdict = verdict(summary)
     return report

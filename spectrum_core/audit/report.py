@@ -97,6 +97,39 @@ class FamilySummary:
 
 
 @dataclass
+class HeadSummary:
+    """How the heads, the review queue, were chosen (``heads.py``)."""
+
+    n_heads: int = 0
+    n_candidates: int = 0
+    length_head: bool = False  # length predicts the preference and leads as a head
+    length_p: float | None = None  # the length spline's likelihood ratio test on discovery
+    multiplier: float = 1.0  # C / C_min by the one-SE rule; 1.0 = the sparse model selects nothing
+    cv_deviance: list[float] = field(default_factory=list)
+    cv_se: list[float] = field(default_factory=list)
+    resamples: int = 0  # bootstrap resamples of prompts (stability selection)
+    stability_share: float = 0.0  # a head is selected in at least this share of them
+    max_head_r: float = 0.0  # heads' Δ correlate below this
+    max_abs_r_between_heads: float | None = None
+    n_attached: int = 0  # families and concepts under some head
+    n_rest: int = 0  # ... and under none
+
+    def sentence(self) -> str:
+        if not self.n_heads:
+            return (
+                f"No head: the sparse model of the preference on {self.n_candidates} families and probes, "
+                f"length controlled, selects nothing on the discovery pairs, and length alone does not predict it."
+            )
+        length = " (length among them)" if self.length_head else ""
+        return (
+            f"{self.n_heads} heads{length} from {self.n_candidates} families and probes: each selected in at "
+            f"least {self.stability_share:.0%} of {self.resamples} prompt resamples by a sparse model with "
+            f"length, no two alike (|r| < {self.max_head_r:g}); {self.n_attached:,} concepts sit under a head, "
+            f"{self.n_rest:,} under none."
+        )
+
+
+@dataclass
 class Baselines:
     length: LengthBaseline
 
@@ -117,6 +150,7 @@ class AuditReport:
     joint_models: dict[str, JointModelSummary] = field(default_factory=dict)  # mode -> its joint model
     warnings: list[str] = field(default_factory=list)  # what went wrong without stopping the audit
     families: FamilySummary | None = None
+    heads: HeadSummary | None = None
     confirmation: ConfirmationSummary | None = None  # None: no confirmation split (confirmation_share 0)
     null: NullSummary | None = None  # None: no null runs
     topics: list[dict[str, Any]] = field(default_factory=list)  # the prompt topics' table, one row each

@@ -65,8 +65,9 @@ def pair_feature_table(
     """Nonzero (pair, concept) cells of chosen and rejected, with Δ."""
     union = (abs(chosen) + abs(rejected)).tocoo()
     rows, cols = union.row, union.col
-    c = np.asarray(chosen[rows, cols]).ravel()
-    r = np.asarray(rejected[rows, cols]).ravel()
+    # Fancy indexing with no cells gives back a sparse matrix, not an empty array.
+    c = np.asarray(chosen[rows, cols]).ravel() if len(rows) else np.zeros(0)
+    r = np.asarray(rejected[rows, cols]).ravel() if len(rows) else np.zeros(0)
     concept = (
         np.array([f"{concept_prefix}:{n}" for n in names])[cols]
         if names is not None

@@ -166,6 +166,11 @@ def _token_ids(tokenizer, texts: list[str]) -> list[list[int]]:
     return tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
 
 
+def response_token_counts(tokenizer, texts: list[str]) -> np.ndarray:
+    """Tokens in each whole text, as the audit tokenizes responses but before truncation."""
+    return np.array([len(ids) for ids in _token_ids(tokenizer, list(texts))], dtype=np.int64)
+
+
 def tokenize_pairs(tokenizer, pairs, config: ActivationConfig) -> list[dict]:
     """Token ids per response, two per pair: index 2i is pair i's chosen, 2i+1 its rejected."""
     prompts, responses = [], []

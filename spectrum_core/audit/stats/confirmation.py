@@ -34,6 +34,7 @@ MAX_CARRIED = 50
 # Kinds carried: families summarise the SAE concepts (their members are not tested twice), probes
 # are named hypotheses of their own. Audits without families carry single SAE concepts instead.
 CARRIED_KINDS = ("family", "probe")
+HEAD_KIND = "head"  # heads (heads.py) are carried whole and corrected among themselves
 CONFIRMATION_COLUMNS = {
     "carried": False,
     "confirm_n_differ": 0,
@@ -48,22 +49,26 @@ def discovery_split(prompts: list, confirmation_share: float, seed: int) -> np.n
     """True for the pairs that discover, False for the confirmation pairs: a seeded share of the
     prompts, grouped (every pair of a prompt on one side). A prompt is a string or a list of
     messages (as the pair table holds it, or as parquet reads it back)."""
-    labels = assign_split([_prompt_key(p) for p in prompts], held_out_fraction=confirmation_share, seed=seed)
+    labels = assign_split([prompt_key(p) for p in prompts], held_out_fraction=confirmation_share, seed=seed)
     return np.array([label == "train" for label in labels], dtype=bool)
 
 
-def _prompt_key(prompt) -> str:
+def prompt_key(prompt) -> str:
+    """A prompt as one string: itself, or its messages as canonical JSON."""
     if isinstance(prompt, str):
         return prompt
     return json.dumps([dict(message) for message in prompt], sort_keys=True, ensure_ascii=False)
 
 
-def carried(concepts: pd.DataFrame, alpha: float, max_carried: int = MAX_CARRIED) -> pd.Index:
-    """The rows carried to confirmation: significant on discovery, of a carried kind, best-ranked
-    first, at most ``max_carried``."""
+def carried(concepts: pd.DataFrame, alpha: float, max_carried: int = MAX_CARRIED) -> list[pd.Index]:
+    """The groups of rows carried to confirmation, each corrected on its own: the heads (the review
+    queue, every one of them), then the rest: significant on discovery, of a carried kind,
+    best-ranked first, at most ``max_carried``."""
+    heads = concepts.index[concepts["kind"] == HEAD_KIND]
     kinds = CARRIED_KINDS if (concepts["kind"] == "family").any() else ("sae", "probe")
     candidates = concepts[concepts["kind"].isin(kinds) & (concepts["q_value"] < alpha)]
-    return candidates.sort_values("rank", kind="stable").index[:max_carried]
+    rest = candidates.sort_values("rank", kind="stable").index[:max_carried]
+    return [group for group in (heads, rest) if len(group)]
 
 
 def confirm(
@@ -80,28 +85,32 @@ def confirm(
     rejected), pairs × concepts; ``confirmation``: the mask of the confirmation pairs. Only the
     carried concepts' columns are read."""
     table = concepts.assign(**CONFIRMATION_COLUMNS)
-    rows = carried(concepts, alpha, max_carried)
-    if not len(rows):
-        return table
+    for rows in carried(concepts, alpha, max_carried):
+        n_pos, n_neg, p = _held_out_sign_test(concepts.loc[rows], mode_data, confirmation)
+        differ = n_pos + n_neg
+        share = np.divide(n_pos, differ, out=np.full(len(rows), np.nan), where=differ > 0)
+        q = adjust_pvalues(p, method=correction)
+        same_way = np.sign(share - 0.5) == np.sign(concepts.loc[rows, "share_chosen_more"].to_numpy() - 0.5)
+        table.loc[rows, "carried"] = True
+        table.loc[rows, "confirm_n_differ"] = differ
+        table.loc[rows, "confirm_share_chosen_more"] = share
+        table.loc[rows, "confirm_p"] = p
+        table.loc[rows, "confirm_q"] = q
+        table.loc[rows, "confirmed"] = (q < alpha) & same_way
+    return table.astype({"carried": bool, "confirmed": bool, "confirm_n_differ": np.int64})
+
+
+def _held_out_sign_test(rows: pd.DataFrame, mode_data, confirmation: np.ndarray):
+    """The sign test of each row's Δ on the confirmation pairs: (n chosen more, n rejected more, p)."""
     n_pos = np.zeros(len(rows), dtype=np.int64)
     n_neg = np.zeros(len(rows), dtype=np.int64)
     p = np.ones(len(rows))
-    for mode in concepts.loc[rows, "mode"].unique():
-        at = np.flatnonzero(concepts.loc[rows, "mode"].to_numpy() == mode)
-        features = concepts.loc[rows[at], "feature"].to_numpy(dtype=np.int64)
+    for mode in rows["mode"].unique():
+        at = np.flatnonzero(rows["mode"].to_numpy() == mode)
+        features = rows["feature"].to_numpy(dtype=np.int64)[at]
         chosen, rejected = (side[confirmation][:, features] for side in mode_data[mode])
         n_pos[at], n_neg[at], p[at] = sign_test(chosen - rejected)
-    differ = n_pos + n_neg
-    share = np.divide(n_pos, differ, out=np.full(len(rows), np.nan), where=differ > 0)
-    q = adjust_pvalues(p, method=correction)
-    same_way = np.sign(share - 0.5) == np.sign(concepts.loc[rows, "share_chosen_more"].to_numpy() - 0.5)
-    table.loc[rows, "carried"] = True
-    table.loc[rows, "confirm_n_differ"] = differ
-    table.loc[rows, "confirm_share_chosen_more"] = share
-    table.loc[rows, "confirm_p"] = p
-    table.loc[rows, "confirm_q"] = q
-    table.loc[rows, "confirmed"] = (q < alpha) & same_way
-    return table.astype({"carried": bool, "confirmed": bool, "confirm_n_differ": np.int64})
+    return n_pos, n_neg, p
 
 
 @dataclass
@@ -116,17 +125,19 @@ class ConfirmationSummary:
     detectable_share: float | None  # the least lean of a hypothesis differing in every confirmation pair
     strongest: str | None  # the carried hypothesis with the smallest confirmation p-value
     strongest_pairs_needed: int | None  # confirmation pairs it would need at its discovery lean and rate
+    kind: str | None = HEAD_KIND  # what is counted: the heads (None: every carried row)
 
     def sentence(self) -> str:
         """What the confirmation split says, in one sentence (CLI, Audit page, report)."""
         held = f"the {self.n_confirmation:,} confirmation pairs (held-out prompts)"
+        what = "heads" if self.kind == HEAD_KIND else "hypotheses"
         if not self.n_carried:
             return (
-                f"Nothing to confirm: no family or probe is significant (q < {self.alpha:g}) on the "
-                f"{self.n_discovery:,} discovery pairs, so none was tested on {held}."
+                f"Nothing to confirm: no {what[:-1]} was found on the {self.n_discovery:,} discovery pairs, so "
+                f"none was tested on {held}."
             )
         text = (
-            f"{self.n_confirmed} of the {self.n_carried} hypotheses found on the {self.n_discovery:,} discovery "
+            f"{self.n_confirmed} of the {self.n_carried} {what} found on the {self.n_discovery:,} discovery "
             f"pairs are confirmed on {held} (q < {self.alpha:g} over the {self.n_carried} carried, same direction)"
         )
         if self.detectable_share is None:
@@ -144,9 +155,17 @@ class ConfirmationSummary:
 
 
 def confirmation_summary(
-    concepts: pd.DataFrame, n_discovery: int, n_confirmation: int, share: float, alpha: float
+    concepts: pd.DataFrame,
+    n_discovery: int,
+    n_confirmation: int,
+    share: float,
+    alpha: float,
+    kind: str | None = HEAD_KIND,
 ) -> ConfirmationSummary:
-    rows = concepts[concepts["carried"]]
+    """What the confirmation split says about the carried rows of ``kind`` (the heads: the review
+    queue; None: every carried row)."""
+    carried_rows = concepts["carried"].to_numpy(dtype=bool)
+    rows = concepts[carried_rows & ((concepts["kind"] == kind).to_numpy() if kind else True)]
     m = max(1, len(rows))
     per_test = alpha / m
     strongest = needed = None
@@ -168,15 +187,16 @@ def confirmation_summary(
         detectable_share=detectable_share(n_confirmation, per_test) if n_confirmation else None,
         strongest=strongest,
         strongest_pairs_needed=needed,
+        kind=kind,
     )
 
 
 def confirmed_first(concepts: pd.DataFrame) -> pd.DataFrame:
-    """Families, then single concepts, each re-ranked with the confirmed ones first (in their
-    discovery order), then the rest as discovery ranked them."""
-    is_family = concepts["kind"] == "family"
+    """Heads, then families, then single concepts, each re-ranked with the confirmed ones first
+    (in their discovery order), then the rest as discovery ranked them."""
+    kind = concepts["kind"]
     blocks = []
-    for block in (concepts[is_family], concepts[~is_family]):
+    for block in (concepts[kind == HEAD_KIND], concepts[kind == "family"], concepts[~kind.isin([HEAD_KIND, "family"])]):
         order = np.lexsort((block["rank"].to_numpy(), ~block["confirmed"].to_numpy(dtype=bool)))
         block = block.iloc[order].copy()
         block["rank"] = np.arange(1, len(block) + 1)

@@ -2,7 +2,7 @@
 
 Each null run flips chosen and rejected in a seeded random half of the pairs (a true null: no
 concept can lean either way on purpose) and reruns every step after the features that reads the
-labels: statistics, families, confirmation. The count of confirmed hypotheses over the runs, its
+labels: statistics, families, heads, confirmation. The count of confirmed heads over the runs, its
 mean and 95th percentile, beside the real count, says how many of the real findings chance alone
 would give (an estimated false-discovery share). The SAEs and features are reused: they never see
 the labels, so flipping cannot change them.
@@ -37,7 +37,7 @@ def null_flips(n_pairs: int, runs: int, seed: int) -> list[np.ndarray]:
 @dataclass
 class NullSummary:
     runs: int
-    observed: int  # hypotheses the real audit confirms
+    observed: int  # heads the real audit confirms
     confirmed: list[int] = field(default_factory=list)  # per null run
     confirmed_mean: float = 0.0
     confirmed_p95: float = 0.0
@@ -59,7 +59,7 @@ class NullSummary:
     def sentence(self) -> str:
         null = (
             f"On shuffled preferences (chosen and rejected swapped in a random half of the pairs, {self.runs} runs) "
-            f"this audit confirms {self.confirmed_mean:.1f} hypotheses on average (95th percentile "
+            f"this audit confirms {self.confirmed_mean:.1f} heads on average (95th percentile "
             f"{self.confirmed_p95:g})"
         )
         if self.false_discovery_share is None:
@@ -69,5 +69,8 @@ class NullSummary:
         )
 
 
-def confirmed_count(concepts: pd.DataFrame) -> int:
-    return int(concepts["confirmed"].sum()) if "confirmed" in concepts else 0
+def confirmed_count(concepts: pd.DataFrame, kind: str = "head") -> int:
+    """Confirmed rows of ``kind``: the heads, the queue a researcher acts on."""
+    if "confirmed" not in concepts:
+        return 0
+    return int((concepts["confirmed"].to_numpy(dtype=bool) & (concepts["kind"] == kind).to_numpy()).sum())

@@ -12,7 +12,7 @@ import pytest
 import scipy.sparse as sp
 
 from spectrum_core.audit.config import AuditConfig
-from spectrum_core.audit.pipeline import AuditState, _confirm, _families, _statistics
+from spectrum_core.audit.pipeline import AuditState, _confirm, _families, _heads, _statistics
 from spectrum_core.audit.probes import PROBES
 from spectrum_core.audit.report import ActivationSummary, AuditReport
 from spectrum_core.audit.stats.confirmation import (
@@ -85,7 +85,7 @@ def synthetic_state(flip_labels: np.ndarray | None = None, seed: int = 0) -> Aud
 
 
 def audited(state: AuditState) -> AuditState:
-    for step in (_statistics, _families, _confirm):
+    for step in (_statistics, _families, _heads, _confirm):
         step(state)
     return state
 
@@ -107,13 +107,16 @@ def test_a_planted_concept_is_confirmed_and_a_sign_flipped_copy_confirms_nothing
     concepts = state.concepts.set_index("concept_id")
     planted_families = {concepts.at[f"token:{f}", "family"] for f in PLANTED} - {""}
     assert planted_families and concepts.loc[sorted(planted_families), "confirmed"].all()
-    assert concepts.loc[concepts["confirmed"], "kind"].isin(["family", "probe"]).all()
+    assert concepts.loc[concepts["confirmed"], "kind"].isin(["head", "family", "probe"]).all()
+    # Each planted family leads a head of its own, confirmed; the summary counts the heads.
+    heads = concepts[concepts["kind"] == "head"]
+    assert planted_families <= set(heads["source"]) and heads["confirmed"].all(), heads
     summary = state.report_so_far.confirmation
-    assert isinstance(summary, ConfirmationSummary) and summary.n_confirmed >= len(planted_families)
+    assert isinstance(summary, ConfirmationSummary) and summary.n_confirmed == len(heads)
     assert summary.n_confirmation == int((~state.discovery).sum())
     # Confirmed first, in discovery order: the queue's head is confirmed.
     families = state.concepts[state.concepts["kind"] == "family"]
-    assert families["confirmed"].iloc[: summary.n_confirmed].all()
+    assert families["confirmed"].iloc[: len(planted_families)].all()
 
     rng = np.random.default_rng(11)
     null = audited(synthetic_state(flip_labels=rng.random(N_PAIRS) < 0.5, seed=0))
@@ -124,8 +127,8 @@ def test_a_planted_concept_is_confirmed_and_a_sign_flipped_copy_confirms_nothing
 def test_the_sentence_says_when_the_confirmation_split_is_too_small():
     concepts = pd.DataFrame(
         {
-            "concept_id": ["family:0", "family:1"],
-            "kind": "family",
+            "concept_id": ["head:0", "head:1"],
+            "kind": "head",
             "rank": [1, 2],
             "carried": True,
             "confirmed": False,
@@ -137,10 +140,10 @@ def test_the_sentence_says_when_the_confirmation_split_is_too_small():
     small = confirmation_summary(concepts, n_discovery=600, n_confirmation=4, share=0.3, alpha=0.05)
     text = small.sentence()
     assert small.detectable_share is None and "too small to confirm anything" in text
-    assert f"family:0, would need roughly {small.strongest_pairs_needed:,} confirmation pairs" in text
+    assert f"head:0, would need roughly {small.strongest_pairs_needed:,} confirmation pairs" in text
     assert small.strongest_pairs_needed is not None and small.strongest_pairs_needed > 4
     enough = confirmation_summary(concepts, n_discovery=600, n_confirmation=400, share=0.3, alpha=0.05)
-    assert enough.sentence().startswith("0 of the 2 hypotheses found on the 600 discovery pairs are confirmed")
+    assert enough.sentence().startswith("0 of the 2 heads found on the 600 discovery pairs are confirmed")
     nothing = confirmation_summary(concepts.assign(carried=False), 600, 400, 0.3, 0.05)
     assert nothing.sentence().startswith("Nothing to confirm")
 

@@ -1,0 +1,242 @@
+"""Heads: the review queue, at most ``MAX_HEADS`` findings that do not repeat each other.
+
+Families summarise the SAE's concepts, but a large audit still has hundreds of them, many saying
+one thing twice (a plant split over three families, length in a dozen disguises). Heads are chosen
+jointly, on the discovery pairs only:
+
+1. Candidates: the best-ranked ``MAX_HEAD_CANDIDATES`` families and probes (single SAE concepts
+   when the audit has no families).
+2. Candidates whose Δ correlate at |r| ≥ ``MAX_HEAD_R`` are grouped (connected components), so
+   any two heads, from different groups, correlate below that: two heads never say the same thing.
+3. A sparse logistic model of the preference on the candidates with a spline of each side's log
+   length unpenalised (``stats/sparse_selection.py``): strength by the one-standard-error rule
+   (no signal: nothing selected), then stability selection over bootstrap resamples of prompts.
+   A group is selected in a resample when any of its members is; a group selected in at least
+   ``STABILITY_SHARE`` of the resamples gives a head, its most often selected member.
+4. Length is a head of its own (the ``length_tokens`` probe, whole responses) when the length
+   spline alone predicts the preference (likelihood ratio test at the audit's threshold); the
+   group that holds the length probe is then length's.
+
+A head is a row of kind ``head`` in the concept table, with its source's statistics (its Δ is the
+source's Δ), ``source``, ``members`` (what a decision on it acts on) and ``selection_share``;
+every other row is attached to its nearest head (``head``, ``head_r``: |r| of Δ ≥
+``ATTACH_R``) or to "the rest" (``head`` = "").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy import stats as sps
+from scipy.sparse.csgraph import connected_components
+
+from .families import MIN_SIMILARITY, cross_correlation, delta_correlation
+from .report import HeadSummary
+from .stats.length_basis import length_basis
+from .stats.sparse_selection import STABILITY_RESAMPLES, STABILITY_SHARE, paired_design, select_sparse
+
+MAX_HEADS = 30  # WIMHF and HypotheSAEs hand a researcher 5 to 30 validated hypotheses
+MAX_HEAD_CANDIDATES = 200  # the best-ranked families and probes; the weak tail has nothing to lead with
+MAX_HEAD_R = 0.5  # two heads' per-pair Δ correlate below this (|r|)
+ATTACH_R = MIN_SIMILARITY  # a concept belongs under a head as alike as family members are
+LENGTH_PROBE = "probe:length_tokens"
+HEAD_KIND = "head"
+HEAD_COLUMNS = {"head": "", "head_r": np.nan}
+
+
+def head_candidates(concepts: pd.DataFrame) -> pd.DataFrame:
+    kinds = ("family", "probe") if (concepts["kind"] == "family").any() else ("sae", "probe")
+    rows = concepts[concepts["kind"].isin(kinds)].sort_values("rank", kind="stable")
+    return rows.head(MAX_HEAD_CANDIDATES)
+
+
+def column_delta(rows: pd.DataFrame, mode_data: dict[str, tuple[sp.csr_matrix, sp.csr_matrix]]) -> sp.csc_matrix:
+    """Δ (pairs × rows) of the given concept rows, in their order."""
+    parts = []
+    for mode, feature in zip(rows["mode"], rows["feature"]):
+        chosen, rejected = mode_data[mode]
+        parts.append((chosen[:, [int(feature)]] - rejected[:, [int(feature)]]).tocsc())
+    n_pairs = next(iter(mode_data.values()))[0].shape[0]
+    return sp.hstack(parts, format="csc") if parts else sp.csc_matrix((n_pairs, 0))
+
+
+def length_test(basis: np.ndarray, seed: int) -> float:
+    """p-value of the likelihood ratio test of the length spline against "no preference" (P = ½)."""
+    from sklearn.linear_model import LogisticRegression
+
+    if not basis.shape[1]:
+        return 1.0
+    X, y = paired_design(np.zeros((len(basis), 0)), basis, seed)
+    if y.all() or not y.any():
+        return 1.0
+    model = LogisticRegression(penalty=None, fit_intercept=False, max_iter=1000).fit(X, y.astype(np.int8))
+    eta = X @ model.coef_.ravel()
+    loglik = float(np.sum(y * eta - np.logaddexp(0.0, eta)))
+    statistic = max(0.0, 2.0 * (loglik - len(y) * np.log(0.5)))
+    return float(sps.chi2.sf(statistic, df=X.shape[1]))
+
+
+def _groups_of(correlation: np.ndarray) -> np.ndarray:
+    adjacency = sp.csr_matrix(np.abs(correlation) >= MAX_HEAD_R)
+    return connected_components(adjacency, directed=False)[1]
+
+
+def choose_heads(
+    candidates: pd.DataFrame,
+    delta: sp.csc_matrix,
+    lengths: tuple[np.ndarray, np.ndarray],
+    prompts: np.ndarray,
+    alpha: float,
+    seed: int,
+) -> tuple[list[tuple[int, float]], HeadSummary]:
+    """The heads among ``candidates`` (positions into it, with their selection share), on pairs
+    that are the rows of ``delta`` (the discovery pairs), their ``lengths`` and ``prompts``."""
+    ids = candidates["concept_id"].to_numpy()
+    basis = length_basis(*lengths)
+    group = _groups_of(delta_correlation(delta)) if len(ids) else np.zeros(0, dtype=np.int64)
+    length_p = length_test(basis, seed)
+    length_at = np.flatnonzero(ids == LENGTH_PROBE)
+    length_head = length_p < alpha and len(length_at) > 0
+    # The length probe is the spline's own column: it cannot add to the model beyond it.
+    offered = ids != LENGTH_PROBE
+    selection = select_sparse(delta[:, offered].toarray(), basis, prompts, seed)
+    share = np.zeros(len(ids))
+    selected = np.zeros((selection.resamples, len(ids)), dtype=bool)
+    share[offered], selected[:, offered] = selection.share, selection.selected
+    heads: list[tuple[int, float]] = []
+    if length_head:
+        heads.append((int(length_at[0]), 1.0))
+    taken = {int(group[length_at[0]])} if length_head else set()
+    by_group = pd.DataFrame({"group": group, "share": share, "position": np.arange(len(ids))})
+    group_share = {
+        g: float(selected[:, block["position"].to_numpy()].any(axis=1).mean()) if selection.resamples else 0.0
+        for g, block in by_group.groupby("group")
+    }
+    for g in sorted(group_share, key=lambda g: (-group_share[g], by_group.loc[by_group["group"] == g].index[0])):
+        if len(heads) >= MAX_HEADS or group_share[g] < STABILITY_SHARE or g in taken:
+            continue
+        block = by_group[by_group["group"] == g]
+        best = block.sort_values(["share", "position"], ascending=[False, True], kind="stable").iloc[0]
+        heads.append((int(best["position"]), group_share[g]))
+    summary = HeadSummary(
+        n_heads=len(heads),
+        n_candidates=len(ids),
+        length_head=bool(length_head),
+        length_p=length_p,
+        multiplier=selection.multiplier,
+        cv_deviance=selection.cv_deviance,
+        cv_se=selection.cv_se,
+        resamples=selection.resamples or STABILITY_RESAMPLES,
+        stability_share=STABILITY_SHARE,
+        max_head_r=MAX_HEAD_R,
+    )
+    return heads, summary
+
+
+def add_heads(
+    concepts: pd.DataFrame,
+    mode_data: dict[str, tuple[sp.csr_matrix, sp.csr_matrix]],
+    discovery: np.ndarray,
+    lengths: tuple[np.ndarray, np.ndarray],
+    prompts: list,
+    alpha: float,
+    seed: int,
+) -> tuple[pd.DataFrame, tuple[sp.csr_matrix, sp.csr_matrix], HeadSummary]:
+    """Heads as the first rows of the concept table (see the module docstring), every other row
+    attached to its nearest head; returns the table, the heads' (chosen, rejected) columns over
+    every pair, and the summary."""
+    candidates = head_candidates(concepts)
+    codes = pd.factorize(pd.Series([str(p) for p in prompts]))[0]
+    rows = np.flatnonzero(discovery)
+    delta = column_delta(candidates, mode_data)
+    chosen_len, rejected_len = lengths
+    heads, summary = choose_heads(
+        candidates, delta[rows], (chosen_len[rows], rejected_len[rows]), codes[rows], alpha, seed
+    )
+    sources = candidates.iloc[[position for position, _ in heads]]
+    head_rows = _head_rows(sources, [share for _, share in heads], concepts)
+    head_chosen = _columns(sources, mode_data, side=0)
+    head_rejected = _columns(sources, mode_data, side=1)
+    concepts = _attach(concepts, mode_data, (head_chosen - head_rejected)[rows], head_rows, rows)
+    if len(head_rows) > 1:
+        r = delta_correlation((head_chosen - head_rejected)[rows])
+        np.fill_diagonal(r, 0.0)
+        summary.max_abs_r_between_heads = float(np.abs(r).max())
+    summary.n_attached = int((concepts["head"] != "").sum())
+    summary.n_rest = int(len(concepts) - summary.n_attached)
+    table = pd.concat([head_rows.assign(**HEAD_COLUMNS), concepts], ignore_index=True)
+    return table, (head_chosen, head_rejected), summary
+
+
+def _head_rows(sources: pd.DataFrame, shares: list[float], concepts: pd.DataFrame) -> pd.DataFrame:
+    rows = sources.copy().reset_index(drop=True)
+    rows["source"] = rows["concept_id"]
+    rows["members"] = [
+        list(members) if kind == "family" else [source]
+        for kind, members, source in zip(rows["kind"], rows.get("members", [None] * len(rows)), rows["source"])
+    ]
+    rows["n_members"] = [len(m) for m in rows["members"]]
+    rows["concept_id"] = [f"head:{i}" for i in range(len(rows))]
+    rows["kind"], rows["mode"], rows["feature"] = HEAD_KIND, HEAD_KIND, np.arange(len(rows))
+    rows["selection_share"] = shares
+    rows["rank"] = np.arange(1, len(rows) + 1)
+    return rows.reindex(columns=list(dict.fromkeys([*concepts.columns, "source", "selection_share"])))
+
+
+def _columns(sources: pd.DataFrame, mode_data, side: int) -> sp.csr_matrix:
+    n_pairs = next(iter(mode_data.values()))[0].shape[0]
+    parts = [mode_data[m][side][:, [int(f)]] for m, f in zip(sources["mode"], sources["feature"])]
+    return sp.hstack(parts, format="csr") if parts else sp.csr_matrix((n_pairs, 0))
+
+
+def _attach(
+    concepts: pd.DataFrame, mode_data, head_delta: sp.spmatrix, head_rows: pd.DataFrame, rows: np.ndarray
+) -> pd.DataFrame:
+    """``head`` and ``head_r`` for every row: the head whose Δ correlates most (|r|, on the
+    discovery pairs) with the row's, when at least ATTACH_R."""
+    head = np.full(len(concepts), "", dtype=object)
+    head_r = np.full(len(concepts), np.nan)
+    if len(head_rows):
+        ids = head_rows["concept_id"].to_numpy()
+        for mode, (chosen, rejected) in mode_data.items():
+            at = np.flatnonzero(concepts["mode"].to_numpy() == mode)
+            if not len(at):
+                continue
+            features = concepts["feature"].to_numpy(dtype=np.int64)[at]
+            r = cross_correlation((chosen - rejected)[rows][:, features], head_delta)
+            best = np.argmax(np.abs(r), axis=1)
+            strongest = r[np.arange(len(at)), best]
+            near = np.abs(strongest) >= ATTACH_R
+            head[at[near]] = ids[best[near]]
+            head_r[at] = strongest
+    return concepts.assign(head=head, head_r=head_r)
+
+
+# What a head takes from its source once the labeller has run: its name and the evidence for it.
+LABEL_FIELDS = (
+    "label",
+    "description",
+    "label_source",
+    "top_ngrams",
+    "top_tokens",
+    "snippets",
+    "llm_fidelity",
+    "detection",
+    "detection_low",
+    "detection_high",
+)
+
+
+def copy_source_labels(concepts: pd.DataFrame) -> pd.DataFrame:
+    """Each head named as its source is (the labeller names families, probes and concepts)."""
+    is_head = (concepts["kind"] == HEAD_KIND).to_numpy()
+    if not is_head.any():
+        return concepts
+    concepts = concepts.copy()
+    by_id = concepts.set_index("concept_id")
+    sources = concepts.loc[is_head, "source"].to_numpy()
+    for name in LABEL_FIELDS:
+        if name in concepts.columns:
+            concepts.loc[is_head, name] = pd.Series(list(by_id.loc[sources, name]), index=concepts.index[is_head])
+    return concepts
