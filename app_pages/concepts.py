@@ -1,5 +1,5 @@
-"""Concepts page: the review queue of concept families (or every concept), a card per family or
-concept with its members and evidence, and keep / suppress / amplify."""
+"""Concepts page: the review queue (the heads), then the concept families and every concept, a
+card per head, family or concept with its members and evidence, and keep / suppress / amplify."""
 
 from __future__ import annotations
 
@@ -31,17 +31,22 @@ concepts["label"] = [labels.get(cid, label) for cid, label in zip(concepts["conc
 concepts["decision"] = [decisions[c]["action"] if c in decisions else "" for c in concepts["concept_id"]]
 
 has_families = bool((concepts["kind"] == "family").any())
+has_heads = bool((concepts["kind"] == "head").any())
+VIEW_KINDS = {"Heads": ["head"], "Families": ["family"]}
 review = st.radio(
     "Review",
-    ["Families", "All concepts"] if has_families else ["All concepts"],
+    [name for name, present in (("Heads", has_heads), ("Families", has_families)) if present] + ["All concepts"],
     horizontal=True,
-    help="A family is one idea that several SAE features (and probes) express; a decision on a family "
-    "applies to every member. Open a member from its family's card to decide on it alone.",
+    help="Heads are the review queue: at most 30 findings chosen jointly (no two alike), each tested on "
+    "held-out prompts. A family is one idea that several SAE features (and probes) express. A decision on a "
+    "head or a family applies to every member; open a member from the card to decide on it alone.",
 )
+if view.report.heads is not None:
+    st.caption(view.report.heads.sentence())
 with st.expander("Filters", expanded=False):
     c1, c2, c3 = st.columns(3)
     direction = c1.multiselect("Direction", ["chosen", "rejected", "none"], default=["chosen", "rejected"])
-    kinds = ["family"] if review == "Families" else c1.multiselect("Kind", ["sae", "probe"], default=["sae", "probe"])
+    kinds = VIEW_KINDS.get(review) or c1.multiselect("Kind", ["sae", "probe"], default=["sae", "probe"])
     max_q = c2.select_slider("q-value at most", [1e-6, 1e-4, 1e-3, 0.01, 0.05, 0.1, 1.0], value=1.0)
     min_prevalence = c2.slider("Prevalence at least", 0.0, 1.0, 0.0, 0.01)
     decided = c3.radio("Decided", ["all", "undecided", "decided"], horizontal=True)
@@ -56,7 +61,7 @@ if decided != "all":
     shown = shown[(shown["decision"] != "") == (decided == "decided")]
 ascending = sort in ("rank", "q_value")
 shown = shown.sort_values(sort, ascending=ascending, key=(lambda s: s.abs()) if sort == "coef" else None)
-noun = "families" if review == "Families" else "concepts"
+noun = {"Heads": "heads", "Families": "families"}.get(review, "concepts")
 total = int(concepts["kind"].isin(kinds).sum())
 st.caption(f"{len(shown):,} of {total:,} {noun}. Select one to open its card.")
 alpha = view.report.fdr_threshold
@@ -64,6 +69,8 @@ shown = shown.assign(verdict=[verdict_badge(r, alpha) for _, r in shown.iterrows
 optional = ["confirm_q", "effect_size", "split_half_direction", "agreement_strength"]
 if review == "Families":
     optional += ["seed_stability", "n_members"]
+if review == "Heads":
+    optional = ["confirm_q", "confirm_share_chosen_more", "selection_share", "source", "n_members", "effect_size"]
 table = shown[
     [
         "rank",
@@ -105,6 +112,12 @@ selection = st.dataframe(
             "effect size", format="%+.2f", help="standardised mean Δ (mean / SD over pairs)"
         ),
         "n_members": st.column_config.NumberColumn("members"),
+        "selection_share": st.column_config.NumberColumn(
+            "selected", format="%.2f", help="share of bootstrap resamples of prompts whose sparse model selects it"
+        ),
+        "confirm_share_chosen_more": st.column_config.NumberColumn(
+            "chosen more (confirmation)", format="%.2f", help="on the held-out pairs where it differs"
+        ),
         "split_half_direction": st.column_config.NumberColumn(
             "split-half", format="%.2f", help="share of random halves of the pairs that both go the same way"
         ),
@@ -143,7 +156,38 @@ if new_label.strip() and new_label.strip() != row["label"]:
 st.text(describe_concept(row))  # labels come from dataset text: shown as text, never markup
 st.caption(f"Verdict: {verdict_badge(row, alpha)}")
 family_id = row.get("family") if isinstance(row.get("family"), str) else ""
-if row["kind"] == "family":
+head_id = row.get("head") if isinstance(row.get("head"), str) else ""
+if row["kind"] == "head":
+    parts = view.family_members(concept_id)
+    share = row.get("selection_share")
+    chosen_by = f"selected in {share:.0%} of prompt resamples" if pd.notna(share) else "the length spline's own test"
+    st.markdown(
+        f"**Stands for {row['source']}** ({chosen_by}). A decision here applies to its {len(parts)} "
+        "member(s) in the data interventions, the shaped reward, CAFT and prevalence; a member decided on "
+        "its own keeps its own decision."
+    )
+    under = view.under_head(concept_id)
+    if len(under):
+        st.markdown(f"**Under this head**: {len(under)} families and probes whose Δ moves with it (|r| ≥ 0.3)")
+        under_table = st.dataframe(
+            under[["concept_id", "label", "head_r", "direction", "q_value", "confirm_q"]],
+            hide_index=True,
+            width="stretch",
+            height=min(300, 40 + 35 * len(under)),
+            on_select="rerun",
+            selection_mode="single-row",
+            key=f"under-{concept_id}",
+            column_config={
+                "head_r": st.column_config.NumberColumn("r with head", format="%+.2f"),
+                "q_value": st.column_config.NumberColumn("q (discovery)", format="%.2e"),
+                "confirm_q": st.column_config.NumberColumn("q (confirmation)", format="%.2e"),
+            },
+        )
+        picked = under_table.selection.rows if under_table else []
+        if picked:
+            st.session_state["concept"] = under.iloc[picked[0]]["concept_id"]
+            st.rerun()
+elif row["kind"] == "family":
     members = concepts[concepts["family"] == concept_id]
     st.markdown(
         f"**{len(members)} members** (mean similarity {row['mean_similarity']:.2f}; representative "
@@ -168,6 +212,8 @@ if row["kind"] == "family":
     if picked:
         st.session_state["concept"] = members.iloc[picked[0]]["concept_id"]
         st.rerun()
+    if head_id:
+        st.caption(f"Under {head_id} (r = {row['head_r']:+.2f}).")
     family_leans = view.topic_leans[view.topic_leans["concept_id"] == concept_id] if len(view.topic_leans) else None
     if family_leans is not None and len(family_leans) > 1:
         st.markdown("**Lean per prompt topic** (share of differing pairs where chosen has more, 95% interval)")

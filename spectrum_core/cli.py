@@ -150,12 +150,22 @@ def _audit_config(args) -> AuditConfig:
 
 
 def print_concepts(concepts, top: int, alpha: float = 0.05) -> None:
-    """The ranked families (the review queue), each with its verdict, effect size and members;
-    the ranked single concepts when the audit has no families."""
+    """The heads (the review queue) with their confirmation, selection share and members, then the
+    ranked families, each with its verdict, effect size and members; the ranked single concepts
+    when the audit has no families."""
     from .audit.review import describe_concept, verdict_badge
 
-    families = concepts[concepts["kind"] == "family"] if "kind" in concepts else concepts.iloc[:0]
-    table, noun = (families, "families") if len(families) else (concepts, "concepts")
+    kind = concepts["kind"] if "kind" in concepts else None
+    heads = concepts[kind == "head"] if kind is not None else concepts.iloc[:0]
+    if len(heads):
+        print(f"\nThe review queue: {len(heads)} heads, confirmed first:")
+        for _, row in heads.iterrows():
+            share = row.get("selection_share")
+            chosen = f"selected in {share:.0%} of prompt resamples" if share == share else "length spline"
+            print(f"{int(row['rank']):>3}. [{row['concept_id']} = {row['source']}] {describe_concept(row)}")
+            print(f"     {verdict_badge(row, alpha)}; {chosen}; {_listed(row['members'])}")
+    families = concepts[kind == "family"] if kind is not None else concepts.iloc[:0]
+    table, noun = (families, "families") if len(families) else (concepts[kind != "head"], "concepts")
     shown = table.head(top)
     print(
         f"\nTop {len(shown)} of {len(table)} {noun} (q-values across {noun}; "
@@ -168,16 +178,20 @@ def print_concepts(concepts, top: int, alpha: float = 0.05) -> None:
             if contribution is not None and contribution == contribution and contribution
             else ""
         )
-        print(f"{int(row['rank']):>3}. [{row['concept_id']}] {describe_concept(row)}{extra}")
+        under = f" (under {row['head']})" if row.get("head") else ""
+        print(f"{int(row['rank']):>3}. [{row['concept_id']}]{under} {describe_concept(row)}{extra}")
         if noun == "families":
-            members = row["members"]
-            listed = ", ".join(members[:5]) + (f", … ({len(members)} in all)" if len(members) > 5 else "")
             seeds = row.get("seed_stability")
             stable = f"; found by {seeds:.0%} of other SAE seeds" if seeds is not None and seeds == seeds else ""
             print(
                 f"     {verdict_badge(row, alpha)}; effect size {row['effect_size']:+.2f}; "
-                f"split-half {row['split_half_direction']:.0%}{stable}; members: {listed}"
+                f"split-half {row['split_half_direction']:.0%}{stable}; {_listed(row['members'])}"
             )
+
+
+def _listed(members) -> str:
+    members = list(members)
+    return "members: " + ", ".join(members[:5]) + (f", … ({len(members)} in all)" if len(members) > 5 else "")
 
 
 LAUNCHED = "SPECTRUM_LAUNCHED"  # set for the processes a relaunch starts, so they never relaunch again
@@ -324,6 +338,8 @@ def cmd_audit(args) -> int:
         print(report.baselines.length.sentence())
     if report.families is not None:
         print(report.families.sentence())
+    if report.heads is not None:
+        print(report.heads.sentence())
     if report.confirmation is not None:
         print(report.confirmation.sentence())
     if report.null is not None:

@@ -106,7 +106,7 @@ def choose_heads(
     share[offered], selected[:, offered] = selection.share, selection.selected
     heads: list[tuple[int, float]] = []
     if length_head:
-        heads.append((int(length_at[0]), 1.0))
+        heads.append((int(length_at[0]), float("nan")))  # chosen by its own test, not by resampling
     taken = {int(group[length_at[0]])} if length_head else set()
     by_group = pd.DataFrame({"group": group, "share": share, "position": np.arange(len(ids))})
     group_share = {
@@ -129,6 +129,7 @@ def choose_heads(
         cv_se=selection.cv_se,
         resamples=selection.resamples or STABILITY_RESAMPLES,
         stability_share=STABILITY_SHARE,
+        per_resample=selection.per_resample,
         max_head_r=MAX_HEAD_R,
     )
     return heads, summary
@@ -181,7 +182,9 @@ def _head_rows(sources: pd.DataFrame, shares: list[float], concepts: pd.DataFram
     rows["kind"], rows["mode"], rows["feature"] = HEAD_KIND, HEAD_KIND, np.arange(len(rows))
     rows["selection_share"] = shares
     rows["rank"] = np.arange(1, len(rows) + 1)
-    return rows.reindex(columns=list(dict.fromkeys([*concepts.columns, "source", "selection_share"])))
+    return rows.reindex(
+        columns=list(dict.fromkeys([*concepts.columns, "source", "members", "n_members", "selection_share"]))
+    )
 
 
 def _columns(sources: pd.DataFrame, mode_data, side: int) -> sp.csr_matrix:

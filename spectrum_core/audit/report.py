@@ -109,6 +109,7 @@ class HeadSummary:
     cv_se: list[float] = field(default_factory=list)
     resamples: int = 0  # bootstrap resamples of prompts (stability selection)
     stability_share: float = 0.0  # a head is selected in at least this share of them
+    per_resample: int = 0  # each resample keeps at most this many candidates (its strongest)
     max_head_r: float = 0.0  # heads' Δ correlate below this
     max_abs_r_between_heads: float | None = None
     n_attached: int = 0  # families and concepts under some head

@@ -14,6 +14,13 @@ import pandas as pd
 from ..artifacts import AuditArtifact
 from .report import AuditReport
 
+# Concepts that stand for a weighted sum of others: a family of its members, a head of its source's.
+COMPOSITE_PREFIXES = ("family:", "head:")
+
+
+def is_composite(concept_id: str) -> bool:
+    return str(concept_id).startswith(COMPOSITE_PREFIXES)
+
 
 def describe_concept(row) -> str:
     """One sentence a researcher can check: direction, strength and how sure."""
@@ -76,11 +83,26 @@ class AuditView:
         return ranges, positions, self.pair_features["delta"].to_numpy()[order]
 
     def family_members(self, family_id: str) -> dict[str, float]:
-        """A family's members and their weights (its score is the weighted sum of theirs)."""
+        """A family's members and their weights (its score is the weighted sum of theirs); a
+        head's are its source's: a family's members, or the source concept itself."""
+        if family_id.startswith("head:"):
+            source = self.head_source(family_id)
+            return self.family_members(source) if source.startswith("family:") else {source: 1.0}
         if "family" not in self.concepts.columns:
             return {}
         rows = self.concepts[self.concepts["family"] == family_id]
         return dict(zip(rows["concept_id"], rows["family_weight"].astype(float)))
+
+    def head_source(self, head_id: str) -> str:
+        """The family, probe or concept a head stands for (its Δ is the source's)."""
+        return str(self.concepts.at[head_id, "source"])
+
+    def under_head(self, head_id: str) -> pd.DataFrame:
+        """The families and probes attached to a head (nearest to it, |r| at least ATTACH_R)."""
+        if "head" not in self.concepts.columns:
+            return self.concepts.iloc[:0]
+        rows = self.concepts[(self.concepts["head"] == head_id) & self.concepts["kind"].isin(["family", "probe"])]
+        return rows.sort_values("rank", kind="stable")
 
     def delta_array(self, concept_id: str) -> np.ndarray:
         """Δ for every audited pair in ``pair_ids`` order (0 where neither side has the concept);
@@ -99,6 +121,9 @@ class AuditView:
         return pd.Series(self.delta_array(concept_id), index=self.pair_ids, name="delta")
 
     def card(self, concept_id: str) -> pd.DataFrame:
+        """The strongest examples; a head shows its source's."""
+        if concept_id.startswith("head:"):
+            concept_id = self.head_source(concept_id)
         return self.cards[self.cards["concept_id"] == concept_id].sort_values("rank")
 
     def probe_correlations(self, concept_id: str) -> pd.Series:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, cast
 
 import yaml
 
+from ..audit.review import is_composite
 from ..errors import SpectrumError
 from ..workspace.artifacts import config_hash
 
@@ -73,7 +74,8 @@ class ConceptChoice:
 
     @property
     def is_family(self) -> bool:
-        return self.concept_id.startswith("family:")
+        """A family, or a head (which acts through its source's members)."""
+        return is_composite(self.concept_id)
 
     def parts(self) -> list[tuple[str, float]]:
         """(concept id, weight) whose weighted sum is this choice's concept: its members for a

@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..audit.review import is_composite
+
 # Families on the scatter besides every decided one: the audit's best-ranked (the queue a
 # researcher reviews first; 50 keeps an evaluation's encoding cost small).
 TOP_FAMILIES = 50
@@ -135,7 +137,7 @@ def prediction_concepts(view, decided: list[dict]) -> list[dict]:
 
     out: dict[str, dict] = {}
     for concept_id, label in zip(top["concept_id"], top["label"]):
-        members = view.family_members(concept_id) if concept_id.startswith("family:") else {}
+        members = view.family_members(concept_id) if is_composite(concept_id) else {}
         out[concept_id] = {
             "concept_id": concept_id,
             "label": label,

@@ -18,10 +18,16 @@ def page(audited_page):
 
 
 def listed(concepts):
-    """What the page lists by default: the families (the review queue), best ranked first (its
-    filter hides those with no direction)."""
-    families = concepts[concepts["kind"] == "family"]
-    return families[families["direction"] != "none"].sort_values("rank")
+    """What the page lists by default: the heads (the review queue), or the families when the audit
+    found no head, best ranked first (its filter hides those with no direction)."""
+    kind = "head" if (concepts["kind"] == "head").any() else "family"
+    rows = concepts[concepts["kind"] == kind]
+    return rows[rows["direction"] != "none"].sort_values("rank")
+
+
+def families(concepts):
+    rows = concepts[concepts["kind"] == "family"]
+    return rows[rows["direction"] != "none"].sort_values("rank")
 
 
 def test_card_and_decisions_are_written_at_once(page):
@@ -31,9 +37,10 @@ def test_card_and_decisions_are_written_at_once(page):
     first = listed(outcome.concepts).iloc[0]["concept_id"]
     assert at.subheader[0].value == first
     assert any(m.label == "Pairs where it differs" for m in at.metric)
-    # The Δ histogram, and with prompt topics the family heatmap and the family's per-topic bars.
+    # The Δ histogram, and in the families' view with prompt topics the heatmap and per-topic bars.
     topics = AuditView.load(outcome.folder).topics
-    assert len(at.get("plotly_chart")) == (3 if len(topics) > 1 else 1)
+    family_view = first.startswith("family:")
+    assert len(at.get("plotly_chart")) == (3 if len(topics) > 1 and family_view else 1)
     at.text_input(key=f"reason-{first}").input("prefers refusals for the wrong reason")
     at.button(key=f"suppress-{first}").click()
     at.run()
@@ -64,7 +71,7 @@ def test_two_sessions_deciding_at_once_lose_nothing(page):
     """Two browser sessions, each drawn before the other decided, decide on different concepts
     and on the same one; every decision is kept and each session then shows the other's."""
     _, workspace, outcome = page
-    ids = list(listed(outcome.concepts)["concept_id"][:2])
+    ids = [listed(outcome.concepts)["concept_id"].iloc[0], families(outcome.concepts)["concept_id"].iloc[0]]
     sessions = {}
     for user in ("ana", "ben"):
         at = AppTest.from_file(str(ROOT / "app_pages" / "concepts.py"), default_timeout=60)
@@ -92,8 +99,9 @@ def test_two_sessions_deciding_at_once_lose_nothing(page):
 
 def test_family_card_lists_members_and_a_member_links_back(page):
     at, workspace, outcome = page
+    family = families(outcome.concepts).iloc[0]
+    at.session_state["concept"] = family["concept_id"]
     at.run()
-    family = listed(outcome.concepts).iloc[0]
     assert at.subheader[0].value == family["concept_id"]
     assert any(f"**{int(family['n_members'])} members**" in m.value for m in at.markdown)
     assert any(m.label == "Effect size" for m in at.metric)
@@ -109,8 +117,9 @@ def test_family_card_lists_members_and_a_member_links_back(page):
 
 def test_a_family_decision_reaches_the_plan_for_every_member(page):
     at, workspace, outcome = page
+    family = families(outcome.concepts).iloc[0]
+    at.session_state["concept"] = family["concept_id"]
     at.run()
-    family = listed(outcome.concepts).iloc[0]
     at.button(key=f"suppress-{family['concept_id']}").click()
     at.run()
     view = AuditView.load(outcome.folder)
@@ -132,3 +141,23 @@ def test_a_family_decision_reaches_the_plan_for_every_member(page):
         plan = compile_plan(workspace, outcome.job_id, view)
         by_id = {c.concept_id: c for c in plan.concepts}
         assert own not in by_id[family["concept_id"]].members and by_id[own].action == "keep"
+
+
+def test_the_heads_lead_the_queue_and_a_head_decision_acts_on_its_source(page):
+    at, workspace, outcome = page
+    heads = outcome.concepts[outcome.concepts["kind"] == "head"]
+    assert len(heads), "the small audit finds at least one head"
+    at.run()
+    assert at.radio[0].value == "Heads"
+    assert any(c.value == outcome.report.heads.sentence() for c in at.caption)
+    head = listed(outcome.concepts).iloc[0]
+    assert at.subheader[0].value == head["concept_id"]
+    assert any(f"**Stands for {head['source']}**" in m.value for m in at.markdown)
+    at.button(key=f"suppress-{head['concept_id']}").click()
+    at.run()
+    view = AuditView.load(outcome.folder)
+    (choice,) = compile_plan(workspace, outcome.job_id, view).concepts
+    expected = view.family_members(head["source"]) if head["source"].startswith("family:") else {head["source"]: 1.0}
+    assert choice.concept_id == head["concept_id"] and choice.members == expected
+    # The head's Δ, as written, is its source's.
+    np.testing.assert_allclose(view.delta_array(head["concept_id"]), view.delta_array(head["source"]), rtol=1e-6)

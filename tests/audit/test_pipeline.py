@@ -139,6 +139,25 @@ def test_each_planted_concept_is_one_family_near_the_top(planted_audit):
         assert set(carriers) <= set(family["members"])
 
 
+def test_each_plant_comes_back_as_one_confirmed_head(planted_audit):
+    """The review queue: every planted concept is one head (not several), confirmed on the
+    held-out prompts; no two heads say the same thing."""
+    _, _, outcome, indicators = planted_audit
+    view = AuditView.load(outcome.folder)
+    order = view.pair_ids.get_indexer(pd.read_parquet(outcome.folder / "pairs.parquet")["pair_id"])
+    heads = outcome.concepts[outcome.concepts["kind"] == "head"]
+    assert 0 < len(heads) <= 30
+    delta = np.column_stack([view.delta_array(h)[order] for h in heads["concept_id"]])
+    for name, indicator in indicators.items():
+        r = np.array([np.corrcoef(column, indicator)[0, 1] for column in delta.T])
+        matched = heads[np.abs(r) >= 0.5]
+        assert len(matched) == 1, (name, np.round(r, 2), list(heads["source"]))
+        assert matched["confirmed"].all() and (matched["direction"] == "chosen").all(), matched
+    r = np.corrcoef(delta.T)
+    assert np.abs(r[np.triu_indices(len(heads), 1)]).max() < 0.5
+    assert outcome.report.heads is not None and outcome.report.heads.n_heads == len(heads)
+
+
 def test_the_null_confirms_next_to_nothing_where_the_plants_are_confirmed(planted_audit):
     _, _, outcome, _ = planted_audit
     report = outcome.report
