@@ -190,12 +190,14 @@ def test_artifacts_and_report(planted_audit):
         "rank",
     ):
         assert column in concepts.columns, column
-    assert set(concepts["mode"]) == {"token", "difference", "probe", "family"}
-    # Families first, ranked among themselves; then every single concept, ranked among themselves.
-    is_family = (concepts["kind"] == "family").to_numpy()
-    assert is_family[: is_family.sum()].all()
-    for part in (concepts[is_family], concepts[~is_family]):
-        assert part["rank"].tolist() == list(range(1, len(part) + 1))
+    assert set(concepts["mode"]) == {"token", "difference", "probe", "family", "head"}
+    # Heads first, then families, each ranked among themselves; then every single concept.
+    kinds = concepts["kind"].to_numpy()
+    blocks = [kinds == "head", kinds == "family", ~np.isin(kinds, ["head", "family"])]
+    assert list(np.concatenate([np.flatnonzero(b) for b in blocks])) == list(range(len(kinds)))
+    for block in blocks:
+        assert concepts[block]["rank"].tolist() == list(range(1, int(block.sum()) + 1))
+    assert (concepts.loc[blocks[0], "carried"]).all()
     assert (concepts["label"].str.len() > 0).all()
     cards = pd.read_parquet(folder / "feature_cards.parquet")
     token_cards = cards[cards["concept_id"].str.startswith("token:")]
