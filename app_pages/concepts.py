@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages.frame import build_frame, escape_markdown, load_audit_view
-from spectrum_core.audit.review import describe_concept, highlight_tokens, verdict_badge
+from spectrum_core.audit.review import describe_concept, highlight_tokens, label_check, verdict_badge
 from spectrum_core.charts import topic_heatmap, topic_lean_bars
 
 frame = build_frame()
@@ -70,7 +70,15 @@ optional = ["confirm_q", "effect_size", "split_half_direction", "agreement_stren
 if review == "Families":
     optional += ["seed_stability", "n_members"]
 if review == "Heads":
-    optional = ["confirm_q", "confirm_share_chosen_more", "selection_share", "source", "n_members", "effect_size"]
+    optional = [
+        "confirm_q",
+        "confirm_share_chosen_more",
+        "selection_share",
+        "label_fidelity",
+        "source",
+        "n_members",
+        "effect_size",
+    ]
 table = shown[
     [
         "rank",
@@ -112,6 +120,11 @@ selection = st.dataframe(
             "effect size", format="%+.2f", help="standardised mean Δ (mean / SD over pairs)"
         ),
         "n_members": st.column_config.NumberColumn("members"),
+        "label_fidelity": st.column_config.NumberColumn(
+            "label fidelity",
+            format="%.2f",
+            help="AUC of the head's activation, held-out responses with the label's phrases against those without",
+        ),
         "selection_share": st.column_config.NumberColumn(
             "selected", format="%.2f", help="share of bootstrap resamples of prompts whose sparse model selects it"
         ),
@@ -166,6 +179,8 @@ if row["kind"] == "head":
         "member(s) in the data interventions, the shaped reward, CAFT and prevalence; a member decided on "
         "its own keeps its own decision."
     )
+    if label_check(row):
+        st.caption(label_check(row).capitalize() + ".")
     under = view.under_head(concept_id)
     if len(under):
         st.markdown(f"**Under this head**: {len(under)} families and probes whose Δ moves with it (|r| ≥ 0.3)")

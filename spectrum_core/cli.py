@@ -153,7 +153,7 @@ def print_concepts(concepts, top: int, alpha: float = 0.05) -> None:
     """The heads (the review queue) with their confirmation, selection share and members, then the
     ranked families, each with its verdict, effect size and members; the ranked single concepts
     when the audit has no families."""
-    from .audit.review import describe_concept, verdict_badge
+    from .audit.review import describe_concept, label_check, verdict_badge
 
     kind = concepts["kind"] if "kind" in concepts else None
     heads = concepts[kind == "head"] if kind is not None else concepts.iloc[:0]
@@ -164,6 +164,8 @@ def print_concepts(concepts, top: int, alpha: float = 0.05) -> None:
             chosen = f"selected in {share:.0%} of prompt resamples" if share == share else "length spline"
             print(f"{int(row['rank']):>3}. [{row['concept_id']} = {row['source']}] {describe_concept(row)}")
             print(f"     {verdict_badge(row, alpha)}; {chosen}; {_listed(row['members'])}")
+            if label_check(row):
+                print(f"     {label_check(row)}")
     families = concepts[kind == "family"] if kind is not None else concepts.iloc[:0]
     table, noun = (families, "families") if len(families) else (concepts[kind != "head"], "concepts")
     shown = table.head(top)

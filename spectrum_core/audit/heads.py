@@ -8,14 +8,15 @@ jointly, on the discovery pairs only:
    when the audit has no families).
 2. Candidates whose Δ correlate at |r| ≥ ``MAX_HEAD_R`` are grouped (connected components), so
    any two heads, from different groups, correlate below that: two heads never say the same thing.
-3. A sparse logistic model of the preference on the candidates with a spline of each side's log
-   length unpenalised (``stats/sparse_selection.py``): strength by the one-standard-error rule
+3. A sparse logistic model of the preference on the candidates with the length terms (the length
+   difference and a spline of each side's whole log length, ``stats/length_control.py``) left
+   unpenalised (``stats/sparse_selection.py``): strength by the one-standard-error rule
    (no signal: nothing selected), then stability selection over bootstrap resamples of prompts.
    A group is selected in a resample when any of its members is; a group selected in at least
    ``STABILITY_SHARE`` of the resamples gives a head, its most often selected member.
 4. Length is a head of its own (the ``length_tokens`` probe, whole responses) when the length
-   spline alone predicts the preference (likelihood ratio test at the audit's threshold); the
-   group that holds the length probe is then length's.
+   terms alone (the length difference and the spline) predict the preference (likelihood ratio
+   test at the audit's threshold); the group that holds the length probe is then length's.
 
 A head is a row of kind ``head`` in the concept table, with its source's statistics (its Δ is the
 source's Δ), ``source``, ``members`` (what a decision on it acts on) and ``selection_share``;
@@ -33,7 +34,7 @@ from scipy.sparse.csgraph import connected_components
 
 from .families import MIN_SIMILARITY, cross_correlation, delta_correlation
 from .report import HeadSummary
-from .stats.length_basis import length_basis
+from .stats.length_control import fit_or_ridge, length_terms
 from .stats.sparse_selection import STABILITY_RESAMPLES, STABILITY_SHARE, paired_design, select_sparse
 
 MAX_HEADS = 30  # WIMHF and HypotheSAEs hand a researcher 5 to 30 validated hypotheses
@@ -46,9 +47,13 @@ HEAD_COLUMNS = {"head": "", "head_r": np.nan}
 
 
 def head_candidates(concepts: pd.DataFrame) -> pd.DataFrame:
+    """The best-ranked families and probes, and the length probe wherever it ranks (length is a
+    head by its own test, not by rank: on the bundled HH audit it ranked below the 200th)."""
     kinds = ("family", "probe") if (concepts["kind"] == "family").any() else ("sae", "probe")
     rows = concepts[concepts["kind"].isin(kinds)].sort_values("rank", kind="stable")
-    return rows.head(MAX_HEAD_CANDIDATES)
+    best = rows.head(MAX_HEAD_CANDIDATES)
+    length = rows[(rows["concept_id"] == LENGTH_PROBE) & ~rows.index.isin(best.index)]
+    return pd.concat([best, length])
 
 
 def column_delta(rows: pd.DataFrame, mode_data: dict[str, tuple[sp.csr_matrix, sp.csr_matrix]]) -> sp.csc_matrix:
@@ -62,16 +67,14 @@ def column_delta(rows: pd.DataFrame, mode_data: dict[str, tuple[sp.csr_matrix, s
 
 
 def length_test(basis: np.ndarray, seed: int) -> float:
-    """p-value of the likelihood ratio test of the length spline against "no preference" (P = ½)."""
-    from sklearn.linear_model import LogisticRegression
-
+    """p-value of the likelihood ratio test of the length terms (``length_control.length_terms``)
+    against "no preference" (P = ½)."""
     if not basis.shape[1]:
         return 1.0
     X, y = paired_design(np.zeros((len(basis), 0)), basis, seed)
     if y.all() or not y.any():
         return 1.0
-    model = LogisticRegression(penalty=None, fit_intercept=False, max_iter=1000).fit(X, y.astype(np.int8))
-    eta = X @ model.coef_.ravel()
+    eta = X @ fit_or_ridge(y, X)[0]
     loglik = float(np.sum(y * eta - np.logaddexp(0.0, eta)))
     statistic = max(0.0, 2.0 * (loglik - len(y) * np.log(0.5)))
     return float(sps.chi2.sf(statistic, df=X.shape[1]))
@@ -93,12 +96,12 @@ def choose_heads(
     """The heads among ``candidates`` (positions into it, with their selection share), on pairs
     that are the rows of ``delta`` (the discovery pairs), their ``lengths`` and ``prompts``."""
     ids = candidates["concept_id"].to_numpy()
-    basis = length_basis(*lengths)
+    basis = length_terms(*lengths)
     group = _groups_of(delta_correlation(delta)) if len(ids) else np.zeros(0, dtype=np.int64)
     length_p = length_test(basis, seed)
     length_at = np.flatnonzero(ids == LENGTH_PROBE)
     length_head = length_p < alpha and len(length_at) > 0
-    # The length probe is the spline's own column: it cannot add to the model beyond it.
+    # The length probe is the length terms' own first column: it adds nothing beyond them.
     offered = ids != LENGTH_PROBE
     selection = select_sparse(delta[:, offered].toarray(), basis, prompts, seed)
     share = np.zeros(len(ids))
@@ -129,7 +132,6 @@ def choose_heads(
         cv_se=selection.cv_se,
         resamples=selection.resamples or STABILITY_RESAMPLES,
         stability_share=STABILITY_SHARE,
-        per_resample=selection.per_resample,
         max_head_r=MAX_HEAD_R,
     )
     return heads, summary

@@ -43,6 +43,7 @@ from .extract.features import (
 from .family_table import add_families
 from .heads import add_heads, copy_source_labels
 from .labelling.concept_labels import label_concepts
+from .labelling.fidelity import check_head_labels
 from .probes import PROBES, compute_probes, nearest_probes
 from .report import ActivationSummary, AuditReport, Baselines, JointModelSummary
 from .responses import response_texts, split_sides
@@ -320,7 +321,8 @@ def _statistics(state: AuditState) -> None:
         progress("statistics", len(mode_data), len(mode_data), unit="modes")
     concepts = pd.concat(tables, ignore_index=True)
     # One family of hypotheses: q-values across every concept of every mode.
-    concepts["q_value"] = adjust_pvalues(concepts["p_sign"].to_numpy(), method=config.correction)
+    concepts["q_value"] = adjust_pvalues(concepts["p_value"].to_numpy(), method=config.correction)
+    concepts["q_sign"] = adjust_pvalues(concepts["p_sign"].to_numpy(), method=config.correction)
     state.concepts = agreement_strength(rank_concepts(concepts, alpha=config.fdr_threshold), state.n_discovery)
 
 
@@ -359,7 +361,15 @@ def _confirm(state: AuditState) -> None:
     """The finished list's best hypotheses tested once on the confirmation pairs; the confirmed
     ones lead the queue."""
     config, held_out = state.config, ~state.discovery
-    concepts = confirm(state.concepts, state.mode_data, held_out, config.fdr_threshold, config.correction)
+    concepts = confirm(
+        state.concepts,
+        state.mode_data,
+        held_out,
+        config.fdr_threshold,
+        config.correction,
+        lengths=state.lengths,
+        seed=config.seed,
+    )
     state.concepts = confirmed_first(concepts)
     state.report_so_far.confirmation = confirmation_summary(
         state.concepts, state.n_discovery, int(held_out.sum()), config.confirmation_share, config.fdr_threshold
@@ -438,6 +448,9 @@ def _cards_step(state: AuditState) -> None:
 
 
 def _labels(state: AuditState) -> None:
+    """Labels written from the discovery pairs' responses; the heads' labels then scored on the
+    confirmation pairs' (labelling/fidelity.py)."""
+    writing = np.repeat(state.discovery, 2) if state.confirming else None
     state.concepts = label_concepts(
         state.concepts,
         state.cards,
@@ -447,8 +460,19 @@ def _labels(state: AuditState) -> None:
         state.out_dir,
         state.progress,
         state.report_so_far.warnings,
+        writing=writing,
     )
     state.concepts = copy_source_labels(state.concepts)
+    if state.confirming:
+        config = state.config
+        state.concepts = check_head_labels(
+            state.concepts,
+            *state.mode_data["head"],
+            response_texts(state.pairs),
+            ~state.discovery,
+            config.fdr_threshold,
+            config.seed,
+        )
 
 
 def _write(state: AuditState) -> None:

@@ -109,7 +109,6 @@ class HeadSummary:
     cv_se: list[float] = field(default_factory=list)
     resamples: int = 0  # bootstrap resamples of prompts (stability selection)
     stability_share: float = 0.0  # a head is selected in at least this share of them
-    per_resample: int = 0  # each resample keeps at most this many candidates (its strongest)
     max_head_r: float = 0.0  # heads' Δ correlate below this
     max_abs_r_between_heads: float | None = None
     n_attached: int = 0  # families and concepts under some head
@@ -119,7 +118,8 @@ class HeadSummary:
         if not self.n_heads:
             return (
                 f"No head: the sparse model of the preference on {self.n_candidates} families and probes, "
-                f"length controlled, selects nothing on the discovery pairs, and length alone does not predict it."
+                f"length controlled, selects nothing stably on the discovery pairs, and length alone does not "
+                f"predict it."
             )
         length = " (length among them)" if self.length_head else ""
         return (

@@ -45,6 +45,25 @@ def describe_concept(row) -> str:
     )
 
 
+def label_check(row) -> str:
+    """How well a head's label holds on held-out responses (labelling/fidelity.py), in words;
+    empty when it was not scored."""
+    parts = []
+    fidelity = row.get("label_fidelity")
+    if fidelity is not None and pd.notna(fidelity):
+        parts.append(
+            f"label fidelity {fidelity:.2f} [{row['label_fidelity_low']:.2f}, {row['label_fidelity_high']:.2f}] "
+            f"on {int(row['label_fidelity_n']):,} held-out responses"
+        )
+    explains = row.get("label_explains")
+    if explains is not None and not (isinstance(explains, float) and np.isnan(explains)):
+        if bool(explains):
+            parts.append(f"the label carries the effect (p = {row['label_p']:.2g} on the held-out pairs)")
+        else:
+            parts.append("the label does not explain it (its phrases do not predict the choice on the held-out pairs)")
+    return "; ".join(parts)
+
+
 @dataclass
 class AuditView:
     folder: Path

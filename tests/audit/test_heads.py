@@ -9,7 +9,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from spectrum_core.audit.heads import LENGTH_PROBE, MAX_HEAD_R, add_heads, choose_heads
-from spectrum_core.audit.stats.length_basis import length_basis
+from spectrum_core.audit.stats.length_control import length_terms
 from spectrum_core.audit.stats.sparse_selection import STABILITY_SHARE, select_sparse
 
 N_PAIRS = 500
@@ -38,7 +38,7 @@ def prompts() -> np.ndarray:
 def test_on_noise_nothing_is_stably_selected():
     for seed in range(3):
         rng = np.random.default_rng(seed)
-        selection = select_sparse(noise(rng, 60), length_basis(*lengths(rng)), prompts(), seed=seed)
+        selection = select_sparse(noise(rng, 60), length_terms(*lengths(rng)), prompts(), seed=seed)
         assert selection.multiplier <= 1.5, selection  # the one-SE rule stays at the sparse end
         assert selection.share.max(initial=0.0) < STABILITY_SHARE, selection.share
 
@@ -47,7 +47,7 @@ def test_a_planted_column_is_selected_in_every_resample_and_the_selection_is_see
     rng = np.random.default_rng(1)
     delta = noise(rng, 40)
     delta[:, 7] = planted(rng)
-    basis = length_basis(*lengths(rng))
+    basis = length_terms(*lengths(rng))
     first = select_sparse(delta, basis, prompts(), seed=3)
     assert first.multiplier > 1.0 and first.share[7] >= 0.9
     assert np.delete(first.share, 7).max() < STABILITY_SHARE

@@ -21,6 +21,9 @@ from .local_labeller import LocalLabeler
 
 logger = logging.getLogger(__name__)
 NGRAM_CANDIDATES = 30  # contrastive n-grams scored per concept before function words are dropped
+# Labels quote whole phrases of one to four words ("hope this helps", "have a great day"): with
+# pairs of words only, a planted sign-off read "2 / day / hope this".
+PHRASE_WORDS = (1, 4)
 SNIPPET_WORDS = 16  # words quoted from a response when there are no token activations to centre on
 
 
@@ -33,10 +36,13 @@ def label_concepts(
     out_dir: Path,
     progress,
     warnings: list[str],
+    writing: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Offline labels for the best-ranked SAE concepts; LLM labels on top when configured. An LLM
     endpoint that fails costs a warning (in ``warnings`` and the log) and the LLM labels, never the
-    audit: every concept keeps its offline label."""
+    audit: every concept keeps its offline label. Labels are written from the responses in
+    ``writing`` (a mask over responses, default all): the audit passes the discovery pairs'
+    responses, so every confirmation response is held out to score the label on (``fidelity.py``)."""
     concepts = concepts.copy()
     concepts["label_source"] = np.where(concepts["kind"] == "probe", "probe", "")
     concepts["top_ngrams"] = ""
@@ -54,12 +60,14 @@ def label_concepts(
     texts = response_texts(pairs)
     # Responses × concepts, column-major so each feature is one slice.
     by_response = {mode: interleave(c, r).tocsc() for mode, (c, r) in mode_data.items() if mode != "probe"}
+    writing = np.ones(len(texts), dtype=bool) if writing is None else np.asarray(writing, dtype=bool)
     for count, index in enumerate(sae_rows):
         row = concepts.loc[index]
         column = by_response[row["mode"]][:, int(row["feature"])].toarray().ravel()
         order = ranked(column)
+        order = order[writing[order]]
         high = [texts[i] for i in order[:30] if column[i] > 0]
-        zero = side_first(np.flatnonzero(column == 0))
+        zero = side_first(np.flatnonzero((column == 0) & writing))
         low_index = rng.choice(zero, size=min(200, len(zero)), replace=False) if len(zero) else order[-30:]
         for name, value in _offline_label(row, high, [texts[i] for i in low_index], cards_by_concept).items():
             concepts.at[index, name] = value
@@ -91,7 +99,7 @@ def _offline_label(row: pd.Series, high: list[str], low: list[str], cards_by_con
     responses (``high``) against silent ones (``low``), the tokens it fires on, its nearest probe,
     and up to three quotes."""
     # More candidates than shown: those made only of function words are left out of the label.
-    ngrams = labelling.contrastive_ngrams(high, low, top_k=NGRAM_CANDIDATES) if high else []
+    ngrams = labelling.contrastive_ngrams(high, low, ngram_range=PHRASE_WORDS, top_k=NGRAM_CANDIDATES) if high else []
     informative = [(g, z) for g, z in ngrams if not labelling.is_function_words(g)][:8]
     # A family shows its representative's tokens when that is a token-mode feature.
     representative = str(row.get("representative") or "")

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from .length_logit import fit_length_null
+from .length_control import length_design, length_null
 from .pairs import auc_score, randomised_order
 
 
@@ -41,18 +41,17 @@ def length_baseline(
     chosen_len: np.ndarray, rejected_len: np.ndarray, train_mask: np.ndarray, seed: int
 ) -> LengthBaseline:
     """Length-only preference: the share of longer-chosen pairs, and the held-out AUC of the
-    logit y ~ 1 + length fitted on the train pairs, with the same randomised pair order (and so
-    the same labels) as the concepts' statistics use."""
+    length-only model (a spline of each side's log length, ``length_control``) fitted on the train
+    pairs, with the same randomised pair order (and so the same labels) as the concepts' statistics."""
     diff = np.asarray(chosen_len, dtype=np.float64) - np.asarray(rejected_len, dtype=np.float64)
     differs = diff != 0
     share = float((diff[differs] > 0).mean()) if differs.any() else float("nan")
     signs = randomised_order(len(diff), seed)
-    y, length = signs > 0, signs * diff
     train = np.asarray(train_mask, dtype=bool)
     auc = float("nan")
     if train.any() and (~train).any():
-        _, slope, _ = fit_length_null(y[train], length[train])
-        auc = auc_score(y[~train], slope * length[~train])
+        null = length_null(chosen_len, rejected_len, signs, rows=train)
+        auc = auc_score(signs[~train] > 0, length_design(chosen_len, rejected_len, signs)[~train] @ null.beta)
     return LengthBaseline(int(differs.sum()), share, auc)
 
 

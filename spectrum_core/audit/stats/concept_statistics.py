@@ -1,5 +1,5 @@
-"""One row of statistics per concept (sign test, length-controlled logit, joint-model weight,
-side means) from the chosen and rejected matrices, and the ranking the review queue uses."""
+"""One row of statistics per concept (the length-aware primary test, sign test, length-controlled
+logit, joint-model weight, side means) from the chosen and rejected matrices, and the ranking the review queue uses."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import scipy.sparse as sp
 
 from ..config import AuditConfig
 from .joint import fit_joint
+from .length_control import length_null, score_pvalues
 from .length_logit import feature_logits, logit_table, null_row_term
 from .pairs import (
     BLOCK_NNZ,
@@ -78,11 +79,12 @@ def feature_statistics(
 
     Columns: prevalence (share of pairs where chosen or rejected is nonzero), n_differ,
     n_chosen_more, n_rejected_more, share_chosen_more, direction ("chosen" if share > 0.5,
-    "rejected" if < 0.5, else "none"), mean_delta, mean_chosen, mean_rejected, p_sign, q_value
-    (``correction`` of p_sign), the length-controlled logit (coef, ci_low, ci_high, se, p_logit,
-    converged), joint_coef and auc_contribution. The dict holds the joint model's scalars
-    (auc_held_out, auc_train, C, length_coef, n_selected) and the length-only null model
-    (null_intercept, null_length_coef, null_converged).
+    "rejected" if < 0.5, else "none"), mean_delta, mean_chosen, mean_rejected, p_sign (the raw
+    sign test, secondary), p_value (the primary test: the length-aware score test of
+    ``length_control.py``), q_value (``correction`` of p_value), q_sign (of p_sign), the
+    length-controlled logit (coef, ci_low, ci_high, se, p_logit, converged), joint_coef and
+    auc_contribution. The dict holds the joint model's scalars (auc_held_out, auc_train, C,
+    length_coef, n_selected) and the length-only model (null_intercept, null_converged).
 
     Per-feature statistics read ``rows`` (a mask over pairs; default all); the joint model is fitted
     on ``train_mask`` and scored on the rest (the audit passes its discovery pairs as both) and left
@@ -102,20 +104,22 @@ def feature_statistics(
     moments = column_moments(csc)
     keep = np.ones(n_pairs, dtype=bool) if rows is None else as_train_mask(rows, n_pairs)
     if not keep.all():  # the per-feature part on ``rows`` only; the joint model on all
-        c, r, dlen_rows, signs_rows = c[keep], r[keep], dlen[keep], signs[keep]
+        c, r, signs_rows = c[keep], r[keep], signs[keep]
         moments_rows = column_moments(csc_rows := delta_csr(c - r).tocsc())
     else:
-        dlen_rows, signs_rows, csc_rows, moments_rows = dlen, signs, csc, moments
+        signs_rows, csc_rows, moments_rows = signs, csc, moments
+    null = length_null(np.asarray(chosen_len, float), np.asarray(rejected_len, float), signs, rows=keep)
     with ThreadPoolExecutor(max_workers=1) as pool:
         fit = fit_joint if with_joint else _no_joint
         joint_future = pool.submit(fit, d, csc, moments["sd"], signs, dlen, mask, seed, C)
-        row_term, null_info = null_row_term(dlen_rows, signs_rows)
+        row_term, null_info = null_row_term(null, signs_rows)
         logits = feature_logits(csc_rows, moments_rows["sd"], row_term)
+        _, p_value = score_pvalues(csc_rows, signs_rows, null)
         union, sum_chosen, sum_rejected = _side_statistics(c, r)
         joint_fit = joint_future.result()
 
     table = _feature_table(
-        c.shape, moments_rows, union, sum_chosen, sum_rejected, logits, null_info, joint_fit, correction
+        c.shape, moments_rows, union, sum_chosen, sum_rejected, logits, p_value, null_info, joint_fit, correction
     )
     summary = {key: value for key, value in joint_fit.items() if not isinstance(value, np.ndarray)}
     summary.update(null_info)
@@ -136,6 +140,7 @@ def _feature_table(
     sum_chosen: np.ndarray,
     sum_rejected: np.ndarray,
     logits: dict[str, np.ndarray],
+    p_value: np.ndarray,
     null_info: dict[str, Any],
     joint: dict[str, Any],
     correction: str,
@@ -165,7 +170,9 @@ def _feature_table(
             "mean_chosen": sum_chosen * per_pair,
             "mean_rejected": sum_rejected * per_pair,
             "p_sign": p_sign,
-            "q_value": adjust_pvalues(p_sign, correction),
+            "p_value": p_value,
+            "q_value": adjust_pvalues(p_value, correction),
+            "q_sign": adjust_pvalues(p_sign, correction),
             **{name: logit[name].to_numpy() for name in logit.columns},
             "joint_coef": joint["coef"],
             "auc_contribution": joint["auc_contribution"],

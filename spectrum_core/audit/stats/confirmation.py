@@ -23,6 +23,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ...data.split import assign_split
+from .length_control import LengthNull, length_null, score_pvalues
+from .pairs import randomised_order
 from .power import MAX_PAIRS, detectable_share, pairs_needed
 from .sign_test import adjust_pvalues, sign_test
 
@@ -39,6 +41,7 @@ CONFIRMATION_COLUMNS = {
     "carried": False,
     "confirm_n_differ": 0,
     "confirm_share_chosen_more": np.nan,
+    "confirm_p_sign": np.nan,
     "confirm_p": np.nan,
     "confirm_q": np.nan,
     "confirmed": False,
@@ -78,15 +81,27 @@ def confirm(
     alpha: float,
     correction: str = "bh",
     max_carried: int = MAX_CARRIED,
+    lengths: tuple[np.ndarray, np.ndarray] | None = None,
+    seed: int = 0,
 ) -> pd.DataFrame:
-    """``concepts`` with the confirmation columns: ``carried``, the sign test on the confirmation
-    pairs (``confirm_n_differ``, ``confirm_share_chosen_more``, ``confirm_p``), ``confirm_q``
-    (``correction`` over the carried rows) and ``confirmed``. ``mode_data``: mode → (chosen,
+    """``concepts`` with the confirmation columns: ``carried``; on the confirmation pairs the sign
+    test (``confirm_n_differ``, ``confirm_share_chosen_more``, ``confirm_p_sign``) and the primary,
+    length-aware score test (``confirm_p``, against a length-only model fitted on those pairs from
+    ``lengths``; the audit's randomised pair order from ``seed``); ``confirm_q`` (``correction`` of
+    confirm_p within each carried group) and ``confirmed``. ``mode_data``: mode → (chosen,
     rejected), pairs × concepts; ``confirmation``: the mask of the confirmation pairs. Only the
     carried concepts' columns are read."""
     table = concepts.assign(**CONFIRMATION_COLUMNS)
-    for rows in carried(concepts, alpha, max_carried):
-        n_pos, n_neg, p = _held_out_sign_test(concepts.loc[rows], mode_data, confirmation)
+    groups = carried(concepts, alpha, max_carried)
+    if not groups:
+        return table.astype({"carried": bool, "confirmed": bool, "confirm_n_differ": np.int64})
+    n_pairs = next(iter(mode_data.values()))[0].shape[0]
+    order = randomised_order(n_pairs, seed)
+    if lengths is None:  # no lengths given: the score test against "no preference" alone
+        lengths = (np.zeros(n_pairs), np.zeros(n_pairs))
+    signs, null = order[confirmation], length_null(*lengths, order, rows=confirmation)
+    for rows in groups:
+        n_pos, n_neg, p_sign, p = _held_out_tests(concepts.loc[rows], mode_data, confirmation, signs, null)
         differ = n_pos + n_neg
         share = np.divide(n_pos, differ, out=np.full(len(rows), np.nan), where=differ > 0)
         q = adjust_pvalues(p, method=correction)
@@ -94,23 +109,26 @@ def confirm(
         table.loc[rows, "carried"] = True
         table.loc[rows, "confirm_n_differ"] = differ
         table.loc[rows, "confirm_share_chosen_more"] = share
+        table.loc[rows, "confirm_p_sign"] = p_sign
         table.loc[rows, "confirm_p"] = p
         table.loc[rows, "confirm_q"] = q
         table.loc[rows, "confirmed"] = (q < alpha) & same_way
     return table.astype({"carried": bool, "confirmed": bool, "confirm_n_differ": np.int64})
 
 
-def _held_out_sign_test(rows: pd.DataFrame, mode_data, confirmation: np.ndarray):
-    """The sign test of each row's Δ on the confirmation pairs: (n chosen more, n rejected more, p)."""
+def _held_out_tests(rows: pd.DataFrame, mode_data, confirmation: np.ndarray, signs: np.ndarray, null: LengthNull):
+    """Each row's Δ on the confirmation pairs: the sign test (n chosen more, n rejected more, p)
+    and the primary, length-aware score test against ``null`` (its p)."""
     n_pos = np.zeros(len(rows), dtype=np.int64)
     n_neg = np.zeros(len(rows), dtype=np.int64)
-    p = np.ones(len(rows))
+    p_sign, p = np.ones(len(rows)), np.ones(len(rows))
     for mode in rows["mode"].unique():
         at = np.flatnonzero(rows["mode"].to_numpy() == mode)
         features = rows["feature"].to_numpy(dtype=np.int64)[at]
         chosen, rejected = (side[confirmation][:, features] for side in mode_data[mode])
-        n_pos[at], n_neg[at], p[at] = sign_test(chosen - rejected)
-    return n_pos, n_neg, p
+        n_pos[at], n_neg[at], p_sign[at] = sign_test(chosen - rejected)
+        p[at] = score_pvalues(sp.csc_matrix(chosen - rejected), signs, null)[1]
+    return n_pos, n_neg, p_sign, p
 
 
 @dataclass

@@ -14,12 +14,14 @@ from __future__ import annotations
 import numpy as np
 from sklearn.preprocessing import SplineTransformer
 
-# Knots spread uniformly over log length (uniform, not quantile: ties in short answers would
-# collapse quantile knots); five knots and degree 3 give six basis functions over a range of a few
-# tokens to a few thousand, enough to bend where length stops mattering, few enough to stay stable
-# at a hundred pairs.
+# Knots at quantiles of log length (duplicates, from ties in short answers, merged), so every
+# basis function is nonzero in a good share of the pairs: with uniform knots the boundary function
+# was nonzero in a handful of the shortest pairs, and where those happened to be separable the
+# length-only fit diverged. Five knots and degree 3 give six basis functions, enough to bend where
+# length stops mattering, few enough to stay stable at a hundred pairs.
 N_KNOTS = 5
 DEGREE = 3
+MIN_SUPPORT = 10  # a basis difference nonzero in fewer pairs than this is dropped (the same failure)
 
 
 def log_length(lengths: np.ndarray) -> np.ndarray:
@@ -33,8 +35,12 @@ def length_basis(chosen_len: np.ndarray, rejected_len: np.ndarray) -> np.ndarray
     both = np.concatenate([chosen, rejected])[:, None]
     if both.size == 0 or np.ptp(both) == 0:
         return np.zeros((len(chosen), 0))
+    knots = np.unique(np.quantile(both, np.linspace(0.0, 1.0, N_KNOTS)))
+    if len(knots) < 3:  # nearly every response one length: knots over the range instead
+        knots = np.linspace(both.min(), both.max(), N_KNOTS)
     # include_bias=False drops one basis function: the B-splines sum to one, so their differences
     # sum to zero and a full basis would be collinear.
-    spline = SplineTransformer(n_knots=N_KNOTS, degree=DEGREE, knots="uniform", include_bias=False).fit(both)
+    spline = SplineTransformer(knots=knots[:, None], degree=DEGREE, include_bias=False).fit(both)
     basis = spline.transform(chosen[:, None]) - spline.transform(rejected[:, None])
-    return basis[:, np.std(basis, axis=0) > 0]
+    keep = (np.std(basis, axis=0) > 0) & ((np.abs(basis) > 1e-12).sum(axis=0) >= MIN_SUPPORT)
+    return basis[:, keep]

@@ -11,6 +11,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats as sps
 
+from .length_control import ETA_CLIP, LengthNull, length_null
 from .pairs import (
     Matrix,
     block_layout,
@@ -26,52 +27,11 @@ from .pairs import (
 LOGIT_MAX_ITER = 25
 LOGIT_TOL = 1e-7  # stop when |step| <= tol * (1 + |beta|); quadratic convergence does the rest
 
-# Linear predictors are clipped here: sigma(35) = 1 - 6e-16, so finite fits are unchanged, while
-# separated features keep a tiny positive Hessian (finite standard errors) and exp never overflows.
-ETA_CLIP = 35.0
 
 # At most this many logits of change in any pair's linear predictor per Newton step: damps the
 # first steps of badly scaled features and keeps separated features from jumping to huge values.
 MAX_ETA_STEP = 5.0
 Z_95 = float(sps.norm.ppf(0.975))
-
-
-def fit_length_null(y: np.ndarray, length: np.ndarray, max_iter: int = 100) -> tuple[float, float, bool]:
-    """Maximum-likelihood logit y ~ 1 + length by Newton–Raphson with step halving.
-
-    Returns ``(intercept, length_coef, converged)``. The length column is scaled internally for
-    conditioning; the returned coefficient is per unit of length. When length separates the
-    labels perfectly the iterations are capped and ``converged`` is False.
-    """
-    y = y.astype(np.float64)
-    scale = float(np.std(length))
-    design = np.column_stack([np.ones_like(length), length / scale]) if scale > 0 else np.ones((y.size, 1))
-    beta = np.zeros(design.shape[1])
-
-    def loglik(b: np.ndarray) -> float:
-        eta = design @ b
-        return float(np.sum(y * eta - np.logaddexp(0.0, eta)))
-
-    current = loglik(beta)
-    converged = False
-    for _ in range(max_iter):
-        mu = 1.0 / (1.0 + np.exp(-np.clip(design @ beta, -ETA_CLIP, ETA_CLIP)))
-        grad = design.T @ (y - mu)
-        hess = (design * (mu * (1.0 - mu))[:, None]).T @ design
-        step = np.linalg.lstsq(hess + 1e-12 * np.eye(beta.size), grad, rcond=None)[0]
-        for _ in range(30):  # step halving keeps every iteration an ascent step
-            candidate = loglik(beta + step)
-            if candidate >= current - 1e-12 * abs(current):
-                break
-            step = step / 2.0
-        beta = beta + step
-        current = candidate
-        if np.max(np.abs(step)) <= 1e-10 * (1.0 + np.max(np.abs(beta))):
-            converged = True
-            break
-    intercept = float(beta[0])
-    slope = float(beta[1] / scale) if scale > 0 else 0.0
-    return intercept, slope, converged
 
 
 def _newton_block(
@@ -171,21 +131,19 @@ def logit_table(
     ).rename_axis("feature")
 
 
-def null_row_term(dlen: np.ndarray, signs: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-    """Fit y ~ 1 + l once; return sign_i·o_i (o = its linear predictor) and the fit summary."""
-    length = signs * dlen
-    intercept, slope, converged = fit_length_null(signs > 0, length)
-    offset = intercept + slope * length
-    info = {"null_intercept": intercept, "null_length_coef": slope, "null_converged": converged}
-    return signs * offset, info
+def null_row_term(null: LengthNull, signs: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    """sign_i·o_i for the length-only model ``null`` (o = its linear predictor) and its summary."""
+    info = {"null_intercept": float(null.beta[0]) if null.beta.size else 0.0, "null_converged": null.converged}
+    return signs * null.offset, info
 
 
 def length_controlled_logit(delta: Matrix, chosen_len: Any, rejected_len: Any, seed: int) -> pd.DataFrame:
     """Per-feature logistic regression of the randomised label on Δ_j, controlling for length.
 
-    Design (fast enough for 100k pairs × 16k sparse features): a null model
-    logit P(y=1) = a + b·l is fitted once (y and l from :func:`randomised_order`); its linear
-    predictor is a fixed offset o_i. For each feature only β_j in
+    Design (fast enough for 100k pairs × 16k sparse features): the length-only model
+    (``length_control.length_null``: an intercept and a spline of each side's log length, y from
+    :func:`randomised_order`) is fitted once; its linear predictor is a fixed offset o_i. For each
+    feature only β_j in
 
         logit P(y_i = 1) = o_i + β_j·x_ij,   x_ij = sign_i·Δ_ij / SD(Δ_j)
 
@@ -201,11 +159,12 @@ def length_controlled_logit(delta: Matrix, chosen_len: Any, rejected_len: Any, s
     ``LOGIT_MAX_ITER`` with damped steps; features whose nonzero Δ all share one sign are
     separated (the MLE is infinite): they keep the finite capped estimate with ``converged=False``
     (and a huge standard error). Features without any nonzero Δ get NaN. ``result.attrs`` holds
-    the null fit (null_intercept, null_length_coef, null_converged).
+    the null fit (null_intercept, null_converged).
     """
     d = delta_csr(delta)
     signs = randomised_order(d.shape[0], seed)
-    row_term, info = null_row_term(length_difference(chosen_len, rejected_len, d.shape[0]), signs)
+    length_difference(chosen_len, rejected_len, d.shape[0])  # checks there is one length per pair
+    row_term, info = null_row_term(length_null(chosen_len, rejected_len, signs), signs)
     csc = d.tocsc()
     moments = column_moments(csc)
     table = logit_table(

@@ -93,6 +93,7 @@ def test_length_baseline_and_agreement_strength_by_hand():
     from sklearn.metrics import roc_auc_score
 
     from spectrum_core.audit.stats.baselines import agreement_strength, length_baseline
+    from spectrum_core.audit.stats.length_control import length_design, length_null
     from spectrum_core.audit.stats.pairs import randomised_order
 
     chosen = np.array([10, 20, 5, 7, 9, 30, 12, 8])
@@ -106,9 +107,10 @@ def test_length_baseline_and_agreement_strength_by_hand():
     chosen = rejected + rng.integers(-10, 30, size=60)
     train = np.arange(60) < 40
     signs = randomised_order(60, 3)
-    y, length = signs[~train] > 0, (signs * (chosen - rejected))[~train]
+    null = length_null(chosen, rejected, signs, rows=train)  # the length-only model, on train pairs
+    scores = length_design(chosen, rejected, signs)[~train] @ null.beta
     baseline = length_baseline(chosen, rejected, train, seed=3)
-    assert baseline.length_only_auc_held_out == pytest.approx(roc_auc_score(y, length))
+    assert baseline.length_only_auc_held_out == pytest.approx(roc_auc_score(signs[~train] > 0, scores))
     assert baseline.length_only_auc_held_out > 0.6
     concepts = pd.DataFrame({"n_differ": [50, 0, 10], "share_chosen_more": [0.8, np.nan, 0.3]})
     scored = agreement_strength(concepts, n_pairs=100)
