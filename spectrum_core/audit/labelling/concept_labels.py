@@ -43,19 +43,12 @@ def label_concepts(
     audit: every concept keeps its offline label. Labels are written from the responses in
     ``writing`` (a mask over responses, default all): the audit passes the discovery pairs'
     responses, so every confirmation response is held out to score the label on (``fidelity.py``)."""
-    concepts = concepts.copy()
-    concepts["label_source"] = np.where(concepts["kind"] == "probe", "probe", "")
-    concepts["top_ngrams"] = ""
-    concepts["top_tokens"] = ""
-    concepts["snippets"] = [[] for _ in range(len(concepts))]
-    concepts["llm_fidelity"] = np.nan
+    concepts = _label_columns(concepts)
     sae_rows = concepts.index[concepts["kind"] == "family"][: config.labelled_concepts].append(
         concepts.index[concepts["kind"] == "sae"][: config.labelled_concepts]
     )
     cards_by_concept = {cid: group for cid, group in cards.groupby("concept_id")} if len(cards) else {}
     rng = np.random.default_rng(config.seed)
-    for name in ("detection", "detection_low", "detection_high"):
-        concepts[name] = np.nan
     labeler = _make_labeler(config, out_dir, warnings)
     texts = response_texts(pairs)
     # Responses × concepts, column-major so each feature is one slice.
@@ -92,6 +85,20 @@ def label_concepts(
         if progress:
             progress("labels", count + 1, len(sae_rows), unit="concepts")
     return _name_the_rest(concepts)
+
+
+def _label_columns(concepts: pd.DataFrame) -> pd.DataFrame:
+    """The label columns, empty until a concept is labelled (probes are named by what they measure)."""
+    return concepts.assign(
+        label_source=np.where(concepts["kind"] == "probe", "probe", ""),
+        top_ngrams="",
+        top_tokens="",
+        snippets=[[] for _ in range(len(concepts))],
+        llm_fidelity=np.nan,
+        detection=np.nan,
+        detection_low=np.nan,
+        detection_high=np.nan,
+    )
 
 
 def _offline_label(row: pd.Series, high: list[str], low: list[str], cards_by_concept: dict) -> dict[str, object]:

@@ -98,10 +98,8 @@ def feature_statistics(
     mask = as_train_mask(train_mask, n_pairs)
     dlen = length_difference(chosen_len, rejected_len, n_pairs)
     signs = randomised_order(n_pairs, seed)
-
     d = delta_csr(c - r)
-    csc = d.tocsc()
-    moments = column_moments(csc)
+    moments = column_moments(csc := d.tocsc())
     keep = np.ones(n_pairs, dtype=bool) if rows is None else as_train_mask(rows, n_pairs)
     if not keep.all():  # the per-feature part on ``rows`` only; the joint model on all
         c, r, signs_rows = c[keep], r[keep], signs[keep]
@@ -121,8 +119,7 @@ def feature_statistics(
     table = _feature_table(
         c.shape, moments_rows, union, sum_chosen, sum_rejected, logits, p_value, null_info, joint_fit, correction
     )
-    summary = {key: value for key, value in joint_fit.items() if not isinstance(value, np.ndarray)}
-    summary.update(null_info)
+    summary = {key: value for key, value in joint_fit.items() if not isinstance(value, np.ndarray)} | null_info
     return table, summary
 
 
