@@ -66,7 +66,7 @@ total = int(concepts["kind"].isin(kinds).sum())
 st.caption(f"{len(shown):,} of {total:,} {noun}. Select one to open its card.")
 alpha = view.report.fdr_threshold
 shown = shown.assign(verdict=[verdict_badge(r, alpha) for _, r in shown.iterrows()])
-optional = ["confirm_q", "effect_size", "split_half_direction", "agreement_strength"]
+optional = ["confirm_q", "effect_size", "agreement_strength"]
 if review == "Families":
     optional += ["seed_stability", "n_members"]
 if review == "Heads":
@@ -130,9 +130,6 @@ selection = st.dataframe(
         ),
         "confirm_share_chosen_more": st.column_config.NumberColumn(
             "chosen more (confirmation)", format="%.2f", help="on the held-out pairs where it differs"
-        ),
-        "split_half_direction": st.column_config.NumberColumn(
-            "split-half", format="%.2f", help="share of random halves of the pairs that both go the same way"
         ),
         "seed_stability": st.column_config.NumberColumn(
             "SAE seeds", format="%.2f", help="share of SAEs retrained with other seeds that find the family again"
@@ -247,7 +244,7 @@ if snippets is not None and len(snippets):
 stats = st.columns(8)
 stats[0].metric("Pairs where it differs", f"{int(row['n_differ']):,}")
 stats[1].metric("Chosen has more", f"{row['share_chosen_more']:.0%}" if row["n_differ"] else "–")
-stats[2].metric("q-value", f"{row['q_value']:.1e}")
+stats[2].metric("q (length-aware)", f"{row['q_value']:.1e}")
 stats[3].metric("Length-controlled coef", f"{row['coef']:+.2f}")
 stats[4].metric("Prevalence", f"{row['prevalence']:.0%}")
 if pd.notna(row.get("seed_stability")):
@@ -259,17 +256,19 @@ if pd.notna(row.get("seed_stability")):
     )
 if "effect_size" in row and pd.notna(row["effect_size"]):
     stats[6].metric("Effect size", f"{row['effect_size']:+.2f}", help="standardised mean Δ: mean / SD over pairs")
-if "split_half_direction" in row:
+if bool(row.get("carried", False)):
     stats[5].metric(
-        "Split-half agreement",
-        f"{row['split_half_direction']:.0%}",
-        help="Share of random halves of the pairs in which both halves go the same way as all pairs "
-        f"({row['split_half_significant']:.0%} with both halves significant on their own)",
+        "q (held-out pairs)",
+        f"{row['confirm_q']:.1e}",
+        help="The length-aware test again on the confirmation pairs (held-out prompts), corrected over the "
+        f"hypotheses carried there; chosen has more in {row['confirm_share_chosen_more']:.0%} of the "
+        f"{int(row['confirm_n_differ']):,} where it differs",
     )
 st.caption(
     "A pair's two responses answer one prompt, so their activations are not independent samples: a test "
     "that treats them as two groups (a naive z-score) counts each prompt twice and is too confident. "
-    "The sign test, the length-controlled logit and split-half agreement here all work on pairs."
+    "The q-value here is the length-aware score test (does the concept predict the choice beyond both "
+    "responses' lengths?); the sign test and the length-controlled logit work on pairs too."
 )
 
 deltas = view.deltas(concept_id)

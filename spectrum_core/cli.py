@@ -184,10 +184,10 @@ def print_concepts(concepts, top: int, alpha: float = 0.05) -> None:
         print(f"{int(row['rank']):>3}. [{row['concept_id']}]{under} {describe_concept(row)}{extra}")
         if noun == "families":
             seeds = row.get("seed_stability")
-            stable = f"; found by {seeds:.0%} of other SAE seeds" if seeds is not None and seeds == seeds else ""
+            stable = f"found by {seeds:.0%} of other SAE seeds; " if seeds is not None and seeds == seeds else ""
             print(
                 f"     {verdict_badge(row, alpha)}; effect size {row['effect_size']:+.2f}; "
-                f"split-half {row['split_half_direction']:.0%}{stable}; {_listed(row['members'])}"
+                f"{stable}{_listed(row['members'])}"
             )
 
 

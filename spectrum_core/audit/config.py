@@ -40,7 +40,6 @@ class AuditConfig:
         "null runs: the statistics, families and confirmation again with chosen and rejected swapped in a "
         "random half of the pairs, to show what chance alone confirms (0 skips)",
     )
-    split_halves: int = setting(20, "random half splits of the pairs behind each concept's split-half agreement")
     device: str | None = setting(None, "cpu, cuda, cuda:N or mps (none: the best available)")
     dtype: Dtype | None = setting(None, "activation dtype (none: bfloat16 where the hardware is fast at it)")
     max_prompt_tokens: int = setting(512, "prompts keep their last this many tokens")

@@ -160,28 +160,17 @@ class AuditView:
         return series.reindex(series.abs().sort_values(ascending=False).index)
 
 
-ROBUST_SHARE = 0.8  # split-half: both halves significant in this share of the splits
-FRAGILE_SHARE = 0.5  # ... below this share of the splits, the same direction is not even reliable
-
-
 def verdict_badge(row, alpha: float) -> str:
     """A concept's or family's verdict in a few words: significant or not at the audit's FDR
     threshold on the discovery pairs, then whether the held-out confirmation pairs confirm it
-    (when it was carried there), else how well it holds in random halves of the pairs."""
+    (when it was carried there)."""
     if not row["q_value"] < alpha:
         return f"not significant (q ≥ {alpha:g})"
     if bool(row.get("carried", False)):
         q = row.get("confirm_q")
         held = "confirmed" if bool(row.get("confirmed", False)) else "not confirmed"
         return f"significant · {held} on held-out pairs (q = {q:.2g})"
-    halves = row.get("split_half_significant")
-    if halves is None or pd.isna(halves):
-        return "significant"
-    if halves >= ROBUST_SHARE:
-        return f"significant · robust ({halves:.0%} of halves)"
-    if row.get("split_half_direction", 0) >= FRAGILE_SHARE:
-        return f"significant · direction holds in halves, significance in {halves:.0%}"
-    return "significant · fragile in halves"
+    return "significant on discovery · not carried to the held-out pairs"
 
 
 def highlight_tokens(tokens: list[str], activations: list[float], rgb: tuple[int, int, int] = (42, 157, 143)) -> str:

@@ -37,7 +37,6 @@ CONFIG = AuditConfig(
     sae_training_tokens=8_000,
     sae_seeds=1,
     topics=2,
-    split_halves=5,
     labelled_concepts=40,
     llm_labelled_concepts=0,
     null_runs=3,

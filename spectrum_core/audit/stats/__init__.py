@@ -8,7 +8,7 @@ Everything works on the per-pair difference Δ = chosen − rejected (pairs × c
 - ``length_logit``: the length-controlled logistic regression, all concepts at once;
 - ``joint``: the joint L1 logistic model over all concepts plus length;
 - ``concept_statistics``: one table row per concept from all of the above, and the ranking;
-- ``robustness``: split-half agreement and SAE-seed stability;
+- ``robustness``: SAE-seed stability;
 - ``baselines``: length alone, and each concept's agreement strength;
 - ``power``: what a sample of this size can detect, and the one-sentence verdict.
 

@@ -24,7 +24,6 @@ from .pairs import (
     randomised_order,
     to_csr,
 )
-from .robustness import split_half_agreement
 from .sign_test import adjust_pvalues, sign_pvalues
 
 
@@ -236,7 +235,7 @@ def concept_table(
     with_joint: bool = True,
 ) -> tuple[pd.DataFrame, dict]:
     """The statistics table of one mode's concepts (``kind``, ``mode``, ``feature`` first, then
-    every column of :func:`feature_statistics` and the split-half agreement), and its joint model.
+    every column of :func:`feature_statistics`), and its joint model.
     With ``discovery`` (a mask over pairs) every per-concept statistic reads those pairs only."""
     table, joint = feature_statistics(
         chosen,
@@ -250,10 +249,6 @@ def concept_table(
         with_joint=with_joint,
     )
     table = table.reset_index(drop=True)
-    delta = chosen - rejected
-    table["split_half_direction"], table["split_half_significant"] = split_half_agreement(
-        delta if discovery is None else delta[discovery], config.split_halves, config.seed, alpha=config.fdr_threshold
-    )
     table.insert(0, "feature", np.arange(len(table)))
     table.insert(0, "mode", mode)
     table.insert(0, "kind", mode if mode in ("probe", "family") else "sae")

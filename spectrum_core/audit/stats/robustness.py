@@ -1,48 +1,13 @@
-"""Robustness beside every concept: does it hold in random halves of the pairs?
+"""Robustness beside every family: is it found again by SAEs trained with other seeds?
 
-A pair's two responses share their prompt, so the per-pair Δ is the unit of evidence; treating a
-pair's chosen and rejected activations as independent samples (a two-sample z-test) counts each
-prompt twice and makes z-scores too confident. Every test here works on pairs: the sign test on Δ,
-and split-half agreement, which splits the *pairs* (never a pair's two sides) into random halves
-and asks whether each half alone tells the same story as the whole.
+(Split-half agreement, which asked whether random halves of the pairs tell the same story, was
+computed after selection on the pairs that took part in it: on sign-flipped HH pairs the top 20
+families agreed in 99% of halves. The confirmation split, whole prompts held out, replaces it.)
 """
 
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
-
-from .pairs import delta_csr
-from .sign_test import sign_pvalues
-
-
-def split_half_agreement(delta, n_splits: int, seed: int, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-    """For each feature (column of Δ, pairs × features), over ``n_splits`` seeded random halves of
-    the pairs: the share of splits in which both halves go the same way as all the pairs do
-    (``direction``), and the share in which, in addition, each half's own sign test has p < alpha
-    (``significant``). A feature with no direction overall scores 0 on both."""
-    d = delta_csr(delta)
-    n_pairs, n_features = d.shape
-    positive = sp.csr_matrix(((d.data > 0).astype(np.float64), d.indices, d.indptr), shape=d.shape)
-    negative = sp.csr_matrix(((d.data < 0).astype(np.float64), d.indices, d.indptr), shape=d.shape)
-    total_pos = np.asarray(positive.sum(axis=0)).ravel()
-    total_neg = np.asarray(negative.sum(axis=0)).ravel()
-    overall = np.sign(total_pos - total_neg)
-    direction = np.zeros(n_features)
-    significant = np.zeros(n_features)
-    if n_splits < 1 or n_pairs < 2:
-        return direction, significant
-    rng = np.random.default_rng(seed)
-    for _ in range(n_splits):
-        first = (rng.permutation(n_pairs) < n_pairs // 2).astype(np.float64)
-        pos_a, neg_a = positive.T @ first, negative.T @ first
-        pos_b, neg_b = total_pos - pos_a, total_neg - neg_a
-        same = (np.sign(pos_a - neg_a) == overall) & (np.sign(pos_b - neg_b) == overall) & (overall != 0)
-        sure = (sign_pvalues(pos_a, neg_a) < alpha) & (sign_pvalues(pos_b, neg_b) < alpha)
-        direction += same
-        significant += same & sure
-    return direction / n_splits, significant / n_splits
-
 
 # A family is found again by an SAE trained with another seed when one of that SAE's latents has a
 # Δ that correlates with the family's Δ at least this share as well as the family's best SAE member

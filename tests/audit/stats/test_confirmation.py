@@ -60,7 +60,7 @@ def synthetic_state(flip_labels: np.ndarray | None = None, seed: int = 0) -> Aud
         lengths = pair_lengths.ravel()
     prompts = [f"question {i // 2}" for i in range(N_PAIRS)]
     pairs = pd.DataFrame({"pair_id": [f"p{i}" for i in range(N_PAIRS)], "prompt": prompts, "split": "train"})
-    config = AuditConfig(seed=0, split_halves=4, sae_seeds=0, topics=0)
+    config = AuditConfig(seed=0, sae_seeds=0, topics=0)
     state = AuditState(pairs, config, Path("unused"), Path("unused"))
     state.store = SimpleNamespace(response_lengths=lambda: lengths)
     state.discovery = discovery_split(prompts, config.confirmation_share, config.seed)

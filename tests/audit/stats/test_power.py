@@ -117,27 +117,3 @@ def test_length_baseline_and_agreement_strength_by_hand():
     np.testing.assert_allclose(scored["relevance"], [0.5, 0.0, 0.1])
     np.testing.assert_allclose(scored["kappa"], [0.6, 0.0, -0.4])
     np.testing.assert_allclose(scored["agreement_strength"], [0.3, 0.0, -0.04])
-
-
-def test_split_half_agreement_by_hand():
-    import scipy.sparse as sp
-
-    from spectrum_core.audit.stats.robustness import split_half_agreement
-
-    # Columns: always chosen (+ in all 8 pairs); balanced (+ in 4, − in 4); one pair only.
-    delta = np.zeros((8, 3))
-    delta[:, 0] = 1.0
-    delta[:4, 1], delta[4:, 1] = 1.0, -1.0
-    delta[0, 2] = 2.0
-    direction, significant = split_half_agreement(sp.csr_matrix(delta), n_splits=5, seed=0, alpha=0.1)
-    assert direction[0] == 1.0 and direction[1] == 0.0  # no direction overall: 0
-    # 4 of 4 in a half: p = 2/16 = 0.125 ≥ 0.1, so never significant in a half of 4 pairs.
-    assert significant[0] == 0.0
-    # The single differing pair is in one half only: the other half has no direction.
-    assert direction[2] == 0.0
-    # One split worked by hand: the same permutation the function draws.
-    halves = np.random.default_rng(7).permutation(8) < 4
-    column = np.where(np.arange(8) < 6, 1.0, -1.0)  # 6 +, 2 −
-    expected = float(np.sign(column[halves].sum()) == 1 and np.sign(column[~halves].sum()) == 1)
-    direction, _ = split_half_agreement(sp.csr_matrix(column[:, None]), n_splits=1, seed=7)
-    assert direction[0] == expected
