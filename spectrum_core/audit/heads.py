@@ -34,24 +34,26 @@ from scipy.sparse.csgraph import connected_components
 
 from .families import MIN_SIMILARITY, cross_correlation, delta_correlation
 from .report import HeadSummary
-from .stats.length_control import fit_or_ridge, length_terms
-from .stats.sparse_selection import STABILITY_RESAMPLES, STABILITY_SHARE, paired_design, select_sparse
+from .stats.length_control import LENGTH_PROBE, length_lr_pvalue, length_terms
+from .stats.pairs import randomised_order
+from .stats.sparse_selection import STABILITY_RESAMPLES, STABILITY_SHARE, select_sparse
 
 MAX_HEADS = 30  # WIMHF and HypotheSAEs hand a researcher 5 to 30 validated hypotheses
 MAX_HEAD_CANDIDATES = 200  # the best-ranked families and probes; the weak tail has nothing to lead with
 MAX_HEAD_R = 0.5  # two heads' per-pair Δ correlate below this (|r|)
 ATTACH_R = MIN_SIMILARITY  # a concept belongs under a head as alike as family members are
-LENGTH_PROBE = "probe:length_tokens"
 HEAD_KIND = "head"
 HEAD_COLUMNS = {"head": "", "head_r": np.nan}
 
 
-def head_candidates(concepts: pd.DataFrame) -> pd.DataFrame:
-    """The best-ranked families and probes, and the length probe wherever it ranks (length is a
-    head by its own test, not by rank: on the bundled HH audit it ranked below the 200th)."""
+def head_candidates(concepts: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """The best-ranked families and probes significant on discovery (q < ``alpha``: a head the
+    primary test does not back would lead the queue on the joint model's word alone), and the
+    length probe wherever it ranks (length is a head by its own test: the length-aware test of
+    length itself is void)."""
     kinds = ("family", "probe") if (concepts["kind"] == "family").any() else ("sae", "probe")
     rows = concepts[concepts["kind"].isin(kinds)].sort_values("rank", kind="stable")
-    best = rows.head(MAX_HEAD_CANDIDATES)
+    best = rows[rows["q_value"] < alpha].head(MAX_HEAD_CANDIDATES)
     length = rows[(rows["concept_id"] == LENGTH_PROBE) & ~rows.index.isin(best.index)]
     return pd.concat([best, length])
 
@@ -64,20 +66,6 @@ def column_delta(rows: pd.DataFrame, mode_data: dict[str, tuple[sp.csr_matrix, s
         parts.append((chosen[:, [int(feature)]] - rejected[:, [int(feature)]]).tocsc())
     n_pairs = next(iter(mode_data.values()))[0].shape[0]
     return sp.hstack(parts, format="csc") if parts else sp.csc_matrix((n_pairs, 0))
-
-
-def length_test(basis: np.ndarray, seed: int) -> float:
-    """p-value of the likelihood ratio test of the length terms (``length_control.length_terms``)
-    against "no preference" (P = ½)."""
-    if not basis.shape[1]:
-        return 1.0
-    X, y = paired_design(np.zeros((len(basis), 0)), basis, seed)
-    if y.all() or not y.any():
-        return 1.0
-    eta = X @ fit_or_ridge(y, X)[0]
-    loglik = float(np.sum(y * eta - np.logaddexp(0.0, eta)))
-    statistic = max(0.0, 2.0 * (loglik - len(y) * np.log(0.5)))
-    return float(sps.chi2.sf(statistic, df=X.shape[1]))
 
 
 def _groups_of(correlation: np.ndarray) -> np.ndarray:
@@ -98,7 +86,7 @@ def choose_heads(
     ids = candidates["concept_id"].to_numpy()
     basis = length_terms(*lengths)
     group = _groups_of(delta_correlation(delta)) if len(ids) else np.zeros(0, dtype=np.int64)
-    length_p = length_test(basis, seed)
+    length_p = length_lr_pvalue(*lengths, randomised_order(len(basis), seed))
     length_at = np.flatnonzero(ids == LENGTH_PROBE)
     length_head = length_p < alpha and len(length_at) > 0
     # The length probe is the length terms' own first column: it adds nothing beyond them.
@@ -149,7 +137,7 @@ def add_heads(
     """Heads as the first rows of the concept table (see the module docstring), every other row
     attached to its nearest head; returns the table, the heads' (chosen, rejected) columns over
     every pair, and the summary."""
-    candidates = head_candidates(concepts)
+    candidates = head_candidates(concepts, alpha)
     codes = pd.factorize(pd.Series([str(p) for p in prompts]))[0]
     rows = np.flatnonzero(discovery)
     delta = column_delta(candidates, mode_data)
@@ -159,6 +147,9 @@ def add_heads(
     )
     sources = candidates.iloc[[position for position, _ in heads]]
     head_rows = _head_rows(sources, [share for _, share in heads], concepts)
+    # The length head's evidence is its own test: the length-aware test of length itself is void.
+    is_length = (head_rows["source"] == LENGTH_PROBE).to_numpy()
+    head_rows.loc[is_length, ["p_value", "q_value"]] = summary.length_p
     head_chosen = _columns(sources, mode_data, side=0)
     head_rejected = _columns(sources, mode_data, side=1)
     concepts = _attach(concepts, mode_data, (head_chosen - head_rejected)[rows], head_rows, rows)
@@ -170,6 +161,43 @@ def add_heads(
     summary.n_rest = int(len(concepts) - summary.n_attached)
     table = pd.concat([head_rows.assign(**HEAD_COLUMNS), concepts], ignore_index=True)
     return table, (head_chosen, head_rejected), summary
+
+
+def queue_quality(
+    head_delta: sp.spmatrix,
+    sources: list[str],
+    lengths: tuple[np.ndarray, np.ndarray],
+    discovery: np.ndarray,
+    seed: int,
+) -> tuple[float, float]:
+    """How much the heads say together, with length: the held-out AUC of one logistic model of the
+    choice on the heads' Δ and the length terms, fitted on the discovery pairs and scored on the
+    confirmation pairs; and the share of heads that the same model, refitted on the confirmation
+    pairs, needs (likelihood ratio test of dropping each, p < 0.05: finite where a Wald test is
+    not, for heads that nearly separate the pairs). The length head is the length terms themselves."""
+    from .stats.length_control import fit_or_ridge, length_design
+    from .stats.pairs import auc_score
+
+    keep = [i for i, source in enumerate(sources) if source != LENGTH_PROBE]
+    if not keep or discovery.all() or not discovery.any():
+        return float("nan"), float("nan")
+    signs = randomised_order(head_delta.shape[0], seed)
+    delta = np.asarray(sp.csc_matrix(head_delta)[:, keep].todense())
+    sd = delta[discovery].std(axis=0)
+    x = signs[:, None] * np.divide(delta, sd, out=np.zeros_like(delta), where=sd > 0)
+    design = np.column_stack([length_design(*lengths, signs), x])
+    y, held = signs > 0, ~discovery
+    auc = auc_score(y[held], design[held] @ fit_or_ridge(y[discovery], design[discovery])[0])
+
+    def loglik(columns: np.ndarray) -> float:
+        eta = design[held][:, columns] @ fit_or_ridge(y[held], design[held][:, columns])[0]
+        return float(np.sum(y[held] * eta - np.logaddexp(0.0, eta)))
+
+    everything = np.arange(design.shape[1])
+    full = loglik(everything)
+    first = design.shape[1] - len(keep)
+    p = [sps.chi2.sf(max(0.0, 2.0 * (full - loglik(np.delete(everything, first + k)))), df=1) for k in range(len(keep))]
+    return float(auc), float(np.mean(np.array(p) < 0.05))
 
 
 def _head_rows(sources: pd.DataFrame, shares: list[float], concepts: pd.DataFrame) -> pd.DataFrame:

@@ -41,7 +41,7 @@ from .extract.features import (
     pooled_residuals,
 )
 from .family_table import add_families
-from .heads import add_heads, copy_source_labels
+from .heads import add_heads, copy_source_labels, queue_quality
 from .labelling.concept_labels import label_concepts
 from .labelling.fidelity import check_head_labels
 from .probes import PROBES, compute_probes, nearest_probes
@@ -344,9 +344,10 @@ def _families(state: AuditState) -> None:
 
 
 def _heads(state: AuditState) -> None:
-    """The review queue: at most 30 heads chosen jointly on the discovery pairs (heads.py)."""
-    config = state.config
-    state.concepts, state.mode_data["head"], state.report_so_far.heads = add_heads(
+    """The review queue: at most 30 heads chosen jointly on the discovery pairs (heads.py), and,
+    outside the null runs, how much they say together on the confirmation pairs."""
+    config, report = state.config, state.report_so_far
+    state.concepts, state.mode_data["head"], summary = add_heads(
         state.concepts,
         {mode: data for mode, data in state.mode_data.items() if mode != "head"},
         state.discovery,
@@ -355,6 +356,19 @@ def _heads(state: AuditState) -> None:
         config.fdr_threshold,
         config.seed,
     )
+    report.heads = summary
+    if not (state.joint_models and state.confirming and summary.n_heads):
+        return
+    head_chosen, head_rejected = state.mode_data["head"]
+    sources = list(state.concepts.loc[state.concepts["kind"] == "head", "source"])
+    summary.auc_held_out_heads, summary.share_significant_jointly = queue_quality(
+        head_chosen - head_rejected, sources, state.lengths, state.discovery, config.seed
+    )
+    families = report.families
+    if families is not None:
+        gain_all = families.auc_held_out_all_concepts - families.auc_held_out_length_only
+        gain = summary.auc_held_out_heads - families.auc_held_out_length_only
+        summary.auc_gain_retained = gain / gain_all if gain_all > 0 else None
 
 
 def _confirm(state: AuditState) -> None:

@@ -113,6 +113,9 @@ class HeadSummary:
     max_abs_r_between_heads: float | None = None
     n_attached: int = 0  # families and concepts under some head
     n_rest: int = 0  # ... and under none
+    auc_held_out_heads: float | None = None  # heads + length, fitted on discovery, on confirmation
+    auc_gain_retained: float | None = None  # its gain over length, as a share of all concepts' joint model's
+    share_significant_jointly: float | None = None  # heads with p < 0.05 in one model with length (confirmation)
 
     def sentence(self) -> str:
         if not self.n_heads:
@@ -126,8 +129,23 @@ class HeadSummary:
             f"{self.n_heads} heads{length} from {self.n_candidates} families and probes: each selected in at "
             f"least {self.stability_share:.0%} of {self.resamples} prompt resamples by a sparse model with "
             f"length, no two alike (|r| < {self.max_head_r:g}); {self.n_attached:,} concepts sit under a head, "
-            f"{self.n_rest:,} under none."
+            f"{self.n_rest:,} under none.{self._together()}"
         )
+
+    def _together(self) -> str:
+        if self.auc_held_out_heads is None or math.isnan(self.auc_held_out_heads):
+            return ""
+        retained = (
+            f", {self.auc_gain_retained:.0%} of the gain over length that every concept together reaches"
+            if self.auc_gain_retained is not None and not math.isnan(self.auc_gain_retained)
+            else ""
+        )
+        jointly = (
+            f"; {self.share_significant_jointly:.0%} of them significant in one model with length there"
+            if self.share_significant_jointly is not None and not math.isnan(self.share_significant_jointly)
+            else ""
+        )
+        return f" With length they reach a held-out AUC of {self.auc_held_out_heads:.3f}{retained}{jointly}."
 
 
 @dataclass

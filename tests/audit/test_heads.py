@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from spectrum_core.audit.heads import LENGTH_PROBE, MAX_HEAD_R, add_heads, choose_heads
+from spectrum_core.audit.heads import LENGTH_PROBE, MAX_HEAD_R, add_heads, choose_heads, head_candidates
 from spectrum_core.audit.stats.length_control import length_terms
 from spectrum_core.audit.stats.sparse_selection import STABILITY_SHARE, select_sparse
 
@@ -111,6 +111,7 @@ def test_every_concept_is_attached_to_its_nearest_head_or_the_rest():
             "rank": [3, 4, 1, 2, *range(5, 13)],
             "label": [f"t{j}" for j in range(12)],
             "share_chosen_more": 0.5,
+            "q_value": 0.01,  # heads come from concepts significant on discovery
         }
     )
     discovery = np.ones(N_PAIRS, dtype=bool)
@@ -125,3 +126,16 @@ def test_every_concept_is_attached_to_its_nearest_head_or_the_rest():
     assert rest.loc["token:2", "head"] == rest.loc["token:3", "head"] == "head:0"
     assert (rest.drop(["token:2", "token:3"])["head"] == "").all()
     assert summary.n_attached == 2 and summary.n_rest == 10
+
+
+def test_candidates_are_significant_on_discovery_and_length_is_always_offered():
+    concepts = pd.DataFrame(
+        {
+            "concept_id": ["family:0", "family:1", "probe:refusal", LENGTH_PROBE, "token:0"],
+            "kind": ["family", "family", "probe", "probe", "sae"],
+            "rank": [1, 2, 3, 4, 1],
+            "q_value": [0.01, 0.2, 0.03, 0.9, 0.001],
+        }
+    )
+    offered = head_candidates(concepts, alpha=0.05)["concept_id"].tolist()
+    assert offered == ["family:0", "probe:refusal", LENGTH_PROBE]  # families present: no single concepts

@@ -23,7 +23,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ...data.split import assign_split
-from .length_control import LengthNull, length_null, score_pvalues
+from .length_control import LENGTH_PROBE, LengthNull, length_lr_pvalue, length_null, score_pvalues
 from .pairs import randomised_order
 from .power import MAX_PAIRS, detectable_share, pairs_needed
 from .sign_test import adjust_pvalues, sign_test
@@ -100,8 +100,13 @@ def confirm(
     if lengths is None:  # no lengths given: the score test against "no preference" alone
         lengths = (np.zeros(n_pairs), np.zeros(n_pairs))
     signs, null = order[confirmation], length_null(*lengths, order, rows=confirmation)
+    # A head standing for length is tested as discovery tested it: does length predict at all?
+    chosen_len, rejected_len = (np.asarray(side, dtype=np.float64)[confirmation] for side in lengths)
+    length_p = length_lr_pvalue(chosen_len, rejected_len, signs)
     for rows in groups:
         n_pos, n_neg, p_sign, p = _held_out_tests(concepts.loc[rows], mode_data, confirmation, signs, null)
+        if "source" in concepts.columns:
+            p = np.where((concepts.loc[rows, "source"] == LENGTH_PROBE).to_numpy(), length_p, p)
         differ = n_pos + n_neg
         share = np.divide(n_pos, differ, out=np.full(len(rows), np.nan), where=differ > 0)
         q = adjust_pvalues(p, method=correction)

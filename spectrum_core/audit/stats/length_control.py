@@ -27,6 +27,7 @@ from scipy import stats as sps
 
 from .length_basis import length_basis
 
+LENGTH_PROBE = "probe:length_tokens"  # the probe that is the length itself (whole responses, in tokens)
 NULL_MAX_ITER = 100
 # When length separates the labels (or one range of lengths holds only chosen responses: the
 # longest answers all preferred) the unpenalised fit runs off to infinity; it is then refitted with
@@ -113,6 +114,19 @@ def length_null(
     if not len(y) or y.all() or not y.any():
         return LengthNull(design, np.zeros(design.shape[1]), False)  # one class: nothing to fit
     return LengthNull(design, *fit_or_ridge(y, design))
+
+
+def length_lr_pvalue(chosen_len: np.ndarray, rejected_len: np.ndarray, signs: np.ndarray) -> float:
+    """Does length predict the choice at all? The likelihood ratio test of the length-only model
+    against "no preference" (P = ½ for every pair); 1 when there is nothing to fit."""
+    design = length_design(chosen_len, rejected_len, signs)
+    y = signs > 0
+    if design.shape[1] < 2 or y.all() or not y.any():
+        return 1.0
+    eta = design @ fit_or_ridge(y, design)[0]
+    loglik = float(np.sum(y * eta - np.logaddexp(0.0, eta)))
+    statistic = max(0.0, 2.0 * (loglik - len(y) * np.log(0.5)))
+    return float(sps.chi2.sf(statistic, df=design.shape[1]))
 
 
 def fit_or_ridge(y: np.ndarray, design: np.ndarray) -> tuple[np.ndarray, bool]:
