@@ -261,15 +261,16 @@ LABEL_FIELDS = (
 )
 
 
-def copy_source_labels(concepts: pd.DataFrame) -> pd.DataFrame:
-    """Each head named as its source is (the labeller names families, probes and concepts)."""
+def copy_from_sources(concepts: pd.DataFrame, fields: tuple[str, ...] = LABEL_FIELDS) -> pd.DataFrame:
+    """Each head given its source's ``fields``: by default its name and the evidence for it (the
+    labeller names families, probes and concepts); the SAE-seed check's column after that step."""
     is_head = (concepts["kind"] == HEAD_KIND).to_numpy()
     if not is_head.any():
         return concepts
     concepts = concepts.copy()
     by_id = concepts.set_index("concept_id")
     sources = concepts.loc[is_head, "source"].to_numpy()
-    for name in LABEL_FIELDS:
+    for name in fields:
         if name in concepts.columns:
             concepts.loc[is_head, name] = pd.Series(list(by_id.loc[sources, name]), index=concepts.index[is_head])
     return concepts

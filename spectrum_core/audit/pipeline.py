@@ -41,8 +41,8 @@ from .extract.features import (
     pooled_residuals,
 )
 from .family_table import add_families
-from .heads import add_heads, copy_source_labels, queue_quality
-from .labelling.concept_labels import label_concepts
+from .heads import add_heads, copy_from_sources, queue_quality
+from .labelling.concept_labels import label_concepts, make_labeler
 from .labelling.fidelity import check_head_labels
 from .probes import PROBES, compute_probes, nearest_probes
 from .report import ActivationSummary, AuditReport, Baselines, JointModelSummary
@@ -52,7 +52,7 @@ from .seed_check import add_seed_stability
 from .stats.baselines import agreement_strength, length_baseline
 from .stats.concept_statistics import concept_table, rank_concepts
 from .stats.confirmation import confirm, confirmation_summary, confirmed_first, discovery_split
-from .stats.null import NullSummary, confirmed_count, flip_pairs, null_flips
+from .stats.null import NullSummary, confirmed_count, flip_pairs, null_flips, significant_count
 from .stats.power import power_summary, verdict
 from .stats.sign_test import adjust_pvalues
 from .tables import feature_cards, pair_feature_table
@@ -393,7 +393,7 @@ def _confirm(state: AuditState) -> None:
 def _null(state: AuditState) -> None:
     """The statistics, families and confirmation again on ``null_runs`` copies of the pairs with
     chosen and rejected swapped in a seeded random half (stats/null.py), counting what each confirms."""
-    config, progress, counts = state.config, state.progress, []
+    config, progress, counts, significant = state.config, state.progress, [], []
     chosen_len, rejected_len = state.lengths
     for index, flip in enumerate(null_flips(len(state.pairs), config.null_runs, config.seed)):
         run = AuditState(state.pairs, config, state.out_dir, state.activations_dir)
@@ -407,9 +407,10 @@ def _null(state: AuditState) -> None:
         for step in (_statistics, _families, _heads, _confirm):
             step(run)
         counts.append(confirmed_count(run.concepts))
+        significant.append(significant_count(run.concepts, config.fdr_threshold))
         if progress:
             progress("null", index + 1, config.null_runs, unit="runs")
-    state.report_so_far.null = NullSummary.from_counts(confirmed_count(state.concepts), counts)
+    state.report_so_far.null = NullSummary.from_counts(confirmed_count(state.concepts), counts, significant)
 
 
 def _sae_seeds(state: AuditState) -> None:
@@ -427,6 +428,7 @@ def _sae_seeds(state: AuditState) -> None:
         device=state.device,
         progress=state.progress,
     )
+    state.concepts = copy_from_sources(state.concepts, fields=("seed_stability",))
 
 
 def _topics(state: AuditState) -> None:
@@ -465,18 +467,20 @@ def _labels(state: AuditState) -> None:
     """Labels written from the discovery pairs' responses; the heads' labels then scored on the
     confirmation pairs' (labelling/fidelity.py)."""
     writing = np.repeat(state.discovery, 2) if state.confirming else None
+    warnings = state.report_so_far.warnings
+    labeler = make_labeler(state.config, state.out_dir, warnings)
     state.concepts = label_concepts(
         state.concepts,
         state.cards,
         state.pairs,
         state.mode_data,
         state.config,
-        state.out_dir,
+        labeler,
         state.progress,
-        state.report_so_far.warnings,
+        warnings,
         writing=writing,
     )
-    state.concepts = copy_source_labels(state.concepts)
+    state.concepts = copy_from_sources(state.concepts)
     if state.confirming:
         config = state.config
         state.concepts = check_head_labels(
@@ -486,6 +490,7 @@ def _labels(state: AuditState) -> None:
             ~state.discovery,
             config.fdr_threshold,
             config.seed,
+            annotate=labeler.annotate if labeler is not None else None,
         )
 
 

@@ -141,23 +141,3 @@ def test_a_family_decision_reaches_the_plan_for_every_member(page):
         plan = compile_plan(workspace, outcome.job_id, view)
         by_id = {c.concept_id: c for c in plan.concepts}
         assert own not in by_id[family["concept_id"]].members and by_id[own].action == "keep"
-
-
-def test_the_heads_lead_the_queue_and_a_head_decision_acts_on_its_source(page):
-    at, workspace, outcome = page
-    heads = outcome.concepts[outcome.concepts["kind"] == "head"]
-    assert len(heads), "the small audit finds at least one head"
-    at.run()
-    assert at.radio[0].value == "Heads"
-    assert any(c.value == outcome.report.heads.sentence() for c in at.caption)
-    head = listed(outcome.concepts).iloc[0]
-    assert at.subheader[0].value == head["concept_id"]
-    assert any(f"**Stands for {head['source']}**" in m.value for m in at.markdown)
-    at.button(key=f"suppress-{head['concept_id']}").click()
-    at.run()
-    view = AuditView.load(outcome.folder)
-    (choice,) = compile_plan(workspace, outcome.job_id, view).concepts
-    expected = view.family_members(head["source"]) if head["source"].startswith("family:") else {head["source"]: 1.0}
-    assert choice.concept_id == head["concept_id"] and choice.members == expected
-    # The head's Δ, as written, is its source's.
-    np.testing.assert_allclose(view.delta_array(head["concept_id"]), view.delta_array(head["source"]), rtol=1e-6)

@@ -321,3 +321,36 @@ def test_no_top_family_label_is_only_function_words(planted_audit):
     for label in families["label"]:
         terms = [t.strip() for t in label.split("·")[0].split("/") if t.strip()]
         assert terms and not all(is_function_words(t) for t in terms), label
+
+
+def test_the_concepts_page_opens_on_the_heads_and_a_head_decision_acts_on_its_source(planted_audit, monkeypatch):
+    """The page test of the heads queue, on the planted audit (it has heads for sure): the queue
+    leads, the card says what the head stands for, and a decision reaches the plan as its source's."""
+    from streamlit.testing.v1 import AppTest
+
+    from spectrum_core.interventions import compile_plan
+    from tests.conftest import ROOT
+
+    workspace, _, outcome, _ = planted_audit
+    monkeypatch.setenv("SPECTRUM_WORKSPACE", str(workspace.root))
+    monkeypatch.chdir(ROOT)
+    at = AppTest.from_file(str(ROOT / "app_pages" / "concepts.py"), default_timeout=60)
+    at.session_state["current_dataset"] = workspace.job(outcome.job_id).dataset_id
+    at.session_state["current_audit"] = outcome.job_id  # this audit, not a later one in the workspace
+    at.run()
+    assert not at.exception, at.exception
+    heads = outcome.concepts[outcome.concepts["kind"] == "head"]
+    head = heads[heads["direction"] != "none"].sort_values("rank").iloc[0]
+    assert at.radio[0].value == "Heads" and at.subheader[0].value == head["concept_id"]
+    assert any(c.value == outcome.report.heads.sentence() for c in at.caption)
+    assert any(f"**Stands for {head['source']}**" in m.value for m in at.markdown)
+    at.button(key=f"suppress-{head['concept_id']}").click()
+    at.run()
+    view = AuditView.load(outcome.folder)
+    choice = next(
+        c for c in compile_plan(workspace, outcome.job_id, view).concepts if c.concept_id == head["concept_id"]
+    )
+    source = head["source"]
+    assert choice.members == (view.family_members(source) if source.startswith("family:") else {source: 1.0})
+    np.testing.assert_allclose(view.delta_array(head["concept_id"]), view.delta_array(source), rtol=1e-6)
+    workspace.undo_decision(workspace.current_decisions(outcome.job_id)[head["concept_id"]]["id"], user="test")

@@ -33,14 +33,14 @@ def label_concepts(
     pairs: pd.DataFrame,
     mode_data: dict,
     config: AuditConfig,
-    out_dir: Path,
+    labeler: LLMLabeler | None,
     progress,
     warnings: list[str],
     writing: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Offline labels for the best-ranked SAE concepts; LLM labels on top when configured. An LLM
     endpoint that fails costs a warning (in ``warnings`` and the log) and the LLM labels, never the
-    audit: every concept keeps its offline label. Labels are written from the responses in
+    audit: every concept keeps its offline label. ``labeler``: from :func:`make_labeler` (None: offline only). Labels are written from the responses in
     ``writing`` (a mask over responses, default all): the audit passes the discovery pairs'
     responses, so every confirmation response is held out to score the label on (``fidelity.py``)."""
     concepts = _label_columns(concepts)
@@ -49,7 +49,6 @@ def label_concepts(
     )
     cards_by_concept = {cid: group for cid, group in cards.groupby("concept_id")} if len(cards) else {}
     rng = np.random.default_rng(config.seed)
-    labeler = _make_labeler(config, out_dir, warnings)
     texts = response_texts(pairs)
     # Responses × concepts, column-major so each feature is one slice.
     by_response = {mode: interleave(c, r).tocsc() for mode, (c, r) in mode_data.items() if mode != "probe"}
@@ -150,7 +149,7 @@ def _warn(warnings: list[str], message: str) -> None:
     warnings.append(message)
 
 
-def _make_labeler(config: AuditConfig, out_dir: Path, warnings: list[str]) -> LLMLabeler | None:
+def make_labeler(config: AuditConfig, out_dir: Path, warnings: list[str]) -> LLMLabeler | None:
     """The local labeller (``--labeller``), else the endpoint from the environment, else none.
     A local model that cannot be loaded costs a warning, never the audit."""
     if not config.llm_labelled_concepts:

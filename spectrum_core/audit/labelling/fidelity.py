@@ -5,7 +5,8 @@ discovery pairs' responses). Two checks, on the **confirmation** pairs' response
 which the label was written from:
 
 - **Fidelity**: does the head's activation rank the responses that contain one of the label's
-  phrases above those that do not? The Mann–Whitney AUC of the activation, present against absent,
+  phrases (for an LLM label: that the model says exhibit it, on a sample of 300) above those that
+  do not? The Mann–Whitney AUC of the activation, present against absent,
   with a bootstrap 95% interval; at least ``MIN_RESPONSES`` responses, else not scored. 0.5 is a
   label unrelated to what the head measures; 1.0 a label that names it exactly.
 - **The label as a hypothesis** (as HypotheSAEs tests its natural-language hypotheses): annotate
@@ -20,6 +21,8 @@ A head standing for a probe is named by what the probe measures; it is not score
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -29,6 +32,9 @@ from ..stats.sign_test import sign_pvalues
 from ..text import straighten_apostrophes
 
 MIN_RESPONSES = 300  # held-out responses a fidelity score needs (the issue's floor; HH has 1,384)
+# An LLM label is annotated by the model on a seeded sample of this many confirmation pairs (both
+# responses: MIN_RESPONSES texts), not on all: each text is a yes/no the endpoint is asked for.
+LLM_PAIRS = MIN_RESPONSES // 2
 BOOTSTRAP = 200  # resamples for the fidelity interval
 MAX_PHRASES = 5  # the label's best n-grams that count as its phrases
 FIDELITY_COLUMNS = {
@@ -78,6 +84,10 @@ def fidelity(activation: np.ndarray, present: np.ndarray, seed: int) -> tuple[fl
     return auc, float(low), float(high)
 
 
+def _annotated(annotate: Callable[[str, list[str]], list[bool]], label: str, texts: list[str]) -> np.ndarray:
+    return np.asarray(annotate(label, texts), dtype=bool)
+
+
 def check_head_labels(
     concepts: pd.DataFrame,
     head_chosen,
@@ -86,24 +96,31 @@ def check_head_labels(
     confirmation: np.ndarray,
     alpha: float,
     seed: int,
+    annotate: Callable[[str, list[str]], list[bool]] | None = None,
 ) -> pd.DataFrame:
     """``concepts`` with the fidelity and label-hypothesis columns (``FIDELITY_COLUMNS``) filled for
-    the heads with an offline or LLM label. ``head_chosen``/``head_rejected``: pairs × heads;
+    the heads with an offline label (phrase presence) or an LLM label when ``annotate`` (the
+    labeller's yes/no per text) is given. ``head_chosen``/``head_rejected``: pairs × heads;
     ``texts``: every response (2i chosen, 2i+1 rejected); ``confirmation``: the held-out pairs."""
     table = concepts.assign(**FIDELITY_COLUMNS).astype({"label_explains": object})
     heads = np.flatnonzero((concepts["kind"] == "head").to_numpy())
-    pairs = np.flatnonzero(confirmation)
-    chosen_texts = [texts[2 * i] for i in pairs]
-    rejected_texts = [texts[2 * i + 1] for i in pairs]
+    held_out = np.flatnonzero(confirmation)
+    sample = np.sort(np.random.default_rng(seed).permutation(held_out)[:LLM_PAIRS])
     for index in heads:
         row = concepts.iloc[index]
+        source = row.get("label_source")
         phrases = label_phrases(row.get("top_ngrams", ""))
-        if row.get("label_source") not in ("offline", "llm") or not phrases:
+        if source == "llm" and annotate is not None:
+            pairs, present = sample, partial(_annotated, annotate, str(row["label"]))
+        elif source == "offline" and phrases:
+            pairs, present = held_out, partial(phrase_presence, phrases=phrases)
+        else:
             continue
         column = int(row["feature"])
         chosen = np.asarray(head_chosen[pairs][:, [column]].todense()).ravel()
         rejected = np.asarray(head_rejected[pairs][:, [column]].todense()).ravel()
-        present_c, present_r = phrase_presence(chosen_texts, phrases), phrase_presence(rejected_texts, phrases)
+        present_c = present([texts[2 * i] for i in pairs])
+        present_r = present([texts[2 * i + 1] for i in pairs])
         activation, present = np.concatenate([chosen, rejected]), np.concatenate([present_c, present_r])
         values: dict[str, object] = {"label_fidelity_n": len(present)}
         if len(present) >= MIN_RESPONSES:

@@ -42,11 +42,16 @@ class NullSummary:
     confirmed_mean: float = 0.0
     confirmed_p95: float = 0.0
     false_discovery_share: float | None = None  # null mean / observed (None when nothing is confirmed)
+    # Single concepts significant on discovery per run: under this null every one is false, so the
+    # share of runs with any (the FDR of Benjamini-Hochberg under the global null) should be ≤ α.
+    significant: list[int] = field(default_factory=list)
+    runs_with_any_significant: float = 0.0
 
     @classmethod
-    def from_counts(cls, observed: int, counts: list[int]) -> NullSummary:
+    def from_counts(cls, observed: int, counts: list[int], significant: list[int] | None = None) -> NullSummary:
         values = np.asarray(counts, dtype=float)
         mean = float(values.mean()) if len(values) else 0.0
+        significant = [int(s) for s in significant or []]
         return cls(
             runs=len(counts),
             observed=observed,
@@ -54,6 +59,8 @@ class NullSummary:
             confirmed_mean=mean,
             confirmed_p95=float(np.percentile(values, 95)) if len(values) else 0.0,
             false_discovery_share=min(1.0, mean / observed) if observed else None,
+            significant=significant,
+            runs_with_any_significant=float(np.mean([s > 0 for s in significant])) if significant else 0.0,
         )
 
     def sentence(self) -> str:
@@ -67,6 +74,12 @@ class NullSummary:
         return (
             f"{null}; here it confirms {self.observed}: about {self.false_discovery_share:.0%} of them could be chance."
         )
+
+
+def significant_count(concepts: pd.DataFrame, alpha: float) -> int:
+    """Single concepts (SAE features and probes) significant on discovery."""
+    single = ~concepts["kind"].isin(["family", "head"]).to_numpy()
+    return int((single & (concepts["q_value"].to_numpy() < alpha)).sum())
 
 
 def confirmed_count(concepts: pd.DataFrame, kind: str = "head") -> int:

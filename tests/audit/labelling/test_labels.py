@@ -557,3 +557,47 @@ def test_an_audit_with_a_local_labeller_and_with_one_that_cannot_load(tmp_path: 
     assert missing is not None
     (warning,) = missing.report.warnings
     assert "local labeller" in warning and "offline labels kept" in warning
+
+
+def test_an_llm_labelled_head_is_scored_by_the_models_yes_no_on_300_held_out_responses(
+    fake_server: FakeServer, tmp_path: Path
+) -> None:
+    """The head's LLM label annotated by the model on a seeded sample of 150 confirmation pairs
+    (300 responses, none it was written from): fidelity near 1 for the label that names the head,
+    and the label tested as a hypothesis on the same pairs."""
+    import numpy as np
+    import pandas as pd
+    import scipy.sparse as sp
+
+    from spectrum_core.audit.labelling.fidelity import MIN_RESPONSES, check_head_labels
+
+    labeler = LLMLabeler(LLMEndpoint(base_url=fake_server.base + "/v1/", model="fake-model"), tmp_path / "c.jsonl")
+    rng = np.random.default_rng(0)
+    n_pairs = 400
+    sorry_chosen, sorry_rejected = rng.random(n_pairs) < 0.6, rng.random(n_pairs) < 0.2
+    texts = [
+        text
+        for c, r in zip(sorry_chosen, sorry_rejected)
+        for text in ("I'm sorry, I can't do that." if c else "Sure, here it is.", "Sorry, no." if r else "Fine.")
+    ]
+    fire = lambda has: sp.csr_matrix(np.where(has, 1.0 + rng.random(n_pairs), 0.0)[:, None])  # noqa: E731
+    concepts = pd.DataFrame(
+        {
+            "concept_id": ["head:0"],
+            "kind": ["head"],
+            "feature": [0],
+            "label": ["Apologises with the word sorry"],
+            "label_source": ["llm"],
+            "top_ngrams": ["sure here"],  # the offline phrases are not what an LLM label is scored on
+            "share_chosen_more": [0.7],
+        }
+    )
+    confirmation = np.arange(n_pairs) >= 100
+    head = check_head_labels(
+        concepts, fire(sorry_chosen), fire(sorry_rejected), texts, confirmation, 0.05, 0, annotate=labeler.annotate
+    ).iloc[0]
+    assert head["label_fidelity_n"] == MIN_RESPONSES and head["label_fidelity"] == pytest.approx(1.0)
+    assert head["label_explains"] is True and head["label_share_chosen_more"] > 0.65
+    asked = [r for r in fake_server.requests if "Concept: Apologises" in r["body"]["messages"][-1]["content"]]
+    shown = {t for r in asked for t in re.findall(r"^\[\d+\] (.*)$", r["body"]["messages"][-1]["content"], re.M)}
+    assert shown <= set(texts) and asked  # only response texts, annotated by the model
