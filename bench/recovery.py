@@ -169,6 +169,26 @@ def audit(pairs: pd.DataFrame, loaded, config, work: Path, name: str) -> Path:
     return folder
 
 
+def summary_table(results: dict) -> str:
+    """The docs' table: per dataset and plant, recovered in how many seeds (and |r|), heads alike;
+    then confirmed heads and false discoveries per run."""
+    lines = [
+        "| dataset | plant | recovered (seeds) | mean r when recovered | heads alike (per seed) |",
+        "|---|---|---|---|---|",
+    ]
+    runs = pd.DataFrame(results["runs"])
+    for dataset, block in runs.groupby("dataset", sort=False):
+        for plant in block.iloc[0]["plants"]:
+            rows = [run[plant] for run in block["plants"]]
+            found = [row["r"] for row in rows if row["recovered"]]
+            mean_r = f"{np.mean(found):.2f}" if found else "–"
+            alike = ", ".join(str(row["heads_alike"]) for row in rows)
+            lines.append(f"| {dataset} | {plant} | {len(found)} of {len(rows)} | {mean_r} | {alike} |")
+    lines += ["", "| dataset | seed | heads | confirmed | false discoveries |", "|---|---|---|---|---|"]
+    lines += [f"| {r.dataset} | {r.seed} | {r.heads} | {r.confirmed} | {r.false} |" for r in runs.itertuples()]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     from spectrum_core.audit.config import AuditConfig
     from spectrum_core.data import load_preferences
@@ -178,7 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--hh-pairs", type=int, default=800)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "recovery.json")
+    parser.add_argument("--summarise", type=Path, help="print the table of a results file and stop")
     args = parser.parse_args(argv)
+    if args.summarise:
+        print(summary_table(json.loads(args.summarise.read_text())))
+        return 0
     loaded = load_model("bundled")
     config = AuditConfig(max_response_tokens=256, sae_seeds=0, topics=0, null_runs=5, llm_labelled_concepts=0)
     datasets = {
@@ -206,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(results["verbosity"], default=str), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1, default=str))
+    print(summary_table(results))
     print(f"written {args.out}")
     return 0
 
