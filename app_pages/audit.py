@@ -86,6 +86,8 @@ def results(view: jobs.JobView) -> None:
         st.caption(report.baselines.length.sentence())
     if report.families is not None:
         st.caption(report.families.sentence())
+    if report.heads is not None:
+        st.caption(report.heads.sentence())
     if report.confirmation is not None:
         (st.success if report.confirmation.n_confirmed else st.info)(report.confirmation.sentence())
     if report.null is not None:

@@ -9,6 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from spectrum_core import jobs
+from spectrum_core.audit.report import AuditReport
 from spectrum_core.workspace import Workspace
 from tests.conftest import LLAMAFACTORY_FILE, ROOT
 
@@ -52,3 +53,8 @@ def test_start_watch_and_reuse(page):
     assert "already run with this configuration" in at.success[0].value
     assert any(m.label == "Concepts with q < 0.05" for m in at.metric)
     assert len(at.dataframe) == 1
+    # The finished audit's sentences: the review queue and what the held-out pairs confirm.
+    report = AuditReport.read(workspace.artifact_path(workspace.job(job.id).artifact_key))
+    assert any(c.value == report.heads.sentence() for c in at.caption)
+    shown = [m.value for m in (*at.success, *at.info)]
+    assert report.confirmation.sentence() in shown

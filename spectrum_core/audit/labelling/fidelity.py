@@ -111,20 +111,20 @@ def check_head_labels(
         source = row.get("label_source")
         phrases = label_phrases(row.get("top_ngrams", ""))
         if source == "llm" and annotate is not None:
-            pairs, present = sample, partial(_annotated, annotate, str(row["label"]))
+            pairs, marks = sample, partial(_annotated, annotate, str(row["label"]))
         elif source == "offline" and phrases:
-            pairs, present = held_out, partial(phrase_presence, phrases=phrases)
+            pairs, marks = held_out, partial(phrase_presence, phrases=phrases)
         else:
             continue
         column = int(row["feature"])
         chosen = np.asarray(head_chosen[pairs][:, [column]].todense()).ravel()
         rejected = np.asarray(head_rejected[pairs][:, [column]].todense()).ravel()
-        present_c = present([texts[2 * i] for i in pairs])
-        present_r = present([texts[2 * i + 1] for i in pairs])
+        present_c = marks([texts[2 * i] for i in pairs])
+        present_r = marks([texts[2 * i + 1] for i in pairs])
         activation, present = np.concatenate([chosen, rejected]), np.concatenate([present_c, present_r])
         values: dict[str, object] = {"label_fidelity_n": len(present)}
         if len(present) >= MIN_RESPONSES:
-            auc, low, high = fidelity(activation, present, seed + index)
+            auc, low, high = fidelity(activation, present, seed + int(index))
             values.update(label_fidelity=auc, label_fidelity_low=low, label_fidelity_high=high)
         n_pos, n_neg = int((present_c & ~present_r).sum()), int((present_r & ~present_c).sum())
         p = float(sign_pvalues(np.array([n_pos]), np.array([n_neg]))[0])
