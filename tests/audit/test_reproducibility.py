@@ -69,7 +69,11 @@ def test_one_thread_and_two_threads_give_the_same_families(hh_pairs, tmp_path, b
     assert len(stable) >= 3, report  # the planted concepts at least
     exact = [m for m in stable if m.same and abs(m.matched_rank - m.rank) <= RANK_SHIFT]
     assert len(exact) >= 3, report  # the planted ones are found again, as they were
+    significant = views[0].concepts["q_value"] < 0.05
     for m in stable:
         # A seed-stable family near the threshold that forms families can merge into a neighbour
-        # under the other thread count; it is then still there, partly, leaning the same way.
-        assert m.r >= MERGED_R and m.same_direction, report
+        # under the other thread count; it is then still there, partly, leaning the same way when
+        # it leans at all (a family the length-aware test does not back, length in disguise with a
+        # 50/50 split, may tip either way on rounding).
+        assert m.r >= MERGED_R, report
+        assert m.same_direction or not significant[m.family], report
