@@ -127,7 +127,9 @@ def prediction_concepts(view, decided: list[dict]) -> list[dict]:
     q value, effect size, and whether it was decided."""
     table = view.concepts
     families = table[table["kind"] == "family"]
-    top = (families if len(families) else table).sort_values("rank", kind="stable").head(TOP_FAMILIES)
+    # Heads stand for families or concepts already in the table; the scatter keeps to those.
+    singles = table[table["kind"] != "head"]
+    top = (families if len(families) else singles).sort_values("rank", kind="stable").head(TOP_FAMILIES)
 
     def audit_columns(concept_id: str) -> dict:
         if concept_id not in table.index:
