@@ -212,6 +212,10 @@ def _head_rows(sources: pd.DataFrame, shares: list[float], concepts: pd.DataFram
     rows["kind"], rows["mode"], rows["feature"] = HEAD_KIND, HEAD_KIND, np.arange(len(rows))
     rows["selection_share"] = shares
     rows["rank"] = np.arange(1, len(rows) + 1)
+    # A head is nobody's member: a source that belongs to a family must not make its head one too
+    # (the family's score, and every part list built from it, would then count the source twice).
+    if "family" in rows:
+        rows["family"], rows["family_weight"] = "", np.nan
     return rows.reindex(
         columns=list(dict.fromkeys([*concepts.columns, "source", "members", "n_members", "selection_share"]))
     )

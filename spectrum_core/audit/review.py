@@ -30,8 +30,11 @@ def describe_concept(row) -> str:
     share = row["share_chosen_more"] if row["direction"] == "chosen" else 1 - row["share_chosen_more"]
     q = row["q_value"]
     q_text = "q < 1e-6" if q < 1e-6 else f"q = {q:.2g}"
+    # ``direction`` is the length-aware test's; where the raw count leans the other way, it is
+    # length that tips it, and the sentence says "for their length".
+    for_length = " for their length" if share < 0.5 else ""
     text = (
-        f"{side} responses have more of “{row['label']}” ({q_text}; {share:.0%} of the "
+        f"{side} responses have more of “{row['label']}”{for_length} ({q_text}; {share:.0%} of the "
         f"{int(row['n_differ'])} pairs where it differs; length-controlled coefficient "
         f"{row['coef']:+.2f} [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}])"
     )

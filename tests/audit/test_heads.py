@@ -112,6 +112,9 @@ def test_every_concept_is_attached_to_its_nearest_head_or_the_rest():
             "label": [f"t{j}" for j in range(12)],
             "share_chosen_more": 0.5,
             "q_value": 0.01,  # heads come from concepts significant on discovery
+            # every concept in one family: a head copies its source's row but joins no family
+            "family": "family:0",
+            "family_weight": 1.0,
         }
     )
     discovery = np.ones(N_PAIRS, dtype=bool)
@@ -122,6 +125,7 @@ def test_every_concept_is_attached_to_its_nearest_head_or_the_rest():
     (source,) = heads["source"]  # one of the two copies of the idea, whichever is selected more
     assert source in ("token:2", "token:3") and list(heads["concept_id"]) == ["head:0"]
     assert heads.iloc[0]["members"] == [source] and head_chosen.shape == (N_PAIRS, 1)
+    assert (heads["family"] == "").all() and heads["family_weight"].isna().all()
     rest = table[table["kind"] != "head"].set_index("concept_id")
     assert rest.loc["token:2", "head"] == rest.loc["token:3", "head"] == "head:0"
     assert (rest.drop(["token:2", "token:3"])["head"] == "").all()

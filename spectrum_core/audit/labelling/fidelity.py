@@ -129,7 +129,7 @@ def check_head_labels(
         n_pos, n_neg = int((present_c & ~present_r).sum()), int((present_r & ~present_c).sum())
         p = float(sign_pvalues(np.array([n_pos]), np.array([n_neg]))[0])
         share = n_pos / (n_pos + n_neg) if n_pos + n_neg else float("nan")
-        same_way = np.sign(share - 0.5) == np.sign(float(row["share_chosen_more"]) - 0.5)
+        same_way = {"chosen": share > 0.5, "rejected": share < 0.5}.get(str(row["direction"]), False)
         values.update(label_n_differ=n_pos + n_neg, label_share_chosen_more=share, label_p=p)
         values["label_explains"] = bool(p < alpha and same_way)
         for name, value in values.items():

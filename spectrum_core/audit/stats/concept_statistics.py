@@ -12,7 +12,7 @@ import scipy.sparse as sp
 
 from ..config import AuditConfig
 from .joint import fit_joint
-from .length_control import length_null, score_pvalues
+from .length_control import lean_direction, length_null, score_pvalues
 from .length_logit import feature_logits, logit_table, null_row_term
 from .pairs import (
     BLOCK_NNZ,
@@ -77,8 +77,8 @@ def feature_statistics(
     """All per-feature statistics, one row per feature (index = feature number).
 
     Columns: prevalence (share of pairs where chosen or rejected is nonzero), n_differ,
-    n_chosen_more, n_rejected_more, share_chosen_more, direction ("chosen" if share > 0.5,
-    "rejected" if < 0.5, else "none"), mean_delta, mean_chosen, mean_rejected, p_sign (the raw
+    n_chosen_more, n_rejected_more, share_chosen_more, direction (the primary test's: the sign of
+    the length-aware score; the raw share's side where that test has no information), mean_delta, mean_chosen, mean_rejected, p_sign (the raw
     sign test, secondary), p_value (the primary test: the length-aware score test of
     ``length_control.py``), q_value (``correction`` of p_value), q_sign (of p_sign), the
     length-controlled logit (coef, ci_low, ci_high, se, p_logit, converged), joint_coef and
@@ -111,12 +111,21 @@ def feature_statistics(
         joint_future = pool.submit(fit, d, csc, moments["sd"], signs, dlen, mask, seed, C)
         row_term, null_info = null_row_term(null, signs_rows)
         logits = feature_logits(csc_rows, moments_rows["sd"], row_term)
-        _, p_value = score_pvalues(csc_rows, signs_rows, null)
+        score, p_value = score_pvalues(csc_rows, signs_rows, null)
         union, sum_chosen, sum_rejected = _side_statistics(c, r)
         joint_fit = joint_future.result()
 
     table = _feature_table(
-        c.shape, moments_rows, union, sum_chosen, sum_rejected, logits, p_value, null_info, joint_fit, correction
+        c.shape,
+        moments_rows,
+        union,
+        sum_chosen,
+        sum_rejected,
+        logits,
+        (score, p_value),
+        null_info,
+        joint_fit,
+        correction,
     )
     summary = {key: value for key, value in joint_fit.items() if not isinstance(value, np.ndarray)} | null_info
     return table, summary
@@ -136,7 +145,7 @@ def _feature_table(
     sum_chosen: np.ndarray,
     sum_rejected: np.ndarray,
     logits: dict[str, np.ndarray],
-    p_value: np.ndarray,
+    primary: tuple[np.ndarray, np.ndarray],
     null_info: dict[str, Any],
     joint: dict[str, Any],
     correction: str,
@@ -149,9 +158,8 @@ def _feature_table(
     with np.errstate(divide="ignore", invalid="ignore"):
         share = np.where(n_differ > 0, n_pos / np.maximum(n_differ, 1), np.nan)
         per_pair = 1.0 / n_pairs if n_pairs else np.nan
-    direction = np.full(n_features, "none", dtype=object)
-    direction[share > 0.5] = "chosen"
-    direction[share < 0.5] = "rejected"
+    score, p_value = primary
+    direction = lean_direction(score, p_value, share)
     p_sign = sign_pvalues(n_pos, n_neg)
     logit = logit_table(logits, n_pos, n_neg, null_info["null_converged"])
     return pd.DataFrame(

@@ -23,7 +23,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ...data.split import assign_split
-from .length_control import LENGTH_PROBE, LengthNull, length_lr_pvalue, length_null, score_pvalues
+from .length_control import LENGTH_PROBE, LengthNull, lean_direction, length_lr_pvalue, length_null, score_pvalues
 from .pairs import randomised_order
 from .power import MAX_PAIRS, detectable_share, pairs_needed
 from .sign_test import adjust_pvalues, sign_test
@@ -104,13 +104,14 @@ def confirm(
     chosen_len, rejected_len = (np.asarray(side, dtype=np.float64)[confirmation] for side in lengths)
     length_p = length_lr_pvalue(chosen_len, rejected_len, signs)
     for rows in groups:
-        n_pos, n_neg, p_sign, p = _held_out_tests(concepts.loc[rows], mode_data, confirmation, signs, null)
-        if "source" in concepts.columns:
-            p = np.where((concepts.loc[rows, "source"] == LENGTH_PROBE).to_numpy(), length_p, p)
+        n_pos, n_neg, p_sign, score, p = _held_out_tests(concepts.loc[rows], mode_data, confirmation, signs, null)
         differ = n_pos + n_neg
         share = np.divide(n_pos, differ, out=np.full(len(rows), np.nan), where=differ > 0)
+        # the same direction by the same test as on discovery (``direction``: the score's sign)
+        same_way = lean_direction(score, p, share) == concepts.loc[rows, "direction"].to_numpy()
+        if "source" in concepts.columns:
+            p = np.where((concepts.loc[rows, "source"] == LENGTH_PROBE).to_numpy(), length_p, p)
         q = adjust_pvalues(p, method=correction)
-        same_way = np.sign(share - 0.5) == np.sign(concepts.loc[rows, "share_chosen_more"].to_numpy() - 0.5)
         table.loc[rows, "carried"] = True
         table.loc[rows, "confirm_n_differ"] = differ
         table.loc[rows, "confirm_share_chosen_more"] = share
@@ -123,17 +124,17 @@ def confirm(
 
 def _held_out_tests(rows: pd.DataFrame, mode_data, confirmation: np.ndarray, signs: np.ndarray, null: LengthNull):
     """Each row's Δ on the confirmation pairs: the sign test (n chosen more, n rejected more, p)
-    and the primary, length-aware score test against ``null`` (its p)."""
+    and the primary, length-aware score test against ``null`` (its score and p)."""
     n_pos = np.zeros(len(rows), dtype=np.int64)
     n_neg = np.zeros(len(rows), dtype=np.int64)
-    p_sign, p = np.ones(len(rows)), np.ones(len(rows))
+    p_sign, score, p = np.ones(len(rows)), np.zeros(len(rows)), np.ones(len(rows))
     for mode in rows["mode"].unique():
         at = np.flatnonzero(rows["mode"].to_numpy() == mode)
         features = rows["feature"].to_numpy(dtype=np.int64)[at]
         chosen, rejected = (side[confirmation][:, features] for side in mode_data[mode])
         n_pos[at], n_neg[at], p_sign[at] = sign_test(chosen - rejected)
-        p[at] = score_pvalues(sp.csc_matrix(chosen - rejected), signs, null)[1]
-    return n_pos, n_neg, p_sign, p
+        score[at], p[at] = score_pvalues(sp.csc_matrix(chosen - rejected), signs, null)
+    return n_pos, n_neg, p_sign, score, p
 
 
 @dataclass

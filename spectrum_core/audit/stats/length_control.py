@@ -159,3 +159,13 @@ def score_pvalues(delta: sp.csc_matrix, signs: np.ndarray, null: LengthNull) -> 
     informative = efficient > 1e-6 * np.maximum(info_beta, 1e-300)
     statistic = np.divide(score**2, efficient, out=np.zeros_like(score), where=informative)
     return score, np.where(informative, sps.chi2.sf(statistic, df=1), 1.0)
+
+
+def lean_direction(score: np.ndarray, p_value: np.ndarray, share: np.ndarray) -> np.ndarray:
+    """ "chosen" / "rejected" / "none" per concept: the sign of the length-aware score, the primary
+    test's direction (a concept can lean towards the chosen side raw only because chosen answers
+    are longer, and away from it for their length); where that test has no information (p = 1:
+    never differs, or length explains it all) the side that has more in most differing pairs."""
+    score, p_value, share = (np.asarray(a, dtype=np.float64) for a in (score, p_value, share))
+    lean = np.where(p_value < 1.0, np.sign(score), np.sign(np.nan_to_num(share - 0.5)))
+    return np.select([lean > 0, lean < 0], ["chosen", "rejected"], "none").astype(object)

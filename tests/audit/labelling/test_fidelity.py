@@ -44,6 +44,7 @@ def head_table(top_ngrams: str, share: float) -> pd.DataFrame:
             "label_source": ["offline", "offline"],
             "top_ngrams": [top_ngrams, ""],
             "share_chosen_more": [share, 0.5],
+            "direction": ["chosen" if share > 0.5 else "rejected", "none"],
         }
     )
 

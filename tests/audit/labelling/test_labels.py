@@ -590,6 +590,7 @@ def test_an_llm_labelled_head_is_scored_by_the_models_yes_no_on_300_held_out_res
             "label_source": ["llm"],
             "top_ngrams": ["sure here"],  # the offline phrases are not what an LLM label is scored on
             "share_chosen_more": [0.7],
+            "direction": ["chosen"],
         }
     )
     confirmation = np.arange(n_pairs) >= 100

@@ -13,6 +13,7 @@ import pytest
 import scipy.sparse as sp
 from scipy import stats as sps
 
+from spectrum_core.audit.review import describe_concept
 from spectrum_core.audit.stats.concept_statistics import feature_statistics, rank_concepts
 from spectrum_core.audit.stats.joint import _sklearn_l1_kwargs, joint_model
 from spectrum_core.audit.stats.length_basis import length_basis
@@ -208,6 +209,27 @@ def test_length_feature_is_explained_by_length():
     assert p_value[0] > 1e-3
 
 
+def test_direction_is_the_length_aware_tests_when_length_tips_the_raw_count():
+    """Preferences for the longer answer and for less of a concept whose activation grows with
+    length: raw, chosen responses have more of it; for their length, rejected ones do. The
+    direction (and the sentence) follow the primary test, which is what q says."""
+    rng = np.random.default_rng(3)
+    n = 600
+    length_a, length_b = rng.integers(20, 400, n).astype(float), rng.integers(20, 400, n).astype(float)
+    concept_a, concept_b = rng.normal(size=n), rng.normal(size=n)
+    a_chosen = rng.random(n) < 1 / (1 + np.exp(-(3 * (length_a - length_b) / 100 - 1.5 * (concept_a - concept_b))))
+    chosen_len, rejected_len = np.where(a_chosen, length_a, length_b), np.where(a_chosen, length_b, length_a)
+    activation_a, activation_b = length_a / 100 + concept_a + 3, length_b / 100 + concept_b + 3
+    chosen = np.where(a_chosen, activation_a, activation_b)[:, None]
+    rejected = np.where(a_chosen, activation_b, activation_a)[:, None]
+    table, _ = feature_statistics(chosen, rejected, chosen_len, rejected_len, np.ones(n, dtype=bool), seed=0)
+    row = table.loc[0]
+    assert row["share_chosen_more"] > 0.55 and row["p_value"] < 1e-6 and row["coef"] < 0
+    assert row["direction"] == "rejected"
+    sentence = describe_concept({**row.to_dict(), "label": "x"})
+    assert sentence.startswith("Rejected responses have more of “x” for their length")
+
+
 def test_separation_stays_finite_and_is_flagged():
     chosen, rejected, chosen_len, rejected_len = random_pairs(300, 5, 0.2, seed=5)
     rng = np.random.default_rng(5)
@@ -356,8 +378,13 @@ def test_descriptive_columns_match_numpy():
     np.testing.assert_allclose(table["mean_rejected"], r.mean(axis=0), rtol=1e-6)
     np.testing.assert_allclose(table["q_value"], np.minimum(table["p_sign"] * 15, 1.0))
     share = table["share_chosen_more"]
-    assert (table.loc[share > 0.5, "direction"] == "chosen").all()
-    assert (table.loc[share < 0.5, "direction"] == "rejected").all()
+    # direction is the length-aware test's: the sign of its score, which is the sign of the
+    # length-controlled coefficient (the log-likelihood is concave in it)
+    tested = (table["p_value"] < 1.0) & table["converged"].astype(bool) & (table["coef"].abs() > 1e-9)
+    assert tested.sum() >= 10
+    np.testing.assert_array_equal(
+        table.loc[tested, "direction"], np.where(table.loc[tested, "coef"] > 0, "chosen", "rejected")
+    )
     for j in (3, 4):
         assert np.isnan(share[j]) and table.loc[j, "direction"] == "none"
         assert table.loc[j, "p_sign"] == 1.0 and np.isnan(table.loc[j, "coef"])
