@@ -7,6 +7,9 @@ FLOPs per weight of blocks 0..layer per token), their ratio, peak GPU memory, ea
 and the whole audit's. Random weights compute exactly as trained ones do; the concepts found are
 meaningless and not printed.
 
+With more than one GPU visible it also runs the audit as two processes (`accelerate launch`),
+which must agree on one batch budget.
+
 Run on a GPU machine: `bash bench/gpu_check.sh` (the `1b` size, 2,000 pairs). `--size tiny
 --pairs 24` runs the same path on a CPU in a minute (the test suite does).
 """
@@ -19,6 +22,7 @@ import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -117,6 +121,9 @@ def main() -> None:
         peak = torch.cuda.max_memory_allocated() if loaded.device.startswith("cuda") else None
         manifest = asdict(outcome.report.activations)
         timings = outcome.report.timings
+        # More than one GPU visible: the multi-process path too (batch budgets agreed across GPUs).
+        several = torch.cuda.device_count() > 1 and args.device in (None, "cuda")
+        two = two_process_audit(folder, args.pairs, Path(tmp) / "ws-two") if several else {}
     response_tokens = manifest["n_response_tokens"]
     computed = (manifest["n_tokens_total"] - response_tokens) // 2 + response_tokens
     rate = computed / timings["activations"]
@@ -133,6 +140,7 @@ def main() -> None:
         "peak_gpu_memory_gib": None if peak is None else peak / 2**30,
         "stage_seconds": timings,
         "audit_seconds": audit_seconds,
+        **two,
     }
     print(
         f"{results['device']}: {results['model']}, blocks 0..{layer}, {results['pairs']:,} HH pairs, "
@@ -146,8 +154,35 @@ def main() -> None:
         print(f"| peak GPU memory | {peak / 2**30:.1f} GiB |")
     print(f"| stages (s) | {', '.join(f'{k} {v:.1f}' for k, v in timings.items())} |")
     print(f"| whole audit | {audit_seconds:.0f} s |")
+    if two:
+        print(f"| whole audit, two processes (one per GPU, no null runs) | {two['two_process_seconds']:.0f} s |")
+        print(f"| agreed tokens per batch, two processes | {two['two_process_tokens_per_batch']:,} |")
     if args.out:
         args.out.write_text(json.dumps(results, indent=1, default=str))
+
+
+def two_process_audit(folder: Path, pairs: int, workspace: Path) -> dict:
+    """The same audit under `accelerate launch` with two processes, one per GPU: each extracts
+    half the shards with the batch budget the processes agree on (the least of their free
+    memories'); its wall time, and the budget the shared manifest records."""
+    import subprocess
+    import sys
+
+    from spectrum_core.artifacts import AuditArtifact
+    from spectrum_core.workspace import Workspace
+
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "spectrum_core.cli"]
+    audit = ["--workspace", str(workspace), "audit", str(HH), "--model", str(folder), "--max-pairs", str(pairs)]
+    audit += ["--sae-seeds", "0", "--topics", "0", "--llm-labelled-concepts", "0", "--null-runs", "0"]
+    started = time.perf_counter()
+    done = subprocess.run([*launch, *audit], capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"two-process audit failed:\n{done.stderr[-3000:]}")
+    job = Workspace(workspace).jobs("audit")[0]
+    report = AuditArtifact(cast(Path, Workspace(workspace).find_artifact(cast(str, job.artifact_key)))).report
+    return {"two_process_seconds": seconds, "two_process_tokens_per_batch": report.activations.tokens_per_batch}
 
 
 if __name__ == "__main__":

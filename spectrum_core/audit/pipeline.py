@@ -19,6 +19,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ import torch
 from .. import constants as names
 from ..models import LoadedModel, load_model
 from ..progress import Progress
+from ..stages.distributed import agreed_minimum
 from .config import MODES, AuditConfig
 from .errors import AuditInputError
 from .extract.activations import default_layer, extract_activations, hook_name, response_token_counts
@@ -198,6 +200,7 @@ def _extract(state: AuditState) -> None:
         state.progress,
         rank=rank,
         world_size=world,
+        agree=partial(agreed_minimum, distributed),
     )
     if distributed is not None:
         distributed.wait_for_everyone()

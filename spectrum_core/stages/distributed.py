@@ -19,3 +19,15 @@ def distributed_state():
         # slow down several-fold when threads outnumber cores).
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // state.num_processes))
     return state
+
+
+def agreed_minimum(state, value: int) -> int:
+    """The least ``value`` over the processes of ``state`` (every process gets the same), or
+    ``value`` itself in a single process. A collective: every process must call it, in the same
+    order. Used for what each process measures but all must share, e.g. the extraction's batch
+    budget from each GPU's free memory (one figure in the shared manifest)."""
+    if state is None or state.num_processes <= 1:
+        return int(value)
+    from accelerate.utils import gather_object
+
+    return int(min(gather_object([int(value)])))

@@ -449,10 +449,14 @@ def extract_activations(
     *,
     rank: int = 0,
     world_size: int = 1,
+    agree: Callable[[int], int] | None = None,
     stop_after_shards: int | None = None,
 ) -> ActivationStore:
     """Write response-token activations for ``pairs`` under ``out_dir``; resume if present.
 
+    Process ``rank`` of ``world_size`` writes every ``world_size``-th shard; ``agree`` turns this
+    process's batch budget into the one all processes use (stages/distributed.agreed_minimum:
+    the least, so it fits every GPU), called by every process when the budget is not given.
     ``stop_after_shards`` ends the run after that many new shards (used to test resuming)."""
     config = config or ActivationConfig()
     layer = default_layer(loaded.model) if config.layer is None else config.layer
@@ -463,7 +467,7 @@ def extract_activations(
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = out_dir / names.ACTIVATIONS_MANIFEST_FILE
     if config.tokens_per_batch is None:
-        config = _with_batch_budget(config, loaded, layer, manifest_path)
+        config = _with_batch_budget(config, loaded, layer, manifest_path, agree or (lambda budget: budget))
     records = tokenize_pairs(loaded.tokenizer, pairs, config)
     shards = _plan(records, config)
     _claim_folder(out_dir, _manifest(loaded, pairs, records, shards, config, layer))
@@ -493,12 +497,14 @@ def extract_activations(
 
 
 def _with_batch_budget(
-    config: ActivationConfig, loaded: LoadedModel, layer: int, manifest_path: Path
+    config: ActivationConfig, loaded: LoadedModel, layer: int, manifest_path: Path, agree: Callable[[int], int]
 ) -> ActivationConfig:
     """``config`` with its token budget per batch resolved once and written down: a resumed run
-    keeps the first run's batches (from its manifest), whatever the GPU's free memory is now."""
+    keeps the first run's batches (from its manifest), whatever the GPU's free memory is now;
+    a new one takes what the processes agree on (``agree``; each process proposes its own)."""
     earlier = json.loads(manifest_path.read_text())["config"] if manifest_path.exists() else {}
-    return replace(config, tokens_per_batch=earlier.get("tokens_per_batch") or batch_token_budget(loaded, layer))
+    budget = earlier.get("tokens_per_batch") or batch_token_budget(loaded, layer)
+    return replace(config, tokens_per_batch=agree(budget))
 
 
 def _claim_folder(out_dir: Path, manifest: dict) -> None:

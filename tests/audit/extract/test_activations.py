@@ -179,3 +179,64 @@ def test_processes_split_an_uneven_dataset_each_pair_exactly_once(tiny_model, hh
     for index in range(single.n_shards):
         a, b = split.load_shard(index), single.load_shard(index)
         assert torch.equal(a["responses"], b["responses"]) and torch.equal(a["acts"], b["acts"])
+
+
+def _extract_as_rank(rank: int, port: int, budgets: list[int], loaded, pairs, folder: str, report: str) -> None:
+    """One of two processes of a multi-process run (the environment `accelerate launch` sets), whose
+    own batch budget is ``budgets[rank]``: what unequal free GPU memory gives, injected."""
+    import os
+    import traceback
+    from functools import partial
+
+    import spectrum_core.audit.extract.activations as activations
+    from spectrum_core.stages.distributed import agreed_minimum, distributed_state
+
+    os.environ.update(WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2")
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    try:
+        state = distributed_state()
+        activations.batch_token_budget = lambda *args, **kwargs: budgets[rank]
+        config = ActivationConfig(layer=2, shard_size=4, max_prompt_tokens=96)  # budget: none given
+        activations.extract_activations(
+            loaded, pairs, folder, config, rank=rank, world_size=2, agree=partial(agreed_minimum, state)
+        )
+        state.wait_for_everyone()
+    except BaseException:
+        with open(report, "w") as handle:
+            handle.write(traceback.format_exc())
+        raise
+
+
+def test_processes_with_unequal_free_memory_agree_on_one_batch_budget(tiny_model, hh_pairs, tmp_path):
+    """Each process sizes its batches from its own GPU's free memory; all use the least (so it fits
+    every GPU), the one figure in the shared manifest, and the folder equals a one-process run's
+    at that budget. (Each writing its own figure failed: the manifests differed.)"""
+    import multiprocessing
+    import socket
+
+    with socket.socket() as probe:  # a free port for the processes' rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    pairs, budgets = hh_pairs.head(10), [3072, 1024]
+    context = multiprocessing.get_context("spawn")
+    reports = [tmp_path / f"rank-{rank}.txt" for rank in range(2)]
+    processes = [
+        context.Process(
+            target=_extract_as_rank,
+            args=(rank, port, budgets, tiny_model, pairs, str(tmp_path / "two"), str(reports[rank])),
+        )
+        for rank in range(2)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=300)
+    failures = "\n".join(path.read_text() for path in reports if path.exists())
+    assert [process.exitcode for process in processes] == [0, 0], failures
+    two = ActivationStore(tmp_path / "two")
+    assert two.is_complete() and two.manifest["config"]["tokens_per_batch"] == min(budgets)
+    config = ActivationConfig(layer=2, shard_size=4, max_prompt_tokens=96, tokens_per_batch=min(budgets))
+    one = extract_activations(tiny_model, pairs, tmp_path / "one", config)
+    for index in range(one.n_shards):
+        a, b = two.load_shard(index), one.load_shard(index)
+        assert torch.equal(a["responses"], b["responses"]) and torch.equal(a["acts"], b["acts"])
