@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
+import traceback
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +14,21 @@ from spectrum_core.workspace.database import connect
 from tests.conftest import HH_FILE, LLAMAFACTORY_FILE
 
 N_PER_PROCESS = 150
+
+
+def _reporting(target, report: str, *args) -> None:
+    """Run ``target`` in a child process; on failure leave its traceback in ``report`` (a child's
+    stderr is not in the test's output, so a bare exit code 1 would be all CI shows)."""
+    try:
+        target(*args)
+    except BaseException:
+        with open(report, "w") as handle:
+            handle.write(traceback.format_exc())
+        raise
+
+
+def _failures(reports: list[Path]) -> str:
+    return "\n".join(path.read_text() for path in reports if path.exists())
 
 
 def _decide_many(root: str, name: str, start_event) -> None:
@@ -39,13 +56,16 @@ def test_many_processes_opening_a_new_workspace_at_once_all_succeed(tmp_path):
     for round_ in range(30):
         root = str(tmp_path / f"new-{round_}")
         start = context.Event()
-        openers = [context.Process(target=_open_when_told, args=(root, start)) for _ in range(6)]
+        reports = [tmp_path / f"failure-{round_}-{i}.txt" for i in range(6)]
+        openers = [
+            context.Process(target=_reporting, args=(_open_when_told, str(report), root, start)) for report in reports
+        ]
         for opener in openers:
             opener.start()
         start.set()
         for opener in openers:
             opener.join(timeout=60)
-        assert [opener.exitcode for opener in openers] == [0] * 6, f"round {round_}"
+        assert [opener.exitcode for opener in openers] == [0] * 6, f"round {round_}\n{_failures(reports)}"
         assert Workspace(root).current_schema_version() == SCHEMA_VERSION
 
 
@@ -53,13 +73,17 @@ def test_two_processes_at_once_lose_nothing(tmp_path):
     root = str(tmp_path / "shared")
     context = multiprocessing.get_context("spawn")
     start = context.Event()
-    workers = [context.Process(target=_decide_many, args=(root, name, start)) for name in ("ana", "ben")]
+    reports = [tmp_path / f"failure-{name}.txt" for name in ("ana", "ben")]
+    workers = [
+        context.Process(target=_reporting, args=(_decide_many, str(report), root, name, start))
+        for name, report in zip(("ana", "ben"), reports)
+    ]
     for worker in workers:
         worker.start()
     start.set()
     for worker in workers:
         worker.join(timeout=120)
-        assert worker.exitcode == 0
+        assert worker.exitcode == 0, _failures(reports)
     workspace = Workspace(root)
     assert workspace.current_schema_version() == SCHEMA_VERSION
     jobs = workspace.jobs("audit")
