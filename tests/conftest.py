@@ -11,6 +11,19 @@ HH_FILE = ROOT / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
 LLAMAFACTORY_FILE = ROOT / "data" / "llamafactory-dpo-en-demo.jsonl"
 
 
+@pytest.fixture(autouse=True)
+def _restore_main_module():
+    """Put ``sys.modules["__main__"]`` back after every test. Streamlit's AppTest runs a page as
+    ``__main__`` and leaves it there; a process started later by multiprocessing (spawn or
+    forkserver) then re-runs that page as its main module and dies with exit code 1 (what CI saw
+    in the workspace tests, which run after the app tests)."""
+    import sys
+
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
+
+
 @pytest.fixture(scope="session")
 def hh_dataset():
     from spectrum_core.data import load_preferences

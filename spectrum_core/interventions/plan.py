@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, cast
 
+import pandas as pd
 import yaml
 
 from ..audit.review import is_composite
@@ -61,7 +62,7 @@ class ConceptChoice:
     label: str
     action: str
     intervention: str
-    direction: str  # which side had more of the concept in the audit: chosen / rejected / none
+    direction: str  # the side with more of it in most audited pairs (raw_lean): chosen / rejected / none
     strength: float | None = None
     reason: str = ""
     decision_id: int | None = None
@@ -149,6 +150,17 @@ class InterventionPlan:
         return config_hash(self.to_dict())
 
 
+def raw_lean(row) -> str:
+    """The side that has more of the concept in most audited pairs where it differs: what the data
+    show a trainer, so what drop, flip and reweight balance. (The audit's ``direction`` is the
+    length-aware test's, which can lean the other way for a concept that rides on length; a
+    trainer sees the raw pairs.)"""
+    share = row.get("share_chosen_more")
+    if share is None or pd.isna(share) or share == 0.5:
+        return "none"
+    return "chosen" if share > 0.5 else "rejected"
+
+
 def compile_plan(
     workspace: Workspace, audit_job_id: int, view: AuditView, *, balance_bins: int = 5
 ) -> InterventionPlan:
@@ -175,7 +187,7 @@ def compile_plan(
                 label=labels.get(concept_id, str(row["label"]) if row is not None else concept_id),
                 action=decision["action"],
                 intervention=decision["intervention"] or default_intervention(decision["action"]),
-                direction=str(row["direction"]) if row is not None else "none",
+                direction=raw_lean(row) if row is not None else "none",
                 strength=decision["strength"],
                 reason=decision["reason"],
                 decision_id=decision["id"],

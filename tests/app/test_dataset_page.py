@@ -11,6 +11,12 @@ from spectrum_core.workspace import Workspace
 from tests.conftest import ROOT
 
 
+def query_param(app, name: str) -> str:
+    """A query parameter as the page set it (older Streamlit's AppTest lists every value)."""
+    value = app.query_params[name]
+    return value[-1] if isinstance(value, list) else value
+
+
 @pytest.fixture
 def app(tmp_path, monkeypatch):
     monkeypatch.setenv("SPECTRUM_WORKSPACE", str(tmp_path / "ws"))
@@ -32,7 +38,7 @@ def test_first_open_loads_the_demo(app):
         "Rows rejected": "9",
         "Duplicates merged": "0",
     }
-    assert app.query_params["dataset"] == "1"
+    assert query_param(app, "dataset") == "1"
     assert len(app.get("plotly_chart")) == 2
 
 
@@ -44,7 +50,7 @@ def test_load_the_second_bundled_dataset_and_survive_a_reload(app):
     app.run()
     assert not app.exception
     assert metric_values(app)["Duplicates merged"] == "5"
-    assert app.query_params["dataset"] == "2"
+    assert query_param(app, "dataset") == "2"
     # A reload is a fresh session; the workspace and the URL bring the same dataset back.
     again = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     again.query_params["dataset"] = "2"

@@ -43,7 +43,10 @@ def test_plan_compiles_current_decisions_with_defaults(decided):
     assert [c.concept_id for c in plan.concepts] == [first, second, third]
     assert [c.intervention for c in plan.concepts] == ["reweight", "flip", "none"]
     assert plan.concepts[0].label == "hedges" and plan.concepts[0].reason == "a shortcut"
-    assert plan.concepts[0].direction == view.concepts.loc[first, "direction"]
+    # The plan acts on what a trainer sees: the raw lean of the audited pairs, even where the
+    # audit's length-aware direction is the other way.
+    share = view.concepts.loc[first, "share_chosen_more"]
+    assert plan.concepts[0].direction == ("chosen" if share > 0.5 else "rejected")
     assert plan.amplified[0].strength == 1.5 and len(plan.suppressed) == 2
     assert plan.layer == view.report.layer and plan.audit_artifact == outcome.artifact_key
     assert "decision.intervention" in [e["action"] for e in workspace.audit_log("decision")]

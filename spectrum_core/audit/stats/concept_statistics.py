@@ -78,8 +78,8 @@ def feature_statistics(
 
     Columns: prevalence (share of pairs where chosen or rejected is nonzero), n_differ,
     n_chosen_more, n_rejected_more, share_chosen_more, direction (the primary test's: the sign of
-    the length-aware score; the raw share's side where that test has no information), mean_delta, mean_chosen, mean_rejected, p_sign (the raw
-    sign test, secondary), p_value (the primary test: the length-aware score test of
+    the length-aware score; the raw share's side where that test has no information), mean_delta,
+    mean_chosen, mean_rejected, p_sign (the raw sign test, secondary), p_value (the primary test: the length-aware score test of
     ``length_control.py``), q_value (``correction`` of p_value), q_sign (of p_sign), the
     length-controlled logit (coef, ci_low, ci_high, se, p_logit, converged), joint_coef and
     auc_contribution. The dict holds the joint model's scalars (auc_held_out, auc_train, C,
@@ -112,21 +112,10 @@ def feature_statistics(
         row_term, null_info = null_row_term(null, signs_rows)
         logits = feature_logits(csc_rows, moments_rows["sd"], row_term)
         score, p_value = score_pvalues(csc_rows, signs_rows, null)
-        union, sum_chosen, sum_rejected = _side_statistics(c, r)
+        sides = _side_statistics(c, r)
         joint_fit = joint_future.result()
 
-    table = _feature_table(
-        c.shape,
-        moments_rows,
-        union,
-        sum_chosen,
-        sum_rejected,
-        logits,
-        (score, p_value),
-        null_info,
-        joint_fit,
-        correction,
-    )
+    table = _feature_table(c.shape, moments_rows, sides, logits, (score, p_value), null_info, joint_fit, correction)
     summary = {key: value for key, value in joint_fit.items() if not isinstance(value, np.ndarray)} | null_info
     return table, summary
 
@@ -141,9 +130,7 @@ def _no_joint(d: sp.csr_matrix, *_: Any) -> dict[str, Any]:
 def _feature_table(
     shape: tuple[int, int],
     moments: dict[str, np.ndarray],
-    union: np.ndarray,
-    sum_chosen: np.ndarray,
-    sum_rejected: np.ndarray,
+    sides: tuple[np.ndarray, np.ndarray, np.ndarray],
     logits: dict[str, np.ndarray],
     primary: tuple[np.ndarray, np.ndarray],
     null_info: dict[str, Any],
@@ -153,6 +140,7 @@ def _feature_table(
     """The per-feature table of ``feature_statistics`` from its parts: the columns of Δ
     (``moments``), the side statistics, the length-controlled logits and the joint model."""
     n_pairs, n_features = shape
+    union, sum_chosen, sum_rejected = sides  # pairs where either side fires; each side's sum
     n_pos, n_neg = moments["n_pos"], moments["n_neg"]
     n_differ = n_pos + n_neg
     with np.errstate(divide="ignore", invalid="ignore"):

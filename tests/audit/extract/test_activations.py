@@ -181,7 +181,7 @@ def test_processes_split_an_uneven_dataset_each_pair_exactly_once(tiny_model, hh
         assert torch.equal(a["responses"], b["responses"]) and torch.equal(a["acts"], b["acts"])
 
 
-def _extract_as_rank(rank: int, port: int, budgets: list[int], loaded, pairs, folder: str, report: str) -> None:
+def _extract_as_rank(rank: int, port: int, budgets: list[int], model: str, pairs, folder: str, report: str) -> None:
     """One of two processes of a multi-process run (the environment `accelerate launch` sets), whose
     own batch budget is ``budgets[rank]``: what unequal free GPU memory gives, injected."""
     import os
@@ -194,6 +194,9 @@ def _extract_as_rank(rank: int, port: int, budgets: list[int], loaded, pairs, fo
     os.environ.update(WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2")
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     try:
+        from spectrum_core.models import load_model
+
+        loaded = load_model(model, device="cpu", dtype="float32", allow_download=False)
         state = distributed_state()
         activations.batch_token_budget = lambda *args, **kwargs: budgets[rank]
         config = ActivationConfig(layer=2, shard_size=4, max_prompt_tokens=96)  # budget: none given
@@ -218,12 +221,15 @@ def test_processes_with_unequal_free_memory_agree_on_one_batch_budget(tiny_model
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     pairs, budgets = hh_pairs.head(10), [3072, 1024]
+    model = tmp_path / "tiny"  # the processes load it (a model that ran with hooks does not pickle)
+    tiny_model.model.save_pretrained(model)
+    tiny_model.tokenizer.save_pretrained(model)
     context = multiprocessing.get_context("spawn")
     reports = [tmp_path / f"rank-{rank}.txt" for rank in range(2)]
     processes = [
         context.Process(
             target=_extract_as_rank,
-            args=(rank, port, budgets, tiny_model, pairs, str(tmp_path / "two"), str(reports[rank])),
+            args=(rank, port, budgets, str(model), pairs, str(tmp_path / "two"), str(reports[rank])),
         )
         for rank in range(2)
     ]
