@@ -2,6 +2,8 @@
 
 Activations have their own key (dataset, model, layer, tokenization), so audits that differ only
 in SAE or statistics settings share them, and an interrupted extraction resumes where it stopped.
+Both keys also name what else changes the numbers: the library versions, this package's code
+and, for the audit, the labeller (a configured endpoint's model and URL, never its key).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from ..models import pick_device, pick_dtype
 from ..progress import Progress
 from ..stages import JobLinks, Stage, StageContext, run_stage
 from ..workspace import Workspace, artifact_key
+from ..workspace.artifacts import library_versions, source_digest
 from .config import Dtype
+from .labelling.llm_client import LLMEndpoint
 from .pipeline import AuditConfig, run_audit
 from .report import AuditReport
 
@@ -40,6 +44,28 @@ def resolve_dataset(workspace: Workspace, dataset: str | int | Path) -> dict:
     return workspace.add_dataset(Path(text))
 
 
+PACKAGE = Path(__file__).resolve().parent.parent
+# The libraries whose versions change an audit's numbers (kernels, tokenizers, solvers, SAE code).
+NUMERIC_LIBRARIES = ("torch", "transformers", "tokenizers", "sae-lens", "scikit-learn", "scipy", "numpy")
+
+
+def made_by(*code: str) -> dict:
+    """What besides the settings makes a result: the library versions and the code under ``code``
+    (paths inside this package)."""
+    return {"versions": library_versions(NUMERIC_LIBRARIES), "code": source_digest(*(PACKAGE / c for c in code))}
+
+
+def labeller_identity(config: AuditConfig) -> dict | None:
+    """Who writes the LLM labels: the local model (``--labeller``), else the endpoint from the
+    environment (its model and its URL without credentials or query), else nobody (None)."""
+    if not config.llm_labelled_concepts:
+        return None
+    if config.labeller:
+        return {"local": config.labeller}
+    endpoint = LLMEndpoint.from_env()
+    return {"endpoint": endpoint.display_url, "model": endpoint.model} if endpoint else None
+
+
 def resolved_config(config: AuditConfig) -> AuditConfig:
     """Pin the dtype the hardware choice would give, so it is part of the artifact key."""
     dtype = str(pick_dtype(pick_device(config.device), config.dtype)).removeprefix("torch.")
@@ -60,7 +86,12 @@ class AuditStage(Stage):
         self.config = resolved_config(self.config)
 
     def inputs(self, workspace: Workspace) -> dict:
-        return {"dataset": self.record["artifact_key"], "config": self.config.identity()}
+        return {
+            "dataset": self.record["artifact_key"],
+            "config": self.config.identity(),
+            "labeller": labeller_identity(self.config),
+            "made_by": made_by("audit", "models.py"),
+        }
 
     def activations_key(self) -> tuple[str, dict]:
         config = self.config
@@ -71,6 +102,7 @@ class AuditStage(Stage):
             "max_pairs": config.max_pairs,
             "seed": config.seed,
             "activation": asdict(config.activation_config()),
+            "made_by": made_by("audit/extract", "models.py"),
         }
         return artifact_key("activations", inputs), inputs
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -22,6 +23,25 @@ def artifact_key(kind: str, inputs: dict) -> str:
     return f"{kind}-{config_hash({'kind': kind, 'inputs': inputs})[:16]}"
 
 
+VERSION_MARK = ".v"  # audit-3f2a….v2: the second version of audit-3f2a… (a forced rerun)
+
+
+def base_key(key: str) -> str:
+    """``key`` without its version."""
+    stem, mark, number = key.rpartition(VERSION_MARK)
+    return stem if mark and number.isdigit() else key
+
+
+def artifact_version(key: str) -> int:
+    """1 for a key as made, N for ``<key>.vN``."""
+    stem, mark, number = key.rpartition(VERSION_MARK)
+    return int(number) if mark and number.isdigit() else 1
+
+
+def versioned_key(key: str, version: int) -> str:
+    return base_key(key) if version == 1 else f"{base_key(key)}{VERSION_MARK}{version}"
+
+
 def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
     """Hash of a file's bytes, or of every file (name and bytes) in a folder."""
     digest = hashlib.sha256()
@@ -34,3 +54,32 @@ def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
             while chunk := handle.read(chunk_size):
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+def library_versions(packages: tuple[str, ...]) -> dict[str, str | None]:
+    """The installed version of each distribution (None: not installed), for an artifact's key:
+    another torch or transformers can change the numbers, so it must not find the old result."""
+    from importlib import metadata
+
+    versions: dict[str, str | None] = {}
+    for name in packages:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+@functools.cache
+def source_digest(*folders_or_files: Path) -> str:
+    """A hash of the Python sources (names and bytes) under the given paths: the code that made a
+    result is part of its key, so a release that changes a statistic reruns the audit rather than
+    showing the old one. Computed once per process."""
+    digest = hashlib.sha256()
+    for root in folders_or_files:
+        root = Path(root)
+        files = sorted(root.rglob("*.py")) if root.is_dir() else [root]
+        for file in files:
+            name = file.relative_to(root) if root.is_dir() else file.name
+            digest.update(str(name).encode("utf-8") + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
