@@ -7,7 +7,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages.frame import build_frame, escape_markdown, load_audit_view
+from app_pages.frame import build_frame, escape_markdown, finished_audits, load_audit_view
+from spectrum_core.audit.carry import CARRY_R, carry_decisions, carry_proposal
 from spectrum_core.audit.review import describe_concept, highlight_tokens, label_check, verdict_badge
 from spectrum_core.charts import topic_heatmap, topic_lean_bars
 
@@ -25,6 +26,39 @@ audit_id = frame.audit_id
 if view.report.verdict:
     (st.success if view.report.total_significant else st.warning)(view.report.verdict)
 decisions = workspace.current_decisions(audit_id)
+if not decisions and frame.dataset_id is not None:
+    # Decisions made on another audit of this data (an older version, another SAE) reach this one
+    # only through a match by what the concepts measure, shown before it is applied: the same id
+    # can be another concept here.
+    audits = finished_audits(workspace, frame.dataset_id)
+    earlier = [job for job in audits if job != audit_id and workspace.current_decisions(job)]
+    if earlier:
+        with st.expander(f"Decisions made on {len(earlier)} other audit(s) of this dataset: carry them here"):
+            source = st.selectbox("Audit decided on", earlier, format_func=audits.get)
+            if st.button("Match its decided concepts to this audit's"):
+                st.session_state["carry"] = (source, audit_id, carry_proposal(workspace, source, audit_id))
+            carry = st.session_state.get("carry")
+            if carry is not None and carry[:2] == (source, audit_id):
+                proposal = carry[2]
+                st.dataframe(
+                    pd.DataFrame(
+                        {
+                            "decision": [m.action for m in proposal],
+                            "there": [f"{m.concept_id} · {m.label}" for m in proposal],
+                            "here": [f"{m.matched} · {m.matched_label}" if m.matched else "" for m in proposal],
+                            "r": [m.r for m in proposal],
+                            "carried": ["yes" if m.carried else f"no: {m.why_not}" for m in proposal],
+                        }
+                    ),
+                    hide_index=True,
+                    column_config={"r": st.column_config.NumberColumn(format="%.2f")},
+                )
+                n_carried = sum(m.carried for m in proposal)
+                st.caption(f"Matched by the correlation of per-pair Δ (r ≥ {CARRY_R}, same direction).")
+                if st.button(f"Carry {n_carried} decision(s) to this audit", disabled=not n_carried, type="primary"):
+                    carry_decisions(workspace, source, audit_id, proposal, user=frame.user)
+                    del st.session_state["carry"]
+                    st.rerun()
 labels = workspace.labels(audit_id)
 concepts = view.concepts.copy()
 concepts["label"] = [labels.get(cid, label) for cid, label in zip(concepts["concept_id"], concepts["label"])]

@@ -17,7 +17,7 @@ from spectrum_core.access import TOKENS_ENV, auth_mode, parse_tokens, user_for_t
 from spectrum_core.audit.review import AuditView
 from spectrum_core.bundled import HH_DEMO, LLAMAFACTORY_DEMO, bundled_file
 from spectrum_core.data import PreferenceDataset
-from spectrum_core.workspace import Workspace, default_user
+from spectrum_core.workspace import Workspace, artifact_version, default_user
 
 BUNDLED_DATA = {
     "HH-RLHF harmless-base (test, 2,312 rows)": bundled_file(HH_DEMO),
@@ -160,9 +160,17 @@ def build_frame() -> Frame:
     return Frame(workspace=workspace, user=user, dataset_id=dataset_id, audit_id=audit_id)
 
 
+def load_audit_view(path: str | Path) -> AuditView:
+    """A finished audit's tables, read once per server process for each content of its files:
+    keyed by what is on disk (names, sizes, modification times), not the path alone, so a page
+    never shows an audit older than its folder holds."""
+    folder = Path(path)
+    stamp = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(folder.iterdir()) if f.is_file())
+    return _read_audit_view(str(folder), stamp)
+
+
 @st.cache_resource(show_spinner="Reading the audit ...", max_entries=4)
-def load_audit_view(path: str) -> AuditView:
-    """A finished audit's tables, read once per server process (they never change)."""
+def _read_audit_view(path: str, stamp: tuple) -> AuditView:
     return AuditView.load(path)
 
 
@@ -179,9 +187,10 @@ def finished_audits(workspace: Workspace, dataset_id: int) -> dict[int, str]:
             continue
         config = job.settings
         pairs = config.get("max_pairs") or "all"
+        version = artifact_version(key)
         audits[job.id] = (
             f"#{job.id} · {pairs} pairs · layer {config.get('layer') or 'mid'} · "
-            f"{job.created_at[:16].replace('T', ' ')}"
+            f"{job.created_at[:16].replace('T', ' ')}" + (f" · version {version} (rerun)" if version > 1 else "")
         )
     return audits
 

@@ -17,6 +17,7 @@ from .data import SCHEMAS, describe_pair, load_preferences
 from .errors import SpectrumError, UsageError
 from .metrics.config import SECTIONS, EvalConfig
 from .tuning.config import CONFIG_CLASSES, TuningConfig
+from .workspace.artifacts import artifact_version
 
 DEMO = "demo"  # `spectrum audit demo`: the bundled HH-RLHF file
 SHARED_TUNING = {s.name for s in settings.settings_of(TuningConfig)}
@@ -324,7 +325,13 @@ def cmd_audit(args) -> int:
         return 0
     report = outcome.report
     state = "reused the finished audit" if outcome.reused else "finished"
-    print(f"\nAudit {state}: {outcome.folder}")
+    print(f"\nAudit {state} (job {outcome.job_id}): {outcome.folder}")
+    versions = workspace.artifact_versions(outcome.artifact_key)
+    if len(versions) > 1:
+        print(
+            f"Version {artifact_version(outcome.artifact_key)} of {len(versions)}; the earlier ones are kept, with "
+            f"their decisions (carry them with `spectrum decisions carry --from <job> --to {outcome.job_id}`)"
+        )
     sae = report.sae.get("token")
     if sae:
         print(
@@ -368,7 +375,39 @@ def cmd_workspace_info(args) -> int:
 
     for job in workspace.jobs():
         job = refresh(workspace, job.id)  # a job whose process died is "failed", not "running"
-        print(f"  job {job.id}: {job.kind} {job.status}")
+        result = ""
+        if job.artifact_key:
+            result = f" → {job.artifact_key}" + (
+                f" (version {artifact_version(job.artifact_key)})" if artifact_version(job.artifact_key) > 1 else ""
+            )
+        print(f"  job {job.id}: {job.kind} {job.status}{result}")
+    return 0
+
+
+def cmd_decisions_carry(args) -> int:
+    """The match table between two audits' concepts for the older one's decisions; with
+    ``--apply``, the matched ones written on the newer audit."""
+    from .audit.carry import CARRY_R, carry_decisions, carry_proposal
+    from .workspace import Workspace
+
+    workspace = Workspace(args.workspace)
+    proposal = carry_proposal(workspace, args.source, args.target)
+    if not proposal:
+        print(f"Audit {args.source} has no decisions to carry.")
+        return 0
+    print(
+        f"Decisions of audit {args.source} matched to audit {args.target} (per-pair Δ, r ≥ {CARRY_R}, same direction):"
+    )
+    for m in proposal:
+        where = f"{m.matched} “{m.matched_label}” r={m.r:.2f}" if m.matched else "-"
+        verdict = "carry" if m.carried else f"not carried: {m.why_not}"
+        print(f"  {m.action:8} {m.concept_id} “{m.label}” → {where}  [{verdict}]")
+    n = sum(m.carried for m in proposal)
+    if not args.apply:
+        print(f"{n} of {len(proposal)} would be carried; rerun with --apply to write them.")
+        return 0
+    written = carry_decisions(workspace, args.source, args.target, proposal)
+    print(f"Carried {len(written)} of {len(proposal)} decisions to audit {args.target}.")
     return 0
 
 
@@ -446,6 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
         _model_commands,
         _workspace_commands,
         _audit_command,
+        _decisions_commands,
         _tune_command,
         _eval_command,
         _app_command,
@@ -492,6 +532,20 @@ def _workspace_commands(commands) -> None:
     workspace = commands.add_parser("workspace", help="the workspace").add_subparsers(dest="ws_command", required=True)
     info = workspace.add_parser("info", help="list datasets and jobs")
     info.set_defaults(func=cmd_workspace_info)
+
+
+def _decisions_commands(commands) -> None:
+    """``spectrum decisions carry``."""
+    decisions = commands.add_parser("decisions", help="review decisions").add_subparsers(
+        dest="decisions_command", required=True
+    )
+    carry = decisions.add_parser(
+        "carry", help="carry an audit's decisions to a newer audit by matching concepts (never by id)"
+    )
+    carry.add_argument("--from", dest="source", type=int, required=True, help="the audit job decided on")
+    carry.add_argument("--to", dest="target", type=int, required=True, help="the newer audit job")
+    carry.add_argument("--apply", action="store_true", help="write the matched decisions (default: show the table)")
+    carry.set_defaults(func=cmd_decisions_carry)
 
 
 def _audit_command(commands) -> None:

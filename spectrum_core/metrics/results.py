@@ -79,7 +79,7 @@ def gather(
         if not target.is_base and audit_job_id is not None and target.audit_job_id != audit_job_id:
             raise EvaluationError(f"run {run} was tuned on audit {target.audit_job_id}, not {audit_job_id}")
         targets[run] = target
-    folders = {run: workspace.find_artifact(eval_key(workspace, t, config)[0]) for run, t in targets.items()}
+    folders = {run: workspace.find_newest_artifact(eval_key(workspace, t, config)[0]) for run, t in targets.items()}
     comparison = Comparison(folders=folders)
     names = {}  # run → its report's target name
     for run, folder in folders.items():

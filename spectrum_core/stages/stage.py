@@ -99,7 +99,7 @@ def stage_status(workspace: Workspace, stage: Stage) -> tuple[Path | None, JobRe
 
     stage.prepare(workspace)
     key, inputs = stage.key(workspace)
-    finished = workspace.find_artifact(key)
+    finished = workspace.find_newest_artifact(key)
     if finished is not None:
         return finished, None
     running = workspace.find_job(stage.kind, inputs, statuses=("running", "queued"))
@@ -128,7 +128,8 @@ def run_stage(
         with state.main_process_first():  # e.g. the main process adds a dataset, the others find it
             stage.prepare(workspace)
     key, inputs = stage.key(workspace)
-    existing = workspace.find_artifact(key)
+    newest = workspace.newest_artifact(key)
+    existing = workspace.find_artifact(newest) if newest else None
     if state is not None and not state.is_main_process:
         if existing is None or force:
             staging = workspace.staging_path(key)
@@ -137,11 +138,15 @@ def run_stage(
             shutil.rmtree(staging, ignore_errors=True)
         return None
     if existing is not None and not force:
+        assert newest is not None
         if job_id is None and stage.record_reuse:
             job_id = workspace.create_job(stage.kind, inputs, **asdict(stage.links(workspace)))
         if job_id is not None:
-            workspace.update_job(job_id, status="succeeded", artifact_key=key, finished_at=utc_now())
-        return StageOutcome(existing, key, job_id or _producer(workspace, stage.kind, key), True)
+            workspace.update_job(job_id, status="succeeded", artifact_key=newest, finished_at=utc_now())
+        return StageOutcome(existing, newest, job_id or _producer(workspace, stage.kind, newest), True)
+    # A forced rerun never overwrites: it publishes the next version beside the ones before, so a
+    # decision made on an earlier version still reads the concepts it was made on.
+    key = workspace.next_artifact_version(key) if force else key
     if job_id is None:
         job_id = workspace.create_job(stage.kind, inputs, **asdict(stage.links(workspace)))
     folder = job_dir(workspace, job_id)
@@ -153,8 +158,6 @@ def run_stage(
                 (folder / CONFIG_FILE).write_text(document)
             log = combine(progress, ProgressLog(progress_path, interval=stage.progress_interval))
             stage.run(StageContext(workspace, job_id, folder, staging, log, state))
-            if existing is not None:  # force: the new result replaces the old one
-                shutil.rmtree(existing)
             published = workspace.publish_artifact(staging, key, stage.kind, inputs)
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone once published; a failed run's leftovers

@@ -1,6 +1,6 @@
 """The workspace: a SQLite database of what was loaded, run and decided, plus hashed artifacts."""
 
-from .artifacts import artifact_key, canonical_json, config_hash, file_sha256
+from .artifacts import artifact_key, artifact_version, base_key, canonical_json, config_hash, file_sha256
 from .database import WorkspaceVersionError
 from .schema import SCHEMA_VERSION
 from .workspace import JobRecord, Workspace, default_user, resolve_root
@@ -11,6 +11,8 @@ __all__ = [
     "Workspace",
     "WorkspaceVersionError",
     "artifact_key",
+    "artifact_version",
+    "base_key",
     "canonical_json",
     "config_hash",
     "default_user",

@@ -110,6 +110,8 @@ MIGRATIONS: list[list[str]] = [
         # A tuning run records the plan it trains on (its audit is parent_job_id).
         "ALTER TABLE jobs ADD COLUMN plan_id INTEGER REFERENCES plans(id)",
     ],
+    # 3: a decision names the audit artifact (key and version) its concept id belongs to.
+    ["ALTER TABLE concept_decisions ADD COLUMN artifact_key TEXT"],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -27,7 +27,16 @@ from .. import constants as names
 from ..data import PreferenceDataset, load_preferences
 from ..data.readers import check_readable, display_path
 from ..errors import NotFoundError
-from .artifacts import artifact_key, canonical_json, config_hash, file_sha256
+from .artifacts import (
+    VERSION_MARK,
+    artifact_key,
+    artifact_version,
+    base_key,
+    canonical_json,
+    config_hash,
+    file_sha256,
+    versioned_key,
+)
 from .database import connect, migrate, schema_version, transaction
 from .schema import SCHEMA_VERSION
 
@@ -202,6 +211,34 @@ class Workspace:
             return None
         path = self.root / row["path"]
         return path if path.exists() else None
+
+    def artifact_versions(self, key: str) -> list[str]:
+        """The published versions of ``key``, oldest first: ``key`` itself, then ``key.v2``,
+        ``key.v3`` ... (each a forced rerun, written beside the ones before it)."""
+        base = base_key(key)
+        prefix = base + VERSION_MARK
+        with self._db() as conn:
+            rows = conn.execute(
+                "SELECT key FROM artifacts WHERE key = ? OR substr(key, 1, ?) = ?", (base, len(prefix), prefix)
+            ).fetchall()
+        return sorted((r["key"] for r in rows if base_key(r["key"]) == base), key=artifact_version)
+
+    def newest_artifact(self, key: str) -> str | None:
+        """The newest published version of ``key`` still on disk, or None."""
+        for version in reversed(self.artifact_versions(key)):
+            if self.find_artifact(version) is not None:
+                return version
+        return None
+
+    def find_newest_artifact(self, key: str) -> Path | None:
+        """The folder of ``key``'s newest version on disk (what a page shows by default), or None."""
+        newest = self.newest_artifact(key)
+        return self.find_artifact(newest) if newest else None
+
+    def next_artifact_version(self, key: str) -> str:
+        """The key a forced rerun of ``key`` publishes under: one past the newest registered."""
+        versions = self.artifact_versions(key)
+        return versioned_key(key, artifact_version(versions[-1]) + 1) if versions else base_key(key)
 
     def register_artifact(self, key: str, kind: str, inputs: dict) -> Path:
         """Record a finished artifact folder (already written at ``artifact_path(key)``)."""
@@ -434,10 +471,16 @@ class Workspace:
             "reason": reason,
         }
         with self._db() as conn, transaction(conn):
+            # The audit's artifact as the concept id was read from it (a forced rerun is another
+            # version, in which the same id can be another concept).
+            job = conn.execute("SELECT artifact_key FROM jobs WHERE id = ?", (audit_job_id,)).fetchone()
+            if job is None:
+                raise NotFoundError(f"No audit job {audit_job_id}")
+            payload["artifact_key"] = job["artifact_key"]
             cursor = conn.execute(
                 "INSERT INTO concept_decisions (audit_job_id, concept_id, action, strength, "
-                "intervention, reason, stats_json, decided_by, decided_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "intervention, reason, stats_json, decided_by, decided_at, artifact_key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     audit_job_id,
                     concept_id,
@@ -448,6 +491,7 @@ class Workspace:
                     canonical_json(stats or {}),
                     user,
                     utc_now(),
+                    job["artifact_key"],
                 ),
             )
             self._log(conn, user, "decision.add", "decision", cursor.lastrowid, payload)

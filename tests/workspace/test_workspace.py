@@ -41,6 +41,77 @@ def _decide_many(root: str, name: str, start_event) -> None:
         )
 
 
+N_SHARED = 200  # decisions per user on the shared audit
+
+
+def _review(root: str, name: str, audit_job_id: int, first: int, start_event) -> None:
+    """An app session: ``name`` decides on ``N_SHARED`` concepts of one audit, reading the
+    decisions back now and then as a page does."""
+    start_event.wait()
+    workspace = Workspace(root, user=name)
+    for i in range(first, first + N_SHARED):
+        workspace.decide(audit_job_id, f"token:{i}", "suppress" if i % 2 else "keep", reason=f"{name} {i}")
+        if i % 25 == 0:
+            workspace.current_decisions(audit_job_id)
+
+
+def _run_job(root: str, start_event) -> None:
+    """A CLI audit at the same time: its job marked running, progress written, an artifact
+    registered and the job marked done."""
+    from spectrum_core.jobs import recording
+    from spectrum_core.progress import ProgressLog
+    from spectrum_core.workspace.workspace import utc_now
+
+    start_event.wait()
+    workspace = Workspace(root, user="cli")
+    job = workspace.create_job("audit", {"writer": "cli"})
+    with recording(workspace, job) as progress_path:
+        log = ProgressLog(progress_path, interval=0.0)
+        for done in range(1, N_SHARED + 1):
+            log("activations", done, N_SHARED, unit="pairs")
+            if done % 20 == 0:
+                workspace.update_job(job, error=None)
+        key = artifact_key("audit", {"writer": "cli"})
+        workspace.artifact_path(key).mkdir(parents=True)
+        workspace.register_artifact(key, "audit", {"writer": "cli"})
+    workspace.update_job(job, status="succeeded", artifact_key=key, finished_at=utc_now())
+
+
+def test_two_users_deciding_on_one_audit_while_a_job_runs_lose_nothing(tmp_path):
+    """Two app sessions make 200 decisions each on one audit while a CLI audit writes progress
+    into the same workspace: every decision is kept, attributed to its user in the decisions and
+    the audit log, and the job's progress and result are all there."""
+    root = str(tmp_path / "shared")
+    audit = Workspace(root, user="setup").create_job("audit", {"writer": "setup"})
+    context = multiprocessing.get_context("spawn")
+    start = context.Event()
+    reports = {name: tmp_path / f"failure-{name}.txt" for name in ("ana", "ben", "cli")}
+    processes = [
+        context.Process(target=_reporting, args=(_review, str(reports["ana"]), root, "ana", audit, 0, start)),
+        context.Process(target=_reporting, args=(_review, str(reports["ben"]), root, "ben", audit, N_SHARED, start)),
+        context.Process(target=_reporting, args=(_run_job, str(reports["cli"]), root, start)),
+    ]
+    for process in processes:
+        process.start()
+    start.set()
+    for process in processes:
+        process.join(timeout=180)
+    assert [process.exitcode for process in processes] == [0, 0, 0], _failures(list(reports.values()))
+    workspace = Workspace(root)
+    decisions = workspace.decisions(audit)
+    assert len(decisions) == 2 * N_SHARED and len(workspace.current_decisions(audit)) == 2 * N_SHARED
+    for decision in decisions:
+        index = int(decision["concept_id"].split(":")[1])
+        assert decision["decided_by"] == ("ana" if index < N_SHARED else "ben")
+        assert decision["reason"] == f"{decision['decided_by']} {index}"
+    log = workspace.audit_log("decision")
+    assert sorted(entry["user"] for entry in log) == ["ana"] * N_SHARED + ["ben"] * N_SHARED
+    (job,) = [j for j in workspace.jobs("audit") if j.config.get("writer") == "cli"]
+    assert job.status == "succeeded" and workspace.find_artifact(job.artifact_key) is not None
+    lines = (workspace.root / job.progress_path).read_text().splitlines()
+    assert len(lines) == N_SHARED
+
+
 def _open_when_told(root: str, start_event) -> None:
     start_event.wait()
     Workspace(root, user="opener")
@@ -118,11 +189,12 @@ def test_migration_from_an_older_schema_keeps_data(tmp_path):
     assert "concept_decisions" not in tables
 
     new = Workspace(tmp_path, user="new")
-    assert new.current_schema_version() == SCHEMA_VERSION == 2
+    assert new.current_schema_version() == SCHEMA_VERSION == 3
     assert new.datasets()[0]["rows_kept"] == 295
     assert new.job(job).config == {"layer": 15} and new.job(job).plan_id is None
     decision = new.decide(job, "feature-7", "amplify", strength=2.0, reason="wanted")
     assert new.current_decisions(job)["feature-7"]["id"] == decision
+    assert new.current_decisions(job)["feature-7"]["artifact_key"] is None  # that job published nothing
     assert [e["action"] for e in new.audit_log()] == ["dataset.add", "job.create", "decision.add"]
 
 
