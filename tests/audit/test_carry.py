@@ -65,7 +65,9 @@ def test_a_retrained_sae_gets_decisions_by_what_concepts_measure_not_by_id(small
     workspace, first = small_audit
     head, token = decide_top(workspace, first.job_id)
     # Another SAE on the same pairs: token ids now name other latents.
-    retrained = run_audit_in_workspace(workspace, LLAMAFACTORY_FILE, replace(SMALL, sae_k=8, null_runs=0))
+    retrained = run_audit_in_workspace(
+        workspace, LLAMAFACTORY_FILE, replace(SMALL, sae_k=8, null_runs=0, sae_seeds=0, topics=0)
+    )
     proposal = {m.concept_id: m for m in carry_proposal(workspace, first.job_id, retrained.job_id)}
     older = AuditView.load(workspace.find_artifact(first.artifact_key))
     newer = AuditView.load(retrained.folder)
