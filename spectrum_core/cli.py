@@ -375,11 +375,9 @@ def cmd_workspace_info(args) -> int:
 
     for job in workspace.jobs():
         job = refresh(workspace, job.id)  # a job whose process died is "failed", not "running"
-        result = ""
-        if job.artifact_key:
-            result = f" → {job.artifact_key}" + (
-                f" (version {artifact_version(job.artifact_key)})" if artifact_version(job.artifact_key) > 1 else ""
-            )
+        version = artifact_version(job.artifact_key) if job.artifact_key else 1
+        result = f" → {job.artifact_key}" if job.artifact_key else ""
+        result += f" (version {version})" if version > 1 else ""
         print(f"  job {job.id}: {job.kind} {job.status}{result}")
     return 0
 

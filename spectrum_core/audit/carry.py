@@ -12,11 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from ..errors import NotFoundError
 from ..workspace import Workspace
 from .families import cross_correlation
 from .reproducibility import SAME_FAMILY_R
@@ -100,7 +98,7 @@ def propose_carry(
 
 def carry_proposal(workspace: Workspace, older_job: int, newer_job: int) -> list[CarryMatch]:
     """``propose_carry`` for two audit jobs of a workspace."""
-    older, newer = (AuditView.load(_audit_folder(workspace, job)) for job in (older_job, newer_job))
+    older, newer = (AuditView.load(workspace.job_artifact(job)) for job in (older_job, newer_job))
     decided = set(workspace.current_decisions(newer_job))
     return propose_carry(older, newer, workspace.current_decisions(older_job), decided)
 
@@ -140,11 +138,3 @@ def carry_decisions(
             )
         )
     return written
-
-
-def _audit_folder(workspace: Workspace, job_id: int) -> Path:
-    key = workspace.job(job_id).artifact_key
-    folder = workspace.find_artifact(key) if key else None
-    if folder is None:
-        raise NotFoundError(f"audit {job_id} has no finished result in {workspace.root}")
-    return folder

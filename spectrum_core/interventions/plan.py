@@ -22,10 +22,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, cast
 
-import pandas as pd
+import numpy as np
 import yaml
 
 from ..audit.review import is_composite
+from ..audit.stats.length_control import share_side
 from ..errors import SpectrumError
 from ..workspace.artifacts import config_hash
 
@@ -155,10 +156,7 @@ def raw_lean(row) -> str:
     show a trainer, so what drop, flip and reweight balance. (The audit's ``direction`` is the
     length-aware test's, which can lean the other way for a concept that rides on length; a
     trainer sees the raw pairs.)"""
-    share = row.get("share_chosen_more")
-    if share is None or pd.isna(share) or share == 0.5:
-        return "none"
-    return "chosen" if share > 0.5 else "rejected"
+    return str(share_side([row.get("share_chosen_more", np.nan)])[0])
 
 
 def compile_plan(

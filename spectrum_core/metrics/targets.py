@@ -139,11 +139,7 @@ def plan_concepts(workspace: Workspace, target: EvalTarget) -> list[dict]:
     else:
         from ..audit.review import AuditView
 
-        audit = workspace.job(target.audit_job_id)
-        folder = workspace.find_artifact(cast(str, audit.artifact_key))
-        if folder is None:
-            raise NotFoundError(f"audit {target.audit_job_id}: its artifact is missing from {workspace.root}")
-        plan = compile_plan(workspace, target.audit_job_id, AuditView.load(folder))
+        plan = compile_plan(workspace, target.audit_job_id, AuditView.load(workspace.job_artifact(target.audit_job_id)))
     return [
         {"concept_id": c.concept_id, "label": c.label, "action": c.action, "parts": c.parts()} for c in plan.concepts
     ]

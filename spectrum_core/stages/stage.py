@@ -128,8 +128,8 @@ def run_stage(
         with state.main_process_first():  # e.g. the main process adds a dataset, the others find it
             stage.prepare(workspace)
     key, inputs = stage.key(workspace)
-    newest = workspace.newest_artifact(key)
-    existing = workspace.find_artifact(newest) if newest else None
+    newest = workspace.newest_artifact(key)  # a version still on disk
+    existing = workspace.artifact_path(newest) if newest else None
     if state is not None and not state.is_main_process:
         if existing is None or force:
             staging = workspace.staging_path(key)

@@ -212,6 +212,14 @@ class Workspace:
         path = self.root / row["path"]
         return path if path.exists() else None
 
+    def job_artifact(self, job_id: int) -> Path:
+        """The folder of the artifact a finished job made (NotFoundError when it has none on disk)."""
+        key = self.job(job_id).artifact_key
+        folder = self.find_artifact(key) if key else None
+        if folder is None:
+            raise NotFoundError(f"job {job_id}: its artifact is missing from {self.root}")
+        return folder
+
     def artifact_versions(self, key: str) -> list[str]:
         """The published versions of ``key``, oldest first: ``key`` itself, then ``key.v2``,
         ``key.v3`` ... (each a forced rerun, written beside the ones before it)."""

@@ -79,8 +79,8 @@ def feature_statistics(
     Columns: prevalence (share of pairs where chosen or rejected is nonzero), n_differ,
     n_chosen_more, n_rejected_more, share_chosen_more, direction (the primary test's: the sign of
     the length-aware score; the raw share's side where that test has no information), mean_delta,
-    mean_chosen, mean_rejected, p_sign (the raw sign test, secondary), p_value (the primary test: the length-aware score test of
-    ``length_control.py``), q_value (``correction`` of p_value), q_sign (of p_sign), the
+    mean_chosen, mean_rejected, p_sign (the raw sign test, secondary), p_value (the primary test:
+    the length-aware score test of ``length_control.py``), q_value (``correction`` of p_value), q_sign (of p_sign), the
     length-controlled logit (coef, ci_low, ci_high, se, p_logit, converged), joint_coef and
     auc_contribution. The dict holds the joint model's scalars (auc_held_out, auc_train, C,
     length_coef, n_selected) and the length-only model (null_intercept, null_converged).

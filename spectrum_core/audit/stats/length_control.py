@@ -161,11 +161,20 @@ def score_pvalues(delta: sp.csc_matrix, signs: np.ndarray, null: LengthNull) -> 
     return score, np.where(informative, sps.chi2.sf(statistic, df=1), 1.0)
 
 
+def _side(lean: np.ndarray) -> np.ndarray:
+    return np.select([lean > 0, lean < 0], ["chosen", "rejected"], "none").astype(object)
+
+
+def share_side(share) -> np.ndarray:
+    """ "chosen" / "rejected" / "none" per concept: the side that has more of it in most pairs
+    where it differs (the raw lean; none at exactly half, or where it never differs)."""
+    return _side(np.nan_to_num(np.asarray(share, dtype=np.float64) - 0.5))
+
+
 def lean_direction(score: np.ndarray, p_value: np.ndarray, share: np.ndarray) -> np.ndarray:
     """ "chosen" / "rejected" / "none" per concept: the sign of the length-aware score, the primary
     test's direction (a concept can lean towards the chosen side raw only because chosen answers
     are longer, and away from it for their length); where that test has no information (p = 1:
-    never differs, or length explains it all) the side that has more in most differing pairs."""
-    score, p_value, share = (np.asarray(a, dtype=np.float64) for a in (score, p_value, share))
-    lean = np.where(p_value < 1.0, np.sign(score), np.sign(np.nan_to_num(share - 0.5)))
-    return np.select([lean > 0, lean < 0], ["chosen", "rejected"], "none").astype(object)
+    never differs, or length explains it all) the raw lean (``share_side``)."""
+    score, p_value = np.asarray(score, dtype=np.float64), np.asarray(p_value, dtype=np.float64)
+    return np.where(p_value < 1.0, _side(score), share_side(share)).astype(object)
