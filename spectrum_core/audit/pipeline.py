@@ -57,7 +57,7 @@ from .stats.confirmation import confirm, confirmation_summary, confirmed_first, 
 from .stats.null import NullSummary, confirmed_count, flip_pairs, null_flips, significant_count
 from .stats.power import power_summary, verdict
 from .stats.sign_test import adjust_pvalues
-from .tables import feature_cards, pair_feature_table
+from .tables import feature_cards, write_pair_features
 from .topics import find_topics, topic_leans
 
 logger = logging.getLogger(__name__)
@@ -234,7 +234,7 @@ def _token_sae(state: AuditState) -> None:
     state.token_sae_config = SAETrainingConfig(
         width=config.sae_width, k=config.sae_k, training_tokens=config.sae_training_tokens, seed=config.seed
     )
-    tokens, token_info = store.training_tokens()
+    tokens, token_info = store.training_tokens(seed=config.seed)
     if config.sae == "train":
         sae, metrics = train_sae(
             tokens,
@@ -259,8 +259,15 @@ def _token_sae(state: AuditState) -> None:
 
 
 def _encode(state: AuditState) -> None:
-    state.features = encode_responses(state.store, state.token_sae, progress=state.progress)
-    state.mode_data["token"] = state.features.pooled(state.config.pooling)
+    config = state.config
+    state.features = encode_responses(
+        state.store,
+        state.token_sae,
+        evidence_top=config.top_examples,
+        evidence_pooling=config.pooling,
+        progress=state.progress,
+    )
+    state.mode_data["token"] = state.features.pooled(config.pooling)
 
 
 def _difference_sae(state: AuditState) -> None:
@@ -500,9 +507,9 @@ def _labels(state: AuditState) -> None:
 def _write(state: AuditState) -> None:
     out_dir, mode_data, pairs = state.out_dir, state.mode_data, state.pairs
     pair_ids = pairs["pair_id"].to_numpy()
-    long_parts = [pair_feature_table(mode, *mode_data[mode], pair_ids) for mode in mode_data if mode != "probe"]
-    long_parts.append(pair_feature_table("probe", *mode_data["probe"], pair_ids, names=list(PROBES)))
-    pd.concat(long_parts, ignore_index=True).to_parquet(out_dir / names.PAIR_FEATURES_FILE, index=False)
+    parts = [(mode, *mode_data[mode], None) for mode in mode_data if mode != "probe"]
+    parts.append(("probe", *mode_data["probe"], list(PROBES)))
+    write_pair_features(out_dir / names.PAIR_FEATURES_FILE, pair_ids, parts)
     state.cards.to_parquet(out_dir / names.FEATURE_CARDS_FILE, index=False)
     state.concepts.to_parquet(out_dir / names.CONCEPTS_FILE, index=False)
     audited = pairs[["pair_id", "split"]]

@@ -55,7 +55,7 @@ def add_seed_stability(
     # Read once for every seed: the token SAE's training tokens, the difference SAE's vectors.
     training: dict[str, torch.Tensor] = {}
     if "token" in sae_modes:
-        training["token"] = store.training_tokens()[0]
+        training["token"] = store.training_tokens(seed=config.seed)[0]
     if "difference" in sae_modes:
         training["difference"] = difference_vectors(pooled)
     seed_deltas = []

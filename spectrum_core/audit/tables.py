@@ -3,6 +3,9 @@ strongest responses with its activation on every token) and the pair features in
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -82,3 +85,37 @@ def pair_feature_table(
             "delta": (c - r).astype(np.float32),
         }
     )
+
+
+# Pairs per piece of the long table written at once: a piece of 100k pairs × hundreds of latents
+# would hold tens of millions of rows of strings in memory.
+PAIRS_PER_PIECE = 5_000
+
+
+def write_pair_features(
+    path: Path,
+    pair_ids: np.ndarray,
+    parts: Iterable[tuple[str, sp.csr_matrix, sp.csr_matrix, list[str] | None]],
+) -> None:
+    """The long table of every part (concept prefix, chosen, rejected, feature names or None) in
+    one parquet file, written ``PAIRS_PER_PIECE`` pairs at a time: the same rows in the same order
+    as concatenating each part's ``pair_feature_table``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema(
+        [
+            ("pair_id", pa.string()),
+            ("concept_id", pa.string()),
+            ("chosen", pa.float32()),
+            ("rejected", pa.float32()),
+            ("delta", pa.float32()),
+        ]
+    )
+    with pq.ParquetWriter(str(path), schema) as writer:
+        for prefix, chosen, rejected, names in parts:
+            chosen, rejected = sp.csr_matrix(chosen), sp.csr_matrix(rejected)
+            for start in range(0, chosen.shape[0], PAIRS_PER_PIECE):
+                rows = slice(start, start + PAIRS_PER_PIECE)
+                piece = pair_feature_table(prefix, chosen[rows], rejected[rows], pair_ids[rows], names)
+                writer.write_table(pa.Table.from_pandas(piece, schema=schema, preserve_index=False))

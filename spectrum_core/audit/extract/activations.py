@@ -35,6 +35,12 @@ ProgressFn = Callable[..., None]
 # A token whose residual norm exceeds this multiple of the median is an outlier (attention-sink
 # positions reach ~160x the median in SmolLM2); such tokens are left out of SAE training.
 OUTLIER_NORM_RATIO = 10.0
+# The SAE trains on at most this many response tokens (a seeded uniform sample beyond it): its
+# training sees at most 8M samples (``sae.default_training_tokens``), eight passes over 1M
+# tokens, so more tokens would only be seen fewer times while memory grew with the dataset
+# (1M tokens of a 576-wide model in bfloat16 are 1.2 GB).
+MAX_SAE_TRAINING_TOKENS = 1_000_000
+TOKENIZE_CHUNK = 4096  # texts per tokenizer call: its batch speed, without a whole dataset's output at once
 
 
 @dataclass
@@ -155,15 +161,25 @@ def tokenize_responses(tokenizer, prompts, responses, config: ActivationConfig) 
     for index, (prompt_slot, response_ids) in enumerate(zip(prompt_slots, _token_ids(tokenizer, list(responses)))):
         prefix_ids = prefixes[prompt_slot]
         response_ids = response_ids[: config.max_response_tokens]
-        if not response_ids:  # an empty generation; keep one token so spans exist
-            fallback = fallback or tokenizer(" ", add_special_tokens=False)["input_ids"][:1]
+        if not len(response_ids):  # an empty generation; keep one token so spans exist
+            if fallback is None:
+                fallback = np.asarray(tokenizer(" ", add_special_tokens=False)["input_ids"][:1], dtype=np.int32)
             response_ids = fallback
-        records.append({"response": index, "prefix": len(prefix_ids), "ids": prefix_ids + response_ids})
+        records.append(
+            {"response": index, "prefix": len(prefix_ids), "ids": np.concatenate([prefix_ids, response_ids])}
+        )
     return records
 
 
-def _token_ids(tokenizer, texts: list[str]) -> list[list[int]]:
-    return tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+def _token_ids(tokenizer, texts: list[str]) -> list[np.ndarray]:
+    """Each text's token ids (int32), tokenized ``TOKENIZE_CHUNK`` texts at a time: the fast
+    tokenizer's output for a whole dataset at once (Python ints, token strings, offsets) takes
+    gigabytes at 100k pairs, its ids as arrays a few bytes a token."""
+    out: list[np.ndarray] = []
+    for start in range(0, len(texts), TOKENIZE_CHUNK):
+        ids = tokenizer(texts[start : start + TOKENIZE_CHUNK], add_special_tokens=False)["input_ids"]
+        out += [np.asarray(one, dtype=np.int32) for one in ids]
+    return out
 
 
 def response_token_counts(tokenizer, texts: list[str]) -> np.ndarray:
@@ -575,19 +591,49 @@ class ActivationStore:
             lengths[shard["responses"].numpy()] = (shard["offsets"][1:] - shard["offsets"][:-1]).numpy()
         return lengths
 
-    def median_norm(self) -> float:
-        norms = torch.cat([s["norms"] for s in self.iter_shards()])
-        return float(norms.median())
+    def _norms(self) -> list[torch.Tensor]:
+        """Each shard's token norms, read without its activations."""
+        from safetensors import safe_open
 
-    def training_tokens(self, outlier_ratio: float = OUTLIER_NORM_RATIO) -> tuple[torch.Tensor, dict]:
-        """All response-token activations (bfloat16) minus extreme-norm outliers, for the SAE."""
-        shards = list(self.iter_shards())
-        norms = torch.cat([s["norms"] for s in shards])
+        norms = []
+        for path in self.shard_paths():
+            with safe_open(str(path), framework="pt") as shard:
+                norms.append(shard.get_tensor("norms"))
+        return norms
+
+    def median_norm(self) -> float:
+        return float(torch.cat(self._norms()).median())
+
+    def training_tokens(
+        self,
+        outlier_ratio: float = OUTLIER_NORM_RATIO,
+        max_tokens: int = MAX_SAE_TRAINING_TOKENS,
+        seed: int = 0,
+    ) -> tuple[torch.Tensor, dict]:
+        """Response-token activations (bfloat16) for the SAE: all of them minus extreme-norm
+        outliers, or a seeded uniform sample of ``max_tokens`` of those, read shard by shard so
+        memory holds only what is returned."""
+        shard_norms = self._norms()
+        norms = torch.cat(shard_norms)
         limit = float(norms.median()) * outlier_ratio
-        acts = torch.cat([s["acts"][s["norms"] <= limit] for s in shards])
+        usable = norms <= limit
+        n_usable = int(usable.sum())
+        chosen = usable
+        if n_usable > max_tokens:
+            generator = torch.Generator().manual_seed(seed)
+            picked = usable.nonzero().squeeze(1)[torch.randperm(n_usable, generator=generator)[:max_tokens]]
+            chosen = torch.zeros_like(usable)
+            chosen[picked] = True
+        pieces, start = [], 0
+        for index, shard_norm in enumerate(shard_norms):
+            keep = chosen[start : start + len(shard_norm)]
+            start += len(shard_norm)
+            if keep.any():
+                pieces.append(self.load_shard(index)["acts"][keep])
+        acts = torch.cat(pieces)
         return acts, {
             "n_tokens": int(norms.numel()),
-            "n_outliers": int((norms > limit).sum()),
+            "n_outliers": int((~usable).sum()),
             "median_norm": float(norms.median()),
             "outlier_norm_limit": limit,
         }

@@ -46,11 +46,27 @@ class ResponseFeatures:
 
 
 @torch.no_grad()
-def encode_responses(store: ActivationStore, sae, *, chunk: int = 8192, progress=None) -> ResponseFeatures:
-    """Every response token of ``store`` through ``sae``, shard by shard: the responses' max and
-    mean pooling and every token's nonzero activations (``ResponseFeatures``)."""
+def encode_responses(
+    store: ActivationStore,
+    sae,
+    *,
+    evidence_top: int = 0,
+    evidence_pooling: str = "max",
+    chunk: int = 8192,
+    progress=None,
+) -> ResponseFeatures:
+    """Every response token of ``store`` through ``sae``, shard by shard, into the responses' max
+    and mean pooling.
+
+    Memory stays bounded by the pooled matrices: token-level activations are kept only where they
+    can still be card evidence, i.e. for (latent, response) whose ``evidence_pooling`` value is
+    among the ``evidence_top`` largest of its latent seen so far (``_Evidence``); the responses
+    ``top_responses(..., evidence_top)`` picks at the end are all among them. ``evidence_top=0``
+    keeps none (the SAE-seed check needs only the pooling)."""
+    if evidence_pooling not in ("max", "mean"):
+        raise ValueError(f"pooling is max or mean, not {evidence_pooling!r}")
     device = next(sae.parameters()).device
-    parts = _FeatureParts(store.manifest["n_responses"], sae.cfg.d_sae)
+    parts = _FeatureParts(store.manifest["n_responses"], sae.cfg.d_sae, evidence_top, evidence_pooling)
     done = 0
     total = store.manifest["n_response_tokens"]
 
@@ -65,24 +81,72 @@ def encode_responses(store: ActivationStore, sae, *, chunk: int = 8192, progress
     return parts.features()
 
 
+class _Evidence:
+    """Token-level activations of the (latent, response) cells that can still be among their
+    latent's ``top`` strongest responses.
+
+    Pooled values of a response are final once its shard is encoded, so a latent's ``top``-th
+    largest value so far only rises; a cell below it can never be picked, and is dropped. Cells
+    equal to it are kept (ties are broken later, by side and pair, in ``top_responses``)."""
+
+    def __init__(self, d_sae: int, top: int):
+        self.top = top
+        self.best = torch.zeros(top, d_sae)  # the top largest pooled values per latent so far
+        self.resp: list[np.ndarray] = []
+        self.pos: list[np.ndarray] = []
+        self.lat: list[np.ndarray] = []
+        self.val: list[np.ndarray] = []
+        self.score: list[np.ndarray] = []  # the cell's pooled value, to drop it when outranked
+        self.token_ids: dict[int, np.ndarray] = {}
+
+    def add_shard(self, pooled: torch.Tensor, responses: np.ndarray, tokens: dict, token_ids: dict) -> None:
+        """``pooled``: the shard's responses × latents; ``tokens``: its token cells (row in the
+        shard, position, latent, value); ``token_ids``: its responses' token ids."""
+        if self.top == 0:
+            return
+        self.best = torch.cat([self.best, pooled]).topk(self.top, dim=0).values
+        if not len(tokens["row"]):
+            return
+        score = pooled[torch.from_numpy(tokens["row"]), torch.from_numpy(tokens["latent"])].numpy()
+        self.resp.append(responses[tokens["row"]])
+        self.pos.append(tokens["position"])
+        self.lat.append(tokens["latent"])
+        self.val.append(tokens["value"])
+        self.score.append(score)
+        self.token_ids.update(token_ids)
+        self._prune()
+
+    def _prune(self) -> None:
+        threshold = self.best[-1].numpy()
+        lat, score = np.concatenate(self.lat), np.concatenate(self.score)
+        keep = (score > 0) & (score >= threshold[lat])
+        self.lat, self.score = [lat[keep]], [score[keep]]
+        for name in ("resp", "pos", "val"):
+            setattr(self, name, [np.concatenate(getattr(self, name))[keep]])
+        kept = set(np.unique(self.resp[0]).tolist())
+        self.token_ids = {r: ids for r, ids in self.token_ids.items() if r in kept}
+
+    def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        if not self.resp:
+            empty_i, empty_f = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+            return empty_i, empty_i.astype(np.int32), empty_i.astype(np.int32), empty_f
+        return self.resp[0], self.pos[0], self.lat[0], self.val[0]
+
+
 class _FeatureParts:
     """What ``encode_responses`` collects shard by shard, assembled at the end by :meth:`features`."""
 
-    def __init__(self, n_responses: int, d_sae: int):
+    def __init__(self, n_responses: int, d_sae: int, evidence_top: int, evidence_pooling: str):
         self.n_responses, self.d_sae = n_responses, d_sae
         self.response_tokens = np.zeros(n_responses, dtype=np.int64)
-        self.token_ids: dict[int, np.ndarray] = {}
+        self.evidence = _Evidence(d_sae, evidence_top)
+        self.evidence_pooling = evidence_pooling
         # Pooled activations as coordinates: the responses and latents of the max pooling's
         # nonzero values (the mean pooling's are the same), and the values of each.
         self.rows_max: list[np.ndarray] = []
         self.cols_max: list[np.ndarray] = []
         self.vals_max: list[np.ndarray] = []
         self.vals_mean: list[np.ndarray] = []
-        # Token-level activations: response, position in it, latent, value.
-        self.t_resp: list[np.ndarray] = []
-        self.t_pos: list[np.ndarray] = []
-        self.t_lat: list[np.ndarray] = []
-        self.t_val: list[np.ndarray] = []
 
     def features(self) -> ResponseFeatures:
         # Max and mean pooling are nonzero at the same places (activations are positive).
@@ -92,33 +156,33 @@ class _FeatureParts:
         full_max = sp.csr_matrix((np.concatenate(self.vals_max), (rows, cols)), shape=shape)
         full_mean = sp.csr_matrix((np.concatenate(self.vals_mean), (rows, cols)), shape=shape)
         (chosen_max, rejected_max), (chosen_mean, rejected_mean) = split_sides(full_max), split_sides(full_mean)
+        token_response, token_position, token_latent, token_value = self.evidence.columns()
         return ResponseFeatures(
             chosen_max=chosen_max,
             rejected_max=rejected_max,
             chosen_mean=chosen_mean,
             rejected_mean=rejected_mean,
             response_tokens=self.response_tokens,
-            token_response=np.concatenate(self.t_resp),
-            token_position=np.concatenate(self.t_pos),
-            token_latent=np.concatenate(self.t_lat),
-            token_value=np.concatenate(self.t_val),
-            token_ids=self.token_ids,
+            token_response=token_response,
+            token_position=token_position,
+            token_latent=token_latent,
+            token_value=token_value,
+            token_ids=self.evidence.token_ids,
         )
 
 
 def _encode_shard(shard: dict, sae, device, chunk: int, parts: _FeatureParts, on_tokens) -> None:
-    """One shard's tokens through the SAE, ``chunk`` tokens at a time, into ``parts``: the token
-    ids and lengths of its responses, every nonzero token activation, and the pooled values."""
+    """One shard's tokens through the SAE, ``chunk`` tokens at a time, into ``parts``: its
+    responses' lengths and pooled values, and the token cells that can still be card evidence."""
     d_sae = parts.d_sae
-    acts, offsets, responses = shard["acts"], shard["offsets"], shard["responses"]
+    acts, offsets, responses = shard["acts"], shard["offsets"], shard["responses"].numpy()
     lengths = (offsets[1:] - offsets[:-1]).numpy()
     owner = np.repeat(np.arange(len(responses)), lengths)  # row within shard per token
     position = np.arange(len(owner)) - np.repeat(offsets[:-1].numpy(), lengths)
-    for row, response in enumerate(responses.tolist()):
-        parts.token_ids[response] = shard["token_ids"][offsets[row] : offsets[row + 1]].numpy()
-        parts.response_tokens[response] = lengths[row]
+    parts.response_tokens[responses] = lengths
     pooled_max = torch.zeros(len(responses), d_sae)
     pooled_sum = torch.zeros(len(responses), d_sae)
+    cells: dict[str, list[np.ndarray]] = {"row": [], "position": [], "latent": [], "value": []}
     for start in range(0, acts.shape[0], chunk):
         x = acts[start : start + chunk].float().to(device)
         features = sae.encode(x).float().cpu()
@@ -129,18 +193,29 @@ def _encode_shard(shard: dict, sae, device, chunk: int, parts: _FeatureParts, on
         flat = shard_row * d_sae + latent
         pooled_max.view(-1).scatter_reduce_(0, flat, values, reduce="amax")
         pooled_sum.view(-1).index_add_(0, flat, values)
-        parts.t_resp.append(responses.numpy()[owner[global_token]])
-        parts.t_pos.append(position[global_token].astype(np.int32))
-        parts.t_lat.append(latent.numpy().astype(np.int32))
-        parts.t_val.append(values.numpy().astype(np.float32))
+        if parts.evidence.top:
+            cells["row"].append(owner[global_token])
+            cells["position"].append(position[global_token].astype(np.int32))
+            cells["latent"].append(latent.numpy().astype(np.int32))
+            cells["value"].append(values.numpy().astype(np.float32))
         on_tokens(x.shape[0])
     pooled_mean = pooled_sum / torch.from_numpy(np.maximum(lengths, 1)).float()[:, None]
-    for pooled, vals in ((pooled_max, parts.vals_max), (pooled_mean, parts.vals_mean)):
-        r, c = pooled.nonzero(as_tuple=True)
-        vals.append(pooled[r, c].numpy())
-        if pooled is pooled_max:
-            parts.rows_max.append(responses.numpy()[r.numpy()])
-            parts.cols_max.append(c.numpy())
+    if parts.evidence.top:
+        token_ids = {
+            int(response): shard["token_ids"][offsets[row] : offsets[row + 1]].numpy()
+            for row, response in enumerate(responses.tolist())
+        }
+        dtypes = {"row": np.int64, "position": np.int32, "latent": np.int32, "value": np.float32}
+        tokens = {
+            name: np.concatenate(pieces) if pieces else np.zeros(0, dtypes[name]) for name, pieces in cells.items()
+        }
+        scored = pooled_max if parts.evidence_pooling == "max" else pooled_mean
+        parts.evidence.add_shard(scored, responses, tokens, token_ids)
+    r, c = pooled_max.nonzero(as_tuple=True)
+    parts.rows_max.append(responses[r.numpy()])
+    parts.cols_max.append(c.numpy().astype(np.int32))
+    parts.vals_max.append(pooled_max[r, c].numpy())
+    parts.vals_mean.append(pooled_mean[r, c].numpy())
 
 
 def pooled_residuals(store: ActivationStore) -> torch.Tensor:

@@ -1,0 +1,73 @@
+"""Streaming encoding: shard by shard it gives what encoding every response in memory gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from spectrum_core.audit.extract.activations import ActivationConfig, extract_activations
+from spectrum_core.audit.extract.features import encode_responses, token_activations, top_responses
+from spectrum_core.audit.responses import split_sides
+from spectrum_core.audit.sae import _training_sae
+
+# Shards of 8 responses: 30 pairs give 8 shards, so evidence is dropped and kept across shards.
+CONFIG = ActivationConfig(layer=2, shard_size=8, tokens_per_batch=1024, max_prompt_tokens=64, max_response_tokens=96)
+
+
+@pytest.fixture(scope="module")
+def store_and_sae(tiny_model, hh_dataset, tmp_path_factory):
+    store = extract_activations(tiny_model, hh_dataset.pairs.head(30), tmp_path_factory.mktemp("acts"), CONFIG)
+    torch.manual_seed(0)
+    sae = _training_sae(64, 256, 8, "cpu", "", "")  # random weights: any SAE is fine for equality
+    return store, sae
+
+
+@torch.no_grad()
+def _in_memory(store, sae):
+    """Every response encoded whole: its max and mean pooling and every token's activations."""
+    n = store.manifest["n_responses"]
+    max_pool, mean_pool = np.zeros((n, 256), np.float32), np.zeros((n, 256), np.float32)
+    per_token = {}
+    for response, _, acts in store.iter_responses():
+        features = sae.encode(acts.float()).float().numpy()
+        max_pool[response], mean_pool[response] = features.max(0), features.mean(0)
+        per_token[response] = features
+    return max_pool, mean_pool, per_token
+
+
+@pytest.mark.parametrize("pooling", ["max", "mean"])
+def test_streamed_encoding_equals_encoding_in_memory(store_and_sae, pooling):
+    store, sae = store_and_sae
+    max_pool, mean_pool, per_token = _in_memory(store, sae)
+    streamed = encode_responses(store, sae, evidence_top=3, evidence_pooling=pooling, chunk=100)
+    for got, expected in ((streamed.chosen_max, max_pool), (streamed.chosen_mean, mean_pool)):
+        np.testing.assert_allclose(got.toarray(), split_sides(expected)[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(streamed.rejected_max.toarray(), split_sides(max_pool)[1], rtol=1e-5, atol=1e-6)
+    wanted = top_responses(*streamed.pooled(pooling), 3)
+    assert len(wanted) > 256  # most latents have three responses
+    for (latent, response), values in token_activations(streamed, wanted).items():
+        np.testing.assert_allclose(values, per_token[response][:, latent], rtol=1e-5, atol=1e-6)
+        assert streamed.token_ids[response].shape == values.shape
+    # Only evidence that can still be on a card is kept: far fewer cells than the tokens have.
+    all_cells = sum(int((features > 0).sum()) for features in per_token.values())
+    assert len(streamed.token_value) < all_cells / 2
+
+
+def test_no_evidence_is_kept_when_none_is_asked_for(store_and_sae):
+    store, sae = store_and_sae
+    pooled_only = encode_responses(store, sae)
+    assert len(pooled_only.token_value) == 0 and not pooled_only.token_ids
+    assert (pooled_only.response_tokens == store.response_lengths()).all()
+
+
+def test_training_tokens_are_a_seeded_sample_beyond_the_cap(store_and_sae):
+    store, _ = store_and_sae
+    everything, info = store.training_tokens()
+    capped, capped_info = store.training_tokens(max_tokens=100, seed=1)
+    again, _ = store.training_tokens(max_tokens=100, seed=1)
+    assert capped.shape == (100, 64) and len(everything) == info["n_tokens"] - info["n_outliers"]
+    assert torch.equal(capped, again)
+    # Every sampled row is one of the usable tokens, in store order.
+    rows = {tuple(row.tolist()) for row in everything.float()}
+    assert all(tuple(row.tolist()) in rows for row in capped.float())
