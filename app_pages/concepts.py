@@ -3,6 +3,8 @@ card per head, family or concept with its members and evidence, and keep / suppr
 
 from __future__ import annotations
 
+import hashlib
+
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -129,6 +131,10 @@ table = shown[
         "decision",
     ]
 ]
+# The table's key names the rows it lists, so a selection (kept by Streamlit as a row number) never
+# outlives the listing it was made in: a view switch, a filter, a new sort or a rerun lists other
+# rows under another key, with nothing selected, and the card stays on the concept chosen by id.
+listing = hashlib.sha1("\n".join(shown["concept_id"]).encode()).hexdigest()[:12]
 selection = st.dataframe(
     table,
     hide_index=True,
@@ -136,7 +142,7 @@ selection = st.dataframe(
     height=300,
     on_select="rerun",
     selection_mode="single-row",
-    key="concept_table",
+    key=f"concept_table-{listing}",
     column_config={
         "share_chosen_more": st.column_config.NumberColumn(format="%.2f"),
         "agreement_strength": st.column_config.NumberColumn(
@@ -341,7 +347,7 @@ st.markdown("**Decision**")
 current = decisions.get(concept_id)
 if current:
     st.info(
-        f"Current decision: {current['action']}"
+        f"Current decision: {current['action']} on {concept_id}"
         + (f" (strength {current['strength']:g})" if current["strength"] else "")
         + f" by {current['decided_by']} at {current['decided_at'][:19].replace('T', ' ')}"
         + (f": {current['reason']}" if current["reason"] else "")
@@ -354,7 +360,8 @@ shown_stats = {
 }
 buttons = st.columns(3)
 for column, action in zip(buttons, ("keep", "suppress", "amplify")):
-    if column.button(action.capitalize(), key=f"{action}-{concept_id}", width="stretch"):
+    # The button names the concept it decides on, so a decision cannot land on another unseen.
+    if column.button(f"{action.capitalize()} {concept_id}", key=f"{action}-{concept_id}", width="stretch"):
         workspace.decide(
             audit_id,
             concept_id,

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     sae = load_pretrained_sae(
         str(audit / "sae"), d_model=store.manifest["d_model"], hook=report["hook_name"], device="cpu"
     )
-    features = encode_responses(store, sae)
+    features = encode_responses(store, sae, poolings=("max", "mean"))
     lengths = features.response_tokens.astype(float)
     out = {pooling: length_correlation(*features.pooled(pooling), lengths) for pooling in ("max", "mean")}
     print(json.dumps({"audit": str(audit), **out}, indent=1))

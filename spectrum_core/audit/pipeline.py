@@ -29,6 +29,7 @@ import scipy.sparse as sp
 import torch
 
 from .. import constants as names
+from ..memory import release_freed_memory
 from ..models import LoadedModel, load_model
 from ..progress import Progress
 from ..stages.distributed import agreed_minimum
@@ -263,8 +264,8 @@ def _encode(state: AuditState) -> None:
     state.features = encode_responses(
         state.store,
         state.token_sae,
+        poolings=(config.pooling,),
         evidence_top=config.top_examples,
-        evidence_pooling=config.pooling,
         progress=state.progress,
     )
     state.mode_data["token"] = state.features.pooled(config.pooling)
@@ -507,8 +508,9 @@ def _labels(state: AuditState) -> None:
 def _write(state: AuditState) -> None:
     out_dir, mode_data, pairs = state.out_dir, state.mode_data, state.pairs
     pair_ids = pairs["pair_id"].to_numpy()
-    parts = [(mode, *mode_data[mode], None) for mode in mode_data if mode != "probe"]
-    parts.append(("probe", *mode_data["probe"], list(PROBES)))
+    feature_names: dict[str, list[str] | None] = {"probe": list(PROBES)}
+    parts = [(mode, *mode_data[mode], feature_names.get(mode)) for mode in mode_data if mode != "probe"]
+    parts.append(("probe", *mode_data["probe"], feature_names["probe"]))
     write_pair_features(out_dir / names.PAIR_FEATURES_FILE, pair_ids, parts)
     state.cards.to_parquet(out_dir / names.FEATURE_CARDS_FILE, index=False)
     state.concepts.to_parquet(out_dir / names.CONCEPTS_FILE, index=False)
@@ -577,6 +579,7 @@ def run_audit(
         if step.when(state):
             with timer(step.name):
                 step.run(state)
+            release_freed_memory()  # so what a step freed does not count in the next one's peak
         if state.stopped:
             return None
     report = _finish_report(state, timer.seconds)

@@ -95,7 +95,7 @@ def _retrained_delta(
                 device=device,
             )
             if mode == "token":
-                chosen, rejected = encode_responses(store, sae).pooled(config.pooling)
+                chosen, rejected = encode_responses(store, sae, poolings=(config.pooling,)).pooled(config.pooling)
             else:
                 chosen, rejected = encode_differences(pooled, sae)
             parts.append(chosen - rejected)

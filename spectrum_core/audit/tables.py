@@ -87,9 +87,9 @@ def pair_feature_table(
     )
 
 
-# Pairs per piece of the long table written at once: a piece of 100k pairs × hundreds of latents
-# would hold tens of millions of rows of strings in memory.
-PAIRS_PER_PIECE = 5_000
+# Pairs per piece of the long table written at once (about 1M rows, ~150 MB of strings at
+# hundreds of latents a response): all 100k pairs at once would hold ~100M rows of strings.
+PAIRS_PER_PIECE = 1_000
 
 
 def write_pair_features(

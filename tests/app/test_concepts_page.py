@@ -55,6 +55,34 @@ def test_card_and_decisions_are_written_at_once(page):
     assert [e["action"] for e in workspace.audit_log("decision")][-2:] == ["decision.add", "decision.undo"]
 
 
+def _review(at, view: str):
+    next(r for r in at.radio if r.label == "Review").set_value(view)
+    at.run()
+
+
+def test_a_view_switch_keeps_the_concept_selected_not_its_row(page):
+    """A row picked in one listing opens that concept; switching the view (whose table lists other
+    rows) keeps the card, and its decision buttons, on it: Streamlit keeps a table's selection as a
+    row number, which used to open the same row of the new listing, a concept never looked at."""
+    at, workspace, outcome = page
+    at.run()
+    _review(at, "All concepts")
+    table = at.dataframe[0]
+    picked = table.value["concept_id"].iloc[2]
+    at.session_state[table.key] = {"selection": {"rows": [2], "columns": []}}
+    at.run()
+    assert at.subheader[0].value == picked
+    for view in ("Families", "All concepts"):
+        _review(at, view)
+        assert not at.exception, at.exception
+        assert at.subheader[0].value == picked, view
+    at.button(key=f"amplify-{picked}").click()
+    at.run()
+    assert at.button(key=f"amplify-{picked}").label == f"Amplify {picked}"
+    assert list(workspace.current_decisions(outcome.job_id)) == [picked]
+    assert f"Current decision: amplify on {picked}" in at.info[0].value
+
+
 def test_label_edit_persists(page):
     at, workspace, outcome = page
     at.run()

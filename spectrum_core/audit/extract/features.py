@@ -22,15 +22,14 @@ import torch
 from ..responses import interleave, pair_of, side_of, split_sides
 from .activations import ActivationStore
 
+POOLINGS = ("max", "mean")
+
 
 @dataclass
 class ResponseFeatures:
     """Pooled SAE activations of both sides of every pair, plus token-level evidence."""
 
-    chosen_max: sp.csr_matrix
-    rejected_max: sp.csr_matrix
-    chosen_mean: sp.csr_matrix
-    rejected_mean: sp.csr_matrix
+    sides: dict[str, tuple[sp.csr_matrix, sp.csr_matrix]]  # pooling -> (chosen, rejected), pairs × latents
     response_tokens: np.ndarray  # (2 * n_pairs,) number of response tokens, 2i chosen, 2i+1 rejected
     # Token-level activations as coordinates: which response, which position in it, which latent.
     token_response: np.ndarray
@@ -40,9 +39,11 @@ class ResponseFeatures:
     token_ids: dict[int, np.ndarray]  # response index -> its token ids
 
     def pooled(self, pooling: str) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-        if pooling not in ("max", "mean"):
+        if pooling not in POOLINGS:
             raise ValueError(f"pooling is max or mean, not {pooling!r}")
-        return (self.chosen_max, self.rejected_max) if pooling == "max" else (self.chosen_mean, self.rejected_mean)
+        if pooling not in self.sides:
+            raise ValueError(f"these features were pooled by {', '.join(self.sides)} only, not {pooling}")
+        return self.sides[pooling]
 
 
 @torch.no_grad()
@@ -50,23 +51,24 @@ def encode_responses(
     store: ActivationStore,
     sae,
     *,
+    poolings: tuple[str, ...] = ("max",),
     evidence_top: int = 0,
-    evidence_pooling: str = "max",
     chunk: int = 8192,
     progress=None,
 ) -> ResponseFeatures:
-    """Every response token of ``store`` through ``sae``, shard by shard, into the responses' max
-    and mean pooling.
+    """Every response token of ``store`` through ``sae``, shard by shard, into the responses'
+    pooling (each of ``poolings``: max, mean over the response's tokens).
 
     Memory stays bounded by the pooled matrices: token-level activations are kept only where they
-    can still be card evidence, i.e. for (latent, response) whose ``evidence_pooling`` value is
-    among the ``evidence_top`` largest of its latent seen so far (``_Evidence``); the responses
+    can still be card evidence, i.e. for (latent, response) whose first pooling's value is among
+    the ``evidence_top`` largest of its latent seen so far (``_Evidence``); the responses
     ``top_responses(..., evidence_top)`` picks at the end are all among them. ``evidence_top=0``
     keeps none (the SAE-seed check needs only the pooling)."""
-    if evidence_pooling not in ("max", "mean"):
-        raise ValueError(f"pooling is max or mean, not {evidence_pooling!r}")
+    unknown = [p for p in poolings if p not in POOLINGS]
+    if unknown or not poolings:
+        raise ValueError(f"poolings are max and/or mean, not {poolings!r}")
     device = next(sae.parameters()).device
-    parts = _FeatureParts(store.manifest["n_responses"], sae.cfg.d_sae, evidence_top, evidence_pooling)
+    parts = _FeatureParts(store.manifest["n_responses"], sae.cfg.d_sae, tuple(poolings), evidence_top)
     done = 0
     total = store.manifest["n_response_tokens"]
 
@@ -136,32 +138,34 @@ class _Evidence:
 class _FeatureParts:
     """What ``encode_responses`` collects shard by shard, assembled at the end by :meth:`features`."""
 
-    def __init__(self, n_responses: int, d_sae: int, evidence_top: int, evidence_pooling: str):
-        self.n_responses, self.d_sae = n_responses, d_sae
+    def __init__(self, n_responses: int, d_sae: int, poolings: tuple[str, ...], evidence_top: int):
+        self.n_responses, self.d_sae, self.poolings = n_responses, d_sae, poolings
         self.response_tokens = np.zeros(n_responses, dtype=np.int64)
         self.evidence = _Evidence(d_sae, evidence_top)
-        self.evidence_pooling = evidence_pooling
-        # Pooled activations as coordinates: the responses and latents of the max pooling's
-        # nonzero values (the mean pooling's are the same), and the values of each.
-        self.rows_max: list[np.ndarray] = []
-        self.cols_max: list[np.ndarray] = []
-        self.vals_max: list[np.ndarray] = []
-        self.vals_mean: list[np.ndarray] = []
+        # Pooled activations as coordinates: the responses and latents of the nonzero values (the
+        # same for every pooling: activations are positive), and each pooling's values.
+        self.rows: list[np.ndarray] = []
+        self.cols: list[np.ndarray] = []
+        self.values: dict[str, list[np.ndarray]] = {p: [] for p in poolings}
 
     def features(self) -> ResponseFeatures:
-        # Max and mean pooling are nonzero at the same places (activations are positive).
-        rows = np.concatenate(self.rows_max)
-        cols = np.concatenate(self.cols_max)
-        shape = (self.n_responses, self.d_sae)
-        full_max = sp.csr_matrix((np.concatenate(self.vals_max), (rows, cols)), shape=shape)
-        full_mean = sp.csr_matrix((np.concatenate(self.vals_mean), (rows, cols)), shape=shape)
-        (chosen_max, rejected_max), (chosen_mean, rejected_mean) = split_sides(full_max), split_sides(full_mean)
+        rows = np.concatenate(self.rows)
+        cols = np.concatenate(self.cols)
+        del self.rows, self.cols
+        chosen = rows % 2 == 0
+        n_pairs = self.n_responses // 2
+        sides = {}
+        for pooling in self.poolings:
+            values = np.concatenate(self.values.pop(pooling))
+            # Each side built from its own coordinates (rows 2i chosen, 2i+1 rejected): the same
+            # matrices as splitting one of all responses, without holding that one too.
+            sides[pooling] = tuple(
+                sp.csr_matrix((values[side], (rows[side] // 2, cols[side])), shape=(n_pairs, self.d_sae))
+                for side in (chosen, ~chosen)
+            )
         token_response, token_position, token_latent, token_value = self.evidence.columns()
         return ResponseFeatures(
-            chosen_max=chosen_max,
-            rejected_max=rejected_max,
-            chosen_mean=chosen_mean,
-            rejected_mean=rejected_mean,
+            sides=sides,
             response_tokens=self.response_tokens,
             token_response=token_response,
             token_position=token_position,
@@ -200,6 +204,7 @@ def _encode_shard(shard: dict, sae, device, chunk: int, parts: _FeatureParts, on
             cells["value"].append(values.numpy().astype(np.float32))
         on_tokens(x.shape[0])
     pooled_mean = pooled_sum / torch.from_numpy(np.maximum(lengths, 1)).float()[:, None]
+    pooled = {"max": pooled_max, "mean": pooled_mean}
     if parts.evidence.top:
         token_ids = {
             int(response): shard["token_ids"][offsets[row] : offsets[row + 1]].numpy()
@@ -209,13 +214,12 @@ def _encode_shard(shard: dict, sae, device, chunk: int, parts: _FeatureParts, on
         tokens = {
             name: np.concatenate(pieces) if pieces else np.zeros(0, dtypes[name]) for name, pieces in cells.items()
         }
-        scored = pooled_max if parts.evidence_pooling == "max" else pooled_mean
-        parts.evidence.add_shard(scored, responses, tokens, token_ids)
+        parts.evidence.add_shard(pooled[parts.poolings[0]], responses, tokens, token_ids)
     r, c = pooled_max.nonzero(as_tuple=True)
-    parts.rows_max.append(responses[r.numpy()])
-    parts.cols_max.append(c.numpy().astype(np.int32))
-    parts.vals_max.append(pooled_max[r, c].numpy())
-    parts.vals_mean.append(pooled_mean[r, c].numpy())
+    parts.rows.append(responses[r.numpy()].astype(np.int32))
+    parts.cols.append(c.numpy().astype(np.int32))
+    for pooling in parts.poolings:
+        parts.values[pooling].append(pooled[pooling][r, c].numpy())
 
 
 def pooled_residuals(store: ActivationStore) -> torch.Tensor:
@@ -234,14 +238,18 @@ def difference_vectors(pooled: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode_differences(pooled: torch.Tensor, sae) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """(z(d), z(−d)) per pair, as the "chosen" and "rejected" activations of difference mode."""
+def encode_differences(pooled: torch.Tensor, sae, chunk: int = 8192) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """(z(d), z(−d)) per pair, as the "chosen" and "rejected" activations of difference mode;
+    encoded ``chunk`` pairs at a time, so only one chunk is ever dense."""
     chosen, rejected = split_sides(pooled)
     delta = chosen - rejected
     device = next(sae.parameters()).device
-    plus = sae.encode(delta.to(device)).float().cpu().numpy()
-    minus = sae.encode((-delta).to(device)).float().cpu().numpy()
-    return sp.csr_matrix(plus), sp.csr_matrix(minus)
+    plus, minus = [], []
+    for start in range(0, delta.shape[0], chunk):
+        d = delta[start : start + chunk].to(device)
+        plus.append(sp.csr_matrix(sae.encode(d).float().cpu().numpy()))
+        minus.append(sp.csr_matrix(sae.encode(-d).float().cpu().numpy()))
+    return sp.vstack(plus, format="csr"), sp.vstack(minus, format="csr")
 
 
 def top_responses(chosen: sp.csr_matrix, rejected: sp.csr_matrix, n_top: int) -> list[tuple[int, int, float]]:

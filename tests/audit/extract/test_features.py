@@ -40,10 +40,11 @@ def _in_memory(store, sae):
 def test_streamed_encoding_equals_encoding_in_memory(store_and_sae, pooling):
     store, sae = store_and_sae
     max_pool, mean_pool, per_token = _in_memory(store, sae)
-    streamed = encode_responses(store, sae, evidence_top=3, evidence_pooling=pooling, chunk=100)
-    for got, expected in ((streamed.chosen_max, max_pool), (streamed.chosen_mean, mean_pool)):
-        np.testing.assert_allclose(got.toarray(), split_sides(expected)[0], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(streamed.rejected_max.toarray(), split_sides(max_pool)[1], rtol=1e-5, atol=1e-6)
+    other = "mean" if pooling == "max" else "max"
+    streamed = encode_responses(store, sae, poolings=(pooling, other), evidence_top=3, chunk=100)
+    for name, expected in (("max", max_pool), ("mean", mean_pool)):
+        for got, want in zip(streamed.pooled(name), split_sides(expected)):
+            np.testing.assert_allclose(got.toarray(), want, rtol=1e-5, atol=1e-6)
     wanted = top_responses(*streamed.pooled(pooling), 3)
     assert len(wanted) > 256  # most latents have three responses
     for (latent, response), values in token_activations(streamed, wanted).items():
@@ -58,6 +59,8 @@ def test_no_evidence_is_kept_when_none_is_asked_for(store_and_sae):
     store, sae = store_and_sae
     pooled_only = encode_responses(store, sae)
     assert len(pooled_only.token_value) == 0 and not pooled_only.token_ids
+    with pytest.raises(ValueError, match="pooled by max only"):
+        pooled_only.pooled("mean")
     assert (pooled_only.response_tokens == store.response_lengths()).all()
 
 
