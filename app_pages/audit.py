@@ -10,6 +10,7 @@ from spectrum_core import jobs, settings
 from spectrum_core.artifacts import AuditArtifact
 from spectrum_core.audit.config import MODES, AuditConfig
 from spectrum_core.audit.runner import AuditStage, resolved_config
+from spectrum_core.audit.timing import measured_rate
 
 MAIN_SETTINGS = ("model", "layer", "max_pairs", "sae", "modes", "pooling", "seed")
 
@@ -31,7 +32,8 @@ with st.form("audit_config"):
         min_value=0,
         value=min(500, record["rows_kept"]),
         step=100,
-        help="A seeded sample; 500 pairs take about a minute on a laptop CPU.",
+        help="A seeded sample. Decisions act only on audited pairs; the time it takes is estimated below "
+        "from this workspace's last audit.",
     )
     sae_choice = right.radio("SAE", ["train on this dataset", "load a pretrained sae-lens SAE"])
     sae_spec = right.text_input("Pretrained SAE (folder or RELEASE:ID)", disabled=sae_choice.startswith("train"))
@@ -45,7 +47,7 @@ with st.form("audit_config"):
     seed = right.number_input("Seed", min_value=0, value=0, step=1)
     with st.expander("More settings"):
         more = config_form(AuditConfig, AuditConfig(), "audit", skip=MAIN_SETTINGS)
-    st.form_submit_button("Check configuration")
+    checked = st.form_submit_button("Check configuration")
 
 chosen = dict(model=model.strip() or "bundled", layer=None if layer < 0 else int(layer), seed=int(seed))
 chosen.update(sae="train" if sae_choice.startswith("train") else sae_spec.strip(), pooling=pooling)
@@ -56,6 +58,27 @@ except ValueError as exc:
     st.error(f"This configuration cannot run: {exc}")
     st.stop()
 config = resolved_config(config)
+audited = record["rows_kept"] if config.max_pairs is None else min(config.max_pairs, record["rows_kept"])
+rate = measured_rate(workspace)
+if rate is not None:
+    st.caption(
+        f"About {rate.estimate_minutes(audited):.0f} min for {audited:,} pairs at the speed measured here "
+        f"({workspace.job_title(rate.job_id)}: {rate.minutes:.1f} min for {rate.n_pairs:,} pairs, scaled by pairs; "
+        "the seed check, null runs and topics are most of it)."
+    )
+else:
+    st.caption("No audit has finished in this workspace yet, so there is no measured speed to estimate its time from.")
+if audited < record["rows_kept"]:
+    st.warning(
+        f"This audits {audited:,} of {record['rows_kept']:,} pairs: decisions will act only on the audited pairs, "
+        f"and the other {record['rows_kept'] - audited:,} go to training unchanged. Audit every pair (0) for a "
+        "plan that covers the whole dataset."
+    )
+if checked:
+    st.success(
+        f"Checked: every setting is valid, and the model, layer and dtype resolve as in the command below "
+        f"({'all' if config.max_pairs is None else f'{config.max_pairs:,}'} of {record['rows_kept']:,} pairs)."
+    )
 args = ["audit", str(record["id"]), *settings.cli_args(config, AuditConfig())]
 if config.sae != "train" and not config.sae:
     st.warning("Give a pretrained SAE folder or RELEASE:ID, or choose to train one.")
@@ -105,8 +128,9 @@ def results(view: jobs.JobView) -> None:
 
 
 labels = {  # one snapshot per run: a select box's labels must not change while the page draws
-    j.id: f"#{j.id} · {jobs.refresh(workspace, j.id).status} · {j.created_at[:16].replace('T', ' ')}"
+    j.id: f"{workspace.job_title(j.id)} · {jobs.refresh(workspace, j.id).status} · "
+    f"{j.created_at[:16].replace('T', ' ')}"
     for j in audit_jobs
 }
 job_id = pick_job(list(labels), labels.__getitem__, "watch_job", "Audit runs of this dataset")
-watch(workspace, job_id, title="Audit", details=results)
+watch(workspace, job_id, details=results)

@@ -189,7 +189,7 @@ def finished_audits(workspace: Workspace, dataset_id: int) -> dict[int, str]:
         pairs = config.get("max_pairs") or "all"
         version = artifact_version(key)
         audits[job.id] = (
-            f"#{job.id} · {pairs} pairs · layer {config.get('layer') or 'mid'} · "
+            f"{workspace.job_title(job.id)} · {pairs} pairs · layer {config.get('layer') or 'mid'} · "
             f"{job.created_at[:16].replace('T', ' ')}" + (f" · version {version} (rerun)" if version > 1 else "")
         )
     return audits

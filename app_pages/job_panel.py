@@ -23,13 +23,39 @@ POLL_SECONDS = 2.0
 
 def config_form(cls: type, defaults: Any, key: str, skip: tuple[str, ...] = (), columns: int = 3) -> dict:
     """A widget per setting of ``cls`` (except ``skip`` and those kept off forms), filled from
-    ``defaults``; returns the values as typed by the user (checked when the config is built)."""
-    values: dict[str, Any] = {}
+    ``defaults`` and named in words, the advanced ones after the rest; a setting whose switch
+    (``needs``) is off is not shown and keeps its default. Returns the values as typed by the
+    user (checked when the config is built)."""
     shown = [s for s in settings.settings_of(cls) if s.form and s.name not in skip]
+
+    def is_on(name: str) -> bool:
+        return bool(st.session_state.get(f"{key}-{name}", getattr(defaults, name)))
+
+    values: dict[str, Any] = {}
+    idle = [s for s in shown if s.needs and not is_on(s.needs)]
+    for item in idle:
+        values[item.name] = getattr(defaults, item.name)
+    visible = [s for s in shown if s not in idle]
+    _setting_widgets([s for s in visible if not s.advanced], defaults, key, columns, values)
+    advanced = [s for s in visible if s.advanced]
+    if advanced:
+        st.markdown("**Advanced**")
+        _setting_widgets(advanced, defaults, key, columns, values)
+    if idle:
+        switches = sorted({next(s.label for s in shown if s.name == i.needs) for i in idle})
+        st.caption(
+            f"Not shown while {' and '.join(switches)} {'is' if len(switches) == 1 else 'are'} off: "
+            + ", ".join(i.label for i in idle)
+            + "."
+        )
+    return values
+
+
+def _setting_widgets(items: list, defaults: Any, key: str, columns: int, values: dict) -> None:
     slots = st.columns(columns)
-    for index, item in enumerate(shown):
+    for index, item in enumerate(items):
         value, slot, widget_key = getattr(defaults, item.name), slots[index % columns], f"{key}-{item.name}"
-        label, help_text = item.name, item.help
+        label, help_text = item.label or item.name, item.help
         if item.kind is bool and not item.is_list:
             values[item.name] = slot.checkbox(label, value, key=widget_key, help=help_text)
         elif item.choices is not None and item.is_list:
@@ -54,7 +80,6 @@ def config_form(cls: type, defaults: Any, key: str, skip: tuple[str, ...] = (), 
             values[item.name] = slot.text_input(label, text, key=widget_key, help=help_text) or (
                 None if item.optional else ""
             )
-    return values
 
 
 def start_panel(
@@ -67,7 +92,7 @@ def start_panel(
     if finished is not None:
         st.success(f"This has already run with this configuration; its result is reused: {finished}")
     elif running is not None:
-        st.info(f"Job #{running.id} with this configuration is under way (below).")
+        st.info(f"{workspace.job_title(running.id)} with this configuration is under way (below).")
         st.session_state.setdefault(watch_key, running.id)
     elif st.button(label, type="primary"):
         key, inputs = stage.key(workspace)
@@ -90,7 +115,6 @@ def watch(
     workspace: Workspace,
     job_id: int,
     *,
-    title: str,
     resume_args: list[str] | None = None,
     details: Callable[[jobs.JobView], None] | None = None,
 ) -> None:
@@ -99,6 +123,7 @@ def watch(
     # Poll only while the job can still change: a finished job's panel is drawn once (the panel
     # reruns the whole page when it sees the job end, which draws it again without polling).
     polling = jobs.refresh(workspace, job_id).status in jobs.ACTIVE
+    title = workspace.job_title(job_id)
 
     @st.fragment(run_every=POLL_SECONDS if polling else None)
     def panel() -> None:
@@ -109,7 +134,7 @@ def watch(
         if job.progress_path and key not in followers:
             followers[key] = ProgressFollower(workspace.root / job.progress_path)
         view = jobs.view(workspace, job_id, follower=followers.get(key))
-        st.markdown(f"**{title} #{job_id}: {view.status}**")
+        st.markdown(f"**{title}: {view.status}**")
         for stage, record in view.stages.items():
             eta = record.get("eta")
             suffix = f" · about {eta:.0f} s left" if eta and view.active else ""
@@ -127,7 +152,7 @@ def watch(
             jobs.resume_job(workspace, job_id, resume_args)
             st.rerun()
         if job.status == "failed":
-            st.error(f"The {title.lower()} failed.")
+            st.error(f"{title} failed.")
             st.code(job.error or "(no message)", language=None, wrap_lines=True)
         if view.log_tail:
             with st.expander("Log", expanded=view.status == "failed"):

@@ -15,7 +15,7 @@ from spectrum_core.artifacts import EvaluationArtifact
 from spectrum_core.metrics import figures
 from spectrum_core.metrics.config import PRESETS, eval_preset
 from spectrum_core.metrics.figures import METRIC_GROUPS, metric_bars
-from spectrum_core.metrics.report import comparison_table, export_html, export_json
+from spectrum_core.metrics.report import export_html, export_json, readable_table
 from spectrum_core.metrics.results import evaluation_settings, gather, tuning_runs
 from spectrum_core.metrics.targets import BASE
 
@@ -37,7 +37,7 @@ def audit_saes(path: str) -> dict:
 
 runs = tuning_runs(workspace, frame.audit_id)
 labels = {
-    str(j.id): f"run #{j.id} · {j.settings.get('method', '?')} · plan "
+    str(j.id): f"{workspace.job_title(j.id)} · {j.settings.get('method', '?')} · plan "
     f"#{j.plan_id} · {(j.finished_at or '')[:16].replace('T', ' ')}"
     for j in runs
 }
@@ -95,14 +95,14 @@ if missing and not active:
         st.rerun()
 watched = active[0].id if active else st.session_state.get("watch_eval")
 if watched is not None:
-    watch(workspace, watched, title="Evaluation job", resume_args=["eval", "--resume", str(watched)])
+    watch(workspace, watched, resume_args=["eval", "--resume", str(watched)])
 
 reports = comparison.reports
 if not reports:
     st.stop()
 st.divider()
 st.subheader("Overview")
-st.dataframe(comparison_table(reports).style.format(precision=3, na_rep="–"), width="stretch")
+st.dataframe(readable_table(reports).style.format(precision=3, na_rep="–"), width="stretch")
 
 tabs = st.tabs(
     [

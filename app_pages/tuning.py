@@ -84,12 +84,17 @@ hardware = right.radio(
 with st.form(f"tune-{method}-{hardware}"):
     st.markdown("**Configuration**")
     values = config_form(CONFIG_CLASSES[method], preset(method, hardware), f"cfg-{method}-{hardware}")
-    st.form_submit_button("Check configuration")
+    checked = st.form_submit_button("Check configuration")
 try:
     config = config_from_dict({"method": method, **values, "plan_id": plan_id})
 except (TypeError, SpectrumError) as exc:
     st.error(f"This configuration cannot run: {exc}")
     st.stop()
+if checked:
+    st.success(
+        f"Checked: all {len(values)} settings are valid for {method} on the {hardware} preset, and plan "
+        f"{plan_id} exists; the command below runs exactly this."
+    )
 start_panel(
     workspace,
     TuneStage(config),
@@ -110,7 +115,7 @@ st.dataframe(
     pd.DataFrame(
         [
             {
-                "run": j.id,
+                "run": workspace.job_title(j.id),
                 "status": jobs.refresh(workspace, j.id).status,
                 "plan": j.plan_id,
                 "method": j.settings.get("method", "?"),
@@ -150,5 +155,5 @@ def run_details(view: jobs.JobView) -> None:
         st.dataframe(pd.DataFrame(report["dependence"]), hide_index=True, width="stretch")
 
 
-job_id = pick_job([j.id for j in runs], lambda i: f"#{i}", "watch_tune", "Watch run")
-watch(workspace, job_id, title="Run", resume_args=["tune", "--resume", str(job_id)], details=run_details)
+job_id = pick_job([j.id for j in runs], workspace.job_title, "watch_tune", "Watch run")
+watch(workspace, job_id, resume_args=["tune", "--resume", str(job_id)], details=run_details)

@@ -22,10 +22,23 @@ from .errors import ConfigError
 NONE_WORDS = ("none", "null", "")  # what leaves an optional setting unset on the command line
 
 
-def setting(default: Any, help: str, *, flags: tuple[str, ...] = (), form: bool = True, **kwargs) -> Any:
-    """A dataclass field with its help text (and extra command-line spellings in ``flags``);
-    ``form=False`` keeps it off the app's forms (set from the context, e.g. the plan)."""
-    metadata = {"help": help, "flags": flags, "form": form}
+def setting(
+    default: Any,
+    help: str,
+    *,
+    label: str = "",
+    advanced: bool = False,
+    needs: str | None = None,
+    flags: tuple[str, ...] = (),
+    form: bool = True,
+    **kwargs,
+) -> Any:
+    """A dataclass field with its help text (and extra command-line spellings in ``flags``).
+    For the app's forms: ``label`` is the help text's short name in words, ``advanced`` puts it
+    under the form's advanced settings, ``needs`` names the on/off setting without which it does
+    nothing (hidden while that is off); ``form=False`` keeps it off the forms (set from the
+    context, e.g. the plan)."""
+    metadata = {"help": help, "flags": flags, "form": form, "label": label, "advanced": advanced, "needs": needs}
     if isinstance(default, (list, dict, set)):
         return field(default_factory=lambda: type(default)(default), metadata=metadata, **kwargs)
     return field(default=default, metadata=metadata, **kwargs)
@@ -44,6 +57,9 @@ class Setting:
     optional: bool = False
     flags: tuple[str, ...] = ()
     form: bool = True
+    label: str = ""  # the form's name for it, in words
+    advanced: bool = False
+    needs: str | None = None  # the bool setting that must be on for this one to matter
 
     @property
     def flag(self) -> str:
@@ -133,6 +149,9 @@ def _read_settings(cls: type) -> tuple[Setting, ...]:
                 optional,
                 tuple(f.metadata.get("flags", ())),
                 f.metadata.get("form", True),
+                f.metadata.get("label", ""),
+                f.metadata.get("advanced", False),
+                f.metadata.get("needs"),
             )
         )
     return tuple(found)

@@ -10,7 +10,7 @@ from spectrum_core import settings
 from spectrum_core.audit.config import AuditConfig
 from spectrum_core.errors import ConfigError, SpectrumError
 from spectrum_core.metrics.config import EvalConfig
-from spectrum_core.tuning.config import ReSetRunConfig, SpectrumRunConfig, config_from_dict, preset
+from spectrum_core.tuning.config import DPORunConfig, ReSetRunConfig, SpectrumRunConfig, config_from_dict, preset
 
 
 def parse(cls, argv):
@@ -78,3 +78,19 @@ def test_plain_is_yaml_ready():
 
     text = yaml.safe_dump(settings.plain(SpectrumRunConfig()))
     assert yaml.safe_load(text)["families"] == list(SpectrumRunConfig().families)
+
+
+FORM_CLASSES = (AuditConfig, DPORunConfig, SpectrumRunConfig, ReSetRunConfig, EvalConfig)
+
+
+@pytest.mark.parametrize("cls", FORM_CLASSES, ids=lambda c: c.__name__)
+def test_every_form_setting_is_named_in_words(cls):
+    """The forms show a setting's label, never its code name (``sae_k``); a setting hidden while
+    its switch is off names a real on/off setting of the same class."""
+    known = {s.name: s for s in settings.settings_of(cls)}
+    for item in known.values():
+        if not item.form:
+            continue
+        assert item.label and "_" not in item.label and item.label != item.name, item.name
+        if item.needs:
+            assert known[item.needs].kind is bool, item.name

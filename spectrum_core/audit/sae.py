@@ -60,6 +60,11 @@ def default_training_tokens(n_tokens: int) -> int:
     return int(min(8_000_000, max(300_000, 8 * n_tokens)))
 
 
+def training_samples(config: SAETrainingConfig, n_tokens: int) -> int:
+    """How many samples training on ``n_tokens`` tokens with ``config`` draws."""
+    return config.training_tokens or default_training_tokens(n_tokens)
+
+
 def _batches(
     tokens: torch.Tensor, batch_size: int, seed: int, on_batch: Callable[[int], None] | None
 ) -> Iterator[torch.Tensor]:
@@ -127,7 +132,7 @@ def train_sae(
     k = config.k or choose_k(width)
     if k >= width:
         raise ValueError(f"k ({k}) must be smaller than the width ({width}).")
-    total = config.training_tokens or default_training_tokens(n_tokens)
+    total = training_samples(config, n_tokens)
     batch_size = min(config.batch_size, n_tokens)
     autocast = _autocast_default(device) if config.autocast is None else config.autocast
     torch.manual_seed(config.seed)  # for the initial weights and whatever the trainer draws

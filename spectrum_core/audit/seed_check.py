@@ -18,7 +18,7 @@ from .extract.features import (
     encode_differences,
     encode_responses,
 )
-from .sae import SAETrainingConfig, train_sae
+from .sae import SAETrainingConfig, train_sae, training_samples
 from .stats.robustness import seed_stability
 
 
@@ -58,13 +58,18 @@ def add_seed_stability(
         training["token"] = store.training_tokens(seed=config.seed)[0]
     if "difference" in sae_modes:
         training["difference"] = difference_vectors(pooled)
+    # One progress bar for the whole check: every retrained SAE's training samples, in order.
+    samples = [training_samples(retrained[mode], len(training[mode])) for mode in sae_modes]
+    whole = config.sae_seeds * sum(samples)
     seed_deltas = []
     for index in range(config.sae_seeds):
         seed = config.seed + 1 + index
         retrained_seed = {mode: replace(retrained[mode], seed=seed) for mode in sae_modes}
-        seed_deltas.append(_retrained_delta(retrained_seed, training, store, pooled, config, hook=hook, device=device))
-        if progress:
-            progress("sae_seeds", index + 1, config.sae_seeds, unit="seeds")
+        starts = index * sum(samples) + np.cumsum([0, *samples[:-1]])
+        reports = {mode: _counted(progress, int(start), whole) for mode, start in zip(sae_modes, starts)}
+        seed_deltas.append(
+            _retrained_delta(retrained_seed, training, store, pooled, config, hook=hook, device=device, reports=reports)
+        )
     stability = seed_stability(family_delta, reference, members, seed_deltas)
     concepts = concepts.copy()
     concepts["seed_stability"] = np.nan
@@ -81,6 +86,7 @@ def _retrained_delta(
     *,
     hook: str,
     device: str,
+    reports: dict,
 ) -> sp.csc_matrix:
     """Δ (chosen − rejected) of every pair on the latents of SAEs trained afresh with these
     settings, one per mode in ``retrained``'s order, side by side; the SAEs are thrown away."""
@@ -93,6 +99,7 @@ def _retrained_delta(
                 sae_config,
                 hook=hook if mode == "token" else hook + ".pooled_difference",
                 device=device,
+                progress=reports.get(mode),
             )
             if mode == "token":
                 chosen, rejected = encode_responses(store, sae, poolings=(config.pooling,)).pooled(config.pooling)
@@ -100,3 +107,16 @@ def _retrained_delta(
                 chosen, rejected = encode_differences(pooled, sae)
             parts.append(chosen - rejected)
     return sp.hstack(parts).tocsc()
+
+
+def _counted(progress, start: int, whole: int):
+    """A ``train_sae`` progress callback reporting its samples as part of the whole seed check
+    (stage ``sae_seeds``, from ``start`` of ``whole``), so the check's bar moves and its time
+    left is the whole check's."""
+    if progress is None:
+        return None
+
+    def report(stage: str, done: int, total: int, **info) -> None:
+        progress("sae_seeds", start + done, whole, unit="samples")
+
+    return report

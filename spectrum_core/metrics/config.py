@@ -31,31 +31,71 @@ class EvalConfig:
     faithfulness (grounded answers vs constraints), preference (a DPO run's implicit reward),
     generations → diversity, concept prevalence and the shaped reward's win rate."""
 
-    seed: int = setting(0, "seed of every sample the evaluation draws")
+    seed: int = setting(0, "seed of every sample the evaluation draws", label="Seed")
     steer_families: tuple[str, ...] = setting(
-        ("polis", "ambient", "coin", "urn", "categorical"), "steerability: task families (their evaluation quarter)"
+        ("polis", "ambient", "coin", "urn", "categorical"),
+        "steerability: task families (their evaluation quarter)",
+        label="Steerability families",
     )
-    steer_tasks_per_family: int = setting(6, "steerability: tasks per family")
-    steer_samples: int = setting(12, "steerability: samples per task")
-    coverage_prompts: int = setting(6, "coverage: held-out diffuse-distribution prompts")
-    coverage_samples: int = setting(100, "coverage: samples per prompt")
-    coverage_temperature: float = setting(1.0, "coverage: sampling temperature")
-    coverage_max_new_tokens: int = setting(16, "coverage: longest sample")
-    polis_statements: int = setting(24, "alignment: Polis statements")
-    ambient_items: int = setting(24, "alignment: AmbiEnt items")
-    prevalence_prompts: int = setting(32, "prevalence, reward, diversity: held-out prompts of the audited dataset")
-    prevalence_temperature: float = setting(0.7, "prevalence: sampling temperature of the generations")
-    prevalence_max_new_tokens: int = setting(64, "prevalence: longest generation")
-    preference_pairs: int = setting(32, "preference: held-out pairs of the plan for a DPO run's implicit reward")
-    reward_pairs: int = setting(60, "reward: pairs to fit a shaped reward when the run did not bring one")
-    grounded_questions: int = setting(16, "faithfulness: held-out HaluEval questions with their passage")
-    constraint_prompts: int = setting(16, "faithfulness: questions with two checkable constraints")
-    answer_max_new_tokens: int = setting(64, "faithfulness: longest answer")
-    every_checkpoint: bool = setting(True, "faithfulness: one point per saved checkpoint of a ReSet run")
-    max_length: int = setting(1024, "longest tokenized input")
-    batch_size: int = setting(8, "sequences per batch (speed only)")
-    dtype: Literal["float32", "bfloat16", "float16"] | None = setting(None, "dtype (none: bfloat16 where fast)")
-    device: str | None = setting(None, "cpu, cuda, cuda:N or mps (none: the best available)")
+    steer_tasks_per_family: int = setting(
+        6, "steerability: tasks per family", label="Steerability tasks per family", advanced=True
+    )
+    steer_samples: int = setting(
+        12, "steerability: samples per task", label="Steerability samples per task", advanced=True
+    )
+    coverage_prompts: int = setting(6, "coverage: held-out diffuse-distribution prompts", label="Coverage prompts")
+    coverage_samples: int = setting(
+        100, "coverage: samples per prompt", label="Coverage samples per prompt", advanced=True
+    )
+    coverage_temperature: float = setting(
+        1.0, "coverage: sampling temperature", label="Coverage temperature", advanced=True
+    )
+    coverage_max_new_tokens: int = setting(
+        16, "coverage: longest sample", label="Coverage longest sample", advanced=True
+    )
+    polis_statements: int = setting(24, "alignment: Polis statements", label="Polis statements")
+    ambient_items: int = setting(24, "alignment: AmbiEnt items", label="AmbiEnt items")
+    prevalence_prompts: int = setting(
+        32,
+        "prevalence, reward, diversity: held-out prompts of the audited dataset",
+        label="Prompts for prevalence and diversity",
+    )
+    prevalence_temperature: float = setting(
+        0.7, "prevalence: sampling temperature of the generations", label="Generation temperature", advanced=True
+    )
+    prevalence_max_new_tokens: int = setting(64, "prevalence: longest generation", label="Longest generation (tokens)")
+    preference_pairs: int = setting(
+        32, "preference: held-out pairs of the plan for a DPO run's implicit reward", label="Held-out preference pairs"
+    )
+    reward_pairs: int = setting(
+        60,
+        "reward: pairs to fit a shaped reward when the run did not bring one",
+        label="Reward fitting pairs",
+        advanced=True,
+    )
+    grounded_questions: int = setting(
+        16, "faithfulness: held-out HaluEval questions with their passage", label="Grounded questions"
+    )
+    constraint_prompts: int = setting(
+        16, "faithfulness: questions with two checkable constraints", label="Constraint questions"
+    )
+    answer_max_new_tokens: int = setting(
+        64, "faithfulness: longest answer", label="Longest answer (tokens)", advanced=True
+    )
+    every_checkpoint: bool = setting(
+        True,
+        "faithfulness: one point per saved checkpoint of a ReSet run",
+        label="Every checkpoint (ReSet)",
+        advanced=True,
+    )
+    max_length: int = setting(1024, "longest tokenized input", label="Longest input (tokens)", advanced=True)
+    batch_size: int = setting(8, "sequences per batch (speed only)", label="Sequences per batch", advanced=True)
+    dtype: Literal["float32", "bfloat16", "float16"] | None = setting(
+        None, "dtype (none: bfloat16 where fast)", label="Precision", advanced=True
+    )
+    device: str | None = setting(
+        None, "cpu, cuda, cuda:N or mps (none: the best available)", label="Device", advanced=True
+    )
 
     def __post_init__(self):
         validate(self)

@@ -66,11 +66,55 @@ def headline(report: dict) -> dict:
     }
 
 
+# Each headline metric: which way is better ("" where neither is: a reference or a count) and
+# what it measures, in a line. Every name ``headline`` gives has an entry (a test checks).
+METRIC_GUIDE: dict[str, tuple[str, str]] = {
+    "steerability loss ≥ 1 (nats)": ("lower", "in-context loss of an output once it has seen earlier samples"),
+    "steerability floor (nats)": ("", "the lowest loss possible: the data's own entropy (a reference)"),
+    "token calibration error": ("lower", "gap between predicted and actual token frequencies"),
+    "valid share": ("higher", "share of samples that are valid answers to the prompt"),
+    "yield": ("higher", "distinct valid answers per sample drawn"),
+    "coverage": ("higher", "share of the valid answers the samples reach"),
+    "uniqueness": ("higher", "share of samples unlike every other sample"),
+    "Polis JS": ("lower", "distance of its vote distribution from the people's (Jensen-Shannon)"),
+    "Polis JS, closest group": ("lower", "the same distance to the opinion group it matches best"),
+    "Polis mode match": ("higher", "share of statements where its likeliest vote is the people's"),
+    "Polis log10 mass on options": ("higher", "log10 of the probability it puts on the answer options at all"),
+    "AmbiEnt JS": ("lower", "distance from annotators' label distribution on ambiguous items"),
+    "AmbiEnt mode match": ("higher", "share of ambiguous items where its likeliest label is the annotators'"),
+    "HaluEval accuracy": ("higher", "share of grounded questions answered correctly"),
+    "faithfulness": ("higher", "share of answers supported by the given passage"),
+    "constraints satisfied": ("higher", "share of checkable instructions followed"),
+    "distinct-2": ("higher", "share of distinct word pairs in its generations"),
+    "embedding diversity": ("higher", "mean distance between its generations' sentence embeddings"),
+    "embedding diversity, per diffuse prompt": ("higher", "the same, among samples of one open prompt"),
+    "implicit reward accuracy": ("higher", "share of held-out pairs where the tuned model prefers the chosen side"),
+    "shaped reward (mean)": ("higher", "the shaped reward's mean score of its generations"),
+    "win rate vs base": ("higher", "share of prompts where the shaped reward scores it above the base model"),
+    "suppressed concepts that rose": ("lower", "suppressed concepts more present in its generations than the base's"),
+    "prediction R² (families)": ("higher", "how much of the families' realised shifts the audit predicted"),
+    "prediction Spearman ρ": ("higher", "rank agreement of predicted and realised shifts"),
+    "sign agreement (families that moved)": ("higher", "share of moved families that moved the predicted way"),
+    "families that moved": ("", "families whose prevalence changed beyond its interval"),
+    "suppressed concepts that re-emerged": ("lower", "suppressed concepts held down at a checkpoint that rose later"),
+}
+
+
 def comparison_table(reports: list[dict]) -> pd.DataFrame:
     """Metrics as rows, evaluated models as columns."""
     rows = [headline(r) for r in reports]
     frame = pd.DataFrame(rows).set_index("model").T
     return frame.dropna(how="all")
+
+
+def readable_table(reports: list[dict]) -> pd.DataFrame:
+    """The comparison with, before the models, each metric's direction of better and meaning."""
+    table = comparison_table(reports)
+    guide = [METRIC_GUIDE[m] for m in table.index]
+    better = ["higher is better" if b == "higher" else "lower is better" if b else "reference" for b, _ in guide]
+    return pd.concat(
+        [pd.DataFrame({"better": better, "what it measures": [m for _, m in guide]}, index=table.index), table], axis=1
+    )
 
 
 def summary_lines(report: dict) -> list[str]:
@@ -123,7 +167,7 @@ def export_html(reports: list[dict], figures: dict, prevalence: pd.DataFrame | N
         "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}</style></head><body>",
         "<h1>Spectrum evaluation</h1>",
-        comparison_table(reports).to_html(float_format=lambda v: f"{v:.3f}"),
+        readable_table(reports).to_html(float_format=lambda v: f"{v:.3f}"),
     ]
     first = True
     for title, figure in figures.items():

@@ -19,50 +19,92 @@ CaftMode = Literal["zero", "mean", "steer"]
 class TuningConfig:
     """Settings every method shares. LoRA through peft unless ``full_finetune``."""
 
-    plan_id: int = setting(0, "saved plan id (the Interventions page's Save)", flags=("--plan",), form=False)
-    model: str = setting("bundled", "base model: 'bundled', a hub id or a local folder")
-    full_finetune: bool = setting(False, "train every weight instead of a LoRA adapter")
-    lora_r: int = setting(8, "LoRA rank")
-    lora_alpha: int = setting(16, "LoRA scaling alpha")
-    lora_dropout: float = setting(0.0, "LoRA dropout")
-    lora_target: tuple[str, ...] = setting(("all-linear",), "modules that get LoRA: all-linear, or module names")
-    learning_rate: float = setting(2e-4, "learning rate (constant schedule)")
-    max_steps: int = setting(30, "optimizer steps (ReSet: per round)")
-    batch_size: int = setting(2, "examples per device per step")
-    grad_accum: int = setting(1, "gradient accumulation steps")
-    max_length: int = setting(384, "longest tokenized example")
-    max_train_pairs: int | None = setting(200, "a seeded sample of the plan's train split (none: all)")
-    seed: int = setting(0, "seed of sampling, initialisation and data order")
-    save_steps: int = setting(10, "checkpoint every this many steps (a stopped run resumes from the last)")
+    plan_id: int = setting(
+        0, "saved plan id (the Interventions page's Save)", flags=("--plan",), form=False, label="Plan"
+    )
+    model: str = setting("bundled", "base model: 'bundled', a hub id or a local folder", label="Base model")
+    full_finetune: bool = setting(
+        False, "train every weight instead of a LoRA adapter", label="Train every weight (no LoRA)", advanced=True
+    )
+    lora_r: int = setting(8, "LoRA rank", label="LoRA rank", advanced=True)
+    lora_alpha: int = setting(16, "LoRA scaling alpha", label="LoRA alpha", advanced=True)
+    lora_dropout: float = setting(0.0, "LoRA dropout", label="LoRA dropout", advanced=True)
+    lora_target: tuple[str, ...] = setting(
+        ("all-linear",), "modules that get LoRA: all-linear, or module names", label="Modules with LoRA", advanced=True
+    )
+    learning_rate: float = setting(2e-4, "learning rate (constant schedule)", label="Learning rate")
+    max_steps: int = setting(30, "optimizer steps (ReSet: per round)", label="Optimizer steps")
+    batch_size: int = setting(2, "examples per device per step", label="Examples per step")
+    grad_accum: int = setting(1, "gradient accumulation steps", label="Gradient accumulation steps", advanced=True)
+    max_length: int = setting(384, "longest tokenized example", label="Longest example (tokens)", advanced=True)
+    max_train_pairs: int | None = setting(
+        200, "a seeded sample of the plan's train split (none: all)", label="Training pairs"
+    )
+    seed: int = setting(0, "seed of sampling, initialisation and data order", label="Seed")
+    save_steps: int = setting(
+        10,
+        "checkpoint every this many steps (a stopped run resumes from the last)",
+        label="Checkpoint every (steps)",
+        advanced=True,
+    )
     keep_checkpoints: int | None = setting(
-        None, "saved checkpoints kept (none: all; each is a point of the evaluation's curves over steps)"
+        None,
+        "saved checkpoints kept (none: all; each is a point of the evaluation's curves over steps)",
+        label="Checkpoints kept",
+        advanced=True,
     )
-    logging_steps: int = setting(1, "log loss and metrics every this many steps")
+    logging_steps: int = setting(
+        1, "log loss and metrics every this many steps", label="Log every (steps)", advanced=True
+    )
     dtype: Literal["float32", "bfloat16", "float16"] | None = setting(
-        None, "training dtype (none: bfloat16 where the hardware is fast at it, else float32)"
+        None,
+        "training dtype (none: bfloat16 where the hardware is fast at it, else float32)",
+        label="Training precision",
+        advanced=True,
     )
-    num_processes: int = setting(1, "> 1: `accelerate launch` with this many processes (GPUs, or CPU processes)")
+    num_processes: int = setting(
+        1,
+        "> 1: `accelerate launch` with this many processes (GPUs, or CPU processes)",
+        label="Processes",
+        advanced=True,
+    )
     caft: bool = setting(
-        False, "CAFT: act on the suppressed concepts' directions in the residual stream while training"
+        False,
+        "CAFT: act on the suppressed concepts' directions in the residual stream while training",
+        label="CAFT: act on suppressed directions",
     )
     caft_mode: CaftMode = setting(
         "zero",
         "CAFT: zero (project the directions out), mean (set their component to its mean on the "
         "plan's responses) or steer (add the directions, preventative steering)",
+        label="CAFT mode",
+        needs="caft",
     )
     caft_strength: float = setting(
-        1.0, "CAFT steer: multiples of the component's standard deviation on the plan's responses"
+        1.0,
+        "CAFT steer: multiples of the component's standard deviation on the plan's responses",
+        label="CAFT steering strength",
+        needs="caft",
     )
     ia2_priming: bool = setting(
         False,
         "IA2 priming (supervised methods): align attention outputs without "
         "demonstrations to those with them, before tuning",
+        label="IA2 priming",
     )
-    ia2_steps: int = setting(20, "IA2 priming steps")
-    ia2_demos: int = setting(3, "demonstrations per IA2 priming example")
-    ia2_learning_rate: float = setting(1e-3, "IA2 priming learning rate")
+    ia2_steps: int = setting(20, "IA2 priming steps", label="IA2 priming steps", needs="ia2_priming")
+    ia2_demos: int = setting(
+        3, "demonstrations per IA2 priming example", label="IA2 demonstrations per example", needs="ia2_priming"
+    )
+    ia2_learning_rate: float = setting(
+        1e-3, "IA2 priming learning rate", label="IA2 learning rate", needs="ia2_priming"
+    )
     ia2_tokens: int = setting(
-        1, "IA2: tokens of the teacher's own answer whose predicting positions are aligned (the paper's default: 1)"
+        1,
+        "IA2: tokens of the teacher's own answer whose predicting positions are aligned (the paper's default: 1)",
+        label="IA2 answer tokens aligned",
+        advanced=True,
+        needs="ia2_priming",
     )
     method: Method = field(default="dpo", init=False)
 
@@ -82,7 +124,7 @@ class TuningConfig:
 class DPORunConfig(TuningConfig):
     """Weighted DPO on the plan's shaped pairs."""
 
-    beta: float = setting(0.1, "DPO temperature β")
+    beta: float = setting(0.1, "DPO temperature β", label="DPO β (temperature)")
     method: Method = field(default="dpo", init=False)
 
 
@@ -94,10 +136,13 @@ class SpectrumRunConfig(TuningConfig):
     families: tuple[str, ...] = setting(
         ("polis", "diffuse", "coin", "urn", "categorical", "chat"),
         "task families in the mixture (chat: the plan's chosen responses)",
+        label="Task families",
     )
-    held_out_families: tuple[str, ...] = setting(("ambient",), "families left out of training for evaluation")
-    tasks_per_family: int = setting(40, "tasks built per family")
-    samples_per_task: int = setting(12, "samples per Spectrum task")
+    held_out_families: tuple[str, ...] = setting(
+        ("ambient",), "families left out of training for evaluation", label="Families held out"
+    )
+    tasks_per_family: int = setting(40, "tasks built per family", label="Tasks per family", advanced=True)
+    samples_per_task: int = setting(12, "samples per Spectrum task", label="Samples per task", advanced=True)
     method: Method = field(default="spectrum", init=False)
 
 
@@ -106,17 +151,29 @@ class ReSetRunConfig(TuningConfig):
     """ReSet: sample, score with the shaped reward and the task scorers, keep the best candidate
     over the threshold, tune on the kept set; ``max_steps`` is per round."""
 
-    rounds: int = setting(1, "sample → score → keep → tune rounds")
-    candidates_per_temperature: int = setting(2, "samples per prompt at each temperature")
-    temperatures: tuple[float, ...] = setting((0.7, 1.0), "sampling temperatures")
-    threshold: float = setting(0.0, "keep a prompt's best candidate only if its score is above this")
-    max_new_tokens: int = setting(96, "longest sampled response")
-    preference_prompts: int = setting(12, "prompts from the plan's train pairs")
-    context_prompts: int = setting(6, "bundled HaluEval questions (context-grounded)")
-    constraint_prompts: int = setting(6, "prompts with checkable constraints")
-    reward_weight: float = setting(1.0, "weight of the shaped reward in the score")
-    task_weight: float = setting(1.0, "weight of the task scorers in the score")
-    reward_pairs: int = setting(120, "pairs the shaped reward is fitted on")
+    rounds: int = setting(1, "sample → score → keep → tune rounds", label="Rounds")
+    candidates_per_temperature: int = setting(
+        2, "samples per prompt at each temperature", label="Candidates per temperature", advanced=True
+    )
+    temperatures: tuple[float, ...] = setting(
+        (0.7, 1.0), "sampling temperatures", label="Sampling temperatures", advanced=True
+    )
+    threshold: float = setting(
+        0.0, "keep a prompt's best candidate only if its score is above this", label="Keep threshold"
+    )
+    max_new_tokens: int = setting(96, "longest sampled response", label="Longest sample (tokens)", advanced=True)
+    preference_prompts: int = setting(12, "prompts from the plan's train pairs", label="Preference prompts")
+    context_prompts: int = setting(6, "bundled HaluEval questions (context-grounded)", label="Context-grounded prompts")
+    constraint_prompts: int = setting(6, "prompts with checkable constraints", label="Constraint prompts")
+    reward_weight: float = setting(
+        1.0, "weight of the shaped reward in the score", label="Reward weight", advanced=True
+    )
+    task_weight: float = setting(
+        1.0, "weight of the task scorers in the score", label="Task scorer weight", advanced=True
+    )
+    reward_pairs: int = setting(
+        120, "pairs the shaped reward is fitted on", label="Reward fitting pairs", advanced=True
+    )
     method: Method = field(default="reset", init=False)
 
 

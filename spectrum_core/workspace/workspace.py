@@ -74,6 +74,10 @@ _JOB_FIELDS = {
 }
 
 
+# What each job kind is called where people read it (the kinds are the stages' ``kind``).
+JOB_TITLES = {"audit": "Audit", "tune": "Tuning run", "eval": "Evaluation"}
+
+
 @dataclass(frozen=True)
 class JobRecord:
     """One row of the ``jobs`` table: what ran (kind, the inputs its key was made from), for which
@@ -434,6 +438,16 @@ class Workspace:
         if row is None:
             raise NotFoundError(f"No job {job_id} in {self.root}")
         return JobRecord.from_row(row)
+
+    def job_title(self, job_id: int) -> str:
+        """The job as people count it: its kind and its number among jobs of that kind ("Audit 1",
+        "Tuning run 2"); the id, shared by every kind, is for commands and links."""
+        job = self.job(job_id)
+        with self._db() as conn:
+            (number,) = conn.execute(
+                "SELECT COUNT(*) FROM jobs WHERE kind = ? AND id <= ?", (job.kind, job_id)
+            ).fetchone()
+        return f"{JOB_TITLES.get(job.kind, job.kind.capitalize())} {number}"
 
     def jobs(self, kind: str | None = None) -> list[JobRecord]:
         query = "SELECT * FROM jobs" + (" WHERE kind = ?" if kind else "") + " ORDER BY id DESC"

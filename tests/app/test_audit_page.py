@@ -33,7 +33,9 @@ def test_start_watch_and_reuse(page):
     at.number_input[1].set_value(30)  # pairs to audit
     # Under "More settings": no seed check, topics or null runs, the audit's slowest optional steps.
     for name in ("sae_seeds", "topics", "null_runs"):
-        [n for n in at.number_input if n.label == name][0].set_value(0)
+        at.number_input(key=f"audit-{name}").set_value(0)
+    # Every field is named in words, not by its code name.
+    assert not [w.label for w in (*at.number_input, *at.selectbox, *at.text_input, *at.checkbox) if "_" in w.label]
     at.button[0].click()  # the form's submit button
     at.run()
     command = at.code[0].value

@@ -32,8 +32,9 @@ def test_base_and_tuned_side_by_side(page):
     assert at.radio[0].value.startswith("custom (eval job #")
     assert at.multiselect[0].value == [str(tune_job)]  # the newest runs are picked by default
     overview = at.dataframe[1].value
-    assert list(overview.columns) == ["base", f"run {tune_job} (dpo)"]
+    assert list(overview.columns) == ["better", "what it measures", "base", f"run {tune_job} (dpo)"]
     assert "Polis JS" in overview.index and "win rate vs base" in overview.index
+    assert overview.loc["Polis JS", "better"] == "lower is better"
     assert len(at.get("plotly_chart")) >= 8  # prevalence, steerability curve, metric bars, ...
     assert at.success or at.error  # the suppressed concept: stayed down, or flagged
     # the prediction tab: the run's agreement numbers, the scatter and the curve over checkpoints
@@ -64,7 +65,7 @@ def test_unevaluated_models_get_a_command_and_a_button(page):
     assert job.status in jobs.ACTIVE and job.config["runs"] == ["base", str(tune_job)]
     log = (workspace.root / job.log_path).read_text()
     assert "eval --run base --run" in log and "--preset gpu" in log
-    assert "Evaluation job #" in " ".join(m.value for m in at.markdown)
+    assert f"{workspace.job_title(job.id)}: " in " ".join(m.value for m in at.markdown)
     jobs.stop_job(workspace, job.id, grace_seconds=2)
     at.run()
     assert "Resume" in [b.label for b in at.button]  # a stopped evaluation can be started again

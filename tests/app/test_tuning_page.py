@@ -39,10 +39,18 @@ def test_configure_start_and_watch_a_run(page):
     )
     at.run()
     assert not at.exception, at.exception
+    # CAFT's settings do nothing while CAFT is off: hidden until it is switched on.
+    assert "cfg-dpo-cpu-demo-caft_mode" not in [w.key for w in at.selectbox]
+    at.checkbox(key="cfg-dpo-cpu-demo-caft").check()
+    at.button[0].click()
+    at.run()
+    assert "cfg-dpo-cpu-demo-caft_mode" in [w.key for w in at.selectbox]
+    at.checkbox(key="cfg-dpo-cpu-demo-caft").uncheck()
     at.number_input(key="cfg-dpo-cpu-demo-max_steps").set_value(2)
     at.number_input(key="cfg-dpo-cpu-demo-max_length").set_value(512)
     at.button[0].click()  # the form's submit
     at.run()
+    assert any("Checked: all" in s.value for s in at.success)
     command = at.code[0].value
     assert command == (
         f"spectrum tune --plan {saved.plan_id} --method dpo --preset cpu-demo --max-steps 2 --max-length 512"

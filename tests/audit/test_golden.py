@@ -43,6 +43,7 @@ from tests.conftest import LLAMAFACTORY_FILE
 
 GOLDEN = Path(__file__).parent / "golden"
 MACHINE_FILE = "MACHINE"
+PROGRESS: list[tuple[str, int, int]] = []  # what the golden run reported, stage by stage
 N_PAIRS = 40
 CONFIG = AuditConfig(
     max_prompt_tokens=64,
@@ -139,7 +140,14 @@ def golden_run(tiny_model, tmp_path_factory, monkeypatch_module):
     torch.set_num_threads(1)
     try:
         with threadpool_limits(1):
-            run_audit(pairs, CONFIG, out / "audit", activations_dir=out / "activations", loaded=tiny_model)
+            run_audit(
+                pairs,
+                CONFIG,
+                out / "audit",
+                activations_dir=out / "activations",
+                loaded=tiny_model,
+                progress=lambda stage, done, total, **info: PROGRESS.append((stage, done, total)),
+            )
     finally:
         torch.set_num_threads(threads)
     if os.environ.get("SPECTRUM_REGENERATE_GOLDEN"):
@@ -177,3 +185,13 @@ def test_the_stored_audit_exercises_every_step():
     assert (concepts["label_source"] == "offline").any()
     assert report["topics"] and report["sae"].keys() == {"token", "difference"}
     assert report["confirmation"]["n_confirmation"] > 0 and report["null"]["runs"] > 0
+
+
+def test_the_seed_check_reports_its_progress_as_it_trains(golden_run):
+    """The SAE-seed check's bar moves while each retrained SAE trains (it used to say nothing until
+    a whole seed was done), towards one total for the whole check."""
+    seeds = [(done, total) for stage, done, total in PROGRESS if stage == "sae_seeds"]
+    assert len(seeds) > 20
+    assert len({total for _, total in seeds}) == 1
+    done = [d for d, _ in seeds]
+    assert done == sorted(done) and done[-1] == seeds[0][1]

@@ -13,7 +13,15 @@ from spectrum_core.cli import main
 from spectrum_core.metrics.config import EvalConfig
 from spectrum_core.metrics.evaluate import eval_key, run_evaluation
 from spectrum_core.metrics.figures import all_figures
-from spectrum_core.metrics.report import comparison_table, export_html, export_json, load_report
+from spectrum_core.metrics.report import (
+    METRIC_GUIDE,
+    comparison_table,
+    export_html,
+    export_json,
+    headline,
+    load_report,
+    readable_table,
+)
 from spectrum_core.metrics.results import gather
 from spectrum_core.metrics.targets import resolve_target
 from spectrum_core.reward.shaped import load_audit_saes
@@ -81,6 +89,10 @@ def test_comparison_and_exports_carry_the_identifiers(evaluated):
     assert not comparison.missing and [r["target"] for r in comparison.reports] == ["base", f"run {tune_job} (dpo)"]
     table = comparison_table(comparison.reports)
     assert "win rate vs base" in table.index and list(table.columns) == ["base", f"run {tune_job} (dpo)"]
+    readable = readable_table(comparison.reports)
+    assert list(readable.columns) == ["better", "what it measures", "base", f"run {tune_job} (dpo)"]
+    assert readable.loc["win rate vs base", "better"] == "higher is better"
+    assert readable.loc["Polis JS", "better"] == "lower is better" if "Polis JS" in readable.index else True
     prevalence = comparison.prevalence[f"run {tune_job} (dpo)"]
     exported = json.loads(export_json(comparison.reports, prevalence))
     assert exported["reports"][1]["plan_hash"] and exported["reports"][1]["audit_job_id"] == outcome.job_id
@@ -159,3 +171,11 @@ def test_a_run_requested_twice_is_listed_once(evaluated):
     run_tuning(workspace, config_from_dict(yaml.safe_load((folder / "config.yaml").read_text())))  # reused
     assert len(workspace.jobs("tune")) == 2
     assert [j.id for j in tuning_runs(workspace, outcome.job_id)] == [tune_job]
+
+
+def test_every_headline_metric_says_which_way_is_better():
+    """The overview shows each metric's direction of better and a line on what it measures."""
+    names = [name for name in headline({}) if name != "model"]
+    assert sorted(names) == sorted(METRIC_GUIDE)
+    for better, meaning in METRIC_GUIDE.values():
+        assert better in ("higher", "lower", "") and len(meaning.split()) >= 4

@@ -269,6 +269,20 @@ def test_jobs_are_found_by_configuration(tmp_path):
         workspace.update_job(job, kind="tune")
 
 
+def test_jobs_are_numbered_per_kind_for_people(tmp_path):
+    """Audits, tuning runs and evaluations share one id sequence; people count each kind apart,
+    so the first tuning run after an audit is "Tuning run 1", not run #2."""
+    workspace = Workspace(tmp_path)
+    ids = [workspace.create_job(kind, {"n": n}) for n, kind in enumerate(["audit", "tune", "audit", "eval", "tune"])]
+    assert [workspace.job_title(i) for i in ids] == [
+        "Audit 1",
+        "Tuning run 1",
+        "Audit 2",
+        "Evaluation 1",
+        "Tuning run 2",
+    ]
+
+
 def test_workspace_location_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("SPECTRUM_WORKSPACE", str(tmp_path / "from-env"))
     assert Workspace().root == (tmp_path / "from-env").resolve()
