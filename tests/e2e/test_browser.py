@@ -146,7 +146,7 @@ def test_demo_audit_decide_reload_and_safe_text(app_server, shots, tmp_path):
         pairs_input.fill(str(AUDIT_PAIRS))
         # The SAE-seed check retrains the SAE twice; this walk-through skips it (a form setting).
         page.get_by_text("More settings").click()
-        seeds_input = page.get_by_role("spinbutton", name="sae_seeds")
+        seeds_input = page.get_by_role("spinbutton", name="SAE seeds to check against")
         seeds_input.fill("0")
         seeds_input.press("Tab")
         page.get_by_role("button", name="Check configuration").click()
