@@ -508,9 +508,11 @@ def _labels(state: AuditState) -> None:
 def _write(state: AuditState) -> None:
     out_dir, mode_data, pairs = state.out_dir, state.mode_data, state.pairs
     pair_ids = pairs["pair_id"].to_numpy()
-    feature_names: dict[str, list[str] | None] = {"probe": list(PROBES)}
-    parts = [(mode, *mode_data[mode], feature_names.get(mode)) for mode in mode_data if mode != "probe"]
-    parts.append(("probe", *mode_data["probe"], feature_names["probe"]))
+    # (concept prefix, chosen, rejected, feature names): only the probes have names; the rest are numbered
+    parts: list[tuple[str, Any, Any, list[str] | None]] = [
+        (mode, *mode_data[mode], None) for mode in mode_data if mode != "probe"
+    ]
+    parts.append(("probe", *mode_data["probe"], list(PROBES)))
     write_pair_features(out_dir / names.PAIR_FEATURES_FILE, pair_ids, parts)
     state.cards.to_parquet(out_dir / names.FEATURE_CARDS_FILE, index=False)
     state.concepts.to_parquet(out_dir / names.CONCEPTS_FILE, index=False)
