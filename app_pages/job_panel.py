@@ -1,9 +1,10 @@
 """The one way a page starts, watches and controls a job, and draws a config dataclass as a form.
 
 ``start_panel`` shows whether a stage's result already exists or is under way and offers Start;
-``watch`` polls a job (progress per step with time left, Stop, Resume, the error, the log's tail)
-and reruns the page once when the job ends. ``config_form`` draws the fields of a config dataclass
-from the same metadata that makes the command line's flags.
+``watch`` polls a job (progress per step with time left, the whole job's time left and what it is
+based on, Stop, Resume, the error, the log's tail) and reruns the page once when the job ends.
+``config_form`` draws the fields of a config dataclass from the same metadata that makes the
+command line's flags.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def watch(
 
     # Poll only while the job can still change: a finished job's panel is drawn once (the panel
     # reruns the whole page when it sees the job end, which draws it again without polling).
-    polling = jobs.refresh(workspace, job_id).status in jobs.ACTIVE
+    polling = jobs.state(workspace, job_id) in jobs.ACTIVE
     title = workspace.job_title(job_id)
 
     @st.fragment(run_every=POLL_SECONDS if polling else None)
@@ -135,13 +136,7 @@ def watch(
             followers[key] = ProgressFollower(workspace.root / job.progress_path)
         view = jobs.view(workspace, job_id, follower=followers.get(key))
         st.markdown(f"**{title}: {view.status}**")
-        for stage, record in view.stages.items():
-            eta = record.get("eta")
-            suffix = f" · about {eta:.0f} s left" if eta and view.active else ""
-            st.progress(
-                min(1.0, record["done"] / max(1, record["total"] or 1)),
-                text=f"{stage}: {record['done']:,} / {record['total']:,} {record.get('unit', '')}{suffix}",
-            )
+        progress_lines(workspace, view)
         if details is not None:
             details(view)
         job = view.job
@@ -164,6 +159,48 @@ def watch(
         st.session_state[flag] = view.active
 
     panel()
+
+
+def duration(seconds: float) -> str:
+    """Seconds in words a person reads at a glance: 45 s, 12 min, 1 h 05 min."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+def stage_text(stage: str, record: dict, active: bool) -> str:
+    """A stage's line: its count (or, for a stage of named steps, the step under way and its own
+    count and time so far) and, while the job runs, the stage's time left."""
+    done, total = record["done"], record["total"]
+    if "step" in record:
+        count = ""
+        if "step_total" in record:
+            count = f" {record['step_done']:,} / {record['step_total']:,} {record.get('step_unit', '')}".rstrip()
+        text = f"{stage}: {record['step']}{count} · {duration(record.get('step_elapsed') or 0)} so far"
+        text += f" (step {done + 1} of {total})"
+    else:
+        text = f"{stage}: {done:,} / {total:,} {record.get('unit', '')}".rstrip()
+    eta = record.get("eta")
+    return text + (f" · about {duration(eta)} left in this stage" if eta and active else "")
+
+
+def progress_lines(workspace: Workspace, view: jobs.JobView) -> None:
+    """A bar per stage; beside the stage under way, the whole job's time left, and below, what
+    that figure is based on (or why there is none)."""
+    current = view.current["stage"] if view.current else None
+    whole = jobs.estimate(workspace, view) if view.active else None
+    for stage, record in view.stages.items():
+        text = stage_text(stage, record, view.active)
+        if whole is not None and whole.seconds is not None and stage == current:
+            text += f" · about {duration(whole.seconds)} left for the whole job"
+        st.progress(min(1.0, record["done"] / max(1, record["total"] or 1)), text=text)
+    if whole is not None:
+        known = whole.seconds is not None
+        st.caption(
+            f"Whole job's time left: based on {whole.basis}." if known else f"No whole-job estimate: {whole.basis}."
+        )
 
 
 def pick_job(options: list[int], labels: Callable[[int], str], watch_key: str, label: str) -> int:

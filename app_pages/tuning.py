@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from app_pages.frame import build_frame, escape_markdown
-from app_pages.job_panel import config_form, pick_job, start_panel, watch
+from app_pages.job_panel import POLL_SECONDS, config_form, pick_job, start_panel, watch
 from spectrum_core import jobs
 from spectrum_core.artifacts import TuningArtifact
 from spectrum_core.charts import training_curves
@@ -111,24 +111,31 @@ if not runs:
     st.stop()
 st.divider()
 st.subheader("Runs")
-st.dataframe(
-    pd.DataFrame(
-        [
+
+
+# Redrawn while a run is under way, as often as the job panel below: drawn once, the list would keep
+# the state it had when the page was drawn ("queued") while the panel showed the run going on.
+@st.fragment(run_every=POLL_SECONDS if any(jobs.state(workspace, j.id) in jobs.ACTIVE for j in runs) else None)
+def runs_table() -> None:
+    rows = []
+    for j in runs:
+        status = jobs.state(workspace, j.id)  # the one reading of a job's state, as the panel's
+        started = workspace.job(j.id).started_at
+        rows.append(
             {
                 "run": workspace.job_title(j.id),
-                "status": jobs.refresh(workspace, j.id).status,
+                "status": status,
                 "plan": j.plan_id,
                 "method": j.settings.get("method", "?"),
                 "steps": j.settings.get("max_steps"),
-                "started": (j.started_at or "")[:16].replace("T", " "),
+                "started": (started or "")[:16].replace("T", " "),
                 "by": j.created_by,
             }
-            for j in runs
-        ]
-    ),
-    hide_index=True,
-    width="stretch",
-)
+        )
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
+runs_table()
 
 
 def run_details(view: jobs.JobView) -> None:

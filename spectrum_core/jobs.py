@@ -4,6 +4,10 @@ The app starts a job and forgets it: the child records its own progress (a JSON-
 status (in the workspace database), so a page reload, a second tab or a restarted app finds it
 again. Stop ends the whole process tree. A job whose process is gone without having said how it
 ended (killed, machine restarted) is marked failed the next time anyone looks.
+
+Every page reads a job's state through ``state`` (or ``view``, which uses the same reading), so the
+job panel and the runs lists cannot disagree about what a job is doing; ``estimate`` gives the
+time left for the whole job.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import constants as names
-from .progress import ProgressFollower
+from .progress import JobEstimate, ProgressFollower
 from .workspace import JobRecord, Workspace
 from .workspace.workspace import ACTIVE_STATUSES, utc_now
 
@@ -183,6 +187,30 @@ def refresh(workspace: Workspace, job_id: int) -> JobRecord:
             workspace.remove_staging(pid)  # its half-built artifact
             job = workspace.job(job_id)
     return job
+
+
+def state(workspace: Workspace, job_id: int) -> str:
+    """The job's state as every page shows it (queued, running, succeeded, failed or stopped):
+    its row, after marking it failed if its process died without reporting (``refresh``)."""
+    return refresh(workspace, job_id).status
+
+
+def estimate(workspace: Workspace, job_view: JobView, now: float | None = None) -> JobEstimate:
+    """Time left for the whole of an active job, from this machine's measured rates: a tuning run's
+    seconds per step (and per round), an audit's steps to come at the last finished audit's
+    timings corrected by this run's; for other jobs, and where nothing is measured yet, no figure
+    and the reason."""
+    now = time.time() if now is None else now
+    kind, records = job_view.job.kind, job_view.records
+    if kind == "tune":
+        from .tuning.timing import tuning_estimate
+
+        return tuning_estimate(records, int(job_view.job.settings.get("rounds") or 1))
+    if kind == "audit":
+        from .audit.timing import audit_estimate
+
+        return audit_estimate(workspace, job_view.job, records, now)
+    return JobEstimate(None, f"{kind} jobs have none; each stage shows its own time left")
 
 
 def view(workspace: Workspace, job_id: int, log_lines: int = 30, follower: ProgressFollower | None = None) -> JobView:

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from spectrum_core import jobs
+from spectrum_core.progress import ProgressLog
 from spectrum_core.workspace import Workspace
 from tests.conftest import HH_FILE, LLAMAFACTORY_FILE
 
@@ -116,3 +117,40 @@ def test_stop_leaves_the_process_of_a_finished_job_alone(tmp_path):
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_jobs_state_is_read_in_one_place_and_a_dead_process_shows_as_failed(tmp_path):
+    import subprocess
+
+    workspace = Workspace(tmp_path / "ws")
+    queued = workspace.create_job("tune", {"test": "queued"})
+    assert jobs.state(workspace, queued) == "queued"
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    running = workspace.create_job("tune", {"test": "died"})
+    workspace.update_job(running, status="running", pid=gone.pid)
+    # The row still says running; the one reading of the state sees the process is gone.
+    assert workspace.job(running).status == "running" and jobs.state(workspace, running) == "failed"
+    assert jobs.view(workspace, running).status == "failed"
+
+
+def test_the_whole_job_estimate_of_a_tuning_run_comes_from_its_recorded_progress(tmp_path, monkeypatch):
+    workspace = Workspace(tmp_path / "ws")
+    job_id = workspace.create_job("tune", {"config": {"method": "dpo", "max_steps": 30}})
+    progress = jobs.job_dir(workspace, job_id) / "progress.jsonl"
+    workspace.update_job(
+        job_id, status="running", pid=os.getpid(), progress_path=str(progress.relative_to(workspace.root))
+    )
+    clock = [1000.0]
+    monkeypatch.setattr("spectrum_core.progress.time.time", lambda: clock[0])
+    log = ProgressLog(progress, interval=0)
+    log("prepare", 0, 3, step="loading the model", eta=None)
+    estimate = jobs.estimate(workspace, jobs.view(workspace, job_id))
+    assert estimate.seconds is None and "not been measured" in estimate.basis
+    log("train", 0, 30, unit="steps", started_at_step=0)
+    for step in range(1, 11):
+        clock[0] += 3.0
+        log("train", step, 30, unit="steps")
+    assert jobs.estimate(workspace, jobs.view(workspace, job_id)).seconds == pytest.approx(3.0 * 20)
+    evaluation = workspace.create_job("eval", {"runs": ["base"]})
+    assert jobs.estimate(workspace, jobs.view(workspace, evaluation)).seconds is None

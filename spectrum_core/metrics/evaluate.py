@@ -3,7 +3,9 @@
 The artifact is keyed by the model (spec, and the run's adapter artifact), the evaluation settings
 and the audit whose SAE reads the generations, so asking again for the same evaluation reuses it.
 A tuned run's evaluation first makes (or reuses) the base model's evaluation with the same
-settings: concept prevalence and the reward's win rate compare the two on the same prompts.
+settings: concept prevalence and the reward's win rate compare the two on the same prompts. Every
+progress record names the model it is about (``"base: coverage"``, ``"run 5 (dpo): coverage"``,
+and ``model`` in the record), so a job that evaluates several never shows an unlabelled line.
 
 Artifact contents: ``report.json`` (ids, settings, every summary, runtimes), ``steerability.parquet``
 (one row per output), ``alignment.parquet`` (one row per item and group), ``coverage.parquet`` (one
@@ -25,7 +27,7 @@ import yaml
 from ..artifacts import EvaluationArtifact
 from ..constants import CONFIG_FILE
 from ..jobs import job_dir, recording
-from ..progress import Progress, ProgressLog, combine
+from ..progress import Progress, ProgressLog, combine, labelled
 from ..settings import plain
 from ..stages import JobLinks, Stage, StageContext, run_stage
 from ..workspace import Workspace, artifact_key
@@ -77,18 +79,16 @@ class EvalStage(Stage):
         return job_document([self.run_name], self.audit_job_id, self.config)
 
     def run(self, context: StageContext) -> None:
-        target, log = self.target, context.progress
+        target = self.target
         assert target is not None, "prepare() first"
         base_folder = None
         if not target.is_base and target.audit_job_id is not None:
-            # The base evaluation with the same settings: prevalence and win rate compare against it.
+            # The base evaluation with the same settings: prevalence and win rate compare against it
+            # (its own stage labels its records "base: ...").
             base_folder = run_evaluation(
-                context.workspace,
-                BASE,
-                self.config,
-                audit_job_id=target.audit_job_id,
-                progress=lambda stage, *a, **k: log(f"base {stage}", *a, **k),
+                context.workspace, BASE, self.config, audit_job_id=target.audit_job_id, progress=context.progress
             )
+        log = labelled(context.progress, target.name)
         report = evaluate_model(context.workspace, target, self.config, context.staging, base_folder, log)
         EvaluationArtifact(context.staging).write_report({**report, "job_id": context.job_id})
 
@@ -118,8 +118,8 @@ def evaluate_runs(
     progress: Progress | None = None,
 ) -> list[Path]:
     """Evaluate several models in turn (one ``spectrum eval`` job). With a job id, the earlier
-    models log into that job's progress as ``"<run>: <stage>"``, a failure of any of them ends the
-    job, and the last model's evaluation is the job itself."""
+    models log into that job's progress too (each record labelled with its model by its stage), a
+    failure of any of them ends the job, and the last model's evaluation is the job itself."""
     if job_id is not None:
         folder = job_dir(workspace, job_id)
         folder.mkdir(parents=True, exist_ok=True)
@@ -128,9 +128,8 @@ def evaluate_runs(
     with recording(workspace, job_id) if job_id is not None and len(runs) > 1 else nullcontext() as progress_path:
         log = ProgressLog(progress_path, interval=0.0) if progress_path else None
         for run in runs[:-1]:
-            prefixed = (lambda r: lambda stage, *a, **k: log(f"{r}: {stage}", *a, **k))(run) if log else None
             folders.append(
-                run_evaluation(workspace, run, config, audit_job_id=audit_job_id, progress=combine(progress, prefixed))
+                run_evaluation(workspace, run, config, audit_job_id=audit_job_id, progress=combine(progress, log))
             )
     folders.append(
         run_evaluation(workspace, runs[-1], config, audit_job_id=audit_job_id, job_id=job_id, progress=progress)

@@ -15,11 +15,13 @@ from pathlib import Path
 
 from .. import constants as names
 from ..interventions import SavedPlan, load_plan
-from ..progress import Progress
+from ..progress import Progress, StepsReport
 from ..stages import JobLinks, Stage, StageContext, run_stage
 from ..workspace import Workspace
 from .config import TuningConfig
 from .trainers import TRAINERS
+
+SAVE_STAGE = "save"
 
 
 class TuneStage(Stage):
@@ -57,10 +59,18 @@ class TuneStage(Stage):
         context.barrier()  # every process has finished training before the main one saves
         if not context.is_main:
             return
-        staging = context.staging
-        weights = staging / (names.MODEL_DIR if config.full_finetune else names.ADAPTER_DIR)
-        model.save_pretrained(weights)
-        tokenizer.save_pretrained(weights)
+        with StepsReport(context.progress, SAVE_STAGE, ["saving the weights", "copying the run's files"]) as steps:
+            steps.begin("saving the weights")
+            weights = context.staging / (names.MODEL_DIR if config.full_finetune else names.ADAPTER_DIR)
+            model.save_pretrained(weights)
+            tokenizer.save_pretrained(weights)
+            steps.begin("copying the run's files")
+            self._write_run_files(context, folder)
+            steps.finish()
+
+    def _write_run_files(self, context: StageContext, folder: Path) -> None:
+        """The configuration, ``run.json``, the progress log and the method's extras, into staging."""
+        config, staging = self.config, context.staging
         (staging / names.CONFIG_FILE).write_text(config.to_yaml())
         plan = self.plan
         (staging / names.RUN_FILE).write_text(

@@ -6,19 +6,31 @@ with a weighted mean, Σ wᵢ·ℓᵢ / Σ wᵢ, so a pair of weight 0 contribut
 dropped. Only the standard sigmoid loss (reverse KL) is weighted; the other loss variants keep
 TRL's own code. Reference log-probabilities are computed once before training
 (``precompute_ref_log_probs``), as TRL does.
+
+Both of the trainer's slow preparations happen inside its constructor, so it reports them through
+``preparing(step, done, total, unit)``: the tokenization in chunks of ``TOKENIZE_CHUNK`` pairs
+(TRL's own per-pair tokenization on each chunk, the same rows in the same order) and the reference
+log-probabilities a batch at a time.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from datasets import Dataset, concatenate_datasets
 from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
 WEIGHT_COLUMN = "weight"
+# Pairs tokenized between two progress reports: about a second of chat-template tokenization on
+# a CPU, so a run of tens of thousands of pairs shows its count moving instead of a minute's silence.
+TOKENIZE_CHUNK = 256
+TOKENIZE_STEP, REFERENCE_STEP = "tokenizing pairs", "reference log-probs"
 
 
 def fit_pair(prompt: list[int], chosen: list[int], rejected: list[int], max_length: int | None):
@@ -66,8 +78,12 @@ class WeightedDPOTrainer(DPOTrainer):
         data_collator=None,
         *,
         processing_class=None,
+        preparing: Callable[[str, int, int, str], None] | None = None,
         **kwargs,
     ):
+        # Set before the base constructor, which tokenizes and computes the reference log-probs.
+        self._preparing = preparing
+        self._reference_count: list[int] | None = None  # [done, total] batches while precomputing
         if data_collator is None:
             if processing_class is None or processing_class.pad_token_id is None:
                 raise ValueError("WeightedDPOTrainer needs a processing_class with a pad token")
@@ -96,8 +112,43 @@ class WeightedDPOTrainer(DPOTrainer):
                 "f_divergence_type='reverse_kl', use_weighting=False, ld_alpha=None"
             )
 
+    def _report(self, step: str, done: int, total: int, unit: str) -> None:
+        if self._preparing is not None:
+            self._preparing(step, done, total, unit)
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        """TRL's preparation (tokenization), a chunk of pairs at a time with a report after each."""
+        if not isinstance(dataset, Dataset) or len(dataset) <= TOKENIZE_CHUNK:
+            self._report(TOKENIZE_STEP, 0, len(dataset) if isinstance(dataset, Dataset) else 0, "pairs")
+            prepared = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+            self._report(TOKENIZE_STEP, len(prepared), len(prepared), "pairs")
+            return prepared
+        chunks = []
+        for start in range(0, len(dataset), TOKENIZE_CHUNK):
+            self._report(TOKENIZE_STEP, start, len(dataset), "pairs")
+            chunk = dataset.select(range(start, min(start + TOKENIZE_CHUNK, len(dataset))))
+            chunks.append(super()._prepare_dataset(chunk, processing_class, args, dataset_name))
+        self._report(TOKENIZE_STEP, len(dataset), len(dataset), "pairs")
+        return concatenate_datasets(chunks)
+
+    def _precompute_ref_logps(self, dataset, name, batch_size):
+        total = math.ceil(len(dataset) / (batch_size * self.accelerator.num_processes))
+        self._reference_count = [0, total]
+        self._report(REFERENCE_STEP, 0, total, "batches")
+        try:
+            prepared = super()._precompute_ref_logps(dataset, name, batch_size)
+        finally:
+            self._reference_count = None
+        self._report(REFERENCE_STEP, total, total, "batches")  # also when they were cached: none to compute
+        return prepared
+
     def compute_ref_log_probs(self, model, inputs):
-        return super().compute_ref_log_probs(model, {k: v for k, v in inputs.items() if k != WEIGHT_COLUMN})
+        logps = super().compute_ref_log_probs(model, {k: v for k, v in inputs.items() if k != WEIGHT_COLUMN})
+        if self._reference_count is not None:  # precomputing: a batch done
+            self._reference_count[0] += 1
+            done, total = self._reference_count
+            self._report(REFERENCE_STEP, done, total, "batches")
+        return logps
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()

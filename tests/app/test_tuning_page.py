@@ -74,3 +74,52 @@ def test_configure_start_and_watch_a_run(page):
     assert not at.exception, at.exception
     # (the headline is markdown-escaped in the caption)
     assert any(c.value.startswith("Latest benchmark:") and "constraints satisfied" in c.value for c in at.caption)
+
+
+def watch_script(root: str, job_id: int) -> None:
+    from app_pages.job_panel import watch
+    from spectrum_core.workspace import Workspace
+
+    watch(Workspace(root), job_id)
+
+
+def test_the_panel_shows_the_whole_runs_time_left_and_what_it_rests_on(tmp_path, monkeypatch):
+    """A running tuning job's panel: the prepare stage's step by name, the training stage's own
+    time left, beside it the whole run's, and a caption naming what that figure comes from."""
+    import os
+
+    from streamlit.testing.v1 import AppTest
+
+    from spectrum_core.progress import ProgressLog, StepsReport
+    from spectrum_core.workspace import Workspace
+    from tests.conftest import ROOT
+
+    monkeypatch.chdir(ROOT)
+    workspace = Workspace(tmp_path / "ws")
+    job_id = workspace.create_job("tune", {"config": {"method": "dpo", "max_steps": 30}})
+    progress = jobs.job_dir(workspace, job_id) / "progress.jsonl"
+    workspace.update_job(
+        job_id, status="running", pid=os.getpid(), progress_path=str(progress.relative_to(workspace.root))
+    )
+    clock = [1000.0]
+    monkeypatch.setattr("spectrum_core.progress.time.time", lambda: clock[0])
+    log = ProgressLog(progress, interval=0)
+    with StepsReport(log, "prepare", ["loading the model", "tokenizing pairs"], heartbeat=0) as steps:
+        steps.begin("loading the model")
+        steps.count(120, 300, "pairs", step="tokenizing pairs")
+    at = AppTest.from_function(watch_script, args=(str(workspace.root), job_id), default_timeout=30).run()
+    assert not at.exception, at.exception
+    texts = [element.proto.text for element in at.get("progress")]
+    assert texts == ["prepare: tokenizing pairs 120 / 300 pairs · 0 s so far (step 2 of 2)"]
+    assert at.caption[0].value.startswith("No whole-job estimate: this run's first training steps")
+    steps.finish()
+    log("train", 0, 30, unit="steps", started_at_step=0)
+    for step in range(1, 11):
+        clock[0] += 6.0
+        log("train", step, 30, unit="steps")
+    at = AppTest.from_function(watch_script, args=(str(workspace.root), job_id), default_timeout=30).run()
+    texts = [element.proto.text for element in at.get("progress")]
+    assert texts[-1] == "train: 10 / 30 steps · about 2 min left in this stage · about 2 min left for the whole job"
+    assert at.caption[0].value == (
+        "Whole job's time left: based on 6.0 s per step over this run's last 10 steps here × 20 steps left."
+    )

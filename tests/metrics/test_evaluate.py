@@ -179,3 +179,37 @@ def test_every_headline_metric_says_which_way_is_better():
     assert sorted(names) == sorted(METRIC_GUIDE)
     for better, meaning in METRIC_GUIDE.values():
         assert better in ("higher", "lower", "") and len(meaning.split()) >= 4
+
+
+def test_every_progress_record_of_a_several_model_job_names_its_model(tmp_path, monkeypatch):
+    """One job evaluates the base and a tuned run (and a tuned run alone first makes the base's
+    evaluation): each record says which model it is about, as the stage's prefix and ``model``.
+    The models are stand-ins that report as the sections do; what is checked is the labelling."""
+    from spectrum_core.metrics import evaluate
+    from spectrum_core.metrics.targets import BASE, EvalTarget
+    from spectrum_core.progress import read_progress
+    from spectrum_core.workspace import Workspace
+
+    workspace = Workspace(tmp_path / "ws")
+    audit = workspace.create_job("audit", {"test": "audit"})
+
+    def target(workspace, run, audit_job_id=None, model=None):
+        if str(run) == BASE:
+            return EvalTarget(model="bundled", audit_job_id=audit)
+        return EvalTarget("bundled", audit, tune_job_id=int(run), tune_artifact=f"tune-{run}", run={"method": "dpo"})
+
+    def sections(workspace, target, config, staging, base_folder, progress):
+        for done in range(3):
+            progress("generations", done, 2, unit="responses")
+        return {"target": target.name}
+
+    monkeypatch.setattr(evaluate, "resolve_target", target)
+    monkeypatch.setattr(evaluate, "evaluate_model", sections)
+    # The second job has other settings, so its base evaluation is made inside the tuned one's.
+    jobs = ((["base", "5"], EvalConfig(**TINY_EVAL)), (["6"], EvalConfig(**{**TINY_EVAL, "coverage_prompts": 2})))
+    for runs, config in jobs:
+        job_id = workspace.create_job("eval", {"runs": runs})
+        evaluate.evaluate_runs(workspace, runs, config, audit, job_id)
+        records = read_progress(workspace.root / workspace.job(job_id).progress_path)
+        assert {r["model"] for r in records} == {"base", f"run {runs[-1]} (dpo)"}
+        assert all(r["stage"] == f"{r['model']}: generations" for r in records)

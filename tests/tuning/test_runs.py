@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from spectrum_core import jobs
-from spectrum_core.progress import read_progress
+from spectrum_core.progress import HEARTBEAT_SECONDS, read_progress
 from spectrum_core.tuning.caft import TrainingIntervention, concept_ablation, training_intervention
 from spectrum_core.tuning.config import DPORunConfig, ReSetRunConfig, SpectrumRunConfig, config_from_dict
 from spectrum_core.tuning.runs import run_tuning
@@ -34,6 +34,28 @@ def wait_for(predicate, timeout: float, what: str):
             return
         time.sleep(0.5)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+DPO_PREPARE = ["loading the plan", "loading the model", "CAFT directions", "adding LoRA", "writing the pairs"]
+DPO_PREPARE += ["building the trainer"]
+SPECTRUM_PREPARE = ["loading the plan", "loading the model", "rendering tasks", "CAFT directions", "adding LoRA"]
+SPECTRUM_PREPARE += ["IA2 priming", "building the trainer"]
+
+
+def assert_prepared_before_training(records: list[dict], expected_steps: list[str]) -> None:
+    """Everything before the first training step is the ``prepare`` stage (and IA2 priming's own),
+    one named step after another, never silent for longer than a few heartbeats (slack for a
+    loaded machine), and finished before training begins."""
+    first_train = next(i for i, r in enumerate(records) if r["stage"] == "train")
+    before = records[:first_train]
+    assert before and {r["stage"] for r in before} <= {"prepare", "ia2"}
+    assert list(dict.fromkeys(r["step"] for r in before if "step" in r)) == expected_steps
+    counted = [r for r in before if "step_total" in r]
+    assert all(r["step_done"] <= r["step_total"] for r in counted)
+    gaps = [b["t"] - a["t"] for a, b in zip(before, before[1:])]
+    assert max(gaps) < 3 * HEARTBEAT_SECONDS, gaps
+    prepared = [r for r in before if r["stage"] == "prepare"]
+    assert prepared[-1]["done"] == prepared[-1]["total"] == len(expected_steps)
 
 
 def test_short_spectrum_run_with_ia2_priming_keeps_its_held_out_tasks(planned):
@@ -56,6 +78,7 @@ def test_short_spectrum_run_with_ia2_priming_keeps_its_held_out_tasks(planned):
     assert {t["family"] for t in held_out} == {"ambient"}
     records = read_progress(folder / "progress.jsonl")
     assert [r["done"] for r in records if r["stage"] == "ia2"] == [1, 2, 3]  # IA2 priming first
+    assert_prepared_before_training(records, SPECTRUM_PREPARE)
     losses = [r["loss"] for r in records if r["stage"] == "train" and "loss" in r]
     assert len(losses) == 2 and all(0 < loss < 20 for loss in losses)
 
@@ -79,8 +102,21 @@ def test_short_reset_run_logs_acceptance_and_keeps_what_it_trained_on(planned):
     folder = run_tuning(workspace, config)
     assert (folder / "adapter" / "adapter_config.json").exists()
     assert (folder / "reward" / "reward.npz").exists() and (folder / "reward" / "report.json").exists()
-    rounds = [r for r in read_progress(folder / "progress.jsonl") if r["stage"] == "reset"]
+    records = read_progress(folder / "progress.jsonl")
+    rounds = [r for r in records if r["stage"] == "reset"]
     assert rounds[-1]["acceptance"] == 1.0 and rounds[-1]["candidates"] == 12  # 6 prompts x 2 temperatures
+    # Before training: the prepare stage (the reward's fit among its steps), then the round's own
+    # sampling and scoring, each counting its work.
+    prepared = [r for r in records if r["stage"] == "prepare"]
+    assert "fitting the shaped reward" in {r.get("step") for r in prepared}
+    assert prepared[-1]["done"] == prepared[-1]["total"]
+    round_one = [r for r in records if r["stage"] == "round 1"]
+    named = ["sampling candidates", "scoring candidates", "building the trainer"]
+    assert list(dict.fromkeys(r["step"] for r in round_one if "step" in r)) == named
+    sampled = [r for r in round_one if r.get("step") == "sampling candidates" and "step_total" in r]
+    assert sampled[-1]["step_done"] == sampled[-1]["step_total"] == 12 and sampled[-1]["step_unit"] == "responses"
+    first_train = next(i for i, r in enumerate(records) if r["stage"] == "train")
+    assert records.index(prepared[-1]) < records.index(round_one[0]) < first_train
     kept = (folder / "round-0.jsonl").read_text().splitlines()
     assert len(kept) == 1 + 6 and {json.loads(line)["kind"] for line in kept[1:]} == {
         "preference",
@@ -98,9 +134,14 @@ def test_short_dpo_run_publishes_an_adapter(planned):
     job = workspace.jobs("tune")[0]
     assert job.status == "succeeded" and job.plan_id == saved.plan_id
     assert job.parent_job_id == saved.plan.audit_job_id
-    steps = [r for r in read_progress(folder / "progress.jsonl") if r["stage"] == "train" and "loss" in r]
+    records = read_progress(folder / "progress.jsonl")
+    steps = [r for r in records if r["stage"] == "train" and "loss" in r]
     assert [r["done"] for r in steps] == [1, 2]
     assert {"loss", "learning_rate", "rewards_margins", "eta", "elapsed"} <= set(steps[-1])
+    # the prepare stage, in order; tokenizing and the reference log-probs count their work
+    assert_prepared_before_training(records, [*DPO_PREPARE, "tokenizing pairs", "reference log-probs"])
+    tokenized = [r for r in records if r.get("step") == "tokenizing pairs"]
+    assert tokenized[-1]["step_done"] == tokenized[-1]["step_total"] > 0 and tokenized[-1]["step_unit"] == "pairs"
     from peft import PeftConfig
 
     assert PeftConfig.from_pretrained(folder / "adapter").r == config.lora_r

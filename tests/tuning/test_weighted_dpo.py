@@ -116,3 +116,32 @@ def test_a_pair_whose_prompt_fills_max_length_is_trained_on_not_dropped(tiny_mod
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(records))])
     assert batch["input_ids"].shape[1] <= longest_prompt - 4
     assert (batch["completion_mask"].sum(dim=1) > 0).all()
+
+
+def test_the_trainer_reports_its_preparation_and_chunked_tokenization_changes_nothing(
+    tiny_model, pairs, tmp_path, monkeypatch
+):
+    """The tokenization and the reference log-probs run inside the trainer's constructor, before
+    any training step: both report their counts; tokenizing a chunk at a time gives the same rows."""
+    from spectrum_core.tuning import weighted_dpo
+
+    records = [dict(p, weight=1.0) for p in pairs]
+    whole = make_trainer(WeightedDPOTrainer, tiny_model, records, tmp_path / "whole")
+    reports = []
+    monkeypatch.setattr(weighted_dpo, "TOKENIZE_CHUNK", 1)  # three pairs: three chunks
+    original = WeightedDPOTrainer.__init__
+    monkeypatch.setattr(
+        WeightedDPOTrainer,
+        "__init__",
+        lambda self, *a, **k: original(self, *a, preparing=lambda *r: reports.append(r), **k),
+    )
+    chunked = make_trainer(WeightedDPOTrainer, tiny_model, records, tmp_path / "chunked")
+    tokenizing = [r for r in reports if r[0] == weighted_dpo.TOKENIZE_STEP]
+    assert [r[1:] for r in tokenizing] == [(0, 3, "pairs"), (1, 3, "pairs"), (2, 3, "pairs"), (3, 3, "pairs")]
+    reference = [r for r in reports if r[0] == weighted_dpo.REFERENCE_STEP]
+    assert [r[1:3] for r in reference] == [(0, 1), (1, 1), (1, 1)]  # one batch of three, and its end
+    assert reports.index(tokenizing[-1]) < reports.index(reference[0])
+    for column in ("prompt_ids", "chosen_ids", "rejected_ids", "weight"):
+        assert list(chunked.train_dataset[column]) == list(whole.train_dataset[column])
+    for column in ("ref_chosen_logps", "ref_rejected_logps"):
+        assert list(chunked.train_dataset[column]) == pytest.approx(list(whole.train_dataset[column]), abs=1e-5)
