@@ -15,9 +15,19 @@ from spectrum_core.artifacts import EvaluationArtifact
 from spectrum_core.metrics import figures
 from spectrum_core.metrics.config import PRESETS, eval_preset
 from spectrum_core.metrics.figures import METRIC_GROUPS, metric_bars
-from spectrum_core.metrics.report import export_html, export_json, readable_table
+from spectrum_core.metrics.report import export_html, export_json, readable_table, significant
 from spectrum_core.metrics.results import evaluation_settings, gather, tuning_runs
 from spectrum_core.metrics.targets import BASE
+
+# Why the chart shows shares and changes, not mean activations (``metrics.prevalence`` says more).
+PREVALENCE_CAPTION = (
+    "Left: the share of each model's generations, on the same held-out prompts, where the concept is present, "
+    "with 95% intervals. Right: how far each tuned model moved from the base, in standard deviations: the paired "
+    "change on the same prompts with its 95% interval (the realised shift of the Prediction tab). The numbers "
+    "below also hold each concept's mean value: a difference-mode concept's is the pooled residual's component "
+    "along its direction, a signed value that can sit below 0 (say −5) for every response whatever it says, and a "
+    "family holding one inherits that sign; read its change from the base, not its level."
+)
 
 frame = build_frame()
 workspace = frame.workspace
@@ -26,6 +36,11 @@ st.caption(
     "What the tuned models learned: each metric for the base model and the runs you pick, on the same "
     "held-out prompts, distributions and questions."
 )
+
+
+def numbers(table: pd.DataFrame):
+    """A table with its numbers to 3 significant digits (fixed decimals show 2.9e-05 as 0.000)."""
+    return table.style.format(significant, subset=list(table.select_dtypes("number").columns))
 
 
 @st.cache_resource(show_spinner="Reading the audit's SAEs ...", max_entries=2)
@@ -102,7 +117,12 @@ if not reports:
     st.stop()
 st.divider()
 st.subheader("Overview")
-st.dataframe(readable_table(reports).style.format(precision=3, na_rep="–"), width="stretch")
+overview = readable_table(reports)
+st.dataframe(overview.style.format(significant, subset=list(overview.columns[2:])), width="stretch")
+st.caption(
+    "In the tabs below each metric has a panel and an axis of its own, every model's bar side by side; an error "
+    "bar shows a 95% interval where the evaluation measured one, and there is none where it did not."
+)
 
 tabs = st.tabs(
     [
@@ -128,19 +148,15 @@ with tabs[0]:
                 )
             else:
                 st.success(f"{name}: no suppressed concept rose (95% interval of the paired change).")
-        value = st.radio(
-            "Measure",
-            ["mean", "rate"],
-            horizontal=True,
-            format_func={"mean": "mean activation", "rate": "firing rate"}.get,
-        )
-        st.plotly_chart(figures.prevalence_bars(comparison.prevalence, value), width="stretch")
+        st.plotly_chart(figures.prevalence_figure(comparison.prevalence), width="stretch")
+        st.caption(PREVALENCE_CAPTION)
         for name, table in comparison.prevalence.items():
             with st.expander(f"Numbers: {name}"):
-                st.dataframe(table, hide_index=True, width="stretch")
+                st.dataframe(numbers(table), hide_index=True, width="stretch")
     elif comparison.base_prevalence is not None:
         st.info("Only the base model is evaluated: its prevalence of the audit's decided concepts.")
-        st.dataframe(comparison.base_prevalence, hide_index=True, width="stretch")
+        st.plotly_chart(figures.prevalence_figure({BASE: comparison.base_prevalence}), width="stretch")
+        st.dataframe(numbers(comparison.base_prevalence), hide_index=True, width="stretch")
     else:
         st.info("Concept prevalence compares a tuned run's generations with the base model's; pick an evaluated run.")
 with tabs[1]:
@@ -207,7 +223,7 @@ with tabs[1]:
         st.plotly_chart(figures.checkpoint_curves(comparison.curves), width="stretch")
 with tabs[2]:
     st.plotly_chart(figures.steerability_curve(reports), width="stretch")
-    st.plotly_chart(metric_bars(reports, METRIC_GROUPS["Steerability (lower is better)"]), width="stretch")
+    st.plotly_chart(metric_bars(reports, METRIC_GROUPS["Steerability"]), width="stretch")
 with tabs[3]:
     st.plotly_chart(metric_bars(reports, METRIC_GROUPS["Valid output coverage"]), width="stretch")
     st.caption(
@@ -215,7 +231,7 @@ with tabs[3]:
         "diffuse-distribution prompt; yield is the mean number of distinct valid outputs per prompt."
     )
 with tabs[4]:
-    for title in ("Distributional alignment (JS, lower is better)", "Alignment: mode match"):
+    for title in ("Distributional alignment (Jensen-Shannon divergence)", "Alignment: mode match"):
         st.plotly_chart(metric_bars(reports, METRIC_GROUPS[title], title), width="stretch")
     which = st.selectbox("Per opinion group for", list(comparison.report_folders))
     table = EvaluationArtifact(comparison.report_folders[which]).table("alignment")
@@ -252,7 +268,9 @@ with tabs[8]:
         "Report (HTML)",
         lambda: export_html(
             reports,
-            figures.all_figures(reports, comparison.prevalence, comparison.shifts, comparison.curves),
+            figures.all_figures(
+                reports, comparison.prevalence, comparison.shifts, comparison.curves, comparison.base_prevalence
+            ),
             prevalence,
         ),
         file_name="spectrum-evaluation.html",

@@ -4,11 +4,17 @@ exactly as the audit read chosen and rejected responses, and each concept is mea
 
 Per concept: the firing rate (share of responses where it is active) and the mean activation,
 base vs tuned, with 95% intervals, and the paired difference over prompts (both models answer
-the same prompts). What "active" means depends on the concept's kind: a token-mode SAE feature
-fires when its max-pooled activation is > 0; a probe when its value is > 0; a difference-mode
-concept (a direction, measured as the pooled residual's component along it) when its component
-exceeds the base model's median component on the same prompts (so the base rate is ~0.5 by
-construction and the tuned rate says which way the generations moved).
+the same prompts). What "active" means depends on the concept's kind (``present_when``): a
+token-mode SAE feature fires when its max-pooled activation is > 0 (the encoder clamps it at 0);
+a difference-mode concept (a direction, measured as the pooled residual's component along it), a
+probe, or a family holding either, when its value exceeds its median on the base model's
+generations for the same prompts (so the base rate is ~0.5 by construction and the tuned rate says
+which way the generations moved).
+
+The mean "activation" of a difference-mode concept is that component: a signed dot product, not
+centred, so it can sit well below 0 (−5 for every response) whatever the response says; a family
+is the sum of its members' values over their standard deviations, so it inherits the sign. Read
+its change from the base (``shift``), not its level.
 
 A suppressed concept is flagged when the tuned model's mean activation rose: the 95% interval of
 the paired difference lies above zero. ``shift`` is the same paired difference in standard
@@ -97,11 +103,21 @@ def mean_interval(values: np.ndarray) -> tuple[float, float, float]:
     return mean, float(low), float(high)
 
 
+# What "fires" (is present) means for a concept, in the tables' ``present_when`` column.
+ABOVE_ZERO, ABOVE_BASE_MEDIAN = "above 0", "above the base model's median"
+
+
+def fires_above_zero(concept: dict) -> bool:
+    """Token-mode SAE features (and families of them only) have a zero point: the SAE's activation
+    is clamped at 0, and above 0 the feature is active."""
+    parts = concept.get("parts") or [(concept["concept_id"], 1.0)]
+    return all(str(c).startswith("token:") for c, _ in parts)
+
+
 def firing_threshold(concept: dict, base_values: np.ndarray) -> float:
     """Token-mode features fire when above 0; anything else (a difference-mode projection, a
     probe, a family holding either) when above its median on the base model's generations."""
-    parts = concept.get("parts") or [(concept["concept_id"], 1.0)]
-    return 0.0 if all(str(c).startswith("token:") for c, _ in parts) else float(np.median(base_values))
+    return 0.0 if fires_above_zero(concept) else float(np.median(base_values))
 
 
 def compare_prevalence(base: Generations, tuned: Generations | None, concepts: list[dict], saes: dict) -> pd.DataFrame:
@@ -121,6 +137,7 @@ def compare_prevalence(base: Generations, tuned: Generations | None, concepts: l
             "label": concept.get("label", concept_id),
             "action": concept.get("action", ""),
             "threshold": threshold,
+            "present_when": ABOVE_ZERO if fires_above_zero(concept) else ABOVE_BASE_MEDIAN,
         }
         sides = [("base", base_values)]
         if tuned is not None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import html
 import json
+import math
+import numbers
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +15,10 @@ import pandas as pd
 from .. import constants as names
 
 SURPRISES_SHOWN = 10  # in the summary lines; the artifact's shifts.parquet holds them all
+# Digits of a number shown to a reader (tables, chart labels): enough to compare two models, few
+# enough that a label is never cut.
+SIGNIFICANT_DIGITS = 3
+WHOLE_UP_TO = 1e6  # a whole number below this reads better in full (a count of 1234, not 1.23e+03)
 
 
 def load_report(folder: Path) -> dict:
@@ -22,48 +29,97 @@ def _fmt(value, digits: int = 3) -> str:
     return "–" if value is None or value != value else f"{value:.{digits}f}"
 
 
+def significant(value) -> str:
+    """A number for a reader: 3 significant digits (0.000412, 2.94, 1.23e+04), whole numbers as
+    they are, "–" for none. Fixed decimals would show a small value as 0.000."""
+    if value is None or value is pd.NA:
+        return "–"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return str(value)
+    number = float(value)
+    if not math.isfinite(number):
+        return "–"
+    if isinstance(value, numbers.Integral) or (number.is_integer() and abs(number) < WHOLE_UP_TO):
+        return str(int(number))
+    return f"{number:.{SIGNIFICANT_DIGITS}g}"
+
+
+def _suppressed_that_rose(report: dict) -> int | None:
+    prevalence = report.get("prevalence") or {}
+    return len(prevalence["flagged"]) if prevalence.get("compared") else None
+
+
+def _reemerged(report: dict) -> int | None:
+    reemergence = report.get("reemergence")
+    return len(reemergence["reemerged"]) if reemergence else None
+
+
+# Where each headline metric lives in a report: the path to its section (an int picks from a list:
+# the last faithfulness point is the final model) and its key there, or the function that counts
+# it. An evaluation that measures a metric's uncertainty stores the interval beside the value, as
+# ``<key>_low`` and ``<key>_high`` (the naming of the prevalence tables), and the charts draw it.
+MetricSource = tuple[tuple[str | int, ...], str] | Callable[[dict], int | None]
+METRIC_SOURCES: dict[str, MetricSource] = {
+    "steerability loss ≥ 1 (nats)": (("steerability",), "loss_ge1"),
+    "steerability floor (nats)": (("steerability",), "ideal_loss_ge1"),
+    "token calibration error": (("steerability",), "calibration_error"),
+    "valid share": (("coverage",), "valid_share"),
+    "yield": (("coverage",), "yield"),
+    "coverage": (("coverage",), "coverage"),
+    "uniqueness": (("coverage",), "uniqueness"),
+    "Polis JS": (("alignment", "polis"), "js"),
+    "Polis JS, closest group": (("alignment", "polis"), "js_closest_group"),
+    "Polis mode match": (("alignment", "polis"), "mode_match"),
+    "Polis log10 mass on options": (("alignment", "polis"), "log10_mass"),
+    "AmbiEnt JS": (("alignment", "ambient"), "js"),
+    "AmbiEnt mode match": (("alignment", "ambient"), "mode_match"),
+    "HaluEval accuracy": (("faithfulness", -1), "answer_accuracy"),
+    "faithfulness": (("faithfulness", -1), "faithfulness"),
+    "constraints satisfied": (("faithfulness", -1), "constraints_satisfied"),
+    "distinct-2": (("diversity",), "distinct_2"),
+    "embedding diversity": (("diversity",), "embedding_diversity"),
+    "embedding diversity, per diffuse prompt": (("coverage",), "embedding_diversity"),
+    "implicit reward accuracy": (("preference",), "accuracy"),
+    "shaped reward (mean)": (("reward",), "tuned_mean"),
+    "win rate vs base": (("reward",), "win_rate"),
+    "suppressed concepts that rose": _suppressed_that_rose,
+    "prediction R² (families)": (("prediction",), "r2"),
+    "prediction Spearman ρ": (("prediction",), "spearman"),
+    "sign agreement (families that moved)": (("prediction",), "sign_agreement"),
+    "families that moved": (("prediction",), "moved"),
+    "suppressed concepts that re-emerged": _reemerged,
+}
+
+
+def _section(report: dict, path: tuple[str | int, ...]) -> dict:
+    """The dict at ``path`` in ``report`` ({} where any step is missing or empty)."""
+    node: object = report
+    for step in path:
+        if isinstance(step, int):
+            node = node[step] if isinstance(node, list) and node else {}
+        else:
+            node = node.get(step) if isinstance(node, dict) else {}
+    return node if isinstance(node, dict) else {}
+
+
 def headline(report: dict) -> dict:
     """The numbers a researcher compares first, flat (None where a metric does not apply)."""
-    steer, cov = report.get("steerability") or {}, report.get("coverage") or {}
-    polis = (report.get("alignment") or {}).get("polis") or {}
-    ambient = (report.get("alignment") or {}).get("ambient") or {}
-    final = (report.get("faithfulness") or [{}])[-1]
-    reward, preference = report.get("reward") or {}, report.get("preference") or {}
-    diversity = report.get("diversity") or {}
-    prediction, reemergence = report.get("prediction") or {}, report.get("reemergence") or {}
-    return {
-        "model": report.get("target"),
-        "steerability loss ≥ 1 (nats)": steer.get("loss_ge1"),
-        "steerability floor (nats)": steer.get("ideal_loss_ge1"),
-        "token calibration error": steer.get("calibration_error"),
-        "valid share": cov.get("valid_share"),
-        "yield": cov.get("yield"),
-        "coverage": cov.get("coverage"),
-        "uniqueness": cov.get("uniqueness"),
-        "Polis JS": polis.get("js"),
-        "Polis JS, closest group": polis.get("js_closest_group"),
-        "Polis mode match": polis.get("mode_match"),
-        "Polis log10 mass on options": polis.get("log10_mass"),
-        "AmbiEnt JS": ambient.get("js"),
-        "AmbiEnt mode match": ambient.get("mode_match"),
-        "HaluEval accuracy": final.get("answer_accuracy"),
-        "faithfulness": final.get("faithfulness"),
-        "constraints satisfied": final.get("constraints_satisfied"),
-        "distinct-2": diversity.get("distinct_2"),
-        "embedding diversity": diversity.get("embedding_diversity"),
-        "embedding diversity, per diffuse prompt": cov.get("embedding_diversity"),
-        "implicit reward accuracy": preference.get("accuracy"),
-        "shaped reward (mean)": reward.get("tuned_mean"),
-        "win rate vs base": reward.get("win_rate"),
-        "suppressed concepts that rose": len(report["prevalence"]["flagged"])
-        if (report.get("prevalence") or {}).get("compared")
-        else None,
-        "prediction R² (families)": prediction.get("r2"),
-        "prediction Spearman ρ": prediction.get("spearman"),
-        "sign agreement (families that moved)": prediction.get("sign_agreement"),
-        "families that moved": prediction.get("moved"),
-        "suppressed concepts that re-emerged": len(reemergence["reemerged"]) if reemergence else None,
-    }
+    values: dict = {"model": report.get("target")}
+    for name, source in METRIC_SOURCES.items():
+        values[name] = source(report) if callable(source) else _section(report, source[0]).get(source[1])
+    return values
+
+
+def metric_interval(report: dict, name: str) -> tuple[float, float] | None:
+    """The 95% interval the report carries for a headline metric (None where it carries none)."""
+    source = METRIC_SOURCES.get(name)
+    if source is None or callable(source):
+        return None
+    section, key = _section(report, source[0]), source[1]
+    low, high = section.get(f"{key}_low"), section.get(f"{key}_high")
+    if not isinstance(low, int | float) or not isinstance(high, int | float):
+        return None
+    return (float(low), float(high)) if math.isfinite(low) and math.isfinite(high) else None
 
 
 # Each headline metric: which way is better ("" where neither is: a reference or a count) and
@@ -107,14 +163,18 @@ def comparison_table(reports: list[dict]) -> pd.DataFrame:
     return frame.dropna(how="all")
 
 
+def better_text(metric: str) -> str:
+    """ "higher is better", "lower is better", or "reference" (a floor or a count)."""
+    better = METRIC_GUIDE.get(metric, ("", ""))[0]
+    return f"{better} is better" if better else "reference"
+
+
 def readable_table(reports: list[dict]) -> pd.DataFrame:
     """The comparison with, before the models, each metric's direction of better and meaning."""
     table = comparison_table(reports)
-    guide = [METRIC_GUIDE[m] for m in table.index]
-    better = ["higher is better" if b == "higher" else "lower is better" if b else "reference" for b, _ in guide]
-    return pd.concat(
-        [pd.DataFrame({"better": better, "what it measures": [m for _, m in guide]}, index=table.index), table], axis=1
-    )
+    meaning = [METRIC_GUIDE[m][1] for m in table.index]
+    better = [better_text(m) for m in table.index]
+    return pd.concat([pd.DataFrame({"better": better, "what it measures": meaning}, index=table.index), table], axis=1)
 
 
 def summary_lines(report: dict) -> list[str]:
@@ -167,7 +227,7 @@ def export_html(reports: list[dict], figures: dict, prevalence: pd.DataFrame | N
         "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}</style></head><body>",
         "<h1>Spectrum evaluation</h1>",
-        readable_table(reports).to_html(float_format=lambda v: f"{v:.3f}"),
+        readable_table(reports).map(significant).to_html(),
     ]
     first = True
     for title, figure in figures.items():
@@ -175,7 +235,7 @@ def export_html(reports: list[dict], figures: dict, prevalence: pd.DataFrame | N
         parts.append(figure.to_html(full_html=False, include_plotlyjs=first))
         first = False
     if prevalence is not None and len(prevalence):
-        parts += ["<h2>Concept prevalence</h2>", prevalence.to_html(index=False, float_format=lambda v: f"{v:.3f}")]
+        parts += ["<h2>Concept prevalence</h2>", prevalence.map(significant).to_html(index=False)]
     surprises = [{"model": r["target"], **s} for r in reports for s in (r.get("prediction") or {}).get("surprises", [])]
     if surprises:
         table = pd.DataFrame(surprises).to_html(index=False, float_format=lambda v: f"{v:+.3f}")

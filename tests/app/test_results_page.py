@@ -4,6 +4,8 @@ evaluated gets the exact command and an Evaluate button that starts the job."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from spectrum_core import jobs
@@ -44,6 +46,17 @@ def test_base_and_tuned_side_by_side(page):
     titles = [c.proto.spec for c in at.get("plotly_chart")]
     assert any("Predicted by the audit vs realised" in t for t in titles)
     assert any("Suppressed concepts over training" in t for t in titles)
+    # concepts as shares of generations and changes from the base, not signed mean activations
+    prevalence = next(json.loads(t) for t in titles if "Share of generations where it is present" in t)
+    assert {trace["xaxis"] for trace in prevalence["data"]} == {"x", "x2"}
+    assert not any("mean activation" in t for t in titles)
+    # steerability: the loss and the calibration error each in a panel of its own, both models in each
+    steer = next(json.loads(t) for t in titles if "token calibration error" in t and "annotations" in t)
+    names = [a["text"] for a in steer["layout"]["annotations"]]
+    assert [n.split("<br>")[0] for n in names] == ["steerability loss ≥ 1", "token calibration error"]
+    assert [(t["xaxis"], t["name"]) for t in steer["data"]] == [
+        (axis, name) for axis in ("x", "x2") for name in ("base", f"run {tune_job} (dpo)")
+    ]
     over_training = [m.value for m in [*at.success, *at.error] if "held down" in m.value or "came back" in m.value]
     assert len(over_training) == 1
     labels = [b.label for b in at.get("download_button")]
