@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages.frame import build_frame, escape_markdown, load_audit_view
+from app_pages.job_panel import start_panel, watch
 from spectrum_core.charts import association_shift
 from spectrum_core.constants import PLAN_FILE, SHAPED_JSONL_FILE, SHAPED_PARQUET_FILE
 from spectrum_core.interventions import (
@@ -16,6 +17,7 @@ from spectrum_core.interventions import (
     compile_plan,
     save_plan,
     shape_pairs,
+    with_scores,
 )
 
 frame = build_frame()
@@ -62,19 +64,21 @@ for concept_id, decision in sorted(decisions.items(), key=lambda item: item[1]["
         workspace.set_intervention(decision["id"], choice, user=frame.user)
         st.rerun()
 
-plan = compile_plan(workspace, audit_id, view)
+# With a scoring job's Δ on the pairs a sampled audit did not see, the plan covers them too.
+plan, scores = with_scores(workspace, compile_plan(workspace, audit_id, view))
 dataset = frame.dataset()
 all_pair_ids = pd.Index(dataset.pairs["pair_id"])
 
 
 @st.cache_data(show_spinner="Applying the plan ...", max_entries=32)
-def preview(audit_folder: str, plan_yaml: str, _plan, _all_pair_ids, dataset_key: int):
-    """The shaped pairs for a plan; cached by the plan's text (the underscored inputs follow it)."""
+def preview(audit_folder: str, plan_yaml: str, _plan, _all_pair_ids, dataset_key: int, _scores):
+    """The shaped pairs for a plan; cached by the plan's text, which names its scores (the
+    underscored inputs follow it)."""
     audit = load_audit_view(audit_folder)
-    return shape_pairs(_plan, _all_pair_ids, audit.pair_ids, audit.delta_array)
+    return shape_pairs(_plan, _all_pair_ids, audit.pair_ids, audit.delta_array, _scores)
 
 
-shaped = preview(str(folder), plan.to_yaml(), plan, all_pair_ids, frame.dataset_id)
+shaped = preview(str(folder), plan.to_yaml(), plan, all_pair_ids, frame.dataset_id, scores)
 summary = shaped.summary()
 
 st.divider()
@@ -89,8 +93,34 @@ cols[4].metric(
     f"{summary['effective_pairs']:,.0f}",
     help="(Σw)² / Σw²: how many equally weighted pairs the weighted data is worth",
 )
+st.caption(
+    f"Pairs the plan covers: {summary['audited']:,} audited, {summary['scored']:,} scored by a scoring job; "
+    f"{summary['unscored']:,} neither (left unchanged"
+    + ("; score them under *Pairs outside the audit* below)." if summary["unscored"] else ").")
+)
 for note in summary["notes"]:
     st.warning(escape_markdown(note))
+
+
+def score_the_rest(n_unscored: int) -> None:
+    """A sampled audit: start (or watch) the job that scores the decided concepts on the other pairs."""
+    from spectrum_core.audit.config import ScoringConfig
+    from spectrum_core.audit.scoring import ScoringStage
+
+    concepts = sorted(decisions)
+    st.markdown(
+        f"**The audit saw {summary['audited']:,} of {summary['pairs']:,} pairs.** Scoring the other pairs for the "
+        "decided concepts (the audit's own extraction, SAEs and probes) lets the plan act on every pair."
+    )
+    stage = ScoringStage(ScoringConfig(audit=audit_id, concepts=tuple(concepts)), view)
+    args = ["score", "--audit", str(audit_id), "--concepts", *concepts]
+    start_panel(
+        workspace, stage, args, label=f"Score the other {n_unscored:,} pairs", user=frame.user, watch_key="watch_score"
+    )
+    job_id = st.session_state.get("watch_score")
+    if job_id is not None:
+        watch(workspace, job_id, resume_args=["score", "--resume", str(job_id)])
+
 
 n_undecided = st.slider("Undecided concepts to watch for off-target effects (top ranked)", 0, 30, 10)
 undecided = [c for c in view.concepts.sort_values("rank")["concept_id"] if c not in decisions][:n_undecided]
@@ -157,3 +187,8 @@ if history:
         st.dataframe(
             pd.DataFrame(history)[["id", "created_at", "created_by", "plan_hash"]], hide_index=True, width="stretch"
         )
+
+if summary["unscored"]:
+    st.divider()
+    st.subheader("Pairs outside the audit")
+    score_the_rest(summary["unscored"])

@@ -70,6 +70,20 @@ class AuditArtifact(Artifact):
         return pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=["concept_id", "topic"])
 
 
+class ScoresArtifact(Artifact):
+    """``score-<hash>/``: an audit's concepts scored on pairs it did not see (audit/scoring.py)."""
+
+    @cached_property
+    def manifest(self) -> dict:
+        return json.loads(self.path(names.SCORES_MANIFEST_FILE).read_text())
+
+    def scored_pairs(self) -> pd.Index:
+        return pd.Index(pd.read_parquet(self.path(names.SCORED_PAIRS_FILE))["pair_id"])
+
+    def pair_features(self) -> pd.DataFrame:
+        return pd.read_parquet(self.path(names.PAIR_FEATURES_FILE))
+
+
 class TuningArtifact(Artifact):
     """``tune-<hash>/``: the adapter (or full model), its configuration and what it trained on."""
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from . import settings
-from .audit.config import AuditConfig
+from .audit.config import AuditConfig, ScoringConfig
 from .bundled import HH_DEMO, bundled_file
 from .data import SCHEMAS, describe_pair, load_preferences
 from .errors import SpectrumError, UsageError
@@ -361,6 +361,37 @@ def cmd_audit(args) -> int:
     return 0
 
 
+def cmd_score(args) -> int:
+    """Score the pairs a sampled audit did not see for its decided concepts (or ``--concepts``)."""
+    from .artifacts import ScoresArtifact
+    from .audit.scoring import run_scoring
+    from .progress import TqdmProgress
+    from .workspace import Workspace
+
+    workspace = Workspace(args.workspace)
+    if args.resume is not None:
+        config = settings.from_dict(ScoringConfig, _saved_job_config(workspace, args.resume))
+        job_id = args.resume
+    else:
+        config, job_id = ScoringConfig(**settings.given(args, ScoringConfig)), args.job_id
+    if config.audit is None:
+        raise UsageError("give --audit JOB (the audit whose concepts are scored) or --resume JOB")
+    bars = TqdmProgress()
+    try:
+        outcome = run_scoring(workspace, config, job_id=job_id, progress=bars)
+    finally:
+        bars.close()
+    assert outcome is not None  # one process
+    manifest = ScoresArtifact(outcome.folder).manifest
+    state = "reused the finished scoring" if outcome.reused else "finished"
+    print(f"\nScoring {state} (job {outcome.job_id}): {outcome.folder}")
+    print(
+        f"Scored {manifest['n_scored']:,} pairs beside the audit's {manifest['n_audited']:,} for "
+        f"{len(manifest['members'])} concepts: {', '.join(manifest['members'])}"
+    )
+    return 0
+
+
 def cmd_workspace_info(args) -> int:
     from .workspace import Workspace
 
@@ -484,6 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
         _workspace_commands,
         _audit_command,
         _decisions_commands,
+        _score_command,
         _tune_command,
         _eval_command,
         _app_command,
@@ -559,6 +591,18 @@ def _audit_command(commands) -> None:
     audit.add_argument("--force", action="store_true", help="run again even if this audit exists")
     audit.add_argument("--job-id", type=int, help=argparse.SUPPRESS)  # set by the app's job runner
     audit.set_defaults(func=cmd_audit)
+
+
+def _score_command(commands) -> None:
+    """``spectrum score``: its settings' flags come from ScoringConfig."""
+    score = commands.add_parser(
+        "score",
+        help="score the dataset's pairs a sampled audit did not see for its decided concepts, so a plan covers them",
+    )
+    settings.add_arguments(score, ScoringConfig)
+    score.add_argument("--resume", type=int, metavar="JOB", help="resume that scoring job from its last finished shard")
+    score.add_argument("--job-id", type=int, help=argparse.SUPPRESS)  # set by the app's job runner
+    score.set_defaults(func=cmd_score)
 
 
 def _tune_command(commands) -> None:

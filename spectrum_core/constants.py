@@ -33,6 +33,12 @@ TOKEN_SAE_DIR = "sae"
 DIFFERENCE_SAE_DIR = "sae_difference"
 LLM_LABEL_CACHE_FILE = "llm_label_cache.jsonl"
 
+# Scoring artifact (score-<hash>/): an audit's concepts scored on pairs it did not see, with
+# PAIR_FEATURES_FILE in the audit's long form.
+SCORES_MANIFEST_FILE = "scores.json"  # the audit, dataset, concepts and their members, pair counts
+SCORED_PAIRS_FILE = "scored_pairs.parquet"  # every scored pair's id (a pair with all zeros has no feature row)
+SCORING_ACTIVATIONS_DIR = "activations"  # in the scoring job's folder: its resumable residual shards
+
 # Tuning run artifact (tune-<hash>/) and the tuning job's folder.
 RUN_FILE = "run.json"  # what the run trained on: plan, audit, dataset, model, method
 ADAPTER_DIR = "adapter"  # peft LoRA adapter and tokenizer

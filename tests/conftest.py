@@ -172,7 +172,7 @@ def evaluated(evaluated_source, tmp_path):
 # `make test-fast` runs what is not marked slow. A test is slow when it needs a whole audit, a
 # tuning run or an evaluation (the session fixtures below), drives the app or a browser, or runs a
 # benchmark script; SLOW_FILES are files whose every test does one of these in its own body.
-SLOW_FIXTURES = {"small_audit_source", "evaluated_source", "planted_audit"}
+SLOW_FIXTURES = {"small_audit_source", "evaluated_source", "planted_audit", "sampled_audit"}
 SLOW_FILES = {
     "tests/e2e/test_browser.py",
     "tests/test_bench_methods.py",

@@ -156,3 +156,35 @@ class AuditConfig:
             tokens_per_batch=self.tokens_per_batch,
             share_prompts=self.share_prompts,
         )
+
+
+@dataclass
+class ScoringConfig:
+    """Scoring the dataset's pairs an audit did not see (a sampled audit, ``max_pairs``) for some of
+    its concepts, with the audit's own extraction, SAEs and probes (``spectrum score``)."""
+
+    audit: int | None = setting(None, "the audit job whose concepts are scored", label="Audit job", form=False)
+    concepts: tuple[str, ...] = setting(
+        (),
+        "concept ids to score (a family or head scores its members; none: the audit's decided concepts)",
+        label="Concepts",
+        form=False,
+    )
+    include_audited: bool = setting(
+        False,
+        "score the audited pairs too, as a check: their Δ must equal the audit's",
+        label="Score the audited pairs too",
+        advanced=True,
+    )
+    device: str | None = setting(
+        None, "cpu, cuda, cuda:N or mps (none: the best available)", label="Device", advanced=True
+    )
+
+    def __post_init__(self):
+        validate(self)
+
+    def identity(self) -> dict:
+        """What determines the result (so the artifact key): everything but the device."""
+        data = plain(self)
+        data.pop("device")
+        return data

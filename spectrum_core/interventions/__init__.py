@@ -9,13 +9,15 @@ from .plan import (
     PlanError,
     compile_plan,
     default_intervention,
+    with_scores,
 )
-from .shaping import ShapedPairs, association, association_table, shape_pairs
+from .shaping import CoveredDeltas, ShapedPairs, association, association_table, shape_pairs
 
 __all__ = [
     "DATA_INTERVENTIONS",
     "INTERVENTION_HELP",
     "ConceptChoice",
+    "CoveredDeltas",
     "InterventionPlan",
     "PlanError",
     "SavedPlan",
@@ -28,4 +30,5 @@ __all__ = [
     "save_plan",
     "shape_pairs",
     "shaped_records",
+    "with_scores",
 ]

@@ -19,7 +19,7 @@ the trainers the shaped pairs).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, cast
 
 import numpy as np
@@ -32,6 +32,7 @@ from ..workspace.artifacts import config_hash
 
 if TYPE_CHECKING:
     from ..audit.review import AuditView
+    from ..audit.scores import PairScores
     from ..workspace import Workspace
 
 PLAN_VERSION = 1
@@ -106,6 +107,9 @@ class InterventionPlan:
     concepts: list[ConceptChoice]
     balance_bins: int = 5  # |Δ| bins within which reweighting balances the two directions
     version: int = PLAN_VERSION
+    # The scoring job's artifact whose Δ the plan uses on the pairs outside a sampled audit
+    # (audit/scores.py); None: the plan acts on the audited pairs only.
+    scores_artifact: str | None = None
 
     # --------------------------------------------------------------------------- selections
     def by_action(self, action: str) -> list[ConceptChoice]:
@@ -124,6 +128,8 @@ class InterventionPlan:
         data = asdict(self)
         # ``members`` only where there are some, so plans saved before families keep their hash.
         data["concepts"] = [{k: v for k, v in asdict(c).items() if k != "members" or v} for c in self.concepts]
+        if data["scores_artifact"] is None:  # likewise: plans without scores keep their hash
+            del data["scores_artifact"]
         return data
 
     def to_yaml(self, summary: dict | None = None) -> str:
@@ -149,6 +155,10 @@ class InterventionPlan:
     @property
     def plan_hash(self) -> str:
         return config_hash(self.to_dict())
+
+    def data_concepts(self) -> set[str]:
+        """The single concepts whose Δ the data interventions read (a family's undecided members)."""
+        return {part for c in self.concepts if c.intervention != "none" for part, _ in c.parts()}
 
 
 def raw_lean(row) -> str:
@@ -206,3 +216,14 @@ def compile_plan(
         concepts=choices,
         balance_bins=balance_bins,
     )
+
+
+def with_scores(workspace: Workspace, plan: InterventionPlan) -> tuple[InterventionPlan, PairScores | None]:
+    """The plan with the newest scoring of its audit that covers every concept its data
+    interventions read (recorded in ``scores_artifact``, so the saved plan names it), and those
+    scores; the plan as it is and None when no scoring covers it."""
+    from ..audit.scores import find_scores
+
+    needed = plan.data_concepts()
+    scores = find_scores(workspace, plan.audit_job_id, needed) if needed else None
+    return replace(plan, scores_artifact=scores.key if scores is not None else None), scores

@@ -16,7 +16,9 @@ agreeing pairs outnumber disagreeing ones; each intervention removes that imbala
 - **upweight** (amplify): agreeing pairs' weights × (1 + strength).
 
 Order: drops, then flips, then upweights, then raking; weights are finally scaled to mean 1 over
-the kept pairs. Pairs outside the audit (a pair limit) are never changed and say so.
+the kept pairs. Pairs outside a sampled audit (a pair limit) are shaped too once a scoring job
+(``audit/scoring.py``) has measured the decided concepts on them (``scored``); pairs neither
+audited nor scored are never changed and say so.
 
 Raking is a few lines of numpy; no maintained library does weighted balancing on this
 pair-oriented layout, so it is written here.
@@ -26,11 +28,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from .plan import ConceptChoice, InterventionPlan, PlanError
+
+if TYPE_CHECKING:
+    from ..audit.scores import PairScores
 
 DeltaSource = Callable[[str], np.ndarray]  # concept id -> Δ for every audited pair, in order
 
@@ -53,6 +59,8 @@ class ShapedPairs:
             "pairs": int(len(t)),
             "audited": int(t["audited"].sum()),
             "not_audited": int((~t["audited"]).sum()),
+            "scored": int(t["scored"].sum()),  # outside the audit, measured by a scoring job
+            "unscored": int((~t["audited"] & ~t["scored"]).sum()),  # neither: left unchanged
             "dropped": int((~t["kept"]).sum()),
             "flipped": int(t["flipped"].sum()),
             "reweighted": int((kept["weight"].sub(1.0).abs() > 1e-6).sum()),
@@ -99,18 +107,55 @@ def choice_delta(choice: ConceptChoice, deltas: DeltaSource, n_pairs: int) -> np
     return sum((weight * deltas(member) for member, weight in choice.parts()), np.zeros(n_pairs))
 
 
+class CoveredDeltas:
+    """Δ on every pair a plan can act on: the audit's own for its pairs (``audited``, in that
+    order), then a scoring job's for the pairs it scored outside the audit (``extra``).
+
+    Every statistic that decides what an intervention does (the |Δ| quantile bins, the excess
+    of agreeing pairs that drop and flip remove, the totals raking balances) is computed on all
+    of these pairs together, not on the audited sample alone. The goal is that the concept no
+    longer predicts the label in the data a trainer sees, which is every covered pair; balancing
+    the sample and carrying its factors to the rest would leave the rest balanced only up to the
+    sample's noise (a 200-pair sample setting weights for 2,000 pairs), and the audit chose its
+    concepts on its discovery pairs, where their lean is inflated by that choice (the winner's
+    curse), while the scored pairs are an unbiased measure of it. What stays the audit's is the
+    hypothesis itself: each concept's direction (``ConceptChoice.direction``)."""
+
+    def __init__(self, audited: pd.Index, deltas: DeltaSource, scored: PairScores | None = None):
+        self.audited, self.deltas, self.scores = audited, deltas, scored
+        outside = ~scored.pair_ids.isin(audited) if scored is not None else np.zeros(0, bool)
+        self.extra = scored.pair_ids[outside] if scored is not None else pd.Index([])
+        self.positions = np.flatnonzero(outside)  # the extra pairs' places in the scores
+
+    @property
+    def pair_ids(self) -> pd.Index:
+        return self.audited.append(self.extra)
+
+    def __call__(self, concept_id: str) -> np.ndarray:
+        audited = self.deltas(concept_id)
+        if self.scores is None or not len(self.extra):
+            return audited
+        return np.concatenate([audited, self.scores.delta_array(concept_id)[self.positions]])
+
+
 def shape_pairs(
-    plan: InterventionPlan, all_pair_ids: pd.Index, audited_pair_ids: pd.Index, deltas: DeltaSource
+    plan: InterventionPlan,
+    all_pair_ids: pd.Index,
+    audited_pair_ids: pd.Index,
+    deltas: DeltaSource,
+    scored: PairScores | None = None,
 ) -> ShapedPairs:
     """Apply the plan's data interventions. ``deltas(concept_id)`` gives Δ in ``audited_pair_ids``
-    order."""
-    state = _Shaping(plan, deltas, len(audited_pair_ids))
+    order; ``scored`` (a scoring job's, ``plan.with_scores``) adds the pairs it scored outside the
+    audit, so the plan covers them too."""
+    covered = CoveredDeltas(audited_pair_ids, deltas, scored)
+    state = _Shaping(plan, covered, len(covered.pair_ids))
     state.drop()
     state.flip()
     state.upweight()
     state.rake(state.reweight_targets())
     state.normalise()
-    return _shaped_table(state, all_pair_ids, audited_pair_ids)
+    return _shaped_table(state, all_pair_ids, covered)
 
 
 class _Shaping:
@@ -237,36 +282,58 @@ class _Shaping:
         weight[~kept] = 0.0
 
 
-def _shaped_table(state: _Shaping, all_pair_ids: pd.Index, audited_pair_ids: pd.Index) -> ShapedPairs:
-    """One row per pair of the dataset, in its order: the audited pairs as shaped, the rest
-    (outside the audit's pair limit) unchanged with weight 1."""
-    notes = state.notes
-    audited = pd.DataFrame(
+def _shaped_table(state: _Shaping, all_pair_ids: pd.Index, covered: CoveredDeltas) -> ShapedPairs:
+    """One row per pair of the dataset, in its order: the audited and scored pairs as shaped, the
+    rest (outside the audit's pair limit, not scored) unchanged with weight 1."""
+    notes, audited_pair_ids, n_audited = state.notes, covered.audited, len(covered.audited)
+    shaped = pd.DataFrame(
         {
-            "pair_id": audited_pair_ids,
-            "audited": True,
+            "pair_id": covered.pair_ids,
+            "audited": np.arange(len(covered.pair_ids)) < n_audited,
+            "scored": np.arange(len(covered.pair_ids)) >= n_audited,
             "kept": state.kept,
             "flipped": state.orientation < 0,
             "weight": state.weight,
             "changed_by": [", ".join(c) for c in state.changed_by],
         }
     )
-    missing = all_pair_ids.difference(audited_pair_ids, sort=False)
+    missing = all_pair_ids.difference(covered.pair_ids, sort=False)
     rest = pd.DataFrame(
-        {"pair_id": missing, "audited": False, "kept": True, "flipped": False, "weight": 1.0, "changed_by": ""}
+        {
+            "pair_id": missing,
+            "audited": False,
+            "scored": False,
+            "kept": True,
+            "flipped": False,
+            "weight": 1.0,
+            "changed_by": "",
+        }
     )
-    if len(missing):
-        notes.append(
-            f"{len(missing):,} pairs were outside the audit (its pair limit) and are exported unchanged with weight 1"
-        )
-    strangers = audited_pair_ids.difference(all_pair_ids, sort=False)
+    notes.extend(_coverage_notes(len(covered.extra), len(missing)))
+    strangers = covered.pair_ids.difference(all_pair_ids, sort=False)
     if len(strangers):
+        where = "audited" if strangers[0] in audited_pair_ids else "scored"
         raise PlanError(
-            f"{len(strangers)} audited pairs (e.g. {strangers[0]}) are not in the dataset: "
-            "the audit was made on a different dataset"
+            f"{len(strangers)} {where} pairs (e.g. {strangers[0]}) are not in the dataset: "
+            f"the {'audit' if where == 'audited' else 'scoring'} was made on a different dataset"
         )
-    table = pd.concat([audited, rest], ignore_index=True).set_index("pair_id", drop=False)
+    table = pd.concat([shaped, rest], ignore_index=True).set_index("pair_id", drop=False)
     return ShapedPairs(table=table.loc[all_pair_ids].reset_index(drop=True), notes=notes)
+
+
+def _coverage_notes(n_scored: int, n_missing: int) -> list[str]:
+    notes = []
+    if n_scored:
+        notes.append(
+            f"{n_scored:,} pairs outside the audit were scored for the decided concepts by a scoring job "
+            "and are shaped with the audited ones"
+        )
+    if n_missing:
+        notes.append(
+            f"{n_missing:,} pairs were outside the audit (its pair limit) and not scored, so they are exported "
+            "unchanged with weight 1; score them for the decided concepts to shape them too"
+        )
+    return notes
 
 
 def association(delta: np.ndarray, weight: np.ndarray | None = None, orientation: np.ndarray | None = None) -> dict:

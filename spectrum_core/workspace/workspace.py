@@ -75,7 +75,7 @@ _JOB_FIELDS = {
 
 
 # What each job kind is called where people read it (the kinds are the stages' ``kind``).
-JOB_TITLES = {"audit": "Audit", "tune": "Tuning run", "eval": "Evaluation"}
+JOB_TITLES = {"audit": "Audit", "tune": "Tuning run", "eval": "Evaluation", "score": "Scoring"}
 
 
 @dataclass(frozen=True)

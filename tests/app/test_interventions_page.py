@@ -62,3 +62,18 @@ def test_choose_preview_save_and_export(page):
     again.run()
     assert again.selectbox(key=f"intervention-{decision}").value == "drop"
     assert "This plan is saved" in again.success[0].value
+
+
+def test_a_sampled_audit_offers_to_score_the_other_pairs(page):
+    """The small audit read 60 pairs: the page counts the rest and offers the scoring job, with
+    the exact command for the decided concepts."""
+    at, workspace, outcome = page
+    view = AuditView.load(workspace.find_artifact(outcome.artifact_key))
+    target = view.concepts[view.concepts["direction"] != "none"].sort_values("rank")["concept_id"].iloc[0]
+    workspace.decide(outcome.job_id, target, "suppress", user="ana")
+    at.run()
+    assert not at.exception, at.exception
+    n_rest = len(workspace.load_dataset(workspace.job(outcome.job_id).dataset_id)) - len(view.pair_ids)
+    assert any(f"{n_rest:,} neither" in c.value for c in at.caption)
+    assert f"Score the other {n_rest:,} pairs" in [b.label for b in at.button]
+    assert any(f"score --audit {outcome.job_id} --concepts {target}" in c.value for c in at.code)
