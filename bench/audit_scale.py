@@ -38,7 +38,9 @@ WORDS = (12, 60)  # words per response, uniform in this range (HH responses are 
 SAE = dict(sae_width=1024, sae_k=16, sae_training_tokens=1_000_000)
 
 CHILD = """
-import json, resource, sys, time
+import json, logging, resource, sys, time
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(message)s")
+logging.getLogger("spectrum_core.audit.pipeline").setLevel(logging.INFO)  # each step's time and peak
 sys.path.insert(0, sys.argv[4])
 from audit_scale import synthetic_pairs, SAE
 from spectrum_core.audit.config import AuditConfig
@@ -61,6 +63,7 @@ print(json.dumps({
     "peak_before_audit_gb": round(before, 2),
     "response_tokens": report.activations.n_response_tokens,
     "timings": {k: round(v, 1) for k, v in report.timings.items()},
+    "peak_memory_gb": report.peak_memory_gb,
     "settings": settings,
     "heads": len(heads),
     "confirmed_heads": int(heads["confirmed"].fillna(False).astype(bool).sum()),
@@ -112,11 +115,11 @@ def run_size(n: int, model_dir: Path, settings: dict) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         done = subprocess.run(
             [sys.executable, "-c", CHILD, str(n), str(model_dir), folder, str(ROOT / "bench"), json.dumps(settings)],
-            capture_output=True,
+            stdout=subprocess.PIPE,  # the result; the child's log (each step's time and peak) goes to stderr
             text=True,
         )
     if done.returncode != 0:
-        raise SystemExit(f"the audit of {n:,} pairs failed:\n{done.stderr[-4000:]}")
+        raise SystemExit(f"the audit of {n:,} pairs failed (its log above)")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

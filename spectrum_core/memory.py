@@ -13,6 +13,13 @@ import ctypes
 import ctypes.util
 import gc
 from functools import cache
+from pathlib import Path
+
+# Linux exposes a process's peak resident set (VmHWM) and lets the process reset it (writing "5" to
+# clear_refs, Linux 4.0+), which is what a per-step peak needs; resource.getrusage's ru_maxrss
+# only ever rises. Elsewhere both calls answer None.
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
 @cache
@@ -31,3 +38,23 @@ def release_freed_memory() -> None:
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)
+
+
+def reset_peak_rss() -> None:
+    """Start a new peak: the next ``peak_rss_gb`` counts from the resident set now."""
+    try:
+        _CLEAR_REFS.write_text("5")
+    except OSError:
+        pass
+
+
+def peak_rss_gb() -> float | None:
+    """The process's peak resident set since the last ``reset_peak_rss`` (or its start), in GB."""
+    try:
+        status = _STATUS.read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) * 1024 / 1e9, 3)
+    return None

@@ -42,28 +42,23 @@ def add_families(
     rows = np.ones(chosen.shape[0], dtype=bool) if discovery is None else discovery
     column = np.array([offsets[m] + int(f) for m, f in zip(concepts["mode"], concepts["feature"])], dtype=np.int64)
     decoder_columns = {m: (offsets[m] + np.arange(len(w)), w) for m, w in decoders.items() if m in offsets}
-    found = find_families(chosen[rows], rejected[rows], column_mode, column[:MAX_CANDIDATES], decoder_columns)
-    family_chosen, family_rejected = family_scores(chosen, found), family_scores(rejected, found)
     all_delta = (chosen - rejected).tocsc()  # every pair: the joint models are scored on held-out ones
-    delta, family_delta = all_delta[rows], (family_chosen - family_rejected)[rows]
+    delta = all_delta[np.flatnonzero(rows)]
+    found = find_families(
+        chosen, rejected, column_mode, column[:MAX_CANDIDATES], decoder_columns, delta=delta, rows=rows
+    )
+    family_chosen, family_rejected = family_scores(chosen, found), family_scores(rejected, found)
+    del chosen, rejected  # at 100k pairs each copy of every mode side by side is ~0.3 GB
+    family_delta = (family_chosen - family_rejected)[rows]
+    described = _describe(found, delta, family_delta, probe_delta[rows])
+    member_effect = effect_size(delta)[column]
+    del delta
 
     table, joint = concept_table(
         "family", family_chosen, family_rejected, lengths, train_mask, config, discovery, with_joint
     )
-    concept_of_column = np.empty(chosen.shape[1], dtype=object)
-    concept_of_column[column] = concepts["concept_id"].to_numpy()
     member_family = found.family[column]
-    table["concept_id"] = [f"family:{f}" for f in range(found.n_families)]
-    ranked_members = concepts["concept_id"].to_numpy()
-    table["members"] = [list(ranked_members[member_family == f]) for f in range(found.n_families)]
-    table["n_members"] = [len(m) for m in table["members"]]
-    table["representative"] = concept_of_column[representatives(delta, found, family_delta)]
-    table["mean_similarity"] = [found.mean_similarity(f) for f in range(found.n_families)]
-    table["effect_size"] = effect_size(family_delta)
-    nearest, table["probe_r"] = nearest_probes(family_delta, probe_delta[rows])  # this column order, as stored
-    table["nearest_probe"] = nearest
-    # Until the labeller names it, a family goes by its representative's name.
-    table["label"] = table["representative"]
+    table = _with_descriptions(table, found, concepts, column, all_delta.shape[1], described)
     # Ranked by the concepts' rule (length-controlled effect first): ranked by effect size alone, the
     # full HH audit's top families were all length in disguise and its refusal families fell to 27th.
     families = agreement_strength(rank_concepts(table, alpha=config.fdr_threshold), int(rows.sum()))
@@ -71,7 +66,7 @@ def add_families(
     concepts = concepts.assign(
         family=np.where(member_family >= 0, np.char.add("family:", member_family.astype(str)), ""),
         family_weight=np.where(member_family >= 0, found.weights[column], np.nan),
-        effect_size=effect_size(delta)[column],
+        effect_size=member_effect,
     )
     summary = _family_summary(concepts, families, all_delta, column, lengths, train_mask, config, with_joint)
     summary.n_families, summary.n_clustered = found.n_families, int(len(found.clustered))
@@ -79,6 +74,38 @@ def add_families(
     if progress:
         progress("families", 1, 1, unit="steps")
     return pd.concat([families, concepts], ignore_index=True), (family_chosen, family_rejected), summary
+
+
+def _with_descriptions(
+    table: pd.DataFrame, found, concepts: pd.DataFrame, column: np.ndarray, n_columns: int, described: dict
+) -> pd.DataFrame:
+    """The family statistics table with its ids, members (best ranked first) and descriptions."""
+    concept_of_column = np.empty(n_columns, dtype=object)
+    concept_of_column[column] = concepts["concept_id"].to_numpy()
+    member_family = found.family[column]
+    ranked_members = concepts["concept_id"].to_numpy()
+    table["concept_id"] = [f"family:{f}" for f in range(found.n_families)]
+    table["members"] = [list(ranked_members[member_family == f]) for f in range(found.n_families)]
+    table["n_members"] = [len(m) for m in table["members"]]
+    table["representative"] = concept_of_column[described["representative"]]
+    table["mean_similarity"] = [found.mean_similarity(f) for f in range(found.n_families)]
+    table["effect_size"] = described["effect_size"]
+    table["probe_r"], table["nearest_probe"] = described["probe_r"], described["nearest_probe"]
+    # Until the labeller names it, a family goes by its representative's name.
+    table["label"] = table["representative"]
+    return table
+
+
+def _describe(found, delta: sp.csc_matrix, family_delta: sp.spmatrix, probe_delta: pd.DataFrame) -> dict:
+    """What the family table says of each family beyond its statistics, from the described pairs'
+    Δ: its representative member (column), effect size and nearest probe."""
+    nearest, probe_r = nearest_probes(family_delta, probe_delta)  # this column order, as stored
+    return {
+        "representative": representatives(delta, found, family_delta),
+        "effect_size": effect_size(family_delta),
+        "nearest_probe": nearest,
+        "probe_r": probe_r,
+    }
 
 
 def _all_modes(

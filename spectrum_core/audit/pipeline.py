@@ -29,7 +29,7 @@ import scipy.sparse as sp
 import torch
 
 from .. import constants as names
-from ..memory import release_freed_memory
+from ..memory import peak_rss_gb, release_freed_memory, reset_peak_rss
 from ..models import LoadedModel, load_model
 from ..progress import Progress
 from ..stages.distributed import agreed_minimum
@@ -58,10 +58,15 @@ from .stats.confirmation import confirm, confirmation_summary, confirmed_first, 
 from .stats.null import NullSummary, confirmed_count, flip_pairs, null_flips, significant_count
 from .stats.power import power_summary, verdict
 from .stats.sign_test import adjust_pvalues
-from .tables import feature_cards, write_pair_features
+from .tables import family_evidence, feature_cards, token_evidence, write_pair_features
 from .topics import find_topics, topic_leans
 
 logger = logging.getLogger(__name__)
+# The difference SAE sees two vectors a pair, DIFFERENCE_SAE_PASSES times over, up to 20k pairs;
+# beyond, the cap keeps its cost from growing with the data (still 10 passes at 100k pairs, where
+# 50 made it 10M samples, 39k steps: the slowest step of a 100k audit after the extraction).
+DIFFERENCE_SAE_PASSES = 50
+DIFFERENCE_SAE_MAX_SAMPLES = 2_000_000
 TOPIC_FAMILIES = 200  # the best-ranked families whose lean per topic is kept (a dense pairs × families array)
 
 
@@ -87,18 +92,26 @@ def difference_width(n_pairs: int) -> int:
 
 
 class _Timer:
+    """Each step's seconds and the process's peak resident memory while it ran."""
+
     def __init__(self):
         self.seconds: dict[str, float] = {}
+        self.peak_gb: dict[str, float] = {}
 
     def __call__(self, stage: str):
         timer = self
 
         class _Stage:
             def __enter__(self):
+                reset_peak_rss()
                 self.started = time.perf_counter()
 
             def __exit__(self, *exc):
                 timer.seconds[stage] = round(timer.seconds.get(stage, 0.0) + time.perf_counter() - self.started, 2)
+                peak = peak_rss_gb()
+                if peak is not None:
+                    timer.peak_gb[stage] = max(peak, timer.peak_gb.get(stage, 0.0))
+                logger.info("step %s: %.1f s, peak memory %s GB", stage, timer.seconds[stage], peak)
 
         return _Stage()
 
@@ -279,7 +292,7 @@ def _difference_sae(state: AuditState) -> None:
         width=width,
         k=max(2, min(8, width // 16)),
         batch_size=256,
-        training_tokens=max(50_000, 50 * len(vectors)),
+        training_tokens=min(DIFFERENCE_SAE_MAX_SAMPLES, max(50_000, DIFFERENCE_SAE_PASSES * len(vectors))),
         seed=state.config.seed,
     )
     diff_sae, diff_metrics = train_sae(
@@ -448,7 +461,8 @@ def _topics(state: AuditState) -> None:
     )
     family_rows = state.concepts[state.concepts["kind"] == "family"].head(TOPIC_FAMILIES)
     family_chosen, family_rejected = state.mode_data["family"]
-    family_delta = (family_chosen - family_rejected).toarray()[:, family_rows["feature"].to_numpy(dtype=np.int64)]
+    columns = family_rows["feature"].to_numpy(dtype=np.int64)  # only these made dense: pairs × 200 at most
+    family_delta = (family_chosen[:, columns] - family_rejected[:, columns]).toarray()
     state.leans = topic_leans(family_delta, list(family_rows["concept_id"]), topics)
     state.report_so_far.topics = topics.table().to_dict(orient="records")
 
@@ -459,19 +473,42 @@ def _cards_step(state: AuditState) -> None:
     report.joint_models = {mode: JointModelSummary.from_fit(joint) for mode, joint in state.joints.items()}
     report.baselines = Baselines(length_baseline(chosen_len, rejected_len, state.train_mask, state.config.seed))
     assert state.loaded is not None
+    evidence = {
+        "token": token_evidence(state.features, state.store) if state.features is not None else None,
+        "family": _family_evidence(state),
+    }
     card_tables = [
         feature_cards(
             mode,
-            state.features if mode == "token" else None,
             *state.mode_data[mode],
             state.pairs,
             state.loaded.tokenizer,
             state.config.top_examples,
+            evidence.get(mode),
         )
         for mode in ("family", "token", "difference")
         if mode in state.mode_data
     ]
     state.cards = pd.concat(card_tables, ignore_index=True) if card_tables else pd.DataFrame()
+
+
+def _family_evidence(state: AuditState):
+    """Family cards shaded by their token-mode members (tables.family_evidence), when there are any."""
+    if state.token_sae is None or "family" not in state.mode_data:
+        return None
+    concepts = state.concepts
+    members = concepts[(concepts["mode"] == "token") & (concepts["family"].fillna("") != "")]
+    weights = sp.csr_matrix(
+        (
+            members["family_weight"].to_numpy(float),
+            (
+                members["feature"].to_numpy(np.int64),
+                members["family"].str.removeprefix("family:").astype(np.int64).to_numpy(),
+            ),
+        ),
+        shape=(state.mode_data["token"][0].shape[1], state.mode_data["family"][0].shape[1]),
+    )
+    return family_evidence(state.store, state.token_sae, weights)
 
 
 def _labels(state: AuditState) -> None:
@@ -585,6 +622,7 @@ def run_audit(
         if state.stopped:
             return None
     report = _finish_report(state, timer.seconds)
+    report.peak_memory_gb = timer.peak_gb
     report.write(out_dir)
     return AuditResult(out_dir, state.concepts, report)
 

@@ -180,6 +180,8 @@ class AuditReport:
     power: PowerSummary | None = None
     verdict: str = ""  # the one-sentence reading of the counts and the power
     timings: dict[str, float] = field(default_factory=dict)  # step name -> seconds
+    # step name -> the process's peak resident memory during it, GB (Linux only; empty elsewhere)
+    peak_memory_gb: dict[str, float] = field(default_factory=dict)
 
     @property
     def model(self) -> str:

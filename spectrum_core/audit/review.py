@@ -3,7 +3,9 @@ and token highlighting that is safe to put in a page (every token is HTML-escape
 
 from __future__ import annotations
 
+import difflib
 import html
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -65,6 +67,43 @@ def label_check(row) -> str:
         else:
             parts.append("the label does not explain it (its phrases do not predict the choice on the held-out pairs)")
     return "; ".join(parts)
+
+
+# A label whose fidelity interval reaches down to this does not pick out the responses where the
+# concept fires better than a coin (the AUC of chance): the card says so beside the label.
+CHANCE_FIDELITY = 0.5
+
+
+def label_fidelity(row, concepts: pd.DataFrame) -> tuple[str, bool]:
+    """How well the label matches where the concept fires, in words, and whether it visibly does
+    not (its fidelity interval reaches chance, or the label does not explain the effect). A
+    family or probe stands in the queue through its head, whose label check it shares; a concept
+    with none says its label was not checked on held-out responses."""
+    checked = row
+    if row.get("kind") != "head" and "source" in concepts.columns:
+        heads = concepts[(concepts["kind"] == "head") & (concepts["source"] == row["concept_id"])]
+        checked = heads.iloc[0] if len(heads) else row
+    text = label_check(checked)
+    if not text:
+        return "label not checked on held-out responses (only the heads' labels are)", False
+    low, explains = checked.get("label_fidelity_low"), checked.get("label_explains")
+    poor = (low is not None and pd.notna(low) and low <= CHANCE_FIDELITY) or (
+        explains is not None and not (isinstance(explains, float) and np.isnan(explains)) and not bool(explains)
+    )
+    return text, bool(poor)
+
+
+def word_differences(text: str, other: str) -> tuple[list[str], list[float]]:
+    """``text`` as words (each with the whitespace after it) and 1.0 for each word not matched in
+    ``other`` (difflib's longest matching blocks over whole words), for shading what differs
+    between the two responses of a pair where there are no token activations to shade."""
+    words = re.findall(r"\S+\s*|\s+", text)
+    theirs = re.findall(r"\S+\s*|\s+", other)
+    matcher = difflib.SequenceMatcher(None, [w.strip() for w in words], [w.strip() for w in theirs], autojunk=False)
+    differs = [1.0] * len(words)
+    for block in matcher.get_matching_blocks():
+        differs[block.a : block.a + block.size] = [0.0] * block.size
+    return words, differs
 
 
 @dataclass
@@ -142,11 +181,18 @@ class AuditView:
         """Δ for every audited pair (0 where neither side has the concept)."""
         return pd.Series(self.delta_array(concept_id), index=self.pair_ids, name="delta")
 
-    def card(self, concept_id: str) -> pd.DataFrame:
-        """The strongest examples; a head shows its source's."""
+    def card(self, concept_id: str, role: str = "fires") -> pd.DataFrame:
+        """The strongest examples (``role="silent"``: the contrast where it is silent, see
+        tables.ROLES); a head shows its source's. Audits from before the silent contrast have
+        only the strongest examples and no role column."""
         if concept_id.startswith("head:"):
             concept_id = self.head_source(concept_id)
-        return self.cards[self.cards["concept_id"] == concept_id].sort_values("rank")
+        rows = self.cards[self.cards["concept_id"] == concept_id]
+        if "role" in rows.columns:
+            rows = rows[rows["role"] == role]
+        elif role != "fires":
+            rows = rows.iloc[:0]
+        return rows.sort_values("rank")
 
     def probe_correlations(self, concept_id: str) -> pd.Series:
         """Pearson r of this concept's Δ with every probe's Δ, strongest first."""

@@ -3,19 +3,41 @@ strongest responses with its activation on every token) and the pair features in
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .extract.activations import ActivationStore
 from .extract.features import (
     ResponseFeatures,
+    encode_selected,
     token_activations,
     top_responses,
 )
-from .responses import pair_of, side_name
+from .responses import interleave, other_side, pair_of, side_name
+
+CARD_COLUMNS = [
+    "concept_id",
+    "role",
+    "rank",
+    "pair_id",
+    "side",
+    "activation",
+    "other_activation",
+    "tokens",
+    "token_activations",
+]
+# A card's rows: its ``top_examples`` strongest responses ("fires", rank 1…) and one contrast,
+# "silent": the response of the pair where the concept fires most strongly on one side and not at
+# all on the other (rank 0), so the reader compares two answers to one prompt.
+ROLES = ("fires", "silent")
+
+# (concept column, response) -> (token ids, the concept's activation on each token); see
+# token_evidence and family_evidence.
+Evidence = Callable[[list[tuple[int, int, float]]], dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]]
 
 
 def _token_strings(tokenizer, ids: np.ndarray, cache: dict[int, str]) -> list[str]:
@@ -27,35 +49,103 @@ def _token_strings(tokenizer, ids: np.ndarray, cache: dict[int, str]) -> list[st
     return out
 
 
+def silent_contrasts(chosen: sp.csr_matrix, rejected: sp.csr_matrix) -> list[tuple[int, int, float]]:
+    """(concept column, silent response, activation on its pair's other response) per concept
+    that fires on one side of some pair and is zero on the other: the pair where that other side
+    fires most (ties: the chosen side firing first, then the lower pair)."""
+    best: dict[int, tuple[float, int]] = {}
+    for fires_side, (fires, other) in enumerate(((chosen, rejected), (rejected, chosen))):
+        seen = sp.csr_matrix(other, copy=True)
+        seen.data[:] = 1.0
+        only = sp.csr_matrix(fires - sp.csr_matrix(fires).multiply(seen)).tocoo()
+        keep = only.data > 0
+        order = np.lexsort((only.row[keep], -only.data[keep], only.col[keep]))
+        cols, pairs_, values = only.col[keep][order], only.row[keep][order], only.data[keep][order]
+        first = np.unique(cols, return_index=True)[1]
+        for col, pair, value in zip(cols[first].tolist(), pairs_[first].tolist(), values[first].tolist()):
+            silent = 2 * pair + (1 - fires_side)
+            if col not in best or value > best[col][0]:
+                best[col] = (value, silent)
+    return [(col, silent, value) for col, (value, silent) in sorted(best.items())]
+
+
+def token_evidence(features: ResponseFeatures, store: ActivationStore | None = None) -> Evidence:
+    """Token mode: the streamed evidence (``features``), and for a response it does not hold (a
+    silent contrast: all zeros) its token ids from ``store``."""
+
+    def evidence(wanted: list[tuple[int, int, float]]) -> dict:
+        held = [w for w in wanted if w[1] in features.token_ids]
+        per_token = token_activations(features, held)
+        out = {(f, r): (features.token_ids[r], per_token[(f, r)]) for f, r, _ in held}
+        missing = sorted({r for _, r, _ in wanted if r not in features.token_ids})
+        ids = encode_selected(store, None, np.array(missing), np.zeros(0, np.int64)) if store and missing else {}
+        for f, r, _ in wanted:
+            if (f, r) not in out and r in ids:
+                out[(f, r)] = (ids[r][0], np.zeros(len(ids[r][0]), dtype=np.float32))
+        return out
+
+    return evidence
+
+
+def family_evidence(store: ActivationStore, sae, weights: sp.csr_matrix) -> Evidence:
+    """Families: the token-mode members' activations on every token combined as the family score
+    combines them (``weights``: token latents × families, a member's weight in its family), so a
+    family card is shaded by what carries it; members of other modes (difference, probes) have no
+    tokens and add nothing to the shading. The responses are encoded again (``encode_selected``)."""
+    weights = sp.csc_matrix(weights)
+    latents = np.flatnonzero(np.diff(sp.csr_matrix(weights).indptr) > 0)  # token latents in some family
+
+    def evidence(wanted: list[tuple[int, int, float]]) -> dict:
+        encoded = encode_selected(store, sae, np.array(sorted({r for _, r, _ in wanted})), latents)
+        member_weights = sp.csr_matrix(weights[latents])
+        out = {}
+        for family, response, _ in wanted:
+            ids, acts = encoded[response]
+            scores = acts @ member_weights[:, [family]]
+            out[(family, response)] = (ids, np.asarray(scores.todense(), dtype=np.float32).ravel())
+        return out
+
+    return evidence
+
+
 def feature_cards(
-    mode: str, features: ResponseFeatures | None, chosen, rejected, pairs, tokenizer, n_top: int
+    mode: str, chosen, rejected, pairs, tokenizer, n_top: int, evidence: Evidence | None = None
 ) -> pd.DataFrame:
-    """Rows (concept_id, rank, pair_id, side, activation, tokens, token_activations)."""
-    wanted = top_responses(chosen, rejected, n_top)
-    per_token = token_activations(features, wanted) if features is not None else {}
+    """Rows (``CARD_COLUMNS``) of every concept's card: its ``n_top`` strongest responses and its
+    silent contrast, each with the other response's activation, tokens and token activations
+    (empty without ``evidence``)."""
+    chosen, rejected = sp.csr_matrix(chosen), sp.csr_matrix(rejected)
+    fires = top_responses(chosen, rejected, n_top)
+    silent = silent_contrasts(chosen, rejected)
+    per_token = evidence(fires + silent) if evidence is not None else {}
+    wanted = [(role, *w) for role, ws in (("fires", fires), ("silent", silent)) for w in ws]
+    by_response = interleave(chosen, rejected)
+    features = np.array([w[1] for w in wanted], dtype=np.int64)
+    responses = np.array([w[2] for w in wanted], dtype=np.int64)
+    own = np.asarray(by_response[responses, features]).ravel() if wanted else np.zeros(0)
+    other = np.asarray(by_response[other_side(responses), features]).ravel() if wanted else np.zeros(0)
     decode_cache: dict[int, str] = {}
     rows = []
     rank_in_feature: dict[int, int] = {}
-    for feature, response, value in wanted:
-        rank_in_feature[feature] = rank_in_feature.get(feature, 0) + 1
-        tokens, acts = [], []
-        if features is not None:
-            tokens = _token_strings(tokenizer, features.token_ids[response], decode_cache)
-            acts = per_token[(feature, response)].tolist()
+    for (role, feature, response, _), value, other_value in zip(wanted, own.tolist(), other.tolist()):
+        rank = 0
+        if role == "fires":
+            rank = rank_in_feature[feature] = rank_in_feature.get(feature, 0) + 1
+        ids, acts = per_token.get((feature, response), (np.zeros(0, np.int64), np.zeros(0, np.float32)))
         rows.append(
             {
                 "concept_id": f"{mode}:{feature}",
-                "rank": rank_in_feature[feature],
+                "role": role,
+                "rank": rank,
                 "pair_id": pairs["pair_id"].iat[pair_of(response)],
                 "side": side_name(response),
-                "activation": float(value),
-                "tokens": tokens,
-                "token_activations": acts,
+                "activation": value,
+                "other_activation": other_value,
+                "tokens": _token_strings(tokenizer, ids, decode_cache),
+                "token_activations": acts.tolist(),
             }
         )
-    return pd.DataFrame(
-        rows, columns=["concept_id", "rank", "pair_id", "side", "activation", "tokens", "token_activations"]
-    )
+    return pd.DataFrame(rows, columns=CARD_COLUMNS)
 
 
 def pair_feature_table(

@@ -57,7 +57,7 @@ CONFIG = AuditConfig(
 )
 COMPARED_TABLES = (names.CONCEPTS_FILE, names.FEATURE_CARDS_FILE, names.PAIR_FEATURES_FILE)
 # Report entries that depend on the machine or the run, not on the inputs.
-VOLATILE_REPORT_KEYS = ("timings", "model_path", "train_seconds")
+VOLATILE_REPORT_KEYS = ("timings", "peak_memory_gb", "model_path", "train_seconds")
 
 
 def _canonical(value) -> str:

@@ -47,7 +47,8 @@ def label_concepts(
     sae_rows = concepts.index[concepts["kind"] == "family"][: config.labelled_concepts].append(
         concepts.index[concepts["kind"] == "sae"][: config.labelled_concepts]
     )
-    cards_by_concept = {cid: group for cid, group in cards.groupby("concept_id")} if len(cards) else {}
+    strongest = cards[cards["role"] == "fires"] if "role" in cards.columns else cards  # not the silent contrast
+    cards_by_concept = {cid: group for cid, group in strongest.groupby("concept_id")} if len(cards) else {}
     rng = np.random.default_rng(config.seed)
     texts = response_texts(pairs)
     # Responses × concepts, column-major so each feature is one slice.

@@ -27,10 +27,12 @@ from .pairs import (
 from .sign_test import adjust_pvalues, sign_pvalues
 
 
-def _side_statistics(c: sp.csr_matrix, r: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per feature: pairs where chosen or rejected is nonzero, and the column sums of each side.
+def _side_statistics(c: sp.csr_matrix, r: sp.csr_matrix, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per feature, over the pairs in ``keep``: pairs where chosen or rejected is nonzero, and
+    the column sums of each side.
 
-    Row block by row block (views, no copies of the inputs), so temporaries stay small.
+    Row block by row block (views, no copies of the inputs; other rows' values zeroed in the
+    block's temporaries), so temporaries stay small.
     """
     n_pairs, n_features = c.shape
     union = np.zeros(n_features, dtype=np.int64)
@@ -49,7 +51,7 @@ def _side_statistics(c: sp.csr_matrix, r: sp.csr_matrix) -> tuple[np.ndarray, np
         patterns = []
         for side, (m, ptr) in enumerate(((c, c_ptr), (r, r_ptr))):
             e0, e1 = int(ptr[r0]), int(ptr[r1])
-            data, indices = m.data[e0:e1], m.indices[e0:e1]
+            data, indices = m.data[e0:e1] * np.repeat(keep[r0:r1], np.diff(ptr[r0 : r1 + 1])), m.indices[e0:e1]
             sums[side] += np.bincount(indices, weights=data, minlength=n_features)
             nonzero = data != 0
             union += np.bincount(indices[nonzero], minlength=n_features)
@@ -101,8 +103,9 @@ def feature_statistics(
     moments = column_moments(csc := d.tocsc())
     keep = np.ones(n_pairs, dtype=bool) if rows is None else as_train_mask(rows, n_pairs)
     if not keep.all():  # the per-feature part on ``rows`` only; the joint model on all
-        c, r, signs_rows = c[keep], r[keep], signs[keep]
-        moments_rows = column_moments(csc_rows := delta_csr(c - r).tocsc())
+        # Row selection of the CSC Δ, not Δ of row copies of both sides: one copy, not three.
+        signs_rows, csc_rows = signs[keep], csc[np.flatnonzero(keep)]
+        moments_rows = column_moments(csc_rows)
     else:
         signs_rows, csc_rows, moments_rows = signs, csc, moments
     null = length_null(np.asarray(chosen_len, float), np.asarray(rejected_len, float), signs, rows=keep)
@@ -112,10 +115,12 @@ def feature_statistics(
         row_term, null_info = null_row_term(null, signs_rows)
         logits = feature_logits(csc_rows, moments_rows["sd"], row_term)
         score, p_value = score_pvalues(csc_rows, signs_rows, null)
-        sides = _side_statistics(c, r)
+        sides = _side_statistics(c, r, keep)
         joint_fit = joint_future.result()
 
-    table = _feature_table(c.shape, moments_rows, sides, logits, (score, p_value), null_info, joint_fit, correction)
+    table = _feature_table(
+        (int(keep.sum()), n_features), moments_rows, sides, logits, (score, p_value), null_info, joint_fit, correction
+    )
     summary = {key: value for key, value in joint_fit.items() if not isinstance(value, np.ndarray)} | null_info
     return table, summary
 

@@ -26,6 +26,7 @@ import scipy.sparse as sp
 from scipy import stats as sps
 
 from .length_basis import length_basis
+from .pairs import block_layout, column_blocks, segment_sum
 
 LENGTH_PROBE = "probe:length_tokens"  # the probe that is the length itself (whole responses, in tokens)
 NULL_MAX_ITER = 100
@@ -144,14 +145,15 @@ def score_pvalues(delta: sp.csc_matrix, signs: np.ndarray, null: LengthNull) -> 
     y = (signs > 0).astype(np.float64)
     mu = null.probability
     weight = mu * (1.0 - mu)
-    x = sp.csc_matrix(sp.diags(signs.astype(np.float64)) @ sp.csc_matrix(delta, dtype=np.float64))
-    info_beta = np.asarray(x.multiply(x).T @ weight).ravel()
-    cross = np.asarray(x.T @ (null.design * weight[:, None]))  # concepts × k
-    info_theta = (null.design * weight[:, None]).T @ null.design
+    weighted_design = null.design * weight[:, None]
+    u_beta, info_beta, cross = _score_sums(
+        sp.csc_matrix(delta), signs.astype(np.float64), y - mu, weight, weighted_design
+    )
+    info_theta = weighted_design.T @ null.design
     projection = cross @ np.linalg.pinv(info_theta)
     # The efficient score: U_β − I_βθ I_θθ⁻¹ U_θ (U_θ is zero at the maximum-likelihood fit, and
     # not quite where the ridge fallback stopped short of it).
-    score = np.asarray(x.T @ (y - mu)).ravel() - projection @ (null.design.T @ (y - mu))
+    score = u_beta - projection @ (null.design.T @ (y - mu))
     adjust = np.einsum("jk,jk->j", projection, cross)
     efficient = info_beta - adjust
     # A column that length fully explains (the token count itself) keeps only rounding noise of
@@ -159,6 +161,28 @@ def score_pvalues(delta: sp.csc_matrix, signs: np.ndarray, null: LengthNull) -> 
     informative = efficient > 1e-6 * np.maximum(info_beta, 1e-300)
     statistic = np.divide(score**2, efficient, out=np.zeros_like(score), where=informative)
     return score, np.where(informative, sps.chi2.sf(statistic, df=1), 1.0)
+
+
+def _score_sums(
+    delta: sp.csc_matrix, signs: np.ndarray, residual: np.ndarray, weight: np.ndarray, weighted_design: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per column of x = sign·Δ: Σ x·residual, Σ x²·weight and Σ x·weighted_design (one row per
+    design column), column block by column block: a float64 copy of the whole of x (and of x²)
+    took 1.3 GB at 100k pairs."""
+    indptr = delta.indptr.astype(np.int64)
+    n_cols = delta.shape[1]
+    u_beta, info_beta = np.zeros(n_cols), np.zeros(n_cols)
+    cross = np.zeros((n_cols, weighted_design.shape[1]))
+    for c0, c1 in column_blocks(indptr):
+        cols, _, starts = block_layout(indptr, c0, c1)
+        if cols.size == 0:
+            continue
+        rows = delta.indices[indptr[c0] : indptr[c1]]
+        x = delta.data[indptr[c0] : indptr[c1]].astype(np.float64) * signs[rows]
+        u_beta[cols] = segment_sum(x * residual[rows], starts)
+        info_beta[cols] = segment_sum(x * x * weight[rows], starts)
+        cross[cols] = np.add.reduceat(x[:, None] * weighted_design[rows], starts, axis=0)
+    return u_beta, info_beta, cross
 
 
 def _side(lean: np.ndarray) -> np.ndarray:

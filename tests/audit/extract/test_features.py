@@ -6,25 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from spectrum_core.audit.extract.activations import ActivationConfig, extract_activations
 from spectrum_core.audit.extract.features import encode_responses, token_activations, top_responses
 from spectrum_core.audit.responses import split_sides
-from spectrum_core.audit.sae import _training_sae
-
-# Shards of 8 responses: 30 pairs give 8 shards, so evidence is dropped and kept across shards.
-CONFIG = ActivationConfig(layer=2, shard_size=8, tokens_per_batch=1024, max_prompt_tokens=64, max_response_tokens=96)
-
-
-@pytest.fixture(scope="module")
-def store_and_sae(tiny_model, hh_dataset, tmp_path_factory):
-    store = extract_activations(tiny_model, hh_dataset.pairs.head(30), tmp_path_factory.mktemp("acts"), CONFIG)
-    torch.manual_seed(0)
-    sae = _training_sae(64, 256, 8, "cpu", "", "")  # random weights: any SAE is fine for equality
-    return store, sae
 
 
 @torch.no_grad()
-def _in_memory(store, sae):
+def in_memory(store, sae):
     """Every response encoded whole: its max and mean pooling and every token's activations."""
     n = store.manifest["n_responses"]
     max_pool, mean_pool = np.zeros((n, 256), np.float32), np.zeros((n, 256), np.float32)
@@ -39,7 +26,7 @@ def _in_memory(store, sae):
 @pytest.mark.parametrize("pooling", ["max", "mean"])
 def test_streamed_encoding_equals_encoding_in_memory(store_and_sae, pooling):
     store, sae = store_and_sae
-    max_pool, mean_pool, per_token = _in_memory(store, sae)
+    max_pool, mean_pool, per_token = in_memory(store, sae)
     other = "mean" if pooling == "max" else "max"
     streamed = encode_responses(store, sae, poolings=(pooling, other), evidence_top=3, chunk=100)
     for name, expected in (("max", max_pool), ("mean", mean_pool)):
