@@ -5,14 +5,52 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages.frame import build_frame, escape_markdown, finished_audits, load_audit_view
 from spectrum_core.audit.carry import CARRY_R, carry_decisions, carry_proposal
-from spectrum_core.audit.review import describe_concept, highlight_tokens, label_check, verdict_badge
+from spectrum_core.audit.review import (
+    describe_concept,
+    highlight_tokens,
+    is_composite,
+    label_check,
+    label_fidelity,
+    verdict_badge,
+    word_differences,
+)
 from spectrum_core.charts import topic_heatmap, topic_lean_bars
+
+CARD_EXAMPLES = 4  # strongest examples shown on a card (the audit keeps top_examples of them)
+
+
+def show_example(example: pd.Series, pair: pd.Series) -> None:
+    """One card example: the pair's two answers side by side, the one it is about shaded by the
+    concept's token activations (or, without them, by the words that differ from the other)."""
+    other = "rejected" if example["side"] == "chosen" else "chosen"
+
+    def value(activation) -> str:
+        return "silent" if activation == 0 else f"{activation:.2f}"
+
+    other_value = example.get("other_activation")  # absent from audits made before it was kept
+    st.caption(
+        f"pair {example['pair_id']} · on the {example['side']} answer: {value(example['activation'])}"
+        + (f"; on the {other} answer: {value(other_value)}" if pd.notna(other_value) else "")
+    )
+    columns = dict(zip(("chosen", "rejected"), st.columns(2)))
+    has_tokens = len(example["tokens"]) > 0 and max(example["token_activations"], default=0) > 0
+    for side, column in columns.items():
+        column.markdown(f"*{side}*")
+        if side == example["side"] and has_tokens:
+            column.html(highlight_tokens(list(example["tokens"]), list(example["token_activations"])))
+        elif has_tokens:
+            column.code(pair[side], language=None, wrap_lines=True)
+        else:
+            words, differs = word_differences(pair[side], pair["rejected" if side == "chosen" else "chosen"])
+            column.html(highlight_tokens(words, differs, rgb=(233, 196, 106)))
+
 
 frame = build_frame()
 workspace = frame.workspace
@@ -87,19 +125,28 @@ with st.expander("Filters", expanded=False):
     min_prevalence = c2.slider("Prevalence at least", 0.0, 1.0, 0.0, 0.01)
     decided = c3.radio("Decided", ["all", "undecided", "decided"], horizontal=True)
     sort = c3.selectbox("Sort by", ["rank", "q_value", "coef", "prevalence", "share_chosen_more"])
-shown = concepts[
-    concepts["direction"].isin(direction)
-    & concepts["kind"].isin(kinds)
-    & (concepts["q_value"] <= max_q)
-    & (concepts["prevalence"] >= min_prevalence)
-]
-if decided != "all":
-    shown = shown[(shown["decision"] != "") == (decided == "decided")]
+listed = concepts[concepts["kind"].isin(kinds)]
+# Each filter with the rows it hides on its own, so "181 of 196" says why the 15 are missing.
+filters = {
+    f"direction not {' or '.join(direction) or 'any'}": listed["direction"].isin(direction),
+    f"q above {max_q:g}": listed["q_value"] <= max_q,
+    f"prevalence under {min_prevalence:.0%}": listed["prevalence"] >= min_prevalence,
+    f"not {decided}": (listed["decision"] != "") == (decided == "decided")
+    if decided != "all"
+    else pd.Series(True, index=listed.index),
+}
+passing = np.logical_and.reduce([mask.to_numpy() for mask in filters.values()])
+shown = listed[passing]
+hidden_by = [f"{int((~mask).sum()):,} {why}" for why, mask in filters.items() if (~mask).any()]
 ascending = sort in ("rank", "q_value")
 shown = shown.sort_values(sort, ascending=ascending, key=(lambda s: s.abs()) if sort == "coef" else None)
 noun = {"Heads": "heads", "Families": "families"}.get(review, "concepts")
 total = int(concepts["kind"].isin(kinds).sum())
-st.caption(f"{len(shown):,} of {total:,} {noun}. Select one to open its card.")
+st.caption(
+    f"{len(shown):,} of {total:,} {noun}"
+    + (f" (hidden by the filters: {'; '.join(hidden_by)})" if hidden_by else "")
+    + ". Select one to open its card."
+)
 alpha = view.report.fdr_threshold
 shown = shown.assign(verdict=[verdict_badge(r, alpha) for _, r in shown.iterrows()])
 optional = ["confirm_q", "effect_size", "agreement_strength"]
@@ -203,6 +250,10 @@ new_label = st.text_input("Label", row["label"], key=f"label-{concept_id}")
 if new_label.strip() and new_label.strip() != row["label"]:
     workspace.set_label(audit_id, concept_id, new_label.strip(), user=frame.user)
     st.rerun()
+fidelity_text, label_mismatch = label_fidelity(row, concepts)
+(st.warning if label_mismatch else st.caption)(
+    ("The label does not match where it fires: " if label_mismatch else "Label check: ") + fidelity_text + "."
+)
 st.text(describe_concept(row))  # labels come from dataset text: shown as text, never markup
 st.caption(f"Verdict: {verdict_badge(row, alpha)}")
 family_id = row.get("family") if isinstance(row.get("family"), str) else ""
@@ -281,7 +332,8 @@ elif family_id:
 snippets = row.get("snippets")
 if snippets is not None and len(snippets):
     st.text("\n".join(f"“{quote}”" for quote in snippets))  # dataset text: plain text, never markup
-stats = st.columns(8)
+# Two rows of four: eight metrics in one row cut their names ("Pairs where it d…") on a laptop.
+stats = st.columns(4) + st.columns(4)
 stats[0].metric("Pairs where it differs", f"{int(row['n_differ']):,}")
 stats[1].metric("Chosen has more", f"{row['share_chosen_more']:.0%}" if row["n_differ"] else "–")
 stats[2].metric("q (length-aware)", f"{row['q_value']:.1e}")
@@ -327,21 +379,26 @@ right.markdown("**Most correlated probes** (Pearson r of Δ)")
 right.dataframe(correlations.rename("r").to_frame(), width="stretch")
 
 card = view.card(concept_id)
+pairs_by_id = frame.dataset().pairs.set_index("pair_id") if len(card) else None
 if len(card):
-    st.markdown("**Where it fires most** (shaded by activation)")
-    pairs = frame.dataset().pairs.set_index("pair_id")
-    for _, example in card.head(4).iterrows():
-        pair = pairs.loc[example["pair_id"]]
-        st.caption(
-            f"pair {example['pair_id']} · fires on the {example['side']} response (max {example['activation']:.2f})"
+    shaded = any(len(tokens) for tokens in card["tokens"])
+    how = (
+        "tokens shaded by its members' activations, weighted as the family's score weights them"
+        if shaded and is_composite(str(card["concept_id"].iat[0]))
+        else "tokens shaded by activation"
+        if shaded
+        else "no token activations in this mode: the words that differ between the two answers are shaded"
+    )
+    st.markdown(f"**Where it fires most** ({how})")
+    for _, example in card.head(CARD_EXAMPLES).iterrows():
+        show_example(example, pairs_by_id.loc[example["pair_id"]])
+    silent = view.card(concept_id, role="silent")
+    if len(silent):
+        st.markdown(
+            "**Where it is silent**: the pair where it fires most on one answer and not at all on the other, "
+            "so the two answers to one prompt show what it responds to"
         )
-        chosen_col, rejected_col = st.columns(2)
-        for column, side in ((chosen_col, "chosen"), (rejected_col, "rejected")):
-            column.markdown(f"*{side}*")
-            if side == example["side"] and len(example["tokens"]):
-                column.html(highlight_tokens(list(example["tokens"]), list(example["token_activations"])))
-            else:
-                column.code(pair[side], language=None, wrap_lines=True)
+        show_example(silent.iloc[0], pairs_by_id.loc[silent["pair_id"].iat[0]])
 
 st.markdown("**Decision**")
 current = decisions.get(concept_id)

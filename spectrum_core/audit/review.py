@@ -118,17 +118,19 @@ class AuditView:
     topic_leans: pd.DataFrame = field(default_factory=pd.DataFrame)  # per family and topic
 
     @classmethod
-    def load(cls, folder: Path) -> AuditView:
+    def load(cls, folder: Path, tables: bool = True) -> AuditView:
+        """The audit in ``folder``; ``tables=False`` reads its concepts and audited pairs only
+        (what resolving a family's members needs), not the per-pair table, cards and topics."""
         artifact = AuditArtifact(Path(folder))
         return cls(
             folder=artifact.folder,
             concepts=artifact.concepts().set_index("concept_id", drop=False),
-            cards=artifact.cards(),
-            pair_features=artifact.pair_features(),
+            cards=artifact.cards() if tables else pd.DataFrame(),
+            pair_features=artifact.pair_features() if tables else pd.DataFrame(),
             pair_ids=pd.Index(artifact.audited_pairs()["pair_id"]),
             report=artifact.report,
-            topics=artifact.topics(),
-            topic_leans=artifact.topic_leans(),
+            topics=artifact.topics() if tables else pd.DataFrame(),
+            topic_leans=artifact.topic_leans() if tables else pd.DataFrame(),
         )
 
     @cached_property

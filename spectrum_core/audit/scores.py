@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ..artifacts import AuditArtifact, ScoresArtifact
+from ..artifacts import ScoresArtifact
 from .review import AuditView, is_composite
 
 if TYPE_CHECKING:
@@ -29,17 +29,8 @@ SCORING_KIND = "score"  # the scoring stage's job and artifact kind
 
 
 def concept_view(folder: Path) -> AuditView:
-    """An audit's concepts and audited pairs only (what resolving a family's members needs),
-    without its per-pair table and cards."""
-    artifact = AuditArtifact(Path(folder))
-    return AuditView(
-        folder=artifact.folder,
-        concepts=artifact.concepts().set_index("concept_id", drop=False),
-        cards=pd.DataFrame(),
-        pair_features=pd.DataFrame(),
-        pair_ids=pd.Index(artifact.audited_pairs()["pair_id"]),
-        report=artifact.report,
-    )
+    """An audit's concepts and audited pairs only, without its per-pair table and cards."""
+    return AuditView.load(folder, tables=False)
 
 
 def concept_members(view: AuditView, concept_ids: Iterable[str]) -> dict[str, dict[str, float]]:

@@ -3,6 +3,8 @@ cards, decisions (a family's reaching the plan), undo, labels."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -126,14 +128,28 @@ def test_two_sessions_deciding_at_once_lose_nothing(page):
     assert "Current decision: keep" in ana.info[0].value and "by ben" in ana.info[0].value
 
 
+def shaded_examples(at) -> list[str]:
+    """The card's HTML blocks with at least one token shaded above nothing."""
+    blocks = [element.proto.body for element in at.get("html")]
+    return [b for b in blocks if any(float(a) > 0 for a in re.findall(r"rgba\(\d+,\d+,\d+,([0-9.]+)\)", b))]
+
+
 def test_family_card_lists_members_and_a_member_links_back(page):
+    """A family card: its members, its strongest answers shaded by its token members (every
+    card shows evidence), the silent contrast, the label check beside the label."""
     at, workspace, outcome = page
-    family = families(outcome.concepts).iloc[0]
+    ranked = families(outcome.concepts)
+    with_tokens = ranked[[any(m.startswith("token:") for m in members) for members in ranked["members"]]]
+    family = with_tokens.iloc[0]
     at.session_state["concept"] = family["concept_id"]
     at.run()
     assert at.subheader[0].value == family["concept_id"]
     assert any(f"**{int(family['n_members'])} members**" in m.value for m in at.markdown)
     assert any(m.label == "Effect size" for m in at.metric)
+    assert any("weighted as the family's score weights them" in m.value for m in at.markdown)
+    assert len(shaded_examples(at)) >= 1
+    assert any("Where it is silent" in m.value for m in at.markdown)
+    assert any(c.value.startswith("Label check") for c in at.caption) or len(at.warning)
     member = family["members"][-1]
     at.session_state["concept"] = member
     at.run()
@@ -170,3 +186,19 @@ def test_a_family_decision_reaches_the_plan_for_every_member(page):
         plan = compile_plan(workspace, outcome.job_id, view)
         by_id = {c.concept_id: c for c in plan.concepts}
         assert own not in by_id[family["concept_id"]].members and by_id[own].action == "keep"
+
+
+def test_the_list_says_what_its_filters_hide(page):
+    """ "181 of 196 families" says why 15 are missing: each filter with the rows it hides."""
+    at, _, outcome = page
+    at.run()
+    next(r for r in at.radio if r.label == "Review").set_value("All concepts")
+    at.run()
+    singles = outcome.concepts[outcome.concepts["kind"].isin(["sae", "probe"])]
+    no_direction = int((singles["direction"] == "none").sum())
+    caption = next(c.value for c in at.caption if "Select one to open its card" in c.value)
+    assert caption.startswith(f"{len(singles) - no_direction:,} of {len(singles):,} concepts")
+    if no_direction:
+        assert f"{no_direction:,} direction not chosen or rejected" in caption
+    else:
+        assert "hidden" not in caption

@@ -219,7 +219,9 @@ def _encode_shard(shard: dict, sae, device, chunk: int, parts: _FeatureParts, on
     pooled = {"max": pooled_max, "mean": pooled_mean}
     if parts.evidence.top:
         token_ids = {
-            int(response): shard["token_ids"][offsets[row] : offsets[row + 1]].numpy()
+            # A copy, not a view: a view kept the whole shard (its activations too) alive for as long
+            # as the response stayed card evidence, so at 100k pairs nearly every shard stayed in memory.
+            int(response): shard["token_ids"][offsets[row] : offsets[row + 1]].numpy().copy()
             for row, response in enumerate(responses.tolist())
         }
         dtypes = {"row": np.int64, "position": np.int32, "latent": np.int32, "value": np.float32}
@@ -256,7 +258,8 @@ def encode_selected(
         at = 0  # the row's first token in ``matrix``
         for row in rows:
             start, end = int(offsets[row]), int(offsets[row + 1])
-            out[int(shard["responses"][row])] = (shard["token_ids"][start:end].numpy(), matrix[at : at + end - start])
+            ids = shard["token_ids"][start:end].numpy().copy()  # a view would keep the shard alive
+            out[int(shard["responses"][row])] = (ids, matrix[at : at + end - start])
             at += end - start
     return out
 
