@@ -1,9 +1,14 @@
 """End to end in a real headless Chromium: the app as a researcher uses it.
 
-Open the app (the HH demo loads itself), run a small audit from the Audit page, suppress the top
-concept with a reason on the Concepts page, reload and find the decision still there, preview
-the plan on the Interventions page; then upload a file whose responses carry a script and
-markdown tricks and check they show as text and never run.
+Open the app (the HH demo loads itself), run a small audit from the Audit page (the job panel
+mid-run shown), switch the Concepts page's views and find the same card open, suppress the top
+concept with a reason and keep a family (its card shows its evidence), reload and find the
+decision still there, preview the plan on the Interventions page and score the rest of the
+dataset so the plan covers every pair; then upload a file whose responses carry a script and
+markdown tricks and check they show as text and never run. A tuning run and its evaluation are
+made by the library for test_results_page_in_a_browser (a run of a few steps, tiny evaluation
+settings), which reads them in the browser; the Tuning page's own start-and-watch is tested
+through AppTest: through the forms here they would add tens of minutes to the walk.
 
 Screenshots of every page go to ``$SPECTRUM_SCREENSHOT_DIR`` (``scripts/screenshots.sh`` points
 it at docs/ for the README), else to the test's temporary folder.
@@ -122,6 +127,20 @@ def settle(page) -> None:
     page.wait_for_timeout(800)
 
 
+def open_first_row_other_than(page, concept_id: str) -> str:
+    """Click the listed table's first row whose card is not ``concept_id``; its id."""
+    grid = page.locator("[data-testid='stDataFrame']").first
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    for row in range(1, 4):
+        page.mouse.click(box["x"] + 12, box["y"] + 18 + 36 * row)  # the row's selection cell
+        settle(page)
+        opened = page.locator("h3").first.inner_text().strip()
+        if opened != concept_id:
+            return opened
+    raise AssertionError(f"no row other than {concept_id} opened a card")
+
+
 def test_demo_audit_decide_reload_and_safe_text(app_server, shots, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
@@ -153,35 +172,60 @@ def test_demo_audit_decide_reload_and_safe_text(app_server, shots, tmp_path):
         expect(page.get_by_text(f"--max-pairs {AUDIT_PAIRS}")).to_be_visible(timeout=30_000)
         expect(page.get_by_text("--sae-seeds 0")).to_be_visible()
         page.get_by_role("button", name="Start audit").click()
+        # The job panel mid-run: a stage's bar with its progress, and what the whole job's estimate rests on.
+        expect(page.get_by_text("Whole job").first).to_be_visible(timeout=300_000)
+        page.screenshot(path=str(shots / "audit-running.png"))
         expect(page.get_by_text("succeeded").first).to_be_visible(timeout=600_000)
         expect(page.get_by_text("Concepts with q < 0.05")).to_be_visible(timeout=60_000)
         settle(page)
         page.screenshot(path=str(shots / "audit-page.png"))
 
-        # Concepts: suppress the top concept with a reason.
+        # Concepts: the card stays on the concept opened, whatever the view; suppress it with a reason.
         page.get_by_role("link", name="Concepts").click()
         reason = page.get_by_role("textbox", name="Reason (optional)")
         reason.wait_for(timeout=60_000)
         concept_id = page.locator("h3").first.inner_text().strip()
+        views = [v for v in ("Families", "All concepts", "Heads") if page.get_by_text(v, exact=True).count()]
+        for name in views:
+            page.get_by_text(name, exact=True).first.click()
+            settle(page)
+            assert page.locator("h3").first.inner_text().strip() == concept_id, name
         reason.fill(REASON)
         reason.press("Enter")
         settle(page)
-        page.get_by_role("button", name="Suppress").click()
-        expect(page.get_by_text("Current decision: suppress")).to_be_visible(timeout=60_000)
+        page.get_by_role("button", name=f"Suppress {concept_id}").click()
+        expect(page.get_by_text(f"Current decision: suppress on {concept_id}")).to_be_visible(timeout=60_000)
         settle(page)
         page.screenshot(path=str(shots / "concepts-page.png"))
+        # A second decision, on the best family other than the first: its card shows its evidence.
+        page.get_by_text("Families", exact=True).first.click()
+        settle(page)
+        family_id = open_first_row_other_than(page, concept_id)
+        expect(page.get_by_text("Where it is silent").first).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("Where it fires most").first).to_be_visible()
+        page.get_by_text("Where it fires most").first.scroll_into_view_if_needed()
+        settle(page)
+        page.screenshot(path=str(shots / "concepts-family-card.png"))
+        page.get_by_role("button", name=f"Keep {family_id}").click()
+        expect(page.get_by_text(f"Current decision: keep on {family_id}")).to_be_visible(timeout=60_000)
 
         # A reload (a new browser session) still shows the decision: it lives in the workspace.
         page.reload()
         expect(page.get_by_text("Current decision: suppress")).to_be_visible(timeout=60_000)
         expect(page.get_by_text(REASON).first).to_be_visible()
 
-        # Interventions: the plan's preview.
+        # Interventions: the plan's preview, then the rest of the dataset scored so the plan covers every pair.
         page.get_by_role("link", name="Interventions").click()
         expect(page.get_by_text("What the plan does to the data")).to_be_visible(timeout=60_000)
         page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
         settle(page)
         page.screenshot(path=str(shots / "interventions-page.png"))
+        expect(page.get_by_text(f"{AUDIT_PAIRS:,} audited, 0 scored by a scoring job").first).to_be_visible()
+        page.get_by_role("button", name="Score the other").click()
+        expect(page.get_by_text("Scoring 1: succeeded").first).to_be_visible(timeout=900_000)
+        settle(page)
+        expect(page.get_by_text(f"{AUDIT_PAIRS:,} audited, ").first).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("0 neither").first).to_be_visible(timeout=60_000)
 
         # Text from a dataset is shown as text: a script and markdown tricks in a response.
         evil = tmp_path / "evil.jsonl"
