@@ -170,7 +170,9 @@ def find_families(
     if rows is not None and delta is None:
         raise ValueError("find_families: rows need the Δ of those rows")
     sd = _response_sd(chosen, rejected, rows)
-    weights = np.where(sd > 0, 1.0 / np.where(sd > 0, sd, 1.0), 0.0)
+    # In the activations' own precision (float32): float64 weights made the family scores float64,
+    # twice their memory, and their stored chosen, rejected and Δ disagreed in the last float32 bit.
+    weights = np.where(sd > 0, 1.0 / np.where(sd > 0, sd, 1.0), 0.0).astype(np.result_type(chosen.dtype, np.float32))
 
     delta = sp.csc_matrix(chosen - rejected if delta is None else delta)
     if delta.nnz and not np.all(delta.data != 0):  # the caller's matrix is left as it is
