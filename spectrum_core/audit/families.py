@@ -170,9 +170,7 @@ def find_families(
     if rows is not None and delta is None:
         raise ValueError("find_families: rows need the Δ of those rows")
     sd = _response_sd(chosen, rejected, rows)
-    # In the activations' own precision (float32): float64 weights made the family scores float64,
-    # twice their memory, and their stored chosen, rejected and Δ disagreed in the last float32 bit.
-    weights = np.where(sd > 0, 1.0 / np.where(sd > 0, sd, 1.0), 0.0).astype(np.result_type(chosen.dtype, np.float32))
+    weights = _member_weights(sd, chosen.dtype)
 
     delta = sp.csc_matrix(chosen - rejected if delta is None else delta)
     if delta.nnz and not np.all(delta.data != 0):  # the caller's matrix is left as it is
@@ -209,6 +207,13 @@ def find_families(
         first_seen.setdefault(int(label), len(first_seen))
     family[keep] = [first_seen[int(label)] for label in labels]
     return Families(family, weights, similarity, keep)
+
+
+def _member_weights(sd: np.ndarray, dtype) -> np.ndarray:
+    """1 / SD (0 for a constant concept), in the activations' own precision (float32): float64
+    weights made the family scores float64, twice their memory, and their stored chosen,
+    rejected and Δ disagreed in the last float32 bit."""
+    return np.where(sd > 0, 1.0 / np.where(sd > 0, sd, 1.0), 0.0).astype(np.result_type(dtype, np.float32))
 
 
 def _response_sd(chosen: sp.spmatrix, rejected: sp.spmatrix, rows: np.ndarray | None) -> np.ndarray:

@@ -42,8 +42,8 @@ def add_families(
     rows = np.ones(chosen.shape[0], dtype=bool) if discovery is None else discovery
     column = np.array([offsets[m] + int(f) for m, f in zip(concepts["mode"], concepts["feature"])], dtype=np.int64)
     decoder_columns = {m: (offsets[m] + np.arange(len(w)), w) for m, w in decoders.items() if m in offsets}
-    all_delta = (chosen - rejected).tocsc()  # every pair: the joint models are scored on held-out ones
-    delta = all_delta[np.flatnonzero(rows)]
+    n_columns = chosen.shape[1]
+    delta = (chosen - rejected)[np.flatnonzero(rows)].tocsc()
     found = find_families(
         chosen, rejected, column_mode, column[:MAX_CANDIDATES], decoder_columns, delta=delta, rows=rows
     )
@@ -58,7 +58,7 @@ def add_families(
         "family", family_chosen, family_rejected, lengths, train_mask, config, discovery, with_joint
     )
     member_family = found.family[column]
-    table = _with_descriptions(table, found, concepts, column, all_delta.shape[1], described)
+    table = _with_descriptions(table, found, concepts, column, n_columns, described)
     # Ranked by the concepts' rule (length-controlled effect first): ranked by effect size alone, the
     # full HH audit's top families were all length in disguise and its refusal families fell to 27th.
     families = agreement_strength(rank_concepts(table, alpha=config.fdr_threshold), int(rows.sum()))
@@ -68,6 +68,9 @@ def add_families(
         family_weight=np.where(member_family >= 0, found.weights[column], np.nan),
         effect_size=member_effect,
     )
+    # Every pair's Δ (the joint models are scored on held-out ones), built only now and only for
+    # them: held through the family statistics it added its size to the step's peak at 100k pairs.
+    all_delta = _all_delta(mode_data) if with_joint else None
     summary = _family_summary(concepts, families, all_delta, column, lengths, train_mask, config, with_joint)
     summary.n_families, summary.n_clustered = found.n_families, int(len(found.clustered))
     summary.joint_model = JointModelSummary.from_fit(joint)
@@ -108,6 +111,11 @@ def _describe(found, delta: sp.csc_matrix, family_delta: sp.spmatrix, probe_delt
     }
 
 
+def _all_delta(mode_data: dict[str, tuple[sp.csr_matrix, sp.csr_matrix]]) -> sp.csc_matrix:
+    chosen, rejected, _, _ = _all_modes(mode_data)
+    return (chosen - rejected).tocsc()
+
+
 def _all_modes(
     mode_data: dict[str, tuple[sp.csr_matrix, sp.csr_matrix]],
 ) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray, dict[str, int]]:
@@ -124,7 +132,7 @@ def _all_modes(
 def _family_summary(
     concepts: pd.DataFrame,
     families: pd.DataFrame,
-    delta: sp.csc_matrix,
+    delta: sp.csc_matrix | None,
     column: np.ndarray,
     lengths: tuple[np.ndarray, np.ndarray],
     train_mask: np.ndarray,
@@ -142,8 +150,9 @@ def _family_summary(
     top_columns = column[concepts["family"].isin(top).to_numpy()]
     auc = {}
     for name, columns in (("all", column), ("top", top_columns)):
-        fitted = with_joint and len(columns)
-        fit = joint_model(delta[:, np.sort(columns)], *lengths, train_mask, config.seed) if fitted else {}
+        fit: dict = {}
+        if with_joint and delta is not None and len(columns):
+            fit = joint_model(delta[:, np.sort(columns)], *lengths, train_mask, config.seed)
         auc[name] = float(fit.get("auc_held_out", float("nan")))
     length_auc = length_baseline(*lengths, train_mask, config.seed).length_only_auc_held_out
     gain_all, gain_top = auc["all"] - length_auc, auc["top"] - length_auc
