@@ -239,6 +239,9 @@ if rows:
 concept_id = st.session_state.get("concept")
 if concept_id not in concepts.index:
     concept_id = shown["concept_id"].iloc[0] if len(shown) else None
+    # The card opened by default is remembered like a chosen one: a view switch or a filter then
+    # keeps it open instead of opening the new list's first row (family:0 became token:423).
+    st.session_state["concept"] = concept_id
 if concept_id is None:
     st.info("No concept passes these filters.")
     st.stop()

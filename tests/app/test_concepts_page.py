@@ -202,3 +202,14 @@ def test_the_list_says_what_its_filters_hide(page):
         assert f"{no_direction:,} direction not chosen or rejected" in caption
     else:
         assert "hidden" not in caption
+
+
+def test_the_card_opened_by_default_stays_open_across_views(page):
+    """Nothing picked yet: the card the page opened first stays open when the view changes
+    (it used to follow the new list's first row, family:0 becoming token:423)."""
+    at, _, _ = page
+    at.run()
+    first = at.subheader[0].value
+    for view in ("All concepts", "Families"):
+        _review(at, view)
+        assert at.subheader[0].value == first, view

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -173,7 +174,7 @@ def test_demo_audit_decide_reload_and_safe_text(app_server, shots, tmp_path):
         expect(page.get_by_text("--sae-seeds 0")).to_be_visible()
         page.get_by_role("button", name="Start audit").click()
         # The job panel mid-run: a stage's bar with its progress, and what the whole job's estimate rests on.
-        expect(page.get_by_text("Whole job").first).to_be_visible(timeout=300_000)
+        expect(page.get_by_text(re.compile(r"whole.job", re.IGNORECASE)).first).to_be_visible(timeout=300_000)
         page.screenshot(path=str(shots / "audit-running.png"))
         expect(page.get_by_text("succeeded").first).to_be_visible(timeout=600_000)
         expect(page.get_by_text("Concepts with q < 0.05")).to_be_visible(timeout=60_000)
