@@ -49,7 +49,11 @@ def colours(names: list[str]) -> dict[str, str]:
 
 def wrap(text: str, width: int, lines: int | None = None) -> str:
     """``text`` on lines of at most ``width`` characters, joined by <br> (plotly's line break)."""
-    return "<br>".join(textwrap.wrap(text, width, max_lines=lines, placeholder=" …") or [text])
+    wrapped = textwrap.wrap(text, width) or [text]
+    if lines is not None and len(wrapped) > lines:  # the last line kept says the text goes on
+        last = textwrap.wrap(" ".join(wrapped[lines - 1 :]), max(width - 2, 1))[0]
+        wrapped = wrapped[: lines - 1] + [last + " …"]
+    return "<br>".join(wrapped)
 
 
 def panel_title(metric: str) -> str:
