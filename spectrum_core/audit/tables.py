@@ -13,11 +13,13 @@ import scipy.sparse as sp
 from .extract.activations import ActivationStore
 from .extract.features import (
     ResponseFeatures,
+    column_slices,
     encode_selected,
     token_activations,
     top_responses,
 )
-from .responses import interleave, other_side, pair_of, side_name
+from .responses import other_side, pair_of, side_name, side_of
+from .stats.pairs import BLOCK_NNZ
 
 CARD_COLUMNS = [
     "concept_id",
@@ -49,24 +51,41 @@ def _token_strings(tokenizer, ids: np.ndarray, cache: dict[int, str]) -> list[st
     return out
 
 
-def silent_contrasts(chosen: sp.csr_matrix, rejected: sp.csr_matrix) -> list[tuple[int, int, float]]:
+def silent_contrasts(
+    chosen: sp.csr_matrix, rejected: sp.csr_matrix, block_nnz: int = BLOCK_NNZ
+) -> list[tuple[int, int, float]]:
     """(concept column, silent response, activation on its pair's other response) per concept
     that fires on one side of some pair and is zero on the other: the pair where that other side
-    fires most (ties: the chosen side firing first, then the lower pair)."""
-    best: dict[int, tuple[float, int]] = {}
-    for fires_side, (fires, other) in enumerate(((chosen, rejected), (rejected, chosen))):
-        seen = sp.csr_matrix(other, copy=True)
-        seen.data[:] = 1.0
-        only = sp.csr_matrix(fires - sp.csr_matrix(fires).multiply(seen)).tocoo()
-        keep = only.data > 0
-        order = np.lexsort((only.row[keep], -only.data[keep], only.col[keep]))
-        cols, pairs_, values = only.col[keep][order], only.row[keep][order], only.data[keep][order]
-        first = np.unique(cols, return_index=True)[1]
-        for col, pair, value in zip(cols[first].tolist(), pairs_[first].tolist(), values[first].tolist()):
-            silent = 2 * pair + (1 - fires_side)
-            if col not in best or value > best[col][0]:
-                best[col] = (value, silent)
-    return [(col, silent, value) for col, (value, silent) in sorted(best.items())]
+    fires most (ties: the chosen side firing first, then the lower pair); column block by column
+    block (``column_slices``)."""
+    out = []
+    for c0, chosen_block, rejected_block in column_slices(sp.csr_matrix(chosen), sp.csr_matrix(rejected), block_nnz):
+        best: dict[int, tuple[float, int]] = {}
+        for fires_side, (fires, other) in enumerate(((chosen_block, rejected_block), (rejected_block, chosen_block))):
+            seen = sp.csr_matrix(other, copy=True)
+            seen.data[:] = 1.0
+            only = sp.csr_matrix(fires - fires.multiply(seen)).tocoo()
+            keep = only.data > 0
+            order = np.lexsort((only.row[keep], -only.data[keep], only.col[keep]))
+            cols, pairs_, values = only.col[keep][order], only.row[keep][order], only.data[keep][order]
+            first = np.unique(cols, return_index=True)[1]
+            for col, pair, value in zip(cols[first].tolist(), pairs_[first].tolist(), values[first].tolist()):
+                silent = 2 * pair + (1 - fires_side)
+                if col not in best or value > best[col][0]:
+                    best[col] = (value, silent)
+        out += [(col + c0, silent, value) for col, (value, silent) in sorted(best.items())]
+    return out
+
+
+def response_values(chosen: sp.csr_matrix, rejected: sp.csr_matrix, responses: np.ndarray, columns: np.ndarray):
+    """The value of each (response, column): response 2i reads chosen's row i, 2i+1 rejected's
+    (no interleaved copy of both matrices)."""
+    values = np.zeros(len(responses))
+    for side, matrix in enumerate((chosen, rejected)):
+        on_side = side_of(responses) == side
+        if on_side.any():
+            values[on_side] = np.asarray(matrix[pair_of(responses[on_side]), columns[on_side]]).ravel()
+    return values
 
 
 def token_evidence(features: ResponseFeatures, store: ActivationStore | None = None) -> Evidence:
@@ -119,11 +138,10 @@ def feature_cards(
     silent = silent_contrasts(chosen, rejected)
     per_token = evidence(fires + silent) if evidence is not None else {}
     wanted = [(role, *w) for role, ws in (("fires", fires), ("silent", silent)) for w in ws]
-    by_response = interleave(chosen, rejected)
     features = np.array([w[1] for w in wanted], dtype=np.int64)
     responses = np.array([w[2] for w in wanted], dtype=np.int64)
-    own = np.asarray(by_response[responses, features]).ravel() if wanted else np.zeros(0)
-    other = np.asarray(by_response[other_side(responses), features]).ravel() if wanted else np.zeros(0)
+    own = response_values(chosen, rejected, responses, features)
+    other = response_values(chosen, rejected, other_side(responses), features)
     decode_cache: dict[int, str] = {}
     rows = []
     rank_in_feature: dict[int, int] = {}

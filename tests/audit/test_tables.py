@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from spectrum_core.audit.extract.features import encode_responses, encode_selected
+from spectrum_core.audit.extract.features import encode_responses, encode_selected, top_responses
 from spectrum_core.audit.tables import family_evidence, feature_cards, silent_contrasts, token_evidence
 from tests.audit.extract.test_features import in_memory
 
@@ -56,6 +56,23 @@ def test_the_silent_contrast_is_the_pair_firing_most_on_one_side_only():
     # column 0: fires on chosen of pair 0 (3, rejected silent), chosen of pair 3 (2), rejected of pair 2 (4)
     # column 1: rejected of pair 0 (2, chosen silent), chosen of pair 1 (1), chosen of pair 3 (4)
     assert silent_contrasts(chosen, rejected) == [(0, 2 * 2, 4.0), (1, 2 * 3 + 1, 4.0)]
+    # one column per block gives the same contrasts
+    assert silent_contrasts(chosen, rejected, block_nnz=1) == silent_contrasts(chosen, rejected)
+
+
+def test_card_lists_are_the_same_block_by_block_as_at_once():
+    """``top_responses`` and ``silent_contrasts`` sort nonzeros column block by column block;
+    tiny blocks (a few columns each) give exactly what one block over every column gives."""
+    rng = np.random.default_rng(0)
+    chosen, rejected = (
+        sp.random(300, 90, density=0.1, format="csr", random_state=rng, dtype=np.float32) for _ in range(2)
+    )
+    chosen.data = np.round(chosen.data * 4) / 4 + 0.25  # ties, broken by side then pair
+    at_once = 10**9
+    for block_nnz in (1, 50, 700):
+        assert top_responses(chosen, rejected, 3, block_nnz) == top_responses(chosen, rejected, 3, at_once)
+        assert silent_contrasts(chosen, rejected, block_nnz) == silent_contrasts(chosen, rejected, at_once)
+    assert len(top_responses(chosen, rejected, 3)) == 3 * 90
 
 
 def test_token_cards_keep_their_evidence_and_add_the_silent_contrast(store_and_sae, hh_dataset, tiny_model):

@@ -20,6 +20,7 @@ import scipy.sparse as sp
 import torch
 
 from ..responses import interleave, pair_of, side_of, split_sides
+from ..stats.pairs import BLOCK_NNZ, column_blocks
 from .activations import ActivationStore
 
 POOLINGS = ("max", "mean")
@@ -294,17 +295,35 @@ def encode_differences(pooled: torch.Tensor, sae, chunk: int = 8192) -> tuple[sp
     return sp.vstack(plus, format="csr"), sp.vstack(minus, format="csr")
 
 
-def top_responses(chosen: sp.csr_matrix, rejected: sp.csr_matrix, n_top: int) -> list[tuple[int, int, float]]:
+def column_slices(chosen: sp.csr_matrix, rejected: sp.csr_matrix, target_nnz: int = BLOCK_NNZ):
+    """(first column, chosen block, rejected block) over consecutive column ranges holding about
+    ``target_nnz`` nonzeros of both sides, so work that sorts nonzeros per column never holds
+    more than one block's temporaries (at 100k pairs, sorting every nonzero at once was the
+    audit's peak memory)."""
+    counts = np.bincount(chosen.indices, minlength=chosen.shape[1]) + np.bincount(
+        rejected.indices, minlength=rejected.shape[1]
+    )
+    for c0, c1 in column_blocks(np.concatenate([[0], np.cumsum(counts)]), target_nnz):
+        yield c0, chosen[:, c0:c1], rejected[:, c0:c1]
+
+
+def top_responses(
+    chosen: sp.csr_matrix, rejected: sp.csr_matrix, n_top: int, block_nnz: int = BLOCK_NNZ
+) -> list[tuple[int, int, float]]:
     """(feature, response index, activation) for the ``n_top`` strongest responses of every
-    feature, responses numbered 2i (chosen of pair i) and 2i+1 (rejected)."""
-    both = interleave(chosen, rejected).tocoo()
-    response = both.row
-    # by feature, then activation, ties chosen side first, then by pair (as every ranking)
-    order = np.lexsort((pair_of(response), side_of(response), -both.data, both.col))
-    cols, resp, vals = both.col[order], response[order], both.data[order]
-    first = np.searchsorted(cols, cols, side="left")
-    keep = (np.arange(len(cols)) - first) < n_top
-    return list(zip(cols[keep].tolist(), resp[keep].tolist(), vals[keep].tolist()))
+    feature, responses numbered 2i (chosen of pair i) and 2i+1 (rejected); column block by
+    column block (``column_slices``)."""
+    out: list[tuple[int, int, float]] = []
+    for c0, chosen_block, rejected_block in column_slices(sp.csr_matrix(chosen), sp.csr_matrix(rejected), block_nnz):
+        both = interleave(chosen_block, rejected_block).tocoo()
+        response = both.row
+        # by feature, then activation, ties chosen side first, then by pair (as every ranking)
+        order = np.lexsort((pair_of(response), side_of(response), -both.data, both.col))
+        cols, resp, vals = both.col[order], response[order], both.data[order]
+        first = np.searchsorted(cols, cols, side="left")
+        keep = (np.arange(len(cols)) - first) < n_top
+        out += zip((cols[keep] + c0).tolist(), resp[keep].tolist(), vals[keep].tolist())
+    return out
 
 
 def token_activations(features: ResponseFeatures, wanted: list[tuple[int, int, float]]) -> dict:

@@ -191,3 +191,22 @@ def test_flip_pairs_swaps_only_the_flipped_rows():
     c, r = flip_pairs(chosen, rejected, np.array([False, True, False]))
     np.testing.assert_array_equal(c.toarray(), [[1, 0], [0, 0], [0, 4]])
     np.testing.assert_array_equal(r.toarray(), [[5, 6], [2, 3], [7, 0]])
+
+
+@pytest.mark.parametrize("chunk_nnz", [1, 7, 1 << 20])
+def test_flip_pairs_gathers_the_same_rows_chunk_by_chunk(monkeypatch, chunk_nnz):
+    """Written straight into the output chunk of rows by chunk: every chunk size gives the dense
+    row swap, canonical and in the inputs' dtype (empty rows and an empty matrix included)."""
+    from spectrum_core.audit.stats import null
+
+    monkeypatch.setattr(null, "FLIP_CHUNK_NNZ", chunk_nnz)
+    rng = np.random.default_rng(4)
+    for n_pairs in (0, 1, 60):
+        chosen, rejected = (
+            sp.random(n_pairs, 30, density=d, format="csr", random_state=rng, dtype=np.float32) for d in (0.1, 0.3)
+        )
+        flip = rng.random(n_pairs) < 0.5
+        c, r = null.flip_pairs(chosen, rejected, flip)
+        np.testing.assert_array_equal(c.toarray(), np.where(flip[:, None], rejected.toarray(), chosen.toarray()))
+        np.testing.assert_array_equal(r.toarray(), np.where(flip[:, None], chosen.toarray(), rejected.toarray()))
+        assert c.dtype == np.float32 and c.has_canonical_format and r.has_canonical_format
