@@ -2,6 +2,7 @@
 
 from .export import SavedPlan, load_plan, save_plan, shaped_records
 from .plan import (
+    CONTROLS,
     DATA_INTERVENTIONS,
     INTERVENTION_HELP,
     ConceptChoice,
@@ -14,6 +15,7 @@ from .plan import (
 from .shaping import CoveredDeltas, ShapedPairs, association, association_table, shape_pairs
 
 __all__ = [
+    "CONTROLS",
     "DATA_INTERVENTIONS",
     "INTERVENTION_HELP",
     "ConceptChoice",

@@ -41,6 +41,13 @@ DATA_INTERVENTIONS: dict[str, tuple[str, ...]] = {
     "amplify": ("none", "upweight"),
     "keep": ("none",),
 }
+# Controls for the prediction check (metrics/prediction.py): a plan that must teach the opposite,
+# or nothing. Applied after every decision, to every pair of the dataset.
+CONTROLS = {
+    "none": "the pairs as the decisions shape them",
+    "label_flip": "chosen and rejected swapped in every pair: what tuning learns must reverse",
+    "shuffle": "chosen and rejected swapped in a seeded random half of the pairs: tuning should learn nothing",
+}
 INTERVENTION_HELP = {
     "reweight": "reweight pairs so the concept no longer predicts the label",
     "drop": "drop the pairs where the concept decides the label",
@@ -110,6 +117,17 @@ class InterventionPlan:
     # The scoring job's artifact whose Δ the plan uses on the pairs outside a sampled audit
     # (audit/scores.py); None: the plan acts on the audited pairs only.
     scores_artifact: str | None = None
+    control: str = "none"  # a key of CONTROLS
+    control_seed: int = 0  # which random half the shuffle control swaps
+
+    def __post_init__(self):
+        if self.control not in CONTROLS:
+            raise PlanError(f"unknown control {self.control!r}; choose one of {', '.join(CONTROLS)}")
+
+    def as_control(self, control: str, seed: int = 0) -> InterventionPlan:
+        """The same plan with every pair's labels swapped (``label_flip``) or a seeded random half
+        of them (``shuffle``) after its decisions: the prediction check's negative controls."""
+        return replace(self, control=control, control_seed=seed)
 
     # --------------------------------------------------------------------------- selections
     def by_action(self, action: str) -> list[ConceptChoice]:
@@ -130,6 +148,8 @@ class InterventionPlan:
         data["concepts"] = [{k: v for k, v in asdict(c).items() if k != "members" or v} for c in self.concepts]
         if data["scores_artifact"] is None:  # likewise: plans without scores keep their hash
             del data["scores_artifact"]
+        if data["control"] == "none":  # and plans that are not controls
+            del data["control"], data["control_seed"]
         return data
 
     def to_yaml(self, summary: dict | None = None) -> str:

@@ -318,7 +318,28 @@ def _shaped_table(state: _Shaping, all_pair_ids: pd.Index, covered: CoveredDelta
             f"the {'audit' if where == 'audited' else 'scoring'} was made on a different dataset"
         )
     table = pd.concat([shaped, rest], ignore_index=True).set_index("pair_id", drop=False)
-    return ShapedPairs(table=table.loc[all_pair_ids].reset_index(drop=True), notes=notes)
+    table = table.loc[all_pair_ids].reset_index(drop=True)
+    _apply_control(table, state.plan, notes)
+    return ShapedPairs(table=table, notes=notes)
+
+
+def _apply_control(table: pd.DataFrame, plan: InterventionPlan, notes: list[str]) -> None:
+    """Swap chosen and rejected on top of the decisions: in every pair (``label_flip``), or in a
+    random half drawn from ``control_seed`` in the dataset's pair order (``shuffle``)."""
+    if plan.control == "none":
+        return
+    if plan.control == "label_flip":
+        swap = np.ones(len(table), dtype=bool)
+    else:
+        swap = np.random.default_rng(plan.control_seed).random(len(table)) < 0.5
+    table["flipped"] = table["flipped"].to_numpy(dtype=bool) ^ swap
+    table.loc[swap, "changed_by"] = [
+        ", ".join(filter(None, (c, f"control:{plan.control}"))) for c in table.loc[swap, "changed_by"]
+    ]
+    notes.append(
+        f"control plan ({plan.control}): chosen and rejected swapped in {int(swap.sum()):,} of {len(table):,} pairs "
+        "after the decisions; train on it only to check the prediction"
+    )
 
 
 def _coverage_notes(n_scored: int, n_missing: int) -> list[str]:

@@ -199,3 +199,25 @@ def test_a_family_acts_on_the_weighted_sum_of_its_members(data):
     )
     assert shape_pairs(make_plan(emptied), everything, audited, deltas).table["kept"].all()
     assert emptied.parts() == [] and suppress("a", "drop").parts() == [("a", 1.0)]
+
+
+def test_control_plans_swap_every_pair_or_a_seeded_half_on_top_of_the_decisions(data):
+    everything, audited, deltas = data
+    plan = make_plan(suppress("a", "flip"))
+    decided = shape_pairs(plan, everything, audited, deltas).table
+    flipped = shape_pairs(plan.as_control("label_flip"), everything, audited, deltas)
+    # every pair's orientation reversed, the decisions' flips included; weights untouched
+    np.testing.assert_array_equal(flipped.table["flipped"], ~decided["flipped"])
+    np.testing.assert_array_equal(flipped.table["weight"], decided["weight"])
+    assert "control plan (label_flip)" in flipped.notes[-1]
+    halves = [shape_pairs(plan.as_control("shuffle", seed), everything, audited, deltas).table for seed in (0, 0, 1)]
+    swapped = [h["flipped"].to_numpy() ^ decided["flipped"].to_numpy() for h in halves]
+    np.testing.assert_array_equal(swapped[0], swapped[1])  # seeded
+    assert not np.array_equal(swapped[0], swapped[2])
+    assert 0.35 < swapped[0].mean() < 0.65 and (halves[0].loc[swapped[0], "changed_by"].str.contains("control")).all()
+    # a control is part of the plan: another hash, read back from its YAML; a plain plan keeps its hash
+    control = plan.as_control("shuffle", 1)
+    assert control.plan_hash != plan.plan_hash and "control" not in plan.to_dict()
+    assert InterventionPlan.from_yaml(control.to_yaml()).plan_hash == control.plan_hash
+    with pytest.raises(PlanError, match="unknown control"):
+        plan.as_control("reverse")
