@@ -11,6 +11,7 @@ from app_pages.job_panel import start_panel, watch
 from spectrum_core.charts import association_shift
 from spectrum_core.constants import PLAN_FILE, SHAPED_JSONL_FILE, SHAPED_PARQUET_FILE
 from spectrum_core.interventions import (
+    CONTROLS,
     DATA_INTERVENTIONS,
     INTERVENTION_HELP,
     association_table,
@@ -178,6 +179,26 @@ else:
             mime=mime,
             width="stretch",
             key=f"download-{name}",
+        )
+with st.expander("Controls for the prediction check"):
+    st.caption(
+        "Does the audit predict what tuning learns? Tune once on this plan and once on a control of it, then "
+        "compare them on the Results page's Prediction tab: with the labels swapped in every pair the prediction "
+        "and the realised shifts must both reverse; with them swapped in a random half, both must vanish. "
+        "A control plan is saved beside this one and never replaces it."
+    )
+    control = st.radio(
+        "Control",
+        [c for c in CONTROLS if c != "none"],
+        format_func=lambda c: f"{c.replace('_', ' ')}: {CONTROLS[c]}",
+        key="control-kind",
+    )
+    if st.button("Save the control plan", key="save-control"):
+        variant = plan.as_control(control)
+        shaped_control = preview(str(folder), variant.to_yaml(), variant, all_pair_ids, frame.dataset_id, scores)
+        saved = save_plan(workspace, variant, shaped_control, dataset, user=frame.user)
+        st.success(
+            f"Saved control plan #{saved.plan_id} ({control.replace('_', ' ')}); tune on it from the Tuning page."
         )
 with st.expander("The plan as YAML"):
     st.code(plan.to_yaml(summary), language="yaml")

@@ -15,6 +15,7 @@ from spectrum_core.artifacts import EvaluationArtifact
 from spectrum_core.metrics import figures
 from spectrum_core.metrics.config import PRESETS, eval_preset
 from spectrum_core.metrics.figures import METRIC_GROUPS, metric_bars
+from spectrum_core.metrics.prediction_report import agreement_rows, seed_spread
 from spectrum_core.metrics.report import export_html, export_json, readable_table, significant
 from spectrum_core.metrics.results import evaluation_settings, gather, tuning_runs
 from spectrum_core.metrics.targets import BASE
@@ -163,46 +164,38 @@ with tabs[1]:
     if not comparison.shifts:
         st.info(
             "Did the audit predict what tuning learned? Evaluate a tuned run: its evaluation compares the shift "
-            "the audit predicted for each of its top families with the shift in the run's generations."
+            "the audit predicted for each of its heads (and a sample of non-significant families) with the shift in "
+            "the run's generations."
         )
     else:
         st.caption(
-            "Each point is a family (diamonds: decided in the run's plan; red edge: suppressed). Predicted: the "
-            "weighted mean standardised Δ of the pairs the run trained on, after the plan's drops, flips and "
-            "weights. Realised: the paired change in the tuned model's generations against the base model's on "
-            "the same held-out prompts, in standard deviations, with its 95% interval."
+            "Each point is a concept the audit predicted: every head (circles), a seeded random sample of as many "
+            "non-significant families (open circles, so the scatter spans the whole range), and the run's decided "
+            "concepts (diamonds; red edge: suppressed). Predicted: the weighted mean standardised Δ of exactly the "
+            "pairs the run trained on, after the plan's drops, flips and weights. Realised: the paired change in the "
+            "tuned model's generations against the base model's on the same held-out prompts, in standard "
+            "deviations, with its 95% interval."
         )
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    {
-                        "model": name,
-                        "method": (r.get("run_config") or {}).get("method", r.get("method")),
-                        "CAFT": (r.get("run_config") or {}).get("caft_mode", "zero")
-                        if (r.get("run_config") or {}).get("caft")
-                        else "off",
-                        "steps": (r.get("run_config") or {}).get("max_steps"),
-                        "families": (r.get("prediction") or {}).get("families"),
-                        "R²": (r.get("prediction") or {}).get("r2"),
-                        "Spearman ρ": (r.get("prediction") or {}).get("spearman"),
-                        "moved": (r.get("prediction") or {}).get("moved"),
-                        "sign agreement": (r.get("prediction") or {}).get("sign_agreement"),
-                        "slope": (r.get("prediction") or {}).get("slope"),
-                    }
-                    for r in reports
-                    if (name := r["target"]) in comparison.shifts
-                ]
-            ),
-            hide_index=True,
-            width="stretch",
+        st.markdown(
+            "**Agreement over every predicted concept**, with 95% bootstrap intervals over the evaluation prompts. "
+            "The audit's prediction must beat two predictors that do without the SAE: *length alone* (a concept "
+            "moves only as far as tuning changes length) and a *bag of words* (the concept as the training pairs' "
+            "word counts read it). *Length partialled out* takes length out of both the prediction and the "
+            "generations. A control run (its plan's labels swapped in every pair, or in a random half) must "
+            "show the agreement reversed, or gone."
         )
+        st.dataframe(agreement_rows(reports), hide_index=True, width="stretch")
+        spread = seed_spread(reports, comparison.shifts)
+        if len(spread):
+            st.markdown("**Runs that differ only in seed**: how far the check moves with the seed alone")
+            st.dataframe(spread, hide_index=True, width="stretch")
         summaries = {r["target"]: r.get("prediction") for r in reports}
         st.plotly_chart(figures.prediction_scatter(comparison.shifts, summaries), width="stretch")
         surprises = pd.DataFrame(
             [{"model": name, **x} for name, summary in summaries.items() for x in (summary or {}).get("surprises", [])]
         )
         if len(surprises):
-            st.markdown("**Surprises**: families that moved against the prediction, or while the audit saw nothing")
+            st.markdown("**Surprises**: concepts that moved against the prediction, or while the audit saw nothing")
             st.dataframe(surprises, hide_index=True, width="stretch")
         for name, table in comparison.shifts.items():
             with st.expander(f"Numbers: {name}"):

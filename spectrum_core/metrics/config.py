@@ -63,7 +63,8 @@ class EvalConfig:
     prevalence_temperature: float = setting(
         0.7, "prevalence: sampling temperature of the generations", label="Generation temperature", advanced=True
     )
-    prevalence_max_new_tokens: int = setting(64, "prevalence: longest generation", label="Longest generation (tokens)")
+    # 128: long-form concepts (lists, sign-offs, a refusal after a preamble) need room to appear.
+    prevalence_max_new_tokens: int = setting(128, "prevalence: longest generation", label="Longest generation (tokens)")
     preference_pairs: int = setting(
         32, "preference: held-out pairs of the plan for a DPO run's implicit reward", label="Held-out preference pairs"
     )
@@ -123,7 +124,7 @@ PRESETS = {
         polis_statements=400,
         ambient_items=139,
         prevalence_prompts=256,
-        prevalence_max_new_tokens=192,
+        prevalence_max_new_tokens=512,
         preference_pairs=400,
         reward_pairs=600,
         grounded_questions=62,

@@ -37,7 +37,7 @@ from .targets import BASE, EvalTarget, resolve_target
 
 # Part of every evaluation's key: raise it when a metric's definition changes, so evaluations made
 # by the old definition are not reused for the new one.
-METRICS_VERSION = 2  # 2: the prediction scatter and the checkpoint curves
+METRICS_VERSION = 3  # 2: the prediction scatter and the checkpoint curves; 3: heads, intervals, baselines
 
 
 def eval_key(workspace: Workspace, target: EvalTarget, config: EvalConfig) -> tuple[str, dict]:

@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .prediction import GROUP_SAMPLE
 from .prevalence import ABOVE_ZERO
 from .report import better_text, headline, metric_interval, significant
 from .targets import BASE
@@ -345,8 +346,9 @@ def _shift_interval(table: pd.DataFrame, colour: str, **style) -> dict:
 
 
 def prediction_scatter(tables: dict[str, pd.DataFrame], summaries: dict[str, dict | None] | None = None) -> go.Figure:
-    """Per tuned model, one point per family: the shift the audit predicted (x) against the shift
-    its generations show (y, with the 95% interval), decided concepts as diamonds, suppressed ones
+    """Per tuned model, one point per predicted concept: the shift the audit predicted (x) against
+    the shift its generations show (y, with the 95% interval); heads as circles, the sample of
+    non-significant families as open circles, decided concepts as diamonds, suppressed ones
     red-edged; the least-squares line per model, its R² and Spearman ρ in the legend."""
     figure = go.Figure()
     for index, (name, table) in enumerate(tables.items()):
@@ -357,6 +359,7 @@ def prediction_scatter(tables: dict[str, pd.DataFrame], summaries: dict[str, dic
             legend += f" (R² {summary['r2']:.2f}, ρ {summary['spearman']:+.2f})"
         decided = table["decided"].fillna(False).astype(bool) if "decided" in table else pd.Series(False, table.index)
         suppressed = table["action"].eq("suppress")
+        sampled = table["group"].eq(GROUP_SAMPLE) if "group" in table else pd.Series(False, table.index)
         figure.add_scatter(
             x=table["predicted"],
             y=table["shift"],
@@ -365,7 +368,7 @@ def prediction_scatter(tables: dict[str, pd.DataFrame], summaries: dict[str, dic
             marker=dict(
                 color=colour,
                 size=[11 if d else 7 for d in decided],
-                symbol=["diamond" if d else "circle" for d in decided],
+                symbol=["diamond" if d else "circle-open" if o else "circle" for d, o in zip(decided, sampled)],
                 line=dict(color=[SUPPRESSED if s else colour for s in suppressed], width=2),
             ),
             error_y=_shift_interval(table, colour, thickness=1, width=0),
@@ -388,7 +391,7 @@ def prediction_scatter(tables: dict[str, pd.DataFrame], summaries: dict[str, dic
     figure.add_hline(y=0, line=dict(color="grey", width=1))
     figure.add_vline(x=0, line=dict(color="grey", width=1))
     figure.update_layout(
-        title="Predicted by the audit vs realised in generations (per family)",
+        title="Predicted by the audit vs realised in generations (per concept)",
         xaxis_title="predicted shift (weighted mean standardised Δ of the training pairs)",
         yaxis_title="realised shift, tuned − base (standard deviations)",
         height=460,

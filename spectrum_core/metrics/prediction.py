@@ -21,21 +21,40 @@ rejected responses share, which supervised tuning also teaches.
 
 **The realised shift** is the paired mean change of the concept's value in the tuned model's
 generations against the base model's on the same held-out prompts, standardised by the average
-of their variances (``prevalence.compare_prevalence``), with its 95% t interval. A family
+of their variances (``prevalence.compare_prevalence``), with its 95% t interval. A concept
 *moved* when that interval excludes zero.
+
+**What is predicted** (``prediction_concepts``): every head of the audit (the confirmed queue a
+researcher acts on; without heads, every significant family), a seeded random sample of as many
+non-significant families (so the scatter spans the whole range, not only concepts the audit
+already found to be large), and every decided concept. **How well** (``prediction_summary``):
+R², Spearman's ρ and sign agreement over all of them with 95% bootstrap intervals over the
+evaluation prompts (``agreement.py``), beside the same figures for predictors without the SAE
+(length alone, a bag of words; ``baselines.py``) and with length partialled out of both sides.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ..audit.review import is_composite
+from .agreement import agreement, bootstrap, difference_interval, realised_shifts, resamples, summarise, without_length
+from .baselines import length_parts, word_counts, word_deltas
 
-# Families on the scatter besides every decided one: the audit's best-ranked (the queue a
-# researcher reviews first; 50 keeps an evaluation's encoding cost small).
-TOP_FAMILIES = 50
+# What is left of Δ once length is taken out counts as nothing below this share of Δ's own SD.
+NO_SPREAD = 1e-9
+# Non-significant families sampled when the audit has nothing significant to set the sample's
+# size by: enough for a scatter's R² to mean something.
+MIN_SAMPLE = 20
+GROUP_HEAD, GROUP_SIGNIFICANT, GROUP_SAMPLE, GROUP_DECIDED = (
+    "head",
+    "significant family",
+    "non-significant family (random sample)",
+    "decided",
+)
 # Why a family that moved is listed as a surprise.
 SURPRISE_AGAINST = "moved against the prediction"
 SURPRISE_UNSEEN = "moved while the audit saw nothing"
@@ -51,41 +70,77 @@ def predicted_shift(delta: np.ndarray, weights: np.ndarray, flipped: np.ndarray,
     return float(np.sum(weights * signs * np.asarray(delta, dtype=np.float64)) / (scale * weights.sum()))
 
 
+def training_positions(pair_ids: pd.Index, training: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(positions in ``pair_ids``, weights, flipped) of the training pairs the audit saw;
+    ``training`` holds the pairs the run trained on (pair_id, weight, flipped)."""
+    positions = pair_ids.get_indexer(training["pair_id"])
+    inside = positions >= 0
+    return (
+        positions[inside],
+        training["weight"].to_numpy(dtype=np.float64)[inside],
+        training["flipped"].to_numpy(dtype=bool)[inside],
+    )
+
+
+def delta_matrix(concepts: list[dict], delta_of, n_pairs: int) -> np.ndarray:
+    """Audited pairs × concepts: each concept's Δ (a family's is its parts' weighted sum)."""
+    out = np.zeros((n_pairs, len(concepts)))
+    for j, concept in enumerate(concepts):
+        for part, weight in concept.get("parts") or [(concept["concept_id"], 1.0)]:
+            out[:, j] += float(weight) * delta_of(part)
+    return out
+
+
+def predict(deltas: np.ndarray, scales: np.ndarray, training: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """``predicted_shift`` of every column of ``deltas`` over the training pairs (positions,
+    weights, flipped), each over its own ``scales`` entry."""
+    positions, weights, flipped = training
+    return np.array(
+        [predicted_shift(deltas[positions, j], weights, flipped, float(scales[j])) for j in range(deltas.shape[1])]
+    )
+
+
+def every_prediction(
+    deltas: np.ndarray,
+    training: tuple[np.ndarray, np.ndarray, np.ndarray],
+    chosen: list[str],
+    rejected: list[str],
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """The table's prediction columns for ``deltas`` (audited pairs × concepts; ``chosen`` and
+    ``rejected``, the audited pairs' texts): the audit's, the baselines' (length alone, a bag of
+    words; on the audit's scale, σ of Δ) and the one with length taken out (over its own σ)."""
+    scales = deltas.std(axis=0)
+    by_length, beyond_length = length_parts(deltas, word_counts(chosen) - word_counts(rejected))
+    # A concept that is length and nothing else leaves rounding error: no spread, no prediction.
+    beyond_scales = beyond_length.std(axis=0)
+    beyond_scales[beyond_scales <= NO_SPREAD * scales] = 0.0
+    return {
+        "predicted": predict(deltas, scales, training),
+        "predicted_length": predict(by_length, scales, training),
+        "predicted_words": predict(word_deltas(deltas, chosen, rejected, seed), scales, training),
+        "predicted_without_length": predict(beyond_length, beyond_scales, training),
+    }
+
+
 def predicted_shifts(concepts: list[dict], delta_of, pair_ids: pd.Index, training: pd.DataFrame) -> dict[str, float]:
     """``predicted_shift`` for every concept dict (concept_id, parts). ``delta_of(concept_id)``
     gives Δ for every audited pair in ``pair_ids`` order; ``training`` holds the pairs the run
     trained on (pair_id, weight, flipped); pairs outside the audit are left out."""
-    positions = pair_ids.get_indexer(training["pair_id"])
-    inside = positions >= 0
-    positions = positions[inside]
-    weights = training["weight"].to_numpy(dtype=np.float64)[inside]
-    flipped = training["flipped"].to_numpy(dtype=bool)[inside]
-    out = {}
-    for concept in concepts:
-        parts = concept.get("parts") or [(concept["concept_id"], 1.0)]
-        delta = sum((float(w) * delta_of(c) for c, w in parts), np.zeros(len(pair_ids)))
-        scale = float(delta.std()) if len(delta) else 0.0
-        out[concept["concept_id"]] = predicted_shift(delta[positions], weights, flipped, scale)
-    return out
+    deltas = delta_matrix(concepts, delta_of, len(pair_ids))
+    predicted = predict(deltas, deltas.std(axis=0), training_positions(pair_ids, training))
+    return {c["concept_id"]: float(p) for c, p in zip(concepts, predicted)}
 
 
 def scatter_summary(table: pd.DataFrame, alpha: float) -> dict:
-    """Agreement of prediction and realisation over the families of ``table`` (columns predicted,
+    """Agreement of prediction and realisation over the concepts of ``table`` (columns predicted,
     shift, shift_low, shift_high, q_value, concept_id, label): R² and slope of the least-squares
-    line, Spearman's ρ, sign agreement among the families that moved, and the surprises."""
+    line, Spearman's ρ and sign agreement over every concept (``agreement.agreement``), how many
+    moved (their interval excludes 0), and the surprises among those."""
     valid = table.dropna(subset=["predicted", "shift"])
-    predicted, realised = valid["predicted"].to_numpy(), valid["shift"].to_numpy()
-    summary: dict = {"families": int(len(valid)), "r2": None, "slope": None, "spearman": None}
-    if len(valid) >= 3 and predicted.std() > 0 and realised.std() > 0:
-        fit = stats.linregress(predicted, realised)
-        summary["r2"] = float(fit.rvalue**2)
-        summary["slope"] = float(fit.slope)
-        summary["spearman"] = float(stats.spearmanr(predicted, realised).statistic)
+    summary: dict = {"concepts": int(len(valid)), **agreement(valid["predicted"], valid["shift"])}
     moved = (valid["shift_low"] > 0) | (valid["shift_high"] < 0)
     summary["moved"] = int(moved.sum())
-    signed = moved & (valid["predicted"] != 0)
-    agree = np.sign(valid["predicted"]) == np.sign(valid["shift"])
-    summary["sign_agreement"] = float(agree[signed].mean()) if signed.any() else None
     surprises = []
     for row in valid[moved].itertuples():
         if not row.q_value < alpha:
@@ -107,6 +162,67 @@ def scatter_summary(table: pd.DataFrame, alpha: float) -> dict:
     return summary
 
 
+@dataclass
+class PromptValues:
+    """Every predicted concept's value on each evaluation prompt's generation (prompts ×
+    concepts, base and tuned) and the generations' lengths in words: what the realised shifts and
+    their bootstrap are computed from."""
+
+    base: np.ndarray
+    tuned: np.ndarray
+    base_lengths: np.ndarray
+    tuned_lengths: np.ndarray
+
+    def without_length(self) -> PromptValues:
+        """Length partialled out of every concept's values (one line per concept over base and
+        tuned together, so a change in length is taken out of the change)."""
+        values = without_length(
+            np.vstack([self.base, self.tuned]), np.concatenate([self.base_lengths, self.tuned_lengths])
+        )
+        n = len(self.base)
+        return PromptValues(values[:n], values[n:], self.base_lengths, self.tuned_lengths)
+
+
+# The predictors compared, the table's column of each.
+PREDICTORS = {"sae": "predicted", "length": "predicted_length", "words": "predicted_words"}
+
+
+def prediction_summary(table: pd.DataFrame, values: PromptValues, alpha: float, seed: int) -> dict:
+    """``scatter_summary`` with 95% bootstrap intervals over the prompts for the audit's predictor
+    and the baselines (length alone, a bag of words), length partialled out of both sides, and the
+    SAE's R² less the better baseline's with its paired interval. ``table`` rows are ``values``'
+    columns, in order."""
+    summary = scatter_summary(table, alpha)
+    draws = resamples(len(values.base), seed)
+    samples = {}
+    for name, column in PREDICTORS.items():
+        predicted = table[column].to_numpy(dtype=np.float64)
+        point = agreement(predicted, realised_shifts(values.base, values.tuned))
+        samples[name] = bootstrap(predicted, values.base, values.tuned, draws)
+        figures = summarise(point, samples[name])
+        if name == "sae":
+            summary.update(figures)
+        else:
+            summary.setdefault("baselines", {})[name] = figures
+    partial = values.without_length()
+    predicted = table["predicted_without_length"].to_numpy(dtype=np.float64)
+    summary["without_length"] = summarise(
+        agreement(predicted, realised_shifts(partial.base, partial.tuned)),
+        bootstrap(predicted, partial.base, partial.tuned, draws),
+    )
+    best = max(("length", "words"), key=lambda b: summary["baselines"][b]["r2"] or 0.0)
+    low, high = difference_interval(samples["sae"]["r2"], samples[best]["r2"])
+    sae_r2, best_r2 = summary["r2"], summary["baselines"][best]["r2"]
+    summary["over_best_baseline"] = {
+        "baseline": best,
+        "r2_difference": None if sae_r2 is None else sae_r2 - (best_r2 or 0.0),
+        "r2_difference_low": low,
+        "r2_difference_high": high,
+    }
+    summary["prompts"] = int(len(values.base))
+    return summary
+
+
 def reemerged(curve: pd.DataFrame) -> list[str]:
     """Concepts held down at some checkpoint and risen at a later one (``curve``: concept_id,
     position (training order, the final model last), rose). Held down: the 95% interval of the
@@ -120,16 +236,21 @@ def reemerged(curve: pd.DataFrame) -> list[str]:
     return found
 
 
-def prediction_concepts(view, decided: list[dict]) -> list[dict]:
-    """The scatter's concepts: the audit's ``TOP_FAMILIES`` best-ranked families (its best
-    concepts when it has none), then every decided concept (concept dicts as ``plan_concepts``
-    gives them; a decision keeps its plan's parts). Each dict also carries the audit's kind,
-    q value, effect size, and whether it was decided."""
+def prediction_concepts(view, decided: list[dict], seed: int) -> list[dict]:
+    """The scatter's concepts: every head of the audit (its significant families when it has no
+    heads), a seeded random sample of as many non-significant families (at least ``MIN_SAMPLE``
+    when nothing is significant), then every decided concept (concept dicts as ``plan_concepts``
+    gives them; a decision keeps its plan's parts). Each dict also carries the audit's kind, q
+    value, effect size, whether it was decided, and its ``group``."""
     table = view.concepts
+    alpha = view.report.fdr_threshold
     families = table[table["kind"] == "family"]
-    # Heads stand for families or concepts already in the table; the scatter keeps to those.
-    singles = table[table["kind"] != "head"]
-    top = (families if len(families) else singles).sort_values("rank", kind="stable").head(TOP_FAMILIES)
+    heads = table[table["kind"] == "head"].sort_values("rank", kind="stable")
+    core = heads if len(heads) else families[families["q_value"] < alpha].sort_values("rank", kind="stable")
+    sources = {view.head_source(h) for h in heads["concept_id"]} if len(heads) else set()
+    pool = families[(families["q_value"] >= alpha) & ~families["concept_id"].isin(sources)]
+    size = min(len(pool), max(len(core), 0 if len(core) else MIN_SAMPLE))
+    sample = pool.sample(n=size, random_state=seed).sort_values("rank", kind="stable")
 
     def audit_columns(concept_id: str) -> dict:
         if concept_id not in table.index:
@@ -138,16 +259,24 @@ def prediction_concepts(view, decided: list[dict]) -> list[dict]:
         return {"kind": row["kind"], "q_value": float(row["q_value"]), "effect_size": float(row.get("effect_size"))}
 
     out: dict[str, dict] = {}
-    for concept_id, label in zip(top["concept_id"], top["label"]):
-        members = view.family_members(concept_id) if is_composite(concept_id) else {}
-        out[concept_id] = {
-            "concept_id": concept_id,
-            "label": label,
-            "action": "",
-            "parts": list(members.items()) or [(concept_id, 1.0)],
-            "decided": False,
-            **audit_columns(concept_id),
-        }
+    group = GROUP_HEAD if len(heads) else GROUP_SIGNIFICANT
+    for rows, name in ((core, group), (sample, GROUP_SAMPLE)):
+        for concept_id, label in zip(rows["concept_id"], rows["label"]):
+            members = view.family_members(concept_id) if is_composite(concept_id) else {}
+            out[concept_id] = {
+                "concept_id": concept_id,
+                "label": label,
+                "action": "",
+                "parts": list(members.items()) or [(concept_id, 1.0)],
+                "decided": False,
+                "group": name,
+                **audit_columns(concept_id),
+            }
     for concept in decided:
-        out[concept["concept_id"]] = {**concept, "decided": True, **audit_columns(concept["concept_id"])}
+        out[concept["concept_id"]] = {
+            **concept,
+            "decided": True,
+            "group": GROUP_DECIDED,
+            **audit_columns(concept["concept_id"]),
+        }
     return list(out.values())

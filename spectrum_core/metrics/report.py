@@ -83,10 +83,12 @@ METRIC_SOURCES: dict[str, MetricSource] = {
     "shaped reward (mean)": (("reward",), "tuned_mean"),
     "win rate vs base": (("reward",), "win_rate"),
     "suppressed concepts that rose": _suppressed_that_rose,
-    "prediction R² (families)": (("prediction",), "r2"),
+    "prediction R²": (("prediction",), "r2"),
     "prediction Spearman ρ": (("prediction",), "spearman"),
-    "sign agreement (families that moved)": (("prediction",), "sign_agreement"),
-    "families that moved": (("prediction",), "moved"),
+    "prediction sign agreement": (("prediction",), "sign_agreement"),
+    "prediction R², length partialled out": (("prediction", "without_length"), "r2"),
+    "prediction R² over the better baseline": (("prediction", "over_best_baseline"), "r2_difference"),
+    "predicted concepts that moved": (("prediction",), "moved"),
     "suppressed concepts that re-emerged": _reemerged,
 }
 
@@ -148,10 +150,19 @@ METRIC_GUIDE: dict[str, tuple[str, str]] = {
     "shaped reward (mean)": ("higher", "the shaped reward's mean score of its generations"),
     "win rate vs base": ("higher", "share of prompts where the shaped reward scores it above the base model"),
     "suppressed concepts that rose": ("lower", "suppressed concepts more present in its generations than the base's"),
-    "prediction R² (families)": ("higher", "how much of the families' realised shifts the audit predicted"),
+    "prediction R²": (
+        "higher",
+        "share of the realised shifts' variance the audit's prediction explains (heads, a sample of "
+        "non-significant families, decided concepts)",
+    ),
     "prediction Spearman ρ": ("higher", "rank agreement of predicted and realised shifts"),
-    "sign agreement (families that moved)": ("higher", "share of moved families that moved the predicted way"),
-    "families that moved": ("", "families whose prevalence changed beyond its interval"),
+    "prediction sign agreement": ("higher", "share of predicted concepts that moved the predicted way, moved or not"),
+    "prediction R², length partialled out": ("higher", "the same R² once length is taken out of both sides"),
+    "prediction R² over the better baseline": (
+        "higher",
+        "the audit's R² less the better of two predictors without the SAE (length alone, a bag of words)",
+    ),
+    "predicted concepts that moved": ("", "predicted concepts whose prevalence changed beyond its interval"),
     "suppressed concepts that re-emerged": ("lower", "suppressed concepts held down at a checkpoint that rose later"),
 }
 
@@ -186,9 +197,15 @@ def summary_lines(report: dict) -> list[str]:
     prediction = report.get("prediction") or {}
     if prediction:
         lines.append(
-            f"prediction: {prediction['families']} families, {prediction['moved']} moved beyond their interval; "
+            f"prediction: {prediction['concepts']} concepts, {prediction['moved']} moved beyond their interval; "
             f"fitted slope {_fmt(prediction.get('slope'))} realised per predicted unit"
         )
+        if prediction.get("control", "none") != "none":
+            lines.append(f"  a control run ({prediction['control']}): its plan swapped labels to check the prediction")
+        for name, figures in (prediction.get("baselines") or {}).items():
+            lines.append(
+                f"  baseline ({name}): R² {_fmt(figures.get('r2'))}, sign agreement {_fmt(figures.get('sign_agreement'))}"
+            )
         for surprise in prediction.get("surprises", [])[:SURPRISES_SHOWN]:
             lines.append(
                 f"  surprise: {surprise['concept_id']} {surprise['label']!r} {surprise['why']} "
@@ -239,7 +256,7 @@ def export_html(reports: list[dict], figures: dict, prevalence: pd.DataFrame | N
     surprises = [{"model": r["target"], **s} for r in reports for s in (r.get("prediction") or {}).get("surprises", [])]
     if surprises:
         table = pd.DataFrame(surprises).to_html(index=False, float_format=lambda v: f"{v:+.3f}")
-        parts += ["<h2>Surprises: families that moved against or without the audit's prediction</h2>", table]
+        parts += ["<h2>Surprises: concepts that moved against or without the audit's prediction</h2>", table]
     parts.append("<h2>Identifiers</h2>")
     for report in reports:
         ids = {

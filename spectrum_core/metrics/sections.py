@@ -7,6 +7,7 @@ import random
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .. import constants as names
@@ -19,13 +20,23 @@ from ..tasks.spectrum_format import sample_prompt
 from ..workspace import Workspace, artifact_key
 from ..workspace.workspace import utc_now
 from . import alignment, steerability
+from .agreement import realised_shifts
+from .baselines import word_counts
 from .config import EvalConfig
 from .coverage import coverage_metrics
 from .diversity import diversity_metrics
 from .faithfulness import faithfulness_metrics
-from .prediction import predicted_shifts, prediction_concepts, reemerged, scatter_summary
+from .prediction import (
+    PromptValues,
+    delta_matrix,
+    every_prediction,
+    prediction_concepts,
+    prediction_summary,
+    reemerged,
+    training_positions,
+)
 from .preference import implicit_reward_accuracy, reward_comparison
-from .prevalence import Generations, compare_prevalence, encode_generations, held_out_prompts
+from .prevalence import Generations, compare_prevalence, concept_values, encode_generations, held_out_prompts
 from .targets import EvalTarget, load_models, plan_concepts, run_checkpoints
 
 
@@ -280,11 +291,10 @@ def closed_loop_sections(
         }
     if base is not None:
         view = AuditView.load(audit_folder)
-        shifts = timed(
-            "prediction", lambda: prediction_section(workspace, target, view, concepts, base, generations, saes)
+        shifts, sections["prediction"] = timed(
+            "prediction", lambda: prediction_section(workspace, target, view, config, concepts, base, generations, saes)
         )
         shifts.to_parquet(staging / names.SHIFTS_FILE, index=False)
-        sections["prediction"] = scatter_summary(shifts, view.report.fdr_threshold)
         curve = timed(
             "checkpoints",
             lambda: checkpoint_section(workspace, models, target, config, base, shifts, saes, layer, progress),
@@ -303,24 +313,41 @@ def closed_loop_sections(
 
 
 def prediction_section(
-    workspace, target, view, decided: list[dict], base: Generations, tuned: Generations, saes
-) -> pd.DataFrame:
-    """The scatter's table: the audit's top families and every decided concept, each with the
-    shift the audit predicted from the run's training pairs and the shift its generations show."""
+    workspace, target, view, config, decided: list[dict], base: Generations, tuned: Generations, saes
+) -> tuple[pd.DataFrame, dict]:
+    """The scatter's table and summary: every head, a seeded sample of non-significant families
+    and every decided concept (``prediction_concepts``), each with the shift the audit predicted
+    from exactly the pairs the run trained on (``training_pairs``, the trainer's own selection;
+    the weighted trainer cuts long pairs instead of dropping them, so none is lost on the way),
+    the baselines' predictions, and the shift its generations show."""
     from ..interventions import load_plan
     from ..tuning.config import config_from_dict
     from ..tuning.trainers import training_pairs
 
-    concepts = prediction_concepts(view, decided)
+    concepts = prediction_concepts(view, decided, config.seed)
+    if not concepts:
+        return pd.DataFrame(), {"concepts": 0, "moved": 0, "surprises": []}
     run_config = config_from_dict({**target.run_config, "method": target.run.get("method", "dpo")})
-    training = training_pairs(load_plan(workspace, target.run["plan_id"]), run_config)
-    predicted = predicted_shifts(concepts, view.delta_array, view.pair_ids, training)
+    saved = load_plan(workspace, target.run["plan_id"])
+    training = training_pairs(saved, run_config)
+    positions = training_positions(view.pair_ids, training)
+    pairs = workspace.load_dataset(workspace.job(target.audit_job_id).dataset_id).pairs.set_index("pair_id")
+    chosen, rejected = (pairs.loc[view.pair_ids, side].astype(str).tolist() for side in ("chosen", "rejected"))
+    deltas = delta_matrix(concepts, view.delta_array, len(view.pair_ids))
     table = compare_prevalence(base, tuned, concepts, saes)
-    table["predicted"] = table["concept_id"].map(predicted)
+    for column, predicted in every_prediction(deltas, positions, chosen, rejected, config.seed).items():
+        table[column] = predicted
     extra = pd.DataFrame(
-        [{k: c[k] for k in ("concept_id", "kind", "q_value", "effect_size", "decided")} for c in concepts]
+        [{k: c[k] for k in ("concept_id", "kind", "q_value", "effect_size", "decided", "group")} for c in concepts]
     )
-    return table.merge(extra, on="concept_id", how="left")
+    table = table.merge(extra, on="concept_id", how="left")
+    base_values, tuned_values = (np.column_stack([concept_values(g, c, saes) for c in concepts]) for g in (base, tuned))
+    values = PromptValues(base_values, tuned_values, word_counts(base.responses), word_counts(tuned.responses))
+    partial = values.without_length()
+    table["shift_without_length"] = realised_shifts(partial.base, partial.tuned)
+    summary = prediction_summary(table, values, view.report.fdr_threshold, config.seed)
+    summary.update(training_pairs=int(len(positions[0])), control=saved.plan.control)
+    return table, summary
 
 
 def checkpoint_section(

@@ -57,6 +57,14 @@ def test_choose_preview_save_and_export(page):
         "Download shaped.jsonl",
         "Download shaped.parquet",
     ]
+    # A control of the plan for the prediction check, saved beside it.
+    at.radio(key="control-kind").set_value("label_flip")
+    at.button(key="save-control").click()
+    at.run()
+    assert not at.exception, at.exception
+    plans = workspace.plans(outcome.job_id)
+    assert len(plans) == 2 and "control: label_flip" in plans[0]["plan_yaml"]  # newest first
+    assert any("Saved control plan" in s.value for s in at.success)
     # A fresh session (a reload) finds the choice and the saved plan.
     again = AppTest.from_file(str(ROOT / "app_pages" / "interventions.py"), default_timeout=60)
     again.run()

@@ -41,8 +41,14 @@ def test_base_and_tuned_side_by_side(page):
     assert at.success or at.error  # the suppressed concept: stayed down, or flagged
     # the prediction tab: the run's agreement numbers, the scatter and the curve over checkpoints
     agreement = next(d.value for d in at.dataframe if "Spearman ρ" in d.value.columns)
-    assert agreement["model"].tolist() == [f"run {tune_job} (dpo)"] and agreement["families"].iloc[0] >= 1
-    assert agreement["CAFT"].iloc[0] == "off"
+    assert set(agreement["model"]) == {f"run {tune_job} (dpo)"} and agreement["concepts"].iloc[0] >= 1
+    assert agreement["predictor"].tolist() == [
+        "the audit (SAE concepts)",
+        "length alone",
+        "bag of words",
+        "the audit, length partialled out of both sides",
+    ]
+    assert (agreement["CAFT"] == "off").all() and (agreement["control"] == "").all()
     titles = [c.proto.spec for c in at.get("plotly_chart")]
     assert any("Predicted by the audit vs realised" in t for t in titles)
     assert any("Suppressed concepts over training" in t for t in titles)

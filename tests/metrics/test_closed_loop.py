@@ -7,6 +7,7 @@ scatter), and the suppressed run's checkpoints give one point each on its curve 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ from spectrum_core.interventions import compile_plan, save_plan, shape_pairs
 from spectrum_core.metrics.config import EvalConfig
 from spectrum_core.metrics.evaluate import run_evaluation
 from spectrum_core.metrics.prediction import reemerged
-from spectrum_core.tuning.config import SpectrumRunConfig
+from spectrum_core.tuning.config import DPORunConfig, SpectrumRunConfig
 from spectrum_core.tuning.runs import run_tuning
 from spectrum_core.workspace import Workspace
 from tests.audit.test_pipeline import PLANTS
@@ -40,6 +41,10 @@ EVAL = EvalConfig(
     grounded_questions=0,
     constraint_prompts=0,
 )
+
+
+# DPO on the control plan: LoRA, a learning rate that moves a 135M model in 16 steps of 4 pairs.
+FLIP_RUN = DPORunConfig(plan_id=0, max_steps=16, batch_size=4, learning_rate=1e-3, max_length=256, max_train_pairs=None)
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +99,14 @@ def planted_workspace(hh_dataset, tmp_path_factory, bundled_model):
         )
         run_tuning(workspace, config)
         runs[action] = workspace.jobs("tune")[0].id
+        if action == "keep":
+            # The label-flip control of the kept plan, by DPO: every pair's chosen and rejected
+            # swapped, so the opener is now in the rejected half; DPO pushes it down.
+            control = plan.as_control("label_flip")
+            shaped = shape_pairs(control, pd.Index(dataset.pairs["pair_id"]), view.pair_ids, view.delta_array)
+            flipped = save_plan(workspace, control, shaped, dataset)
+            run_tuning(workspace, replace(FLIP_RUN, plan_id=flipped.plan_id))
+            runs["flipped"] = workspace.jobs("tune")[0].id
     return workspace, outcome, runs
 
 
@@ -137,7 +150,39 @@ def test_audit_predicts_the_plant_rising_when_kept(planted_workspace):
     moved = table[(table["shift_low"] > 0) | (table["shift_high"] < 0)]
     assert len(moved) and (np.sign(moved["predicted"]) == np.sign(moved["shift"])).all()  # sign agreement 1
     summary = json.loads((run_evaluation(workspace, runs["keep"], EVAL) / "report.json").read_text())["prediction"]
-    assert summary["families"] >= len(table) and summary["moved"] >= 1
+    assert summary["concepts"] >= len(table) and summary["moved"] >= 1
+    assert summary["r2_low"] <= summary["r2"] <= summary["r2_high"] and summary["prompts"] == EVAL.prevalence_prompts
+    assert set(summary["baselines"]) == {"length", "words"} and "r2" in summary["without_length"]
+
+
+def test_the_label_flip_control_predicts_and_shows_the_plant_falling(planted_workspace):
+    """The plant the kept run raised is predicted to fall in its label-flip control, and falls."""
+    workspace, _, runs = planted_workspace
+    kept, flipped = (shifts(workspace, runs[name]).loc[CONCEPT] for name in ("keep", "flipped"))
+    assert kept["predicted"] > 0.3 and flipped["predicted"] < -0.3  # the flips read from the plan
+    assert flipped["shift"] < 0 and flipped["shift"] < kept["shift"]
+    report = json.loads((run_evaluation(workspace, runs["flipped"], EVAL) / "report.json").read_text())
+    assert report["prediction"]["control"] == "label_flip"
+
+
+def test_the_predictor_reads_exactly_the_pairs_the_trainer_trained_on(planted_workspace):
+    """The DPO run's pairs on disk (what the trainer read) are the predictor's training pairs, none
+    lost to truncation: the weighted trainer cuts a long pair instead of dropping it."""
+    from datasets import load_from_disk
+
+    from spectrum_core import constants as names
+    from spectrum_core.interventions import load_plan
+    from spectrum_core.jobs import job_dir
+    from spectrum_core.tuning.trainers import training_pairs
+
+    workspace, _, runs = planted_workspace
+    config = replace(FLIP_RUN, plan_id=workspace.job(runs["flipped"]).plan_id)
+    expected = training_pairs(load_plan(workspace, config.plan_id), config)
+    trained = load_from_disk(str(job_dir(workspace, runs["flipped"]) / names.DPO_PAIRS_DIR)).to_pandas()
+    assert len(trained) == len(expected) > 0
+    assert sorted(c[0]["content"] for c in trained["chosen"]) == sorted(c[0]["content"] for c in expected["chosen"])
+    summary = json.loads((run_evaluation(workspace, runs["flipped"], EVAL) / "report.json").read_text())["prediction"]
+    assert summary["training_pairs"] == len(expected)
 
 
 def test_audit_predicts_no_rise_when_suppressed(planted_workspace):

@@ -9,10 +9,16 @@ import pytest
 import scipy.sparse as sp
 
 from spectrum_core.metrics.prediction import (
+    GROUP_DECIDED,
+    GROUP_HEAD,
+    GROUP_SAMPLE,
+    GROUP_SIGNIFICANT,
+    MIN_SAMPLE,
     SURPRISE_AGAINST,
     SURPRISE_UNSEEN,
     predicted_shift,
     predicted_shifts,
+    prediction_concepts,
     reemerged,
     scatter_summary,
 )
@@ -60,8 +66,9 @@ def test_scatter_summary_counts_agreement_and_surprises():
         ]
     )
     summary = scatter_summary(table, alpha=0.05)
-    assert summary["families"] == 5 and summary["moved"] == 4
-    assert summary["sign_agreement"] == pytest.approx(3 / 4)  # f1, f2, f4 agree in sign; f3 does not
+    assert summary["concepts"] == 5 and summary["moved"] == 4
+    # over every concept, moved or not: f1, f2, f4 and f5 agree in sign; f3 does not
+    assert summary["sign_agreement"] == pytest.approx(4 / 5)
     r = np.corrcoef(table["predicted"], table["shift"])[0, 1]
     assert summary["r2"] == pytest.approx(r**2)
     assert summary["spearman"] == pytest.approx(pd.Series(table["predicted"]).corr(table["shift"], method="spearman"))
@@ -71,7 +78,7 @@ def test_scatter_summary_counts_agreement_and_surprises():
     }
 
 
-def test_scatter_summary_with_too_few_families_has_no_fit():
+def test_scatter_summary_with_too_few_concepts_has_no_fit():
     summary = scatter_summary(_table([("f1", "a", 0.4, 0.8, 0.5, 1.1, 0.001)]), alpha=0.05)
     assert summary["r2"] is None and summary["spearman"] is None and summary["sign_agreement"] == 1.0
 
@@ -105,3 +112,54 @@ def test_realised_shift_is_the_paired_change_in_pooled_standard_deviations():
     assert row["shift"] == pytest.approx(1.5 / scale)
     assert row["shift_low"] == pytest.approx(row["difference_low"] / scale) and row["shift_low"] > 0
     assert row["rose"]
+
+
+class _View:
+    """What ``prediction_concepts`` reads of an audit: its concept table, α, heads' sources and
+    families' members."""
+
+    def __init__(self, concepts: pd.DataFrame, sources: dict[str, str]):
+        self.concepts = concepts.set_index("concept_id", drop=False)
+        self.report = type("Report", (), {"fdr_threshold": 0.05})()
+        self.sources = sources
+
+    def head_source(self, head_id: str) -> str:
+        return self.sources[head_id]
+
+    def family_members(self, concept_id: str) -> dict[str, float]:
+        source = self.sources.get(concept_id, concept_id)
+        return {f"token:{source.split(':')[1]}": 1.0}
+
+
+def _audit_table(n_heads: int) -> pd.DataFrame:
+    """``n_heads`` heads standing for families 0.., 4 more significant families, 12 non-significant."""
+    rows = [(f"head:{i}", "head", 0.001, i + 1) for i in range(n_heads)]
+    rows += [(f"family:{i}", "family", 0.01, 10 + i) for i in range(n_heads + 4)]
+    rows += [(f"family:{i}", "family", 0.5, 50 + i) for i in range(n_heads + 4, n_heads + 16)]
+    frame = pd.DataFrame(rows, columns=["concept_id", "kind", "q_value", "rank"])
+    return frame.assign(label=frame["concept_id"], effect_size=0.1)
+
+
+def test_prediction_concepts_are_every_head_and_as_many_sampled_non_significant_families():
+    view = _View(_audit_table(3), {f"head:{i}": f"family:{i}" for i in range(3)})
+    decided = [{"concept_id": "family:5", "label": "x", "action": "suppress", "parts": [("token:5", 1.0)]}]
+    concepts = prediction_concepts(view, decided, seed=0)
+    groups = pd.Series([c["group"] for c in concepts]).value_counts().to_dict()
+    assert groups == {GROUP_HEAD: 3, GROUP_SAMPLE: 3, GROUP_DECIDED: 1}
+    sampled = [c for c in concepts if c["group"] == GROUP_SAMPLE]
+    assert all(view.concepts.at[c["concept_id"], "q_value"] >= 0.05 for c in sampled)
+    assert [c["parts"] for c in concepts[:3]] == [[("token:0", 1.0)], [("token:1", 1.0)], [("token:2", 1.0)]]
+    # seeded: the same sample again, another with another seed
+    again = [c["concept_id"] for c in prediction_concepts(view, decided, seed=0)]
+    assert again == [c["concept_id"] for c in concepts]
+    others = {c["concept_id"] for c in prediction_concepts(view, decided, seed=1) if c["group"] == GROUP_SAMPLE}
+    assert others != {c["concept_id"] for c in sampled}
+
+
+def test_without_heads_the_significant_families_are_predicted_and_an_empty_audit_gets_a_sample():
+    view = _View(_audit_table(0), {})
+    groups = pd.Series([c["group"] for c in prediction_concepts(view, [], seed=0)]).value_counts().to_dict()
+    assert groups == {GROUP_SIGNIFICANT: 4, GROUP_SAMPLE: 4}
+    nothing = _audit_table(0).assign(q_value=0.9)  # shuffled preferences: nothing significant
+    concepts = prediction_concepts(_View(nothing, {}), [], seed=0)
+    assert len(concepts) == min(MIN_SAMPLE, 16) and {c["group"] for c in concepts} == {GROUP_SAMPLE}
