@@ -196,8 +196,9 @@ def summary_lines(report: dict) -> list[str]:
         lines.append(f"{name}: {_fmt(value) if isinstance(value, float) else value}")
     prediction = report.get("prediction") or {}
     if prediction:
+        concepts = prediction.get("concepts", prediction.get("families"))  # "families" before metrics version 3
         lines.append(
-            f"prediction: {prediction['concepts']} concepts, {prediction['moved']} moved beyond their interval; "
+            f"prediction: {concepts} concepts, {prediction['moved']} moved beyond their interval; "
             f"fitted slope {_fmt(prediction.get('slope'))} realised per predicted unit"
         )
         if prediction.get("control", "none") != "none":
