@@ -39,17 +39,8 @@ def add_seed_stability(
     about as aligned with the family as its best member (robustness.seed_stability). ``pooled`` is
     the difference mode's pooled residuals, computed once by the audit (None without that mode)."""
     sae_modes = [m for m in retrained if m in mode_data]
-    reference = sp.hstack([mode_data[m][0] - mode_data[m][1] for m in sae_modes]).tocsc()
-    offsets = dict(zip(sae_modes, np.cumsum([0] + [mode_data[m][0].shape[1] for m in sae_modes[:-1]]).tolist()))
     families = concepts[concepts["kind"] == "family"]
-    by_id = concepts.set_index("concept_id")
-    members = [
-        np.array(
-            [offsets[by_id.at[m, "mode"]] + int(by_id.at[m, "feature"]) for m in row if by_id.at[m, "mode"] in offsets],
-            dtype=np.int64,
-        )
-        for row in families["members"]
-    ]
+    reference, members = _member_reference(concepts, families, mode_data, sae_modes)
     family_chosen, family_rejected = mode_data["family"]
     family_delta = (family_chosen - family_rejected).tocsc()[:, families["feature"].to_numpy(dtype=np.int64)]
     # Read once for every seed: the token SAE's training tokens, the difference SAE's vectors.
@@ -75,6 +66,38 @@ def add_seed_stability(
     concepts["seed_stability"] = np.nan
     concepts.loc[families.index, "seed_stability"] = stability
     return concepts
+
+
+def _member_reference(concepts: pd.DataFrame, families: pd.DataFrame, mode_data, sae_modes: list[str]):
+    """(Δ of the families' SAE members, each family's member columns in it): each mode's member
+    columns side by side, not every latent of every mode (a copy that grows with pairs × latents
+    at 100k pairs, where only the members are read)."""
+    by_id = concepts.set_index("concept_id")
+    member_features = {
+        mode: sorted(
+            {int(by_id.at[m, "feature"]) for row in families["members"] for m in row if by_id.at[m, "mode"] == mode}
+        )
+        for mode in sae_modes
+    }
+    reference = sp.hstack(
+        [mode_data[m][0][:, member_features[m]] - mode_data[m][1][:, member_features[m]] for m in sae_modes]
+    ).tocsc()
+    column = {
+        (mode, feature): position
+        for position, (mode, feature) in enumerate((m, f) for m in sae_modes for f in member_features[m])
+    }
+    members = [
+        np.array(
+            [
+                column[(by_id.at[m, "mode"], int(by_id.at[m, "feature"]))]
+                for m in row
+                if by_id.at[m, "mode"] in sae_modes
+            ],
+            dtype=np.int64,
+        )
+        for row in families["members"]
+    ]
+    return reference, members
 
 
 def _retrained_delta(
