@@ -155,12 +155,15 @@ def test_audit_predicts_the_plant_rising_when_kept(planted_workspace):
     assert set(summary["baselines"]) == {"length", "words"} and "r2" in summary["without_length"]
 
 
-def test_the_label_flip_control_predicts_and_shows_the_plant_falling(planted_workspace):
-    """The plant the kept run raised is predicted to fall in its label-flip control, and falls."""
+def test_the_label_flip_control_predicts_the_plant_falling_and_it_does_not_rise(planted_workspace):
+    """The plant the kept run raised is predicted to fall in its label-flip control, and does not
+    rise there: its realised shift lies below the kept run's whole interval and its own interval
+    does not lie above zero. (It cannot fall far: the base model opens 1 answer in 24 this way.)"""
     workspace, _, runs = planted_workspace
     kept, flipped = (shifts(workspace, runs[name]).loc[CONCEPT] for name in ("keep", "flipped"))
     assert kept["predicted"] > 0.3 and flipped["predicted"] < -0.3  # the flips read from the plan
-    assert flipped["shift"] < 0 and flipped["shift"] < kept["shift"]
+    assert kept["shift_low"] > 0  # the kept run raised it
+    assert flipped["shift"] < kept["shift_low"] and not flipped["shift_low"] > 0
     report = json.loads((run_evaluation(workspace, runs["flipped"], EVAL) / "report.json").read_text())
     assert report["prediction"]["control"] == "label_flip"
 
