@@ -19,8 +19,9 @@ PREDICTOR_ROWS = (
     (("without_length",), "the audit, length partialled out of both sides"),
 )
 CONTROL_NAMES = {"none": "", "label_flip": "label flip (control)", "shuffle": "shuffled labels (control)"}
-# What two runs may differ in and still count as seeds of one run.
-SEED_FIELDS = ("seed",)
+# What two runs may differ in and still count as seeds of one run (the plan is compared by its
+# hash: the same plan saved twice has two ids).
+SEED_FIELDS = ("seed", "plan_id")
 
 
 def interval_text(figures: dict, metric: str) -> str:
@@ -71,7 +72,8 @@ def agreement_rows(reports: list[dict]) -> pd.DataFrame:
 
 def _seedless(report: dict) -> tuple:
     config = report.get("run_config") or {}
-    return tuple(sorted((k, repr(v)) for k, v in config.items() if k not in SEED_FIELDS))
+    settings = tuple(sorted((k, repr(v)) for k, v in config.items() if k not in SEED_FIELDS))
+    return report.get("plan_hash"), settings
 
 
 def seed_spread(reports: list[dict], shifts: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -13,7 +13,8 @@ def _report(target: str, seed: int, r2: float, control: str = "none", steps: int
     figures = {"r2": r2, "r2_low": r2 - 0.1, "r2_high": r2 + 0.1, "spearman": 0.5, "sign_agreement": 0.9}
     return {
         "target": target,
-        "run_config": {"method": "dpo", "seed": seed, "max_steps": steps, "plan_id": 1},
+        "plan_hash": "abc",
+        "run_config": {"method": "dpo", "seed": seed, "max_steps": steps, "plan_id": 1 + seed},
         "prediction": {
             **figures,
             "concepts": 3,
@@ -39,14 +40,17 @@ def test_agreement_rows_put_every_predictor_of_every_run_side_by_side():
 
 
 def test_seed_spread_pairs_only_runs_that_differ_in_seed_alone():
-    reports = [_report("run 2", 0, 0.5), _report("run 3", 1, 0.4), _report("run 4", 0, 0.3, steps=96)]
+    other_plan = {**_report("run 5", 1, 0.2), "plan_hash": "def"}
+    reports = [_report("run 2", 0, 0.5), _report("run 3", 1, 0.4), _report("run 4", 0, 0.3, steps=96), other_plan]
     shifts = {
         "run 2": pd.DataFrame({"concept_id": ["a", "b", "c", "d"], "shift": [0.1, 0.4, -0.2, 0.0]}),
         "run 3": pd.DataFrame({"concept_id": ["a", "b", "c", "e"], "shift": [0.2, 0.8, -0.4, 1.0]}),
         "run 4": pd.DataFrame({"concept_id": ["a", "b", "c"], "shift": [0.0, 0.0, 0.1]}),
+        "run 5": pd.DataFrame({"concept_id": ["a", "b", "c"], "shift": [0.0, 0.0, 0.1]}),
     }
     spread = seed_spread(reports, shifts)
-    assert spread["runs"].tolist() == ["run 2 / run 3"]  # run 4 trained for longer: not a seed twin
+    # the same plan under two ids pairs; run 4 trained for longer and run 5 on another plan: no twins
+    assert spread["runs"].tolist() == ["run 2 / run 3"]
     row = spread.iloc[0]
     assert row["R² difference"] == pytest.approx(0.1) and row["concepts"] == 3
     assert row["R² of one seed's shifts on the other's"] == pytest.approx(1.0)  # a, b, c: one is twice the other
