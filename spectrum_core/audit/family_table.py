@@ -9,7 +9,15 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .config import AuditConfig
-from .families import MAX_CANDIDATES, MIN_SIMILARITY, effect_size, family_scores, find_families, representatives
+from .families import (
+    MAX_CANDIDATES,
+    MIN_SIMILARITY,
+    Families,
+    effect_size,
+    family_scores,
+    find_families,
+    representatives,
+)
 from .probes import nearest_probes
 from .report import FamilySummary, JointModelSummary
 from .stats.baselines import agreement_strength, length_baseline
@@ -38,21 +46,32 @@ def add_families(
     with ``discovery`` (a mask over pairs) families are found, tested and described on those only."""
     if progress:
         progress("families", 0, 1, unit="steps")
-    chosen, rejected, column_mode, offsets = _all_modes(mode_data)
-    rows = np.ones(chosen.shape[0], dtype=bool) if discovery is None else discovery
+    rows = np.ones(next(iter(mode_data.values()))[0].shape[0], dtype=bool) if discovery is None else discovery
+    offsets = _offsets(mode_data)
     column = np.array([offsets[m] + int(f) for m, f in zip(concepts["mode"], concepts["feature"])], dtype=np.int64)
-    decoder_columns = {m: (offsets[m] + np.arange(len(w)), w) for m, w in decoders.items() if m in offsets}
-    n_columns = chosen.shape[1]
+    n_columns = sum(c.shape[1] for c, _ in mode_data.values())
+    # Only the candidates are clustered, so only their columns are stacked side by side (at 100k
+    # pairs every mode's columns side by side, chosen, rejected and Δ, grow with every latent).
+    candidates = np.unique(column[:MAX_CANDIDATES])
+    chosen, rejected, column_mode, decoder_columns = _candidate_columns(mode_data, decoders, offsets, candidates)
     delta = (chosen - rejected)[np.flatnonzero(rows)].tocsc()
-    found = find_families(
-        chosen, rejected, column_mode, column[:MAX_CANDIDATES], decoder_columns, delta=delta, rows=rows
+    within = find_families(
+        chosen,
+        rejected,
+        column_mode,
+        np.searchsorted(candidates, column[:MAX_CANDIDATES]),
+        decoder_columns,
+        delta=delta,
+        rows=rows,
     )
-    family_chosen, family_rejected = family_scores(chosen, found), family_scores(rejected, found)
-    del chosen, rejected  # at 100k pairs each copy of every mode side by side is ~0.3 GB
+    family_chosen, family_rejected = family_scores(chosen, within), family_scores(rejected, within)
+    del chosen, rejected
     family_delta = (family_chosen - family_rejected)[rows]
-    described = _describe(found, delta, family_delta, probe_delta[rows])
-    member_effect = effect_size(delta)[column]
+    described = _describe(within, delta, family_delta, probe_delta[rows])
+    described["representative"] = candidates[described["representative"]]
     del delta
+    found = _over_every_column(within, candidates, n_columns)
+    member_effect = _effect_sizes(mode_data, rows)[column]
 
     table, joint = concept_table(
         "family", family_chosen, family_rejected, lengths, train_mask, config, discovery, with_joint
@@ -112,21 +131,50 @@ def _describe(found, delta: sp.csc_matrix, family_delta: sp.spmatrix, probe_delt
 
 
 def _all_delta(mode_data: dict[str, tuple[sp.csr_matrix, sp.csr_matrix]]) -> sp.csc_matrix:
-    chosen, rejected, _, _ = _all_modes(mode_data)
-    return (chosen - rejected).tocsc()
+    """Every mode's Δ side by side, one mode at a time (no stacked chosen and rejected)."""
+    return sp.hstack([(c - r).tocsc() for c, r in mode_data.values()], format="csc")
 
 
-def _all_modes(
-    mode_data: dict[str, tuple[sp.csr_matrix, sp.csr_matrix]],
-) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray, dict[str, int]]:
-    """Every mode's concepts side by side: the chosen and rejected matrices, each column's mode,
-    and each mode's first column."""
+def _offsets(mode_data: dict) -> dict[str, int]:
+    """Each mode's first column when every mode's columns are side by side (in ``mode_data`` order)."""
     modes = list(mode_data)
-    offsets = dict(zip(modes, np.cumsum([0] + [mode_data[m][0].shape[1] for m in modes[:-1]]).tolist()))
-    chosen = sp.hstack([mode_data[m][0] for m in modes]).tocsr()
-    rejected = sp.hstack([mode_data[m][1] for m in modes]).tocsr()
-    column_mode = np.concatenate([np.full(mode_data[m][0].shape[1], m, dtype=object) for m in modes])
-    return chosen, rejected, column_mode, offsets
+    return dict(zip(modes, np.cumsum([0] + [mode_data[m][0].shape[1] for m in modes[:-1]]).tolist()))
+
+
+def _candidate_columns(mode_data: dict, decoders: dict[str, np.ndarray], offsets: dict[str, int], candidates):
+    """The ``candidates`` (sorted columns of every mode side by side) alone: their chosen and
+    rejected matrices, each one's mode, and each mode's (candidate positions, decoder directions)."""
+    chosen, rejected, column_mode, decoder_columns = [], [], [], {}
+    for mode, (c, r) in mode_data.items():
+        start = offsets[mode]
+        inside = np.flatnonzero((candidates >= start) & (candidates < start + c.shape[1]))
+        local = candidates[inside] - start
+        chosen.append(c[:, local])
+        rejected.append(r[:, local])
+        column_mode.append(np.full(len(local), mode, dtype=object))
+        if mode in decoders:
+            decoder_columns[mode] = (inside, np.asarray(decoders[mode])[local])
+    return (
+        sp.hstack(chosen, format="csr"),
+        sp.hstack(rejected, format="csr"),
+        np.concatenate(column_mode),
+        decoder_columns,
+    )
+
+
+def _over_every_column(within: Families, candidates: np.ndarray, n_columns: int) -> Families:
+    """Families found among the candidates, indexed by every mode's columns side by side."""
+    family = np.full(n_columns, -1, dtype=np.int64)
+    family[candidates] = within.family
+    weights = np.zeros(n_columns, dtype=within.weights.dtype)
+    weights[candidates] = within.weights
+    return Families(family, weights, within.similarity, candidates[within.clustered])
+
+
+def _effect_sizes(mode_data: dict, rows: np.ndarray) -> np.ndarray:
+    """Every column's effect size on ``rows``, one mode at a time, in side-by-side order."""
+    picked = np.flatnonzero(rows)
+    return np.concatenate([effect_size((c - r)[picked]) for c, r in mode_data.values()])
 
 
 def _family_summary(
