@@ -58,6 +58,9 @@ def test_job_runs_to_the_end_and_reports(workspace):
     assert workspace.find_artifact(final.job.artifact_key) is not None
     assert {"activations", "sae", "statistics"} <= set(final.stages)
     assert final.stages["statistics"]["done"] == final.stages["statistics"]["total"]
+    # The job is marked succeeded when its artifact is published; the CLI prints its summary just
+    # after, so the log is read once the process has exited.
+    wait_for(lambda: not jobs.process_alive(final.job.pid))
     assert "Audit finished" in (workspace.root / final.job.log_path).read_text()
     assert final.log_tail  # the page shows the log's end
 
