@@ -7,7 +7,10 @@ computes it one concept at a time. Every agreement figure is computed over all p
 concepts, not only those that moved:
 
 - R²: the squared Pearson correlation (the share of the variance across concepts that a line
-  through the scatter explains), with the line's slope;
+  through the scatter explains) carrying the sign of the line's slope, with the slope. Signed,
+  because a predictor whose realised shifts go the other way is wrong, not good: unsigned, a
+  prediction of the opposite direction (or a label-flipped run against the original prediction)
+  would score as well as a right one;
 - Spearman's ρ;
 - sign agreement: the share of concepts whose realised shift has the predicted sign (concepts
   predicted exactly 0, which never differ in the training pairs, have no sign and are left out).
@@ -53,7 +56,7 @@ def agreement(predicted: np.ndarray, realised: np.ndarray) -> dict[str, float | 
     out: dict[str, float | None] = dict.fromkeys(METRICS)
     if len(predicted) >= MIN_CONCEPTS and predicted.std() > 0 and realised.std() > 0:
         fit = stats.linregress(predicted, realised)
-        out["r2"], out["slope"] = float(fit.rvalue**2), float(fit.slope)
+        out["r2"], out["slope"] = float(np.sign(fit.rvalue) * fit.rvalue**2), float(fit.slope)
         out["spearman"] = float(stats.spearmanr(predicted, realised).statistic)
     signed = predicted != 0
     if signed.any():

@@ -37,7 +37,8 @@ from .targets import BASE, EvalTarget, resolve_target
 
 # Part of every evaluation's key: raise it when a metric's definition changes, so evaluations made
 # by the old definition are not reused for the new one.
-METRICS_VERSION = 3  # 2: the prediction scatter and the checkpoint curves; 3: heads, intervals, baselines
+METRICS_VERSION = 4  # 2: the prediction scatter and the checkpoint curves; 3: heads, intervals, baselines;
+# 4: R² signed by its slope, figures per group of concepts
 
 
 def eval_key(workspace: Workspace, target: EvalTarget, config: EvalConfig) -> tuple[str, dict]:

@@ -41,7 +41,16 @@ import numpy as np
 import pandas as pd
 
 from ..audit.review import is_composite
-from .agreement import agreement, bootstrap, difference_interval, realised_shifts, resamples, summarise, without_length
+from .agreement import (
+    MIN_CONCEPTS,
+    agreement,
+    bootstrap,
+    difference_interval,
+    realised_shifts,
+    resamples,
+    summarise,
+    without_length,
+)
 from .baselines import length_parts, word_counts, word_deltas
 
 # What is left of Δ once length is taken out counts as nothing below this share of Δ's own SD.
@@ -219,8 +228,30 @@ def prediction_summary(table: pd.DataFrame, values: PromptValues, alpha: float, 
         "r2_difference_low": low,
         "r2_difference_high": high,
     }
+    summary["by_group"] = by_group(table, values, draws)
     summary["prompts"] = int(len(values.base))
     return summary
+
+
+def by_group(table: pd.DataFrame, values: PromptValues, draws: np.ndarray) -> dict[str, dict]:
+    """The audit predictor's figures, with intervals on the same resamples, within each group of
+    concepts (heads, the sampled non-significant families, decided ones) of at least
+    ``MIN_CONCEPTS``: the heads' sign agreement is the claim that the audit's findings are taught;
+    the sample's is near chance by construction (their predictions are small and their signs
+    mostly noise), which is why the figure over all concepts sits between the two."""
+    out: dict[str, dict] = {}
+    if "group" not in table.columns:
+        return out
+    for group, rows in table.groupby("group", sort=False).indices.items():
+        if len(rows) < MIN_CONCEPTS:
+            continue
+        predicted = table["predicted"].to_numpy(dtype=np.float64)[rows]
+        base, tuned = values.base[:, rows], values.tuned[:, rows]
+        out[str(group)] = {
+            "concepts": int(len(rows)),
+            **summarise(agreement(predicted, realised_shifts(base, tuned)), bootstrap(predicted, base, tuned, draws)),
+        }
+    return out
 
 
 def reemerged(curve: pd.DataFrame) -> list[str]:

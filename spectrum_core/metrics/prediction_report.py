@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .agreement import agreement
+from .prediction import GROUP_DECIDED, GROUP_HEAD, GROUP_SAMPLE, GROUP_SIGNIFICANT
 
 # The rows of each run, in order: the report's key path and the name a reader sees.
 PREDICTOR_ROWS = (
@@ -17,6 +18,10 @@ PREDICTOR_ROWS = (
     (("baselines", "length"), "length alone"),
     (("baselines", "words"), "bag of words"),
     (("without_length",), "the audit, length partialled out of both sides"),
+    (("by_group", GROUP_HEAD), "the audit, its heads only"),
+    (("by_group", GROUP_SIGNIFICANT), "the audit, its significant families only"),
+    (("by_group", GROUP_SAMPLE), "the audit, the sampled non-significant families only"),
+    (("by_group", GROUP_DECIDED), "the audit, the decided concepts only"),
 )
 CONTROL_NAMES = {"none": "", "label_flip": "label flip (control)", "shuffle": "shuffled labels (control)"}
 # What two runs may differ in and still count as seeds of one run (the plan is compared by its
@@ -62,7 +67,7 @@ def agreement_rows(reports: list[dict]) -> pd.DataFrame:
                     "R² [95% CI]": interval_text(figures, "r2"),
                     "Spearman ρ": interval_text(figures, "spearman"),
                     "sign agreement": interval_text(figures, "sign_agreement"),
-                    "concepts": prediction.get("concepts"),
+                    "concepts": figures.get("concepts", prediction.get("concepts")),
                     "training pairs": prediction.get("training_pairs"),
                     "prompts": prediction.get("prompts"),
                 }

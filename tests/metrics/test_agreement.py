@@ -29,10 +29,13 @@ def test_agreement_counts_every_concept_with_a_predicted_sign():
     realised = np.array([0.5, 0.5, 1.0, -3.0])
     out = agreement(predicted, realised)
     assert out["sign_agreement"] == pytest.approx(2 / 3)  # the 0 prediction has no sign; -1 vs +0.5 disagrees
-    assert out["r2"] == pytest.approx(np.corrcoef(predicted, realised)[0, 1] ** 2)
+    assert out["r2"] == pytest.approx(np.corrcoef(predicted, realised)[0, 1] ** 2) and out["slope"] > 0
     # ranks (3, 1, 4, 2) against (2.5, 2.5, 4, 1): centred dot 3 over √5·√4.5
     assert out["spearman"] == pytest.approx(3 / np.sqrt(5 * 4.5))
     assert agreement(predicted[:2], realised[:2])["r2"] is None  # two points: no fit
+    # A prediction of the opposite direction scores the same share of variance with a minus sign.
+    opposite = agreement(-predicted, realised)
+    assert opposite["r2"] == pytest.approx(-out["r2"]) and opposite["slope"] < 0
 
 
 def test_bootstrap_recomputes_the_shifts_on_each_resample_of_prompts():
@@ -45,7 +48,8 @@ def test_bootstrap_recomputes_the_shifts_on_each_resample_of_prompts():
     for i, rows in enumerate(draws):
         b, t = base[rows], tuned[rows]
         shift = (t - b).mean(0) / np.sqrt((b.var(0, ddof=1) + t.var(0, ddof=1)) / 2)
-        assert samples["r2"][i] == pytest.approx(np.corrcoef(predicted, shift)[0, 1] ** 2)
+        r = np.corrcoef(predicted, shift)[0, 1]
+        assert samples["r2"][i] == pytest.approx(r * abs(r))
         assert samples["sign_agreement"][i] == pytest.approx(np.mean(np.sign(predicted) == np.sign(shift)))
     # the first draw is the sample itself
     assert samples["r2"][0] == pytest.approx(agreement(predicted, realised_shifts(base, tuned))["r2"])

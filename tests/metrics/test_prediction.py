@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from spectrum_core.metrics.agreement import agreement, realised_shifts
 from spectrum_core.metrics.prediction import (
     GROUP_DECIDED,
     GROUP_HEAD,
@@ -16,9 +17,11 @@ from spectrum_core.metrics.prediction import (
     MIN_SAMPLE,
     SURPRISE_AGAINST,
     SURPRISE_UNSEEN,
+    PromptValues,
     predicted_shift,
     predicted_shifts,
     prediction_concepts,
+    prediction_summary,
     reemerged,
     scatter_summary,
 )
@@ -70,12 +73,46 @@ def test_scatter_summary_counts_agreement_and_surprises():
     # over every concept, moved or not: f1, f2, f4 and f5 agree in sign; f3 does not
     assert summary["sign_agreement"] == pytest.approx(4 / 5)
     r = np.corrcoef(table["predicted"], table["shift"])[0, 1]
-    assert summary["r2"] == pytest.approx(r**2)
+    assert summary["r2"] == pytest.approx(r * abs(r))
     assert summary["spearman"] == pytest.approx(pd.Series(table["predicted"]).corr(table["shift"], method="spearman"))
     assert {(s["concept_id"], s["why"]) for s in summary["surprises"]} == {
         ("f3", SURPRISE_AGAINST),
         ("f4", SURPRISE_UNSEEN),
     }
+
+
+def test_prediction_summary_reports_each_group_of_concepts_on_its_own():
+    """Heads realised as predicted, a sampled group whose realised shifts are unrelated to its
+    small predictions: the heads' figures say so on their own, the figure over all sits between."""
+    rng = np.random.default_rng(0)
+    heads = np.array([1.0, -0.8, 0.6, -0.5, 0.9, -0.7])
+    sample = 0.05 * rng.normal(size=6)
+    predicted = np.concatenate([heads, sample])
+    base = rng.normal(size=(40, 12))
+    tuned = base + np.concatenate([heads, 0.5 * rng.normal(size=6)]) + 0.1 * rng.normal(size=(40, 12))
+    table = pd.DataFrame(
+        {
+            "concept_id": [f"c{i}" for i in range(12)],
+            "label": "x",
+            "group": [GROUP_HEAD] * 6 + [GROUP_SAMPLE] * 6,
+            "predicted": predicted,
+            "predicted_length": 0.0,
+            "predicted_words": rng.normal(size=12),
+            "predicted_without_length": predicted,
+            "shift": realised_shifts(base, tuned),
+            "shift_low": -9.0,
+            "shift_high": 9.0,
+            "q_value": [0.001] * 6 + [0.5] * 6,
+        }
+    )
+    lengths = np.full(40, 10.0)
+    summary = prediction_summary(table, PromptValues(base, tuned, lengths, lengths), alpha=0.05, seed=0)
+    head = summary["by_group"][GROUP_HEAD]
+    assert head["concepts"] == 6 and head["sign_agreement"] == 1.0 and head["sign_agreement_low"] == 1.0
+    assert head["r2"] == pytest.approx(agreement(heads, table["shift"][:6])["r2"]) and head["r2"] > 0.9
+    assert summary["by_group"][GROUP_SAMPLE]["concepts"] == 6
+    assert summary["sign_agreement"] == pytest.approx(agreement(predicted, table["shift"])["sign_agreement"])
+    assert summary["sign_agreement"] < head["sign_agreement"]
 
 
 def test_scatter_summary_with_too_few_concepts_has_no_fit():

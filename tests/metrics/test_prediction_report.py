@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from spectrum_core.metrics.prediction import GROUP_HEAD
 from spectrum_core.metrics.prediction_report import agreement_rows, interval_text, seed_spread
 
 
@@ -23,6 +24,7 @@ def _report(target: str, seed: int, r2: float, control: str = "none", steps: int
             "control": control,
             "baselines": {"length": {"r2": 0.1}, "words": {"r2": 0.2, "r2_low": 0.0, "r2_high": 0.4}},
             "without_length": {"r2": 0.3},
+            "by_group": {GROUP_HEAD: {"concepts": 2, "sign_agreement": 1.0}},
         },
     }
 
@@ -34,9 +36,13 @@ def test_interval_text():
 
 def test_agreement_rows_put_every_predictor_of_every_run_side_by_side():
     rows = agreement_rows([_report("run 2", 0, 0.5), _report("run 3", 0, 0.05, control="shuffle"), {"target": "base"}])
-    assert len(rows) == 8 and rows["model"].tolist() == ["run 2"] * 4 + ["run 3"] * 4
+    assert len(rows) == 10 and rows["model"].tolist() == ["run 2"] * 5 + ["run 3"] * 5
     assert rows.loc[0, "R² [95% CI]"] == "0.50 [0.40, 0.60]" and rows.loc[1, "R² [95% CI]"] == "0.10"
-    assert rows.loc[4, "control"] == "shuffled labels (control)" and rows.loc[0, "control"] == ""
+    assert rows.loc[5, "control"] == "shuffled labels (control)" and rows.loc[0, "control"] == ""
+    # a group's row counts that group's concepts; groups a run does not have get no row
+    heads = rows.loc[4]
+    assert heads["predictor"] == "the audit, its heads only" and heads["concepts"] == 2
+    assert heads["sign agreement"] == "1.00" and rows.loc[0, "concepts"] == 3
 
 
 def test_seed_spread_pairs_only_runs_that_differ_in_seed_alone():
