@@ -50,27 +50,9 @@ def add_families(
     offsets = _offsets(mode_data)
     column = np.array([offsets[m] + int(f) for m, f in zip(concepts["mode"], concepts["feature"])], dtype=np.int64)
     n_columns = sum(c.shape[1] for c, _ in mode_data.values())
-    # Only the candidates are clustered, so only their columns are stacked side by side (at 100k
-    # pairs every mode's columns side by side, chosen, rejected and Δ, grow with every latent).
-    candidates = np.unique(column[:MAX_CANDIDATES])
-    chosen, rejected, column_mode, decoder_columns = _candidate_columns(mode_data, decoders, offsets, candidates)
-    delta = (chosen - rejected)[np.flatnonzero(rows)].tocsc()
-    within = find_families(
-        chosen,
-        rejected,
-        column_mode,
-        np.searchsorted(candidates, column[:MAX_CANDIDATES]),
-        decoder_columns,
-        delta=delta,
-        rows=rows,
+    found, (family_chosen, family_rejected), described = _cluster_candidates(
+        mode_data, decoders, offsets, column, n_columns, probe_delta, rows
     )
-    family_chosen, family_rejected = family_scores(chosen, within), family_scores(rejected, within)
-    del chosen, rejected
-    family_delta = (family_chosen - family_rejected)[rows]
-    described = _describe(within, delta, family_delta, probe_delta[rows])
-    described["representative"] = candidates[described["representative"]]
-    del delta
-    found = _over_every_column(within, candidates, n_columns)
     member_effect = _effect_sizes(mode_data, rows)[column]
 
     table, joint = concept_table(
@@ -96,6 +78,39 @@ def add_families(
     if progress:
         progress("families", 1, 1, unit="steps")
     return pd.concat([families, concepts], ignore_index=True), (family_chosen, family_rejected), summary
+
+
+def _cluster_candidates(
+    mode_data: dict[str, tuple[sp.csr_matrix, sp.csr_matrix]],
+    decoders: dict[str, np.ndarray],
+    offsets: dict[str, int],
+    column: np.ndarray,
+    n_columns: int,
+    probe_delta: pd.DataFrame,
+    rows: np.ndarray,
+):
+    """The families of the best-ranked ``MAX_CANDIDATES`` concepts (``column``: each concept's
+    stacked column): their membership over every column, their (chosen, rejected) scores over
+    every pair and their descriptions on ``rows``. Only the candidates are clustered, so only their
+    columns are stacked side by side (at 100k pairs every mode's columns side by side, chosen,
+    rejected and Δ, grow with every latent)."""
+    candidates = np.unique(column[:MAX_CANDIDATES])
+    chosen, rejected, column_mode, decoder_columns = _candidate_columns(mode_data, decoders, offsets, candidates)
+    delta = (chosen - rejected)[np.flatnonzero(rows)].tocsc()
+    within = find_families(
+        chosen,
+        rejected,
+        column_mode,
+        np.searchsorted(candidates, column[:MAX_CANDIDATES]),
+        decoder_columns,
+        delta=delta,
+        rows=rows,
+    )
+    family_chosen, family_rejected = family_scores(chosen, within), family_scores(rejected, within)
+    del chosen, rejected
+    described = _describe(within, delta, (family_chosen - family_rejected)[rows], probe_delta[rows])
+    described["representative"] = candidates[described["representative"]]
+    return _over_every_column(within, candidates, n_columns), (family_chosen, family_rejected), described
 
 
 def _with_descriptions(

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from spectrum_core import jobs
+from spectrum_core.metrics.prediction_report import PREDICTOR_ROWS
 
 
 @pytest.fixture
@@ -42,12 +43,17 @@ def test_base_and_tuned_side_by_side(page):
     # the prediction tab: the run's agreement numbers, the scatter and the curve over checkpoints
     agreement = next(d.value for d in at.dataframe if "Spearman ρ" in d.value.columns)
     assert set(agreement["model"]) == {f"run {tune_job} (dpo)"} and agreement["concepts"].iloc[0] >= 1
-    assert agreement["predictor"].tolist() == [
+    predictors = agreement["predictor"].tolist()
+    assert predictors[:4] == [
         "the audit (SAE concepts)",
         "length alone",
         "bag of words",
         "the audit, length partialled out of both sides",
     ]
+    # then a row per group of at least 3 concepts, each counting its own (at most all of them)
+    groups = {name for path, name in PREDICTOR_ROWS if path[:1] == ("by_group",)}
+    assert len(predictors) > 4 and set(predictors[4:]) <= groups
+    assert (agreement["concepts"].iloc[4:] <= agreement["concepts"].iloc[0]).all()
     assert (agreement["CAFT"] == "off").all() and (agreement["control"] == "").all()
     titles = [c.proto.spec for c in at.get("plotly_chart")]
     assert any("Predicted by the audit vs realised" in t for t in titles)
