@@ -55,7 +55,7 @@ from .seed_check import add_seed_stability
 from .stats.baselines import agreement_strength, length_baseline
 from .stats.concept_statistics import concept_table, rank_concepts
 from .stats.confirmation import confirm, confirmation_summary, confirmed_first, discovery_split
-from .stats.null import NullSummary, confirmed_count, flip_pairs, null_flips, significant_count
+from .stats.null import NullSummary, confirmed_count, flip_modes_in_place, null_flips, significant_count
 from .stats.power import power_summary, verdict
 from .stats.sign_test import adjust_pvalues
 from .tables import family_evidence, feature_cards, token_evidence, write_pair_features
@@ -281,7 +281,9 @@ def _encode(state: AuditState) -> None:
         evidence_top=config.top_examples,
         progress=state.progress,
     )
-    state.mode_data["token"] = state.features.pooled(config.pooling)
+    # The steps own the pooled matrices from here (the features keep their evidence only): with one
+    # owner, the null runs' in-place flips free the originals instead of holding a second copy.
+    state.mode_data["token"] = state.features.sides.pop(config.pooling)
 
 
 def _difference_sae(state: AuditState) -> None:
@@ -416,25 +418,47 @@ def _confirm(state: AuditState) -> None:
 
 def _null(state: AuditState) -> None:
     """The statistics, families and confirmation again on ``null_runs`` copies of the pairs with
-    chosen and rejected swapped in a seeded random half (stats/null.py), counting what each confirms."""
+    chosen and rejected swapped in a seeded random half (stats/null.py), counting what each confirms.
+    The state's own matrices are flipped in place for each run and flipped back after it (exactly),
+    so only one copy of them is held; the run rebuilds its own families and heads."""
     config, progress, counts, significant = state.config, state.progress, [], []
     chosen_len, rejected_len = state.lengths
-    for index, flip in enumerate(null_flips(len(state.pairs), config.null_runs, config.seed)):
-        run = AuditState(state.pairs, config, state.out_dir, state.activations_dir)
-        run.discovery, run.train_mask, run.decoders = state.discovery, state.train_mask, state.decoders
-        derived = ("family", "head")  # rebuilt by the run's own steps
-        run.mode_data = {m: flip_pairs(c, r, flip) for m, (c, r) in state.mode_data.items() if m not in derived}
-        assert state.probe_delta is not None
-        run.probe_delta = state.probe_delta.mul(np.where(flip, -1.0, 1.0), axis=0)
-        run.lengths_override = (np.where(flip, rejected_len, chosen_len), np.where(flip, chosen_len, rejected_len))
-        run.report, run.joint_models = replace(state.report_so_far), False
-        for step in (_statistics, _families, _heads, _confirm):
-            step(run)
-        counts.append(confirmed_count(run.concepts))
-        significant.append(significant_count(run.concepts, config.fdr_threshold))
-        if progress:
-            progress("null", index + 1, config.null_runs, unit="runs")
+    assert state.probe_delta is not None
+    derived: dict[str, tuple[sp.csr_matrix, sp.csr_matrix]] = {
+        mode: state.mode_data.pop(mode) for mode in ("family", "head") if mode in state.mode_data
+    }
+    try:
+        for index, flip in enumerate(null_flips(len(state.pairs), config.null_runs, config.seed)):
+            flip_modes_in_place(state.mode_data, flip)
+            try:
+                confirmed, n_significant = _null_run(state, flip, (chosen_len, rejected_len))
+            finally:
+                flip_modes_in_place(state.mode_data, flip)  # restores the real pairs' matrices
+            counts.append(confirmed)
+            significant.append(n_significant)
+            if progress:
+                progress("null", index + 1, config.null_runs, unit="runs")
+    finally:
+        state.mode_data.update(derived)  # after the base modes, in the order the steps added them
     state.report_so_far.null = NullSummary.from_counts(confirmed_count(state.concepts), counts, significant)
+
+
+def _null_run(state: AuditState, flip: np.ndarray, lengths: tuple[np.ndarray, np.ndarray]) -> tuple[int, int]:
+    """One null run on the state's matrices, already flipped: its confirmed heads and its
+    significant single concepts. The run's state is dropped on return, so none of its references
+    to the flipped matrices outlive it."""
+    config = state.config
+    run = AuditState(state.pairs, config, state.out_dir, state.activations_dir)
+    run.discovery, run.train_mask, run.decoders = state.discovery, state.train_mask, state.decoders
+    run.mode_data = dict(state.mode_data)  # the run adds its own families and heads to its copy of the dict
+    assert state.probe_delta is not None
+    run.probe_delta = state.probe_delta.mul(np.where(flip, -1.0, 1.0), axis=0)
+    chosen_len, rejected_len = lengths
+    run.lengths_override = (np.where(flip, rejected_len, chosen_len), np.where(flip, chosen_len, rejected_len))
+    run.report, run.joint_models = replace(state.report_so_far), False
+    for step in (_statistics, _families, _heads, _confirm):
+        step(run)
+    return confirmed_count(run.concepts), significant_count(run.concepts, config.fdr_threshold)
 
 
 def _sae_seeds(state: AuditState) -> None:

@@ -52,16 +52,19 @@ def add_seed_stability(
     # One progress bar for the whole check: every retrained SAE's training samples, in order.
     samples = [training_samples(retrained[mode], len(training[mode])) for mode in sae_modes]
     whole = config.sae_seeds * sum(samples)
-    seed_deltas = []
-    for index in range(config.sae_seeds):
-        seed = config.seed + 1 + index
-        retrained_seed = {mode: replace(retrained[mode], seed=seed) for mode in sae_modes}
-        starts = index * sum(samples) + np.cumsum([0, *samples[:-1]])
-        reports = {mode: _counted(progress, int(start), whole) for mode, start in zip(sae_modes, starts)}
-        seed_deltas.append(
-            _retrained_delta(retrained_seed, training, store, pooled, config, hook=hook, device=device, reports=reports)
-        )
-    stability = seed_stability(family_delta, reference, members, seed_deltas)
+
+    def seed_deltas():
+        """Each seed's retrained Δ in turn, made only when the check asks for it (one held at a time)."""
+        for index in range(config.sae_seeds):
+            seed = config.seed + 1 + index
+            retrained_seed = {mode: replace(retrained[mode], seed=seed) for mode in sae_modes}
+            starts = index * sum(samples) + np.cumsum([0, *samples[:-1]])
+            reports = {mode: _counted(progress, int(start), whole) for mode, start in zip(sae_modes, starts)}
+            yield _retrained_delta(
+                retrained_seed, training, store, pooled, config, hook=hook, device=device, reports=reports
+            )
+
+    stability = seed_stability(family_delta, reference, members, seed_deltas())
     concepts = concepts.copy()
     concepts["seed_stability"] = np.nan
     concepts.loc[families.index, "seed_stability"] = stability
@@ -128,8 +131,13 @@ def _retrained_delta(
                 chosen, rejected = encode_responses(store, sae, poolings=(config.pooling,)).pooled(config.pooling)
             else:
                 chosen, rejected = encode_differences(pooled, sae)
-            parts.append(chosen - rejected)
-    return sp.hstack(parts).tocsc()
+            del sae
+            delta = chosen - rejected
+            del chosen, rejected  # freed as soon as Δ exists: at most two copies of a mode's matrices at once
+            parts.append(delta.tocsc())
+            del delta
+    # CSC blocks side by side are stacked by concatenation, without the COO copy other formats go through.
+    return sp.hstack(parts, format="csc")
 
 
 def _counted(progress, start: int, whole: int):

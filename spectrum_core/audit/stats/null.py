@@ -57,6 +57,18 @@ def _rows_from(kept: sp.csr_matrix, swapped: sp.csr_matrix, flip: np.ndarray) ->
     return sp.csr_matrix((data, indices, indptr), shape=kept.shape)
 
 
+def flip_modes_in_place(mode_data: dict[str, tuple[sp.csr_matrix, sp.csr_matrix]], flip: np.ndarray) -> None:
+    """Every mode of ``mode_data`` with chosen and rejected swapped where ``flip`` is True, replaced
+    in the dict one mode at a time, so each mode's originals can be freed as soon as its flipped
+    copy exists. Calling it again with the same ``flip`` restores the originals exactly: a row swap
+    moves values and computes none. Why in place: a null run that held flipped copies beside every
+    original was the audit's memory peak at 100k pairs."""
+    for mode in list(mode_data):
+        chosen, rejected = mode_data.pop(mode)
+        mode_data[mode] = flip_pairs(chosen, rejected, flip)
+        del chosen, rejected
+
+
 def null_flips(n_pairs: int, runs: int, seed: int) -> list[np.ndarray]:
     """One seeded random half of the pairs per run (each pair flipped with probability ½)."""
     rng = np.random.default_rng(seed + NULL_SEED_OFFSET)

@@ -183,6 +183,38 @@ def test_null_runs_are_seeded_and_confirm_next_to_nothing():
     assert "On shuffled preferences" in first.sentence() and f"here it confirms {first.observed}" in first.sentence()
 
 
+def test_null_runs_hold_one_copy_of_the_matrices_and_restore_them_exactly(monkeypatch):
+    """The null runs flip the state's matrices in place: while a run computes, the real pairs'
+    arrays are freed (only their flipped copies exist); after the runs the state holds exactly
+    what it held before, in the same order, and a second call counts the same."""
+    import weakref
+
+    from spectrum_core.audit import pipeline
+
+    state = audited(synthetic_state())
+    state.config.null_runs = 3
+    order = list(state.mode_data)
+    before = {mode: [side.copy() for side in sides] for mode, sides in state.mode_data.items()}
+    real_token_values = weakref.ref(state.mode_data["token"][0].data)
+    alive: list[bool] = []
+    statistics = pipeline._statistics
+
+    def watched(run):
+        alive.append(real_token_values() is not None)
+        statistics(run)
+
+    monkeypatch.setattr(pipeline, "_statistics", watched)
+    pipeline._null(state)
+    assert alive == [False, False, False]
+    assert list(state.mode_data) == order
+    for mode, sides in state.mode_data.items():
+        for got, want in zip(sides, before[mode]):
+            assert got.dtype == want.dtype and got.shape == want.shape and (got != want).nnz == 0
+    first = state.report_so_far.null
+    pipeline._null(state)
+    assert state.report_so_far.null == first
+
+
 def test_flip_pairs_swaps_only_the_flipped_rows():
     from spectrum_core.audit.stats.null import flip_pairs
 
