@@ -24,6 +24,11 @@ from spectrum_core.audit.review import (
 from spectrum_core.charts import topic_heatmap, topic_lean_bars
 
 CARD_EXAMPLES = 4  # strongest examples shown on a card (the audit keeps top_examples of them)
+# Said where a card has no silent contrast, so its absence is never mistaken for a missing section. A
+# concept with no pair where it is above zero on one answer and zero on the other has none: a family
+# with a probe member (a probe is rarely zero), or a concept in a small sampled audit.
+NO_SILENT_PAIR = "none in this audit: no audited pair has it above zero on one answer and at zero on the other"
+OLD_CARDS = "this audit was made before cards had a silent contrast; run it again to see one"
 
 
 def show_example(example: pd.Series, pair: pd.Series) -> None:
@@ -402,6 +407,8 @@ if len(card):
             "so the two answers to one prompt show what it responds to"
         )
         show_example(silent.iloc[0], pairs_by_id.loc[silent["pair_id"].iat[0]])
+    else:
+        st.markdown(f"**Where it is silent**: {NO_SILENT_PAIR if 'role' in view.cards.columns else OLD_CARDS}")
 
 st.markdown("**Decision**")
 current = decisions.get(concept_id)

@@ -148,7 +148,12 @@ def test_family_card_lists_members_and_a_member_links_back(page):
     assert any(m.label == "Effect size" for m in at.metric)
     assert any("weighted as the family's score weights them" in m.value for m in at.markdown)
     assert len(shaded_examples(at)) >= 1
-    assert any("Where it is silent" in m.value for m in at.markdown)
+    view = AuditView.load(outcome.folder)
+    has_silent = len(view.card(family["concept_id"], role="silent")) > 0
+    silent_line = (
+        "**Where it is silent**: the pair where" if has_silent else "**Where it is silent**: none in this audit"
+    )
+    assert any(silent_line in m.value for m in at.markdown)
     assert any(c.value.startswith("Label check") for c in at.caption) or len(at.warning)
     member = family["members"][-1]
     at.session_state["concept"] = member
@@ -158,6 +163,21 @@ def test_family_card_lists_members_and_a_member_links_back(page):
     at.button(key=f"open-{family['concept_id']}").click()
     at.run()
     assert at.subheader[0].value == family["concept_id"]
+
+
+def test_a_card_without_a_silent_pair_says_so(page):
+    """A concept above zero on both answers wherever it is on has no silent contrast: its card says
+    there is none, instead of leaving the section out."""
+    at, workspace, outcome = page
+    view = AuditView.load(outcome.folder)
+    fires = set(view.cards.loc[view.cards["role"] == "fires", "concept_id"])
+    silent = set(view.cards.loc[view.cards["role"] == "silent", "concept_id"])
+    without = sorted(fires - silent)
+    assert without and silent  # the fixture's audit has cards of both kinds (probes are rarely zero)
+    at.session_state["concept"] = without[0]
+    at.run()
+    assert not at.exception, at.exception
+    assert any("**Where it is silent**: none in this audit: no audited pair has it" in m.value for m in at.markdown)
 
 
 def test_a_family_decision_reaches_the_plan_for_every_member(page):
