@@ -423,7 +423,6 @@ def _null(state: AuditState) -> None:
     so only one copy of them is held; the run rebuilds its own families and heads."""
     config, progress, counts, significant = state.config, state.progress, [], []
     chosen_len, rejected_len = state.lengths
-    assert state.probe_delta is not None
     derived: dict[str, tuple[sp.csr_matrix, sp.csr_matrix]] = {
         mode: state.mode_data.pop(mode) for mode in ("family", "head") if mode in state.mode_data
     }
