@@ -129,16 +129,29 @@ def _gram(a: sp.spmatrix | np.ndarray, b: sp.spmatrix | np.ndarray) -> np.ndarra
 def cross_correlation(a: sp.spmatrix | np.ndarray, b: sp.spmatrix | np.ndarray) -> np.ndarray:
     """Pearson r between every column of ``a`` and every column of ``b`` (same rows), from their
     Gram products (sparse inputs are never copied whole); 0 where a column is constant."""
-    n = max(a.shape[0], 1)
+    moments_a = _column_moments(a)
+    moments_b = moments_a if b is a else _column_moments(b)
+    return correlation_from_moments(a.shape[0], moments_a, moments_b, _gram(a, b))
+
+
+def correlation_from_moments(
+    n_rows: int,
+    moments_a: tuple[np.ndarray, np.ndarray],
+    moments_b: tuple[np.ndarray, np.ndarray],
+    gram: np.ndarray,
+) -> np.ndarray:
+    """Pearson r between the columns of two matrices of ``n_rows`` rows, from each column's sum
+    and sum of squares (``moments_*``) and the cross products aᵀb (``gram``), however they were
+    summed (whole matrices, or blocks of rows streamed in); 0 where a column is constant."""
+    n = max(n_rows, 1)
     stats = []
-    for m in (a, b) if b is not a else (a,):
-        total, squares = _column_moments(m)
+    for total, squares in (moments_a, moments_b):
         mean, second = total / n, squares / n
         sd = np.sqrt(np.maximum(second - mean**2, 0.0))
         constant = sd <= 1e-12 * np.sqrt(np.maximum(second, 1e-300))
         stats.append((mean, np.where(constant, np.inf, sd)))
-    (mean_a, sd_a), (mean_b, sd_b) = stats[0], stats[-1]
-    cov = _gram(a, b) / n - np.outer(mean_a, mean_b)
+    (mean_a, sd_a), (mean_b, sd_b) = stats
+    cov = gram / n - np.outer(mean_a, mean_b)
     return np.clip(cov / np.outer(sd_a, sd_b), -1.0, 1.0)
 
 

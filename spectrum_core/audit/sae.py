@@ -120,9 +120,11 @@ def train_sae(
     hook: str = "",
     device: str = "cpu",
     progress: ProgressFn | None = None,
+    evaluate: bool = True,
 ) -> tuple[object, dict]:
     """Train a TopK SAE on ``tokens`` (n × d_model) and save it to ``out_dir`` in sae-lens's
-    inference format. Returns the loaded inference SAE and its quality metrics."""
+    inference format. Returns the loaded inference SAE and its quality metrics (the training's
+    settings and time only when ``evaluate`` is False: scoring encodes and decodes every token)."""
     # Importing sae_lens imports the modules the helpers below take their classes from.
     from sae_lens import SAE, SAETrainer
 
@@ -147,7 +149,7 @@ def train_sae(
     out_dir = Path(out_dir)
     training_sae.save_inference_model(str(out_dir))
     sae = SAE.load_from_disk(str(out_dir), device=device)
-    metrics = evaluate_sae(sae, tokens)
+    metrics = evaluate_sae(sae, tokens) if evaluate else {}
     metrics.update(
         width=width,
         k=k,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -13,13 +14,10 @@ import scipy.sparse as sp
 import torch
 
 from .config import AuditConfig
-from .extract.features import (
-    difference_vectors,
-    encode_differences,
-    encode_responses,
-)
+from .extract.features import difference_vectors, encode_differences, encode_side
+from .families import cross_correlation
 from .sae import SAETrainingConfig, train_sae, training_samples
-from .stats.robustness import seed_stability
+from .stats.robustness import StreamedDeltaCorrelation, best_member_correlation, seed_stability
 
 
 def add_seed_stability(
@@ -43,6 +41,8 @@ def add_seed_stability(
     reference, members = _member_reference(concepts, families, mode_data, sae_modes)
     family_chosen, family_rejected = mode_data["family"]
     family_delta = (family_chosen - family_rejected).tocsc()[:, families["feature"].to_numpy(dtype=np.int64)]
+    best_own = best_member_correlation(family_delta, reference, members)
+    del reference  # read once: the seeds are compared with best_own
     # Read once for every seed: the token SAE's training tokens, the difference SAE's vectors.
     training: dict[str, torch.Tensor] = {}
     if "token" in sae_modes:
@@ -53,18 +53,19 @@ def add_seed_stability(
     samples = [training_samples(retrained[mode], len(training[mode])) for mode in sae_modes]
     whole = config.sae_seeds * sum(samples)
 
-    def seed_deltas():
-        """Each seed's retrained Δ in turn, made only when the check asks for it (one held at a time)."""
+    def seeds_best():
+        """Each seed's best r per family, its SAEs trained and encoded only when the check asks
+        for it (one seed's SAEs held at a time)."""
         for index in range(config.sae_seeds):
             seed = config.seed + 1 + index
             retrained_seed = {mode: replace(retrained[mode], seed=seed) for mode in sae_modes}
             starts = index * sum(samples) + np.cumsum([0, *samples[:-1]])
             reports = {mode: _counted(progress, int(start), whole) for mode, start in zip(sae_modes, starts)}
-            yield _retrained_delta(
-                retrained_seed, training, store, pooled, config, hook=hook, device=device, reports=reports
+            yield _retrained_best(
+                family_delta, retrained_seed, training, store, pooled, config, hook=hook, device=device, reports=reports
             )
 
-    stability = seed_stability(family_delta, reference, members, seed_deltas())
+    stability = seed_stability(best_own, seeds_best())
     concepts = concepts.copy()
     concepts["seed_stability"] = np.nan
     concepts.loc[families.index, "seed_stability"] = stability
@@ -103,7 +104,8 @@ def _member_reference(concepts: pd.DataFrame, families: pd.DataFrame, mode_data,
     return reference, members
 
 
-def _retrained_delta(
+def _retrained_best(
+    family_delta: sp.csc_matrix,
     retrained: dict[str, SAETrainingConfig],
     training: dict[str, torch.Tensor],
     store,
@@ -113,31 +115,40 @@ def _retrained_delta(
     hook: str,
     device: str,
     reports: dict,
-) -> sp.csc_matrix:
-    """Δ (chosen − rejected) of every pair on the latents of SAEs trained afresh with these
-    settings, one per mode in ``retrained``'s order, side by side; the SAEs are thrown away."""
-    parts = []
+) -> np.ndarray:
+    """Each family's largest Pearson r with the Δ (chosen − rejected) of a latent of SAEs trained
+    afresh with these settings, one per mode in ``retrained``; the SAEs are thrown away. The token
+    SAE's Δ is never formed: its correlations are summed as each shard's side is encoded
+    (StreamedDeltaCorrelation), so the check holds one side's pooled matrix, not both and Δ."""
+    best = np.full(family_delta.shape[1], -np.inf)
     with tempfile.TemporaryDirectory() as scratch:
         for mode, sae_config in retrained.items():
-            sae, _ = train_sae(
-                training[mode],
-                Path(scratch) / mode,
-                sae_config,
-                hook=hook if mode == "token" else hook + ".pooled_difference",
-                device=device,
-                progress=reports.get(mode),
+            sae, _ = cast(
+                tuple[Any, dict],
+                train_sae(
+                    training[mode],
+                    Path(scratch) / mode,
+                    sae_config,
+                    hook=hook if mode == "token" else hook + ".pooled_difference",
+                    device=device,
+                    progress=reports.get(mode),
+                    evaluate=False,  # the check reads the latents only; scoring the SAE took 20 s a seed on HH
+                ),
             )
             if mode == "token":
-                chosen, rejected = encode_responses(store, sae, poolings=(config.pooling,)).pooled(config.pooling)
+                correlation = StreamedDeltaCorrelation(family_delta, sae.cfg.d_sae)
+                for side, add in enumerate((correlation.add_chosen, correlation.add_rejected)):  # chosen first
+                    for pairs, block in encode_side(store, sae, side, pooling=config.pooling):
+                        add(pairs, block)
+                r = correlation.correlation()
             else:
                 chosen, rejected = encode_differences(pooled, sae)
+                r = cross_correlation(family_delta, chosen - rejected)
+                del chosen, rejected
             del sae
-            delta = chosen - rejected
-            del chosen, rejected  # freed as soon as Δ exists: at most two copies of a mode's matrices at once
-            parts.append(delta.tocsc())
-            del delta
-    # CSC blocks side by side are stacked by concatenation, without the COO copy other formats go through.
-    return sp.hstack(parts, format="csc")
+            if r.shape[1]:
+                best = np.maximum(best, r.max(axis=1))
+    return best
 
 
 def _counted(progress, start: int, whole: int):

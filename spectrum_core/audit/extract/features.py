@@ -13,6 +13,7 @@ statistics are then z(d) and z(−d).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,6 +83,59 @@ def encode_responses(
     for shard in store.iter_shards():
         _encode_shard(shard, sae, device, chunk, parts, on_tokens)
     return parts.features()
+
+
+@torch.no_grad()
+def encode_side(
+    store: ActivationStore, sae, side: int, *, pooling: str = "max", chunk: int = 8192
+) -> Iterator[tuple[np.ndarray, sp.csr_matrix]]:
+    """One side's responses (0 chosen, 1 rejected) of ``store`` through ``sae``, pooled, one
+    shard at a time: (the shard's pairs of that side, their pooled rows as CSR). Only that side's
+    tokens are encoded, so reading both sides costs one encoding of every response, and nothing
+    is held between shards: a caller that needs only sums over pairs (the SAE-seed check's
+    correlations) never holds a pairs × latents matrix of both sides."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling is max or mean, not {pooling!r}")
+    for shard in store.iter_shards():
+        part = _side_of_shard(shard, side)
+        del shard
+        if not len(part["responses"]):
+            continue
+        block = _SideBlock(store.manifest["n_responses"], sae.cfg.d_sae, pooling)
+        _encode_shard(part, sae, next(sae.parameters()).device, chunk, block, lambda n: None)
+        yield block.pairs, block.matrix
+
+
+def _side_of_shard(shard: dict, side: int) -> dict:
+    """The shard's responses of one side with their tokens, in the shard's layout."""
+    offsets, responses = shard["offsets"].numpy(), shard["responses"].numpy()
+    lengths = offsets[1:] - offsets[:-1]
+    keep = side_of(responses) == side
+    tokens = torch.from_numpy(np.repeat(keep, lengths))
+    kept = np.zeros(int(keep.sum()) + 1, dtype=np.int64)
+    np.cumsum(lengths[keep], out=kept[1:])
+    return {
+        "acts": shard["acts"][tokens],
+        "token_ids": shard["token_ids"][tokens],
+        "offsets": torch.from_numpy(kept),
+        "responses": torch.from_numpy(responses[keep]),
+    }
+
+
+class _SideBlock:
+    """What ``_encode_shard`` writes, for one side's responses of one shard: their pooled rows
+    under one pooling, and no card evidence."""
+
+    def __init__(self, n_responses: int, d_sae: int, pooling: str):
+        self.d_sae, self.poolings = d_sae, (pooling,)
+        self.response_tokens = np.zeros(n_responses, dtype=np.int64)
+        self.evidence = _Evidence(d_sae, 0)
+        self.pairs = np.zeros(0, dtype=np.int64)
+        self.matrix = sp.csr_matrix((0, d_sae), dtype=np.float32)
+
+    def add_shard(self, responses: np.ndarray, pooled: dict[str, torch.Tensor]) -> None:
+        self.pairs = pair_of(responses).astype(np.int64)
+        self.matrix = sp.csr_matrix(pooled[self.poolings[0]].numpy())
 
 
 class _Evidence:
@@ -188,7 +242,7 @@ class _FeatureParts:
         return stacked[row_of_pair]
 
 
-def _encode_shard(shard: dict, sae, device, chunk: int, parts: _FeatureParts, on_tokens) -> None:
+def _encode_shard(shard: dict, sae, device, chunk: int, parts: _FeatureParts | _SideBlock, on_tokens) -> None:
     """One shard's tokens through the SAE, ``chunk`` tokens at a time, into ``parts``: its
     responses' lengths and pooled values, and the token cells that can still be card evidence."""
     d_sae = parts.d_sae

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from spectrum_core.audit.extract.features import encode_responses, token_activations, top_responses
+from spectrum_core.audit.extract.features import encode_responses, encode_side, token_activations, top_responses
 from spectrum_core.audit.responses import split_sides
 
 
@@ -40,6 +40,22 @@ def test_streamed_encoding_equals_encoding_in_memory(store_and_sae, pooling):
     # Only evidence that can still be on a card is kept: far fewer cells than the tokens have.
     all_cells = sum(int((features > 0).sum()) for features in per_token.values())
     assert len(streamed.token_value) < all_cells / 2
+
+
+@pytest.mark.parametrize("pooling", ["max", "mean"])
+def test_one_side_at_a_time_gives_that_sides_pooled_rows(store_and_sae, pooling):
+    store, sae = store_and_sae
+    max_pool, mean_pool, _ = in_memory(store, sae)
+    expected = split_sides(max_pool if pooling == "max" else mean_pool)
+    for side in (0, 1):
+        blocks = list(encode_side(store, sae, side, pooling=pooling, chunk=7))
+        assert len(blocks) > 1  # the shards of 8 responses are read one at a time
+        pairs = np.concatenate([p for p, _ in blocks])
+        assert sorted(pairs.tolist()) == list(range(30))  # every pair's response of that side, once
+        for block_pairs, block in blocks:
+            np.testing.assert_allclose(block.toarray(), expected[side][block_pairs], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="max or mean"):
+        next(encode_side(store, sae, 0, pooling="median"))
 
 
 def test_no_evidence_is_kept_when_none_is_asked_for(store_and_sae):
