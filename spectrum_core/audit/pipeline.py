@@ -55,7 +55,14 @@ from .seed_check import add_seed_stability
 from .stats.baselines import agreement_strength, length_baseline
 from .stats.concept_statistics import concept_table, rank_concepts
 from .stats.confirmation import confirm, confirmation_summary, confirmed_first, discovery_split
-from .stats.null import NullSummary, confirmed_count, flip_modes_in_place, null_flips, significant_count
+from .stats.null import (
+    NullSummary,
+    confirmed_count,
+    flip_modes_in_place,
+    null_flips,
+    set_aside_on_disk,
+    significant_count,
+)
 from .stats.power import power_summary, verdict
 from .stats.sign_test import adjust_pvalues
 from .tables import family_evidence, feature_cards, token_evidence, write_pair_features
@@ -423,10 +430,8 @@ def _null(state: AuditState) -> None:
     so only one copy of them is held; the run rebuilds its own families and heads."""
     config, progress, counts, significant = state.config, state.progress, [], []
     chosen_len, rejected_len = state.lengths
-    derived: dict[str, tuple[sp.csr_matrix, sp.csr_matrix]] = {
-        mode: state.mode_data.pop(mode) for mode in ("family", "head") if mode in state.mode_data
-    }
-    try:
+    # The real families and heads wait on disk: each run builds its own from the flipped modes.
+    with set_aside_on_disk(state.mode_data, ("family", "head"), state.out_dir):
         for index, flip in enumerate(null_flips(len(state.pairs), config.null_runs, config.seed)):
             flip_modes_in_place(state.mode_data, flip)
             try:
@@ -437,8 +442,6 @@ def _null(state: AuditState) -> None:
             significant.append(n_significant)
             if progress:
                 progress("null", index + 1, config.null_runs, unit="runs")
-    finally:
-        state.mode_data.update(derived)  # after the base modes, in the order the steps added them
     state.report_so_far.null = NullSummary.from_counts(confirmed_count(state.concepts), counts, significant)
 
 

@@ -10,7 +10,11 @@ the labels, so flipping cannot change them.
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -67,6 +71,31 @@ def flip_modes_in_place(mode_data: dict[str, tuple[sp.csr_matrix, sp.csr_matrix]
         chosen, rejected = mode_data.pop(mode)
         mode_data[mode] = flip_pairs(chosen, rejected, flip)
         del chosen, rejected
+
+
+@contextmanager
+def set_aside_on_disk(
+    mode_data: dict[str, tuple[sp.csr_matrix, sp.csr_matrix]], modes: tuple[str, ...], folder: Path
+) -> Iterator[None]:
+    """``modes``' matrices moved out of ``mode_data`` into uncompressed .npz files in a temporary
+    folder under ``folder`` for the block, and read back after it, exactly (same values, indices
+    and dtypes), after the other modes. Why: the null runs rebuild their own families and heads,
+    and holding the real ones beside them through every run kept the null step above the
+    families step's peak at 100k pairs."""
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".null-set-aside-") as scratch:
+        saved = [mode for mode in modes if mode in mode_data]
+        for mode in saved:
+            for side, matrix in zip(("chosen", "rejected"), mode_data.pop(mode)):
+                sp.save_npz(Path(scratch) / f"{mode}-{side}.npz", sp.csr_matrix(matrix), compressed=False)
+            del matrix
+        try:
+            yield
+        finally:
+            for mode in saved:
+                chosen, rejected = (
+                    sp.load_npz(Path(scratch) / f"{mode}-{side}.npz") for side in ("chosen", "rejected")
+                )
+                mode_data[mode] = (sp.csr_matrix(chosen), sp.csr_matrix(rejected))
 
 
 def null_flips(n_pairs: int, runs: int, seed: int) -> list[np.ndarray]:

@@ -168,10 +168,11 @@ def test_a_confirmation_share_outside_0_to_1_is_refused(share):
         AuditConfig(confirmation_share=share)
 
 
-def test_null_runs_are_seeded_and_confirm_next_to_nothing():
+def test_null_runs_are_seeded_and_confirm_next_to_nothing(tmp_path):
     from spectrum_core.audit.pipeline import _null
 
     state = audited(synthetic_state())
+    state.out_dir = tmp_path
     state.config.null_runs = 6
     _null(state)
     first = state.report_so_far.null
@@ -183,30 +184,33 @@ def test_null_runs_are_seeded_and_confirm_next_to_nothing():
     assert "On shuffled preferences" in first.sentence() and f"here it confirms {first.observed}" in first.sentence()
 
 
-def test_null_runs_hold_one_copy_of_the_matrices_and_restore_them_exactly(monkeypatch):
-    """The null runs flip the state's matrices in place: while a run computes, the real pairs'
-    arrays are freed (only their flipped copies exist); after the runs the state holds exactly
-    what it held before, in the same order, and a second call counts the same."""
+def test_null_runs_hold_one_copy_of_the_matrices_and_restore_them_exactly(monkeypatch, tmp_path):
+    """The null runs flip the state's matrices in place, and set the real families and heads
+    aside on disk: while a run computes, the real pairs' arrays are freed (only their flipped
+    copies exist); after the runs the state holds exactly what it held before, in the same
+    order, nothing is left on disk, and a second call counts the same."""
     import weakref
 
     from spectrum_core.audit import pipeline
 
     state = audited(synthetic_state())
     state.config.null_runs = 3
+    state.out_dir = tmp_path
     order = list(state.mode_data)
+    assert order[-2:] == ["family", "head"]
     before = {mode: [side.copy() for side in sides] for mode, sides in state.mode_data.items()}
-    real_token_values = weakref.ref(state.mode_data["token"][0].data)
+    real = {mode: weakref.ref(state.mode_data[mode][0].data) for mode in ("token", "family", "head")}
     alive: list[bool] = []
     statistics = pipeline._statistics
 
     def watched(run):
-        alive.append(real_token_values() is not None)
+        alive.extend(ref() is not None for ref in real.values())
         statistics(run)
 
     monkeypatch.setattr(pipeline, "_statistics", watched)
     pipeline._null(state)
-    assert alive == [False, False, False]
-    assert list(state.mode_data) == order
+    assert alive == [False] * 9
+    assert list(state.mode_data) == order and not list(tmp_path.iterdir())
     for mode, sides in state.mode_data.items():
         for got, want in zip(sides, before[mode]):
             assert got.dtype == want.dtype and got.shape == want.shape and (got != want).nnz == 0
