@@ -215,7 +215,9 @@ def _family_summary(
     for name, columns in (("all", column), ("top", top_columns)):
         fit: dict = {}
         if with_joint and delta is not None and len(columns):
-            fit = joint_model(delta[:, np.sort(columns)], *lengths, train_mask, config.seed)
+            columns = np.sort(columns)
+            every = len(columns) == delta.shape[1] and (columns == np.arange(delta.shape[1])).all()
+            fit = joint_model(delta if every else delta[:, columns], *lengths, train_mask, config.seed)
         auc[name] = float(fit.get("auc_held_out", float("nan")))
     length_auc = length_baseline(*lengths, train_mask, config.seed).length_only_auc_held_out
     gain_all, gain_top = auc["all"] - length_auc, auc["top"] - length_auc

@@ -111,7 +111,7 @@ def feature_statistics(
     null = length_null(np.asarray(chosen_len, float), np.asarray(rejected_len, float), signs, rows=keep)
     with ThreadPoolExecutor(max_workers=1) as pool:
         fit = fit_joint if with_joint else _no_joint
-        joint_future = pool.submit(fit, d, csc, moments["sd"], signs, dlen, mask, seed, C)
+        joint_future = pool.submit(fit, csc, moments["sd"], signs, dlen, mask, seed, C)
         row_term, null_info = null_row_term(null, signs_rows)
         logits = feature_logits(csc_rows, moments_rows["sd"], row_term)
         score, p_value = score_pvalues(csc_rows, signs_rows, null)
@@ -125,7 +125,7 @@ def feature_statistics(
     return table, summary
 
 
-def _no_joint(d: sp.csr_matrix, *_: Any) -> dict[str, Any]:
+def _no_joint(d: sp.csc_matrix, *_: Any) -> dict[str, Any]:
     """What ``fit_joint`` returns, not fitted: NaN scalars and columns."""
     nan = np.full(d.shape[1], np.nan)
     keys = ("auc_held_out", "auc_train", "C", "length_coef")

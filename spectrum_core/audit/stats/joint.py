@@ -16,7 +16,7 @@ from .pairs import (
     as_train_mask,
     auc_score,
     column_moments,
-    delta_csr,
+    delta_csc,
     length_difference,
     randomised_order,
 )
@@ -247,7 +247,6 @@ def _auc_without_each(y: np.ndarray, scores: np.ndarray, X_sel: sp.csc_matrix, c
 
 
 def fit_joint(
-    d: sp.csr_matrix,
     csc: sp.csc_matrix,
     sd: np.ndarray,
     signs: np.ndarray,
@@ -256,9 +255,9 @@ def fit_joint(
     seed: int,
     C: float | None,
 ) -> dict[str, Any]:
-    """The joint model (see :func:`joint_model`) on a prepared Δ: CSR and CSC, each column's SD,
+    """The joint model (see :func:`joint_model`) on a prepared Δ: canonical CSC, each column's SD,
     the randomised signs and the length difference."""
-    n_pairs, n_features = d.shape
+    n_pairs, n_features = csc.shape
     y = signs > 0
     length_sd = float(np.std(dlen))
     length = signs * dlen / length_sd if length_sd > 0 else np.zeros(n_pairs)
@@ -280,7 +279,7 @@ def fit_joint(
 
     gradient = design.gradient(train, y_train - 0.5)
     if C is None:
-        C = _cross_validated_c(d, signs, inv_sd, length, train, gradient, seed)
+        C = _cross_validated_c(csc, signs, inv_sd, length, train, gradient, seed)
     C = float(C)
     weights, intercept, train_scores, _ = _fit_working_set(
         design, train, y_train, C, seed, FINAL_TOL, C * np.abs(gradient) > START_NEAR
@@ -304,7 +303,7 @@ def fit_joint(
 
 
 def _cross_validated_c(
-    d: sp.csr_matrix,
+    csc: sp.csc_matrix,
     signs: np.ndarray,
     inv_sd: np.ndarray,
     length: np.ndarray,
@@ -318,7 +317,9 @@ def _cross_validated_c(
     sub = train
     if sub.size > CV_MAX_PAIRS:
         sub = np.sort(np.random.default_rng(seed).choice(train, CV_MAX_PAIRS, replace=False))
-    sub_design = _Design(d[sub].tocsc(), signs[sub], inv_sd, length[sub])
+    rows = csc[sub]  # sorted rows of a canonical CSC: the same matrix a CSR row selection gives
+    rows.sort_indices()
+    sub_design = _Design(rows, signs[sub], inv_sd, length[sub])
     return _choose_multiplier(sub_design, y[sub], seed) * _c_min(gradient, y[train])
 
 
@@ -363,9 +364,9 @@ def joint_model(
     ``n_selected`` and ``auc_contribution``: held-out AUC minus held-out AUC with that column
     zeroed (same fitted model, no refit) for selected features, 0 elsewhere.
     """
-    d = delta_csr(delta)
-    mask = as_train_mask(train_mask, d.shape[0])
-    dlen = length_difference(chosen_len, rejected_len, d.shape[0])
-    csc = d.tocsc()
+    csc = delta_csc(delta)
+    n_pairs = csc.shape[0]
+    mask = as_train_mask(train_mask, n_pairs)
+    dlen = length_difference(chosen_len, rejected_len, n_pairs)
     sd = column_moments(csc)["sd"]
-    return fit_joint(d, csc, sd, randomised_order(d.shape[0], seed), dlen, mask, seed, C)
+    return fit_joint(csc, sd, randomised_order(n_pairs, seed), dlen, mask, seed, C)

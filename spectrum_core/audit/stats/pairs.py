@@ -53,6 +53,21 @@ def delta_csr(delta: Matrix) -> sp.csr_matrix:
     return out
 
 
+def delta_csc(delta: Matrix) -> sp.csc_matrix:
+    """Δ as canonical float CSC without stored zeros, sharing memory with such a CSC input (the
+    joint model reads columns; a CSR detour held two more copies of a wide Δ)."""
+    out = sp.csc_matrix(delta) if sp.issparse(delta) else to_csr(delta).tocsc()
+    if not out.has_canonical_format:
+        out = out.copy()
+        out.sum_duplicates()
+    if not np.issubdtype(out.dtype, np.floating):
+        out = out.astype(np.float64)
+    if out.nnz and not np.all(out.data != 0):
+        out = out.copy()
+        out.eliminate_zeros()
+    return out
+
+
 def length_difference(chosen_len: Any, rejected_len: Any, n_pairs: int) -> np.ndarray:
     c = np.asarray(chosen_len, dtype=np.float64).ravel()
     r = np.asarray(rejected_len, dtype=np.float64).ravel()
