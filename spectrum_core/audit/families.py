@@ -28,6 +28,8 @@ import scipy.sparse as sp
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 
+from .stats.pairs import column_blocks
+
 # Two concepts are "alike" from r = 0.3 of their per-pair Δ (or decoder cosine within an SAE): on
 # the full bundled HH audit that puts the refusal features ("sorry", "I can't", "cannot help") in
 # one family and keeps length-like and topic features apart (docs/audit.md, "Concept families").
@@ -93,10 +95,22 @@ def _density(m: sp.spmatrix | np.ndarray) -> float:
 
 def _column_moments(m: sp.spmatrix | np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per column: sum and sum of squares over ``rows`` (a mask; default all), float64, without a
-    squared or row-selected copy of a sparse matrix."""
+    squared or row-selected copy of a sparse matrix. A CSC matrix is read a block of columns at a
+    time (each column's values added in the same order as over the whole matrix, so the same
+    bits): its coordinates and float64 copy of the values took twice the matrix at once."""
     if not sp.issparse(m):
         dense = np.asarray(m, dtype=np.float64)[slice(None) if rows is None else np.asarray(rows, bool)]
         return dense.sum(axis=0), (dense * dense).sum(axis=0)
+    sparse = cast(sp.csc_matrix, m)
+    if sparse.format != "csc":
+        return _coordinate_moments(sparse, rows)
+    total, squares = np.zeros(sparse.shape[1]), np.zeros(sparse.shape[1])
+    for c0, c1 in column_blocks(np.asarray(sparse.indptr, dtype=np.int64)):
+        total[c0:c1], squares[c0:c1] = _coordinate_moments(sparse[:, c0:c1], rows)
+    return total, squares
+
+
+def _coordinate_moments(m: sp.spmatrix, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     coo = sp.coo_matrix(m)
     data = coo.data.astype(np.float64)
     if rows is not None:

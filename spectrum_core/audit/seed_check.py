@@ -83,9 +83,11 @@ def _member_reference(concepts: pd.DataFrame, families: pd.DataFrame, mode_data,
         )
         for mode in sae_modes
     }
+    # Each mode's block as CSC, stacked by concatenation: no coordinate (COO) copy of the whole.
     reference = sp.hstack(
-        [mode_data[m][0][:, member_features[m]] - mode_data[m][1][:, member_features[m]] for m in sae_modes]
-    ).tocsc()
+        [(mode_data[m][0][:, member_features[m]] - mode_data[m][1][:, member_features[m]]).tocsc() for m in sae_modes],
+        format="csc",
+    )
     column = {
         (mode, feature): position
         for position, (mode, feature) in enumerate((m, f) for m in sae_modes for f in member_features[m])
