@@ -96,13 +96,14 @@ def encode_side(
     correlations) never holds a pairs × latents matrix of both sides."""
     if pooling not in POOLINGS:
         raise ValueError(f"pooling is max or mean, not {pooling!r}")
+    block = _SideBlock(store.manifest["n_responses"], sae.cfg.d_sae, pooling)  # refilled shard by shard
+    device = next(sae.parameters()).device
     for shard in store.iter_shards():
         part = _side_of_shard(shard, side)
         del shard
         if not len(part["responses"]):
             continue
-        block = _SideBlock(store.manifest["n_responses"], sae.cfg.d_sae, pooling)
-        _encode_shard(part, sae, next(sae.parameters()).device, chunk, block, lambda n: None)
+        _encode_shard(part, sae, device, chunk, block, lambda n: None)
         yield block.pairs, block.matrix
 
 
@@ -123,8 +124,8 @@ def _side_of_shard(shard: dict, side: int) -> dict:
 
 
 class _SideBlock:
-    """What ``_encode_shard`` writes, for one side's responses of one shard: their pooled rows
-    under one pooling, and no card evidence."""
+    """What ``_encode_shard`` writes, for one side's responses of the last shard encoded: their
+    pooled rows under one pooling (new matrices each shard), and no card evidence."""
 
     def __init__(self, n_responses: int, d_sae: int, pooling: str):
         self.d_sae, self.poolings = d_sae, (pooling,)

@@ -30,38 +30,38 @@ BLOCK_NNZ = 1 << 20
 def to_csr(matrix: Matrix) -> sp.csr_matrix:
     """Canonical float CSR (sorted, no duplicates); shares memory with a canonical CSR input."""
     if sp.issparse(matrix):
-        out = sp.csr_matrix(matrix)
-        if not out.has_canonical_format:
-            out = out.copy()
-            out.sum_duplicates()
-    else:
-        dense = np.asarray(matrix)
-        if dense.ndim != 2:
-            raise ValueError(f"expected a 2-D (n_pairs, n_features) array, got shape {dense.shape}")
-        out = sp.csr_matrix(dense)
-    if not np.issubdtype(out.dtype, np.floating):
-        out = out.astype(np.float64)
-    return out
+        return _canonical_float(sp.csr_matrix(matrix))
+    dense = np.asarray(matrix)
+    if dense.ndim != 2:
+        raise ValueError(f"expected a 2-D (n_pairs, n_features) array, got shape {dense.shape}")
+    return _canonical_float(sp.csr_matrix(dense))
 
 
 def delta_csr(delta: Matrix) -> sp.csr_matrix:
     """Δ as canonical CSR without stored zeros (copying only when zeros must be removed)."""
-    out = to_csr(delta)
-    if out.nnz and not np.all(out.data != 0):
-        out = out.copy()
-        out.eliminate_zeros()
-    return out
+    return _without_zeros(to_csr(delta))
 
 
 def delta_csc(delta: Matrix) -> sp.csc_matrix:
     """Δ as canonical float CSC without stored zeros, sharing memory with such a CSC input (the
     joint model reads columns; a CSR detour held two more copies of a wide Δ)."""
-    out = sp.csc_matrix(delta) if sp.issparse(delta) else to_csr(delta).tocsc()
+    if not sp.issparse(delta):
+        return delta_csr(delta).tocsc()
+    return _without_zeros(_canonical_float(sp.csc_matrix(delta)))
+
+
+def _canonical_float(out):
+    """Sorted without duplicates and of a float dtype; a copy only where one of these is missing."""
     if not out.has_canonical_format:
         out = out.copy()
         out.sum_duplicates()
     if not np.issubdtype(out.dtype, np.floating):
         out = out.astype(np.float64)
+    return out
+
+
+def _without_zeros(out):
+    """No stored zeros; a copy only where there are some."""
     if out.nnz and not np.all(out.data != 0):
         out = out.copy()
         out.eliminate_zeros()
